@@ -1,0 +1,3 @@
+from mirror_builder.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""Runs INSIDE a build container (python3 of the image, stdlib + the libraries mounted at /mb/lib).
+
+One run does what a build needs with the least container starts:
+  1. copy the read-only source to a scratch tree,
+  2. create an empty venv and install exactly the given wheels (ours) with uv, offline,
+  3. record `uv pip freeze` of that environment,
+  4. ask the backend for get_requires_for_build_wheel (pyproject-hooks, in the venv),
+  5. if those are all satisfied, build the wheel into /out/dist; otherwise report what is
+     missing and stop, so the host can bootstrap it and call again.
+The result is written to /out/result.json; the log is this process's output.
+"""
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+
+sys.path.insert(0, "/mb/lib")
+
+from packaging.requirements import Requirement  # noqa: E402
+from packaging.utils import canonicalize_name, parse_wheel_filename  # noqa: E402
+from pyproject_hooks import BuildBackendHookCaller  # noqa: E402
+
+WORK = "/tmp/mb-work"
+
+
+def say(message):
+    print(f"[mirror-builder] {message}", flush=True)
+
+
+def run(command, env):
+    say("$ " + " ".join(command))
+    return subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+
+
+def installed(site_packages):
+    dists = {}
+    for dist in importlib.metadata.distributions(path=[site_packages]):
+        dists[canonicalize_name(dist.metadata["Name"])] = dist
+    return dists
+
+
+def satisfied(requirement, dists, seen=None):
+    """Is the requirement (and the extras it asks for) met by the installed distributions?"""
+    seen = seen if seen is not None else set()
+    if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+        return True
+    dist = dists.get(canonicalize_name(requirement.name))
+    if dist is None or not requirement.specifier.contains(dist.version, prereleases=True):
+        return False
+    for extra in requirement.extras:
+        key = (canonicalize_name(requirement.name), extra)
+        if key in seen:
+            continue
+        seen.add(key)
+        for text in dist.requires or []:
+            dep = Requirement(text)
+            if dep.marker is not None and dep.marker.evaluate({"extra": extra}) and \
+                    not dep.marker.evaluate({"extra": ""}):
+                dep.marker = None
+                if not satisfied(dep, dists, seen):
+                    return False
+    return True
+
+
+def main():
+    job = json.load(open(sys.argv[1]))
+    out = job["out"]
+    result = {"status": "failed", "stage": "setup", "timings": {}}
+    timings = result["timings"]
+
+    def write_result():
+        with open(os.path.join(out, "result.json"), "w") as handle:
+            json.dump(result, handle, indent=2)
+
+    try:
+        started = time.monotonic()
+        if os.path.exists(WORK):
+            shutil.rmtree(WORK)
+        os.makedirs(WORK)
+        src = os.path.join(WORK, "src")
+        shutil.copytree(job["source"], src, symlinks=True)
+        env_dir = os.path.join(WORK, "env")
+        python = os.path.join(env_dir, "bin", "python")
+        base_env = {
+            "PATH": f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp/mb-home",
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/tmp",
+            "VIRTUAL_ENV": env_dir,
+            "SOURCE_DATE_EPOCH": str(job["source_date_epoch"]),
+            "MAKEFLAGS": f"-j{job['jobs']}",
+            "CMAKE_BUILD_PARALLEL_LEVEL": str(job["jobs"]),
+        }
+        base_env.update(job.get("environment", {}))
+        os.makedirs(base_env["HOME"], exist_ok=True)
+        uv_env = dict(base_env, UV_OFFLINE="1", UV_NO_CACHE="1", UV_PYTHON_DOWNLOADS="never",
+                      UV_LINK_MODE="copy", UV_NO_CONFIG="1")
+        timings["copy_source"] = time.monotonic() - started
+
+        result["stage"] = "environment"
+        step = time.monotonic()
+        run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
+        if job["wheels"]:
+            # Pins from a find-links directory holding exactly these files (not the file paths
+            # themselves), so the environment and its freeze look like an ordinary install.
+            pins = []
+            for path in job["wheels"]:
+                name, version, _, _ = parse_wheel_filename(os.path.basename(path))
+                pins.append(f"{name}=={version}")
+            run(["uv", "pip", "install", "--python", python, "--no-index", "--find-links",
+                 job["wheels_dir"], *pins], uv_env)
+        freeze = run(["uv", "pip", "freeze", "--python", python], uv_env)
+        result["freeze"] = freeze
+        timings["environment"] = time.monotonic() - step
+        site_packages = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            env=base_env, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+
+        def runner(cmd, cwd=None, extra_environ=None):
+            env = dict(base_env)
+            env.update(extra_environ or {})
+            subprocess.run(cmd, cwd=cwd, env=env, check=True)
+
+        hooks = BuildBackendHookCaller(src, job["backend"], backend_path=job["backend_path"] or None,
+                                       runner=runner, python_executable=python)
+        config_settings = job.get("config_settings") or None
+
+        result["stage"] = "get_requires_for_build_wheel"
+        step = time.monotonic()
+        say(f"get_requires_for_build_wheel ({job['backend']})")
+        requires = list(hooks.get_requires_for_build_wheel(config_settings))
+        timings["get_requires"] = time.monotonic() - step
+        result["requires"] = requires
+        say(f"backend requires: {requires or 'nothing more'}")
+        dists = installed(site_packages)
+        missing = [r for r in requires if not satisfied(Requirement(r), dists)]
+        if missing:
+            result.update(status="needs", missing=missing)
+            say(f"not yet in the build environment: {missing}")
+            write_result()
+            return 0
+
+        result["stage"] = "build_wheel"
+        step = time.monotonic()
+        dist_dir = os.path.join(out, "dist")
+        os.makedirs(dist_dir, exist_ok=True)
+        say(f"build_wheel ({job['backend']})")
+        wheel = hooks.build_wheel(dist_dir, config_settings)
+        timings["build_wheel"] = time.monotonic() - step
+        result.update(status="built", wheel=wheel)
+        say(f"built {wheel}")
+        write_result()
+        return 0
+    except subprocess.CalledProcessError as exc:
+        result["error"] = f"{result['stage']} failed: command exited with status {exc.returncode}"
+    except Exception as exc:  # the backend's own exceptions arrive here, whatever they are
+        traceback.print_exc()
+        result["error"] = f"{result['stage']} failed: {type(exc).__name__}: {exc}"
+    say(result["error"])
+    write_result()
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

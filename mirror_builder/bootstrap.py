@@ -1,0 +1,413 @@
+"""Bootstrap: resolve the requirements, then build every package bottom-up from its sdist.
+
+    resolve the install closure of the user's requirements (one resolvelib run)
+    for each pin: fetch and prepare its sdist, read [build-system] requires,
+                  resolve its build environment and bootstrap that first (recursively),
+                  build in a container; if the backend asks for more, bootstrap that and build again
+                  record, publish
+    check each built wheel's real Requires-Dist against the resolution; re-resolve if it differs
+
+Build-dependency cycles are errors; install-dependency cycles are fine (an install edge never
+has to be built before its parent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import pkginfo
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import (InvalidWheelFilename, NormalizedName, canonicalize_name,
+                             parse_wheel_filename)
+from packaging.version import Version
+
+from mirror_builder.buildsystem import read_build_system
+from mirror_builder.builder import Builder, BuildOutcome, BuildRequest
+from mirror_builder.containers import ImageRef
+from mirror_builder.errors import BuildCycleError, BuildError
+from mirror_builder.index import IndexedWheel, WheelIndex
+from mirror_builder.logs import about
+from mirror_builder.records import BuildRecord, EnvWheel, RecordStore
+from mirror_builder.resolver import Candidate, Resolution, resolve, sdist_version
+from mirror_builder.settings import Settings
+from mirror_builder.sources import PreparedSource, prepare_source
+from mirror_builder.target import TargetEnvironment
+from mirror_builder.upstream import DistributionFile, UpstreamIndex, atomic_write_text, sha256_of
+
+log = logging.getLogger(__name__)
+
+EdgeKind = Literal["toplevel", "build-system", "build-backend", "install"]
+ROOT = ""  # the parent of the user's own requirements in the graph
+
+
+@dataclass(frozen=True)
+class Edge:
+    parent: str
+    child: str
+    kind: EdgeKind
+    requirement: str
+
+
+@dataclass(frozen=True)
+class BuiltWheel:
+    name: NormalizedName
+    version: Version
+    path: Path
+    requires_dist: tuple[str, ...]
+    status: Literal["built", "reused"]
+    seconds: float
+    chain: tuple[str, ...]
+
+    @property
+    def pin(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass
+class BootstrapReport:
+    wheels: list[BuiltWheel] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+
+class Reporter(Protocol):
+    def activity(self, pin: str, text: str) -> None: ...
+
+    def finished(self, wheel: BuiltWheel) -> None: ...
+
+
+class UpstreamFinder:
+    """The resolver's view of upstream, preferring what our own builds have shown to be true."""
+
+    def __init__(self, upstream: UpstreamIndex, sdist_dir: Path) -> None:
+        self.upstream = upstream
+        self.sdist_dir = sdist_dir
+        self.known: dict[tuple[NormalizedName, Version], tuple[str, ...]] = {}
+        self._files: dict[str, list[DistributionFile]] = {}
+
+    def project_files(self, name: str) -> list[DistributionFile]:
+        key = canonicalize_name(name)
+        if key not in self._files:
+            self._files[key] = self.upstream.project_files(key)
+        return self._files[key]
+
+    def dependencies(self, candidate: Candidate) -> list[str] | None:
+        known = self.known.get((candidate.name, candidate.version))
+        if known is not None:
+            return list(known)
+        if not candidate.file.url.startswith("file://"):
+            files = [f for f in self.project_files(candidate.name)
+                     if _file_version(f, candidate.name) == candidate.version]
+            deps = self.upstream.requires_dist(candidate.name, str(candidate.version), files)
+            if deps is not None:
+                return deps
+        return self._sdist_requires(candidate)
+
+    def fetch(self, candidate: Candidate) -> Path:
+        return self.upstream.download(candidate.file, self.sdist_dir)
+
+    def _sdist_requires(self, candidate: Candidate) -> list[str] | None:
+        # PEP 643: an sdist's PKG-INFO is reliable from Metadata-Version 2.2 unless it marks
+        # Requires-Dist as dynamic.
+        try:
+            sdist = pkginfo.SDist(str(self.fetch(candidate)))
+        except (ValueError, OSError):
+            return None
+        if Version(sdist.metadata_version or "1.0") < Version("2.2"):
+            return None
+        if any(canonicalize_name(d) == "requires-dist" for d in (sdist.dynamic or ())):
+            return None
+        return list(sdist.requires_dist or ())
+
+
+def _file_version(file: DistributionFile, name: str) -> Version | None:
+    if file.is_wheel:
+        try:
+            wheel_name, version, _, _ = parse_wheel_filename(file.filename)
+        except InvalidWheelFilename:
+            return None
+        return version if wheel_name == canonicalize_name(name) else None
+    return sdist_version(file, name)
+
+
+class Bootstrapper:
+    def __init__(self, *, settings: Settings, target: TargetEnvironment, image: ImageRef,
+                 upstream: UpstreamIndex, builder: Builder, index: WheelIndex,
+                 records: RecordStore, reporter: Reporter,
+                 constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
+                 direct: Mapping[NormalizedName, Candidate] | None = None,
+                 allow_prereleases: bool = False, jobs: int | None = None) -> None:
+        self.settings = settings
+        self.target = target
+        self.image = image
+        self.finder = UpstreamFinder(upstream, settings.cache_dir / "sdists")
+        self.builder = builder
+        self.index = index
+        self.records = records
+        self.reporter = reporter
+        self.constraints = dict(constraints or {})
+        self.direct = dict(direct or {})
+        self.allow_prereleases = allow_prereleases or settings.allow_prereleases
+        self.jobs = jobs or os.cpu_count() or 2
+        self.work_dir = settings.cache_dir / "work" / f"{os.getpid()}-{int(time.time())}"
+        self.report = BootstrapReport()
+        self._done: dict[tuple[NormalizedName, Version], BuiltWheel] = {}
+        self._building: list[tuple[NormalizedName, Version]] = []
+        self._edges: set[Edge] = set()
+
+    # -- the whole run ---------------------------------------------------------------------
+    def run(self, requirements: Sequence[Requirement]) -> BootstrapReport:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._bootstrap_closure(list(requirements), parent=ROOT, kind="toplevel", context=())
+        finally:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self._write_outputs()
+        return self.report
+
+    def _bootstrap_closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
+                           context: tuple[str, ...],
+                           preferred: Mapping[NormalizedName, Version] | None = None) -> Resolution:
+        """Resolve requirements to a closure, build all of it, and re-resolve until the real
+        metadata of the built wheels agrees with the resolution."""
+        preferred = dict(preferred or {})
+        for _ in range(10):
+            self.reporter.activity(context[-1] if context else "requirements", "resolving")
+            resolution = resolve(requirements, self.finder, self.target,
+                                 constraints=self.constraints,
+                                 allow_prereleases=self.allow_prereleases,
+                                 preferred=preferred, direct=self.direct, context=context)
+            for candidate in resolution:
+                self.ensure(candidate, context + _path_to(resolution, candidate.name))
+            for child, reasons in resolution.why.items():
+                for parent_pin, requirement in reasons:
+                    self._edges.add(Edge(parent_pin or parent, resolution.pins[child].pin,
+                                         kind if parent_pin is None else "install", requirement))
+            if self._consistent(resolution):
+                return resolution
+            preferred = {name: c.version for name, c in resolution.pins.items()}
+            log.info("built metadata differs from upstream's; resolving again")
+        raise BuildError("the resolution did not settle after 10 rounds", chain=context)
+
+    def _consistent(self, resolution: Resolution) -> bool:
+        for candidate in resolution:
+            wheel = self._done[(candidate.name, candidate.version)]
+            for text in wheel.requires_dist:
+                req = Requirement(text)
+                if not self.target.applies(req, candidate.extras | _extras_wanted(resolution, candidate.name)):
+                    continue
+                pin = resolution.pins.get(canonicalize_name(req.name))
+                if pin is None or not req.specifier.contains(pin.version, prereleases=True):
+                    log.info("%s requires %s, which the resolution did not provide", candidate, req)
+                    return False
+        return True
+
+    # -- one package version ---------------------------------------------------------------
+    def ensure(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
+        key = (candidate.name, candidate.version)
+        if key in self._done:
+            return self._done[key]
+        if key in self._building:
+            cycle = [f"{n}=={v}" for n, v in self._building[self._building.index(key):]]
+            cycle.append(candidate.pin)
+            raise BuildCycleError(
+                f"build dependencies form a cycle: {' -> '.join(cycle)}. Break it by constraining "
+                f"one of them (-c) to a version whose build does not need the next, or by a patch "
+                f"that removes the build requirement", package=candidate.name,
+                version=str(candidate.version), chain=chain)
+        with about(candidate.pin):
+            reused = self._reuse(candidate, chain)
+            if reused is not None:
+                return reused
+            self._building.append(key)
+            try:
+                wheel = self._build(candidate, chain)
+            finally:
+                self._building.pop()
+        return wheel
+
+    def _reuse(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel | None:
+        existing = self.index.find(candidate.name, candidate.version)
+        if not existing:
+            return None
+        newest = max(existing, key=lambda w: w.build_tag)
+        if self.records.read(candidate.name, newest.filename) is None:
+            return None
+        log.info("reusing %s from the index", newest.filename)
+        return self._finish(candidate, newest.path, "reused", 0.0, chain)
+
+    def _build(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
+        started = time.monotonic()
+        pin = candidate.pin
+        self.reporter.activity(pin, "fetching source")
+        sdist = self.finder.fetch(candidate)
+        sdist_sha256 = candidate.file.sha256 or sha256_of(sdist)
+        self.reporter.activity(pin, "preparing source")
+        source = prepare_source(sdist, sdist_sha256, candidate.name, candidate.version,
+                                work_dir=self.work_dir / "src", patches_dir=self.settings.patches_dir)
+        _make_readable(source.tree)
+        build_system = read_build_system(source.tree, pin)
+        here = chain + (pin,)
+
+        static = build_system.requirements()
+        env = self._bootstrap_closure(static, parent=pin, kind="build-system", context=here)
+        # Kept under the output directory so a failed build's log outlives the run.
+        log_path = self.index.root / "logs" / f"{candidate.name}-{candidate.version}.log"
+        log_path.unlink(missing_ok=True)
+        outcome = self._run_build(source, build_system, env, log_path, chain)
+        if outcome.status == "needs":
+            dynamic = [Requirement(r) for r in outcome.backend_requires]
+            log.info("backend also requires %s", ", ".join(outcome.missing))
+            env = self._bootstrap_closure(
+                static + dynamic, parent=pin, kind="build-backend", context=here,
+                preferred={n: c.version for n, c in env.pins.items()})
+            outcome = self._run_build(source, build_system, env, log_path, chain)
+            if outcome.status == "needs":
+                raise BuildError(f"the backend still requires {', '.join(outcome.missing)} after "
+                                 f"they were installed", package=candidate.name,
+                                 version=str(candidate.version), chain=chain,
+                                 log_path=str(log_path))
+        published = self._publish(candidate, source, build_system, env, outcome, chain)
+        outcome.log_path.unlink(missing_ok=True)  # kept beside the record from now on
+        return self._finish(candidate, published.path, "built", time.monotonic() - started, chain)
+
+    def _run_build(self, source: PreparedSource, build_system, env: Resolution, log_path: Path,
+                   chain: tuple[str, ...]) -> BuildOutcome:
+        wheels = tuple(self._done[(c.name, c.version)].path for c in env)
+        self.reporter.activity(f"{source.name}=={source.version}", "building in container")
+        request = BuildRequest(source=source, build_system=build_system, env_wheels=wheels,
+                               image=self.image, limits=self.settings.build, log_path=log_path,
+                               jobs=self.jobs, chain=chain)
+        return self.builder.build(request, self.work_dir)
+
+    def _publish(self, candidate: Candidate, source: PreparedSource, build_system,
+                 env: Resolution, outcome: BuildOutcome, chain: tuple[str, ...]) -> IndexedWheel:
+        assert outcome.wheel is not None
+        metadata = pkginfo.Wheel(str(outcome.wheel))
+        env_wheels = [self._done[(c.name, c.version)] for c in env]
+        record = BuildRecord(
+            name=candidate.name,
+            version=str(candidate.version),
+            wheel=outcome.wheel.name,
+            wheel_sha256=sha256_of(outcome.wheel),
+            source={"url": candidate.file.url, "filename": candidate.file.filename,
+                    "sha256": source.sdist_sha256,
+                    "sha256_from_index": candidate.file.sha256 is not None},
+            patches=[asdict(p) for p in source.patches],
+            build_system={"requires": list(build_system.requires), "backend": build_system.backend,
+                          "backend_path": list(build_system.backend_path)},
+            backend_requires=list(outcome.backend_requires),
+            build_env_wheels=[EnvWheel(w.path.name, sha256_of(w.path)) for w in env_wheels],
+            freeze=outcome.freeze,
+            target={"name": self.target.name, **dict(self.target.markers)},
+            image=asdict(self.image),
+            sandbox={"network": "none", "user": "builder (uid 1000)", "capabilities": "all dropped",
+                     "no_new_privileges": True, "memory": self.settings.build.memory,
+                     "pids_limit": self.settings.build.pids_limit,
+                     "timeout_seconds": self.settings.build.timeout_seconds},
+            command=list(outcome.command),
+            environment={},
+            started_at=outcome.started_at,
+            ended_at=outcome.ended_at,
+            seconds=round(outcome.seconds, 3),
+            exit_status=0,
+            required_by=list(chain),
+            log=f"{outcome.wheel.name}.log",
+            timings={k: round(v, 3) for k, v in outcome.timings.items()}
+            | {"container": round(outcome.container_seconds, 3)},
+        )
+        # The record goes first: a wheel is never in the index without one.
+        self.records.write(record, outcome.log_path)
+        published = self.index.add(outcome.wheel, metadata.requires_python)
+        outcome.wheel.unlink(missing_ok=True)
+        log.info("published %s", record.wheel)
+        return published
+
+    def _finish(self, candidate: Candidate, path: Path, status: Literal["built", "reused"],
+                seconds: float, chain: tuple[str, ...]) -> BuiltWheel:
+        metadata = pkginfo.Wheel(str(path))
+        wheel = BuiltWheel(name=candidate.name, version=candidate.version, path=path,
+                           requires_dist=tuple(metadata.requires_dist or ()), status=status,
+                           seconds=seconds, chain=chain)
+        self._done[(candidate.name, candidate.version)] = wheel
+        self.finder.known[(candidate.name, candidate.version)] = wheel.requires_dist
+        self.report.wheels.append(wheel)
+        self.reporter.finished(wheel)
+        self._write_outputs()
+        return wheel
+
+    # -- outputs ---------------------------------------------------------------------------
+    def _write_outputs(self) -> None:
+        """build-order.json and graph.json, rewritten after every package (so a stopped run
+        still says what it did)."""
+        out = self.settings_output()
+        out.mkdir(parents=True, exist_ok=True)
+        edges = sorted(self._edges, key=lambda e: (e.child, e.parent, e.kind))
+        incoming: dict[str, list[dict]] = {}
+        for e in edges:
+            incoming.setdefault(e.child, []).append(
+                {"parent": e.parent or None, "kind": e.kind, "requirement": e.requirement})
+        order = [{
+            "name": w.name, "version": str(w.version), "wheel": w.path.name, "status": w.status,
+            "seconds": round(w.seconds, 2),
+            "why": " -> ".join(w.chain + (w.pin,)) if w.chain else f"{w.pin} (requested)",
+            "needed_by": incoming.get(w.pin, []),
+        } for w in self.report.wheels]
+        atomic_write_text(out / "build-order.json", json.dumps(order, indent=2))
+        graph = {
+            "nodes": [{"id": w.pin, "name": w.name, "version": str(w.version), "wheel": w.path.name}
+                      for w in self.report.wheels],
+            "edges": [{"from": e.parent or None, "to": e.child, "kind": e.kind,
+                       "requirement": e.requirement} for e in edges],
+        }
+        atomic_write_text(out / "graph.json", json.dumps(graph, indent=2))
+        self.report.edges = edges
+
+    def settings_output(self) -> Path:
+        return self.index.root
+
+
+def _path_to(resolution: Resolution, name: NormalizedName) -> tuple[str, ...]:
+    """The pins from a top-level requirement down to name's parent, following the first reason."""
+    path: list[str] = []
+    seen = {name}
+    current = name
+    while True:
+        reasons = resolution.why.get(current, ())
+        parent_pin = next((p for p, _ in reasons if p is not None), None)
+        if parent_pin is None or any(r[0] is None for r in reasons):
+            break
+        parent = canonicalize_name(parent_pin.split("==")[0])
+        if parent in seen:
+            break
+        seen.add(parent)
+        path.append(parent_pin)
+        current = parent
+    return tuple(reversed(path))
+
+
+def _extras_wanted(resolution: Resolution, name: NormalizedName) -> frozenset[str]:
+    extras: set[str] = set()
+    for _, requirement in resolution.why.get(name, ()):
+        extras.update(Requirement(requirement).extras)
+    return frozenset(extras)
+
+
+def _make_readable(tree: Path) -> None:
+    # The build runs as an unprivileged user; the tree was unpacked by us.
+    for root, dirs, files in os.walk(tree):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+        for f in files:
+            path = os.path.join(root, f)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+    os.chmod(tree, 0o755)

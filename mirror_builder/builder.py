@@ -1,0 +1,208 @@
+"""Build one package version for one target, in a network-less container.
+
+Inputs are files and names (the prepared source, the exact wheels of its build environment, the
+image, limits); outputs are files (the wheel, its pip freeze, its log). Bootstrap and rebuild both
+call this one step, and a scheduler could hand it to another machine without the rest noticing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import packaging
+import pyproject_hooks
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from mirror_builder.buildsystem import BuildSystem
+from mirror_builder.containers import ImageRef, Mount, PodmanService, RunSpec
+from mirror_builder.errors import BuildError
+from mirror_builder.settings import BuildSettings
+from mirror_builder.sources import PreparedSource
+
+log = logging.getLogger(__name__)
+
+BUILDER_UID = 1000  # the image's unprivileged "builder" user
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    source: PreparedSource
+    build_system: BuildSystem
+    env_wheels: tuple[Path, ...]
+    image: ImageRef
+    limits: BuildSettings
+    log_path: Path
+    environment: Mapping[str, str] = field(default_factory=dict)
+    config_settings: Mapping[str, str] = field(default_factory=dict)
+    jobs: int = 2
+    chain: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.source.name}=={self.source.version}"
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    status: Literal["built", "needs"]
+    wheel: Path | None
+    backend_requires: tuple[str, ...]
+    missing: tuple[str, ...]
+    freeze: str
+    log_path: Path
+    command: tuple[str, ...]
+    started_at: str
+    ended_at: str
+    seconds: float
+    container_seconds: float
+    timings: Mapping[str, float]
+
+
+class Builder:
+    """Runs the in-container driver (see _driver.py) for each build request."""
+
+    def __init__(self, podman: PodmanService, state_dir: Path) -> None:
+        self.podman = podman
+        self.state_dir = state_dir
+        self.driver_dir = _assemble_driver(state_dir / "driver")
+
+    def build(self, request: BuildRequest, work_dir: Path) -> BuildOutcome:
+        label = request.label
+        out_dir = Path(tempfile.mkdtemp(prefix="out-", dir=work_dir))
+        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=work_dir))
+        os.chown(out_dir, BUILDER_UID, BUILDER_UID)
+        wheel_mounts = []
+        container_wheels = []
+        for wheel in request.env_wheels:
+            target = f"/wheels/{wheel.name}"
+            wheel_mounts.append(Mount(wheel, target))
+            container_wheels.append(target)
+        job = {
+            "source": "/src",
+            "out": "/out",
+            "wheels": container_wheels,
+            "wheels_dir": "/wheels",
+            "backend": request.build_system.backend,
+            "backend_path": list(request.build_system.backend_path),
+            "config_settings": dict(request.config_settings),
+            "environment": dict(request.environment),
+            "jobs": request.jobs,
+            "source_date_epoch": _source_date_epoch(request.source.sdist),
+        }
+        (job_dir / "job.json").write_text(json.dumps(job, indent=2))
+        # mkdtemp makes 0700 directories; the build runs as an unprivileged user.
+        os.chmod(job_dir, 0o755)
+        os.chmod(job_dir / "job.json", 0o644)
+        command = ("python3", "/mb/mb_driver.py", "/job/job.json")
+        spec = RunSpec(
+            image=request.image.tag,
+            command=list(command),
+            mounts=(Mount(request.source.tree, "/src"), Mount(job_dir, "/job"),
+                    Mount(self.driver_dir, "/mb"), Mount(out_dir, "/out", read_only=False),
+                    *wheel_mounts),
+            environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
+            workdir="/tmp",
+            user=f"{BUILDER_UID}:{BUILDER_UID}",
+            network=False,
+            timeout_seconds=request.limits.timeout_seconds,
+            memory=request.limits.memory,
+            pids_limit=request.limits.pids_limit,
+        )
+        started_at = datetime.now(timezone.utc)
+        started = time.monotonic()
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with request.log_path.open("a") as log_file:
+            log_file.write(f"[mirror-builder] {label}: image {request.image.tag}, network none, "
+                           f"{len(request.env_wheels)} wheels in the build environment\n")
+        try:
+            run = self.podman.run(spec, request.log_path)
+            result_file = out_dir / "result.json"
+            result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+            if run.timed_out:
+                raise self._error(request, f"build timed out after {request.limits.timeout_seconds} s")
+            if run.exit_code != 0 or result.get("status") not in ("built", "needs"):
+                reason = result.get("error") or f"the build container exited with status {run.exit_code}"
+                if run.exit_code == 137 and not result:
+                    reason += " (killed: out of memory?)"
+                raise self._error(request, f"{reason}{_tail(request.log_path)}")
+            wheel = None
+            if result["status"] == "built":
+                built = out_dir / "dist" / result["wheel"]
+                _check_wheel_name(built, request)
+                wheel = work_dir / built.name
+                shutil.move(built, wheel)
+            return BuildOutcome(
+                status=result["status"],
+                wheel=wheel,
+                backend_requires=tuple(result.get("requires", ())),
+                missing=tuple(result.get("missing", ())),
+                freeze=result.get("freeze", ""),
+                log_path=request.log_path,
+                command=command,
+                started_at=started_at.isoformat(),
+                ended_at=datetime.now(timezone.utc).isoformat(),
+                seconds=time.monotonic() - started,
+                container_seconds=run.seconds,
+                timings=result.get("timings", {}),
+            )
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.rmtree(job_dir, ignore_errors=True)
+
+    @staticmethod
+    def _error(request: BuildRequest, message: str) -> BuildError:
+        return BuildError(message, package=request.source.name, version=request.source.version,
+                          chain=request.chain, log_path=str(request.log_path))
+
+
+def _check_wheel_name(wheel: Path, request: BuildRequest) -> None:
+    try:
+        name, version, _, _ = parse_wheel_filename(wheel.name)
+    except InvalidWheelFilename as exc:
+        raise Builder._error(request, f"the backend produced an invalid wheel name: {exc}") from None
+    if name != canonicalize_name(request.source.name) or version != Version(request.source.version):
+        raise Builder._error(request, f"the backend produced {wheel.name}, which is not "
+                                      f"{request.source.name} {request.source.version}")
+
+
+def _tail(log_path: Path, lines: int = 3) -> str:
+    try:
+        text = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    useful = [line.strip() for line in text if not line.startswith("[mirror-builder]")][-lines:]
+    return (": " + " | ".join(useful)) if useful else ""
+
+
+def _source_date_epoch(sdist: Path) -> int:
+    # Reproducible timestamps inside the wheel: the sdist's own modification time.
+    return int(sdist.stat().st_mtime)
+
+
+def _assemble_driver(path: Path) -> Path:
+    """The driver script and the pure-Python libraries it needs, to mount read-only at /mb."""
+    if path.exists():
+        shutil.rmtree(path)
+    lib = path / "lib"
+    lib.mkdir(parents=True)
+    shutil.copy2(Path(__file__).parent / "_driver.py", path / "mb_driver.py")
+    for module in (packaging, pyproject_hooks):
+        source = Path(module.__file__).parent
+        shutil.copytree(source, lib / source.name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+    os.chmod(path, 0o755)
+    return path

@@ -1,0 +1,324 @@
+"""The only module that talks to podman: the service, images, and isolated runs.
+
+    with PodmanService(state_dir) as podman:
+        image = ImageManager(podman, cache_dir).ensure(target_settings)
+        result = podman.run(RunSpec(image=image.tag, command=["python3", "-V"]), log_path)
+
+Everything else asks for a run with mounts and gets back an exit status and a log file; no other
+module builds a podman argument. Two workarounds for this kind of machine live in the shipped
+containers.conf (runc instead of crun, explicit ulimits), passed through CONTAINERS_CONF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirror_builder.errors import ContainerError
+from mirror_builder.settings import TargetSettings
+from mirror_builder.target import PROBE_SCRIPT
+
+log = logging.getLogger(__name__)
+
+CONTAINERS_CONF = Path(__file__).parent / "data" / "containers.conf"
+BASE_PACKAGES = "python3,python3-venv,ca-certificates"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
+
+
+def podman_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
+    return env
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One isolated run of a command in an image."""
+
+    image: str
+    command: list[str]
+    mounts: tuple[Mount, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    user: str = "1000:1000"
+    network: bool = False
+    timeout_seconds: float = 3600
+    memory: str | None = None
+    pids_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    timed_out: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A build image and what it was made from, for the build record."""
+
+    tag: str
+    id: str
+    base: str
+    containerfile: str
+    containerfile_sha256: str
+    target: str
+
+
+class PodmanService:
+    """A private `podman system service` for the length of a run, and podman-py on top of it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._process: subprocess.Popen | None = None
+        self._socket_dir: str | None = None
+        self.client = None
+
+    def __enter__(self) -> "PodmanService":
+        if shutil.which("podman") is None:
+            raise ContainerError("podman is not installed; run the README's set-up command (./setup.sh)")
+        import podman  # the one import of podman-py in the project
+
+        # A unix socket path must stay under ~100 bytes, so it lives in a short temp dir.
+        self._socket_dir = tempfile.mkdtemp(prefix="mb-podman-")
+        socket_path = Path(self._socket_dir) / "podman.sock"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        service_log = (self.state_dir / "podman-service.log").open("ab")
+        self._process = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
+            env=podman_environment(), stdout=service_log, stderr=service_log,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        service_log.close()
+        deadline = time.monotonic() + 20
+        while not socket_path.exists():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise ContainerError(
+                    f"podman system service did not start; see {self.state_dir / 'podman-service.log'}")
+            time.sleep(0.05)
+        self.client = podman.PodmanClient(base_url=f"unix://{socket_path}")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+            self._process = None
+        if self._socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    # -- runs ------------------------------------------------------------------------------
+    def run(self, spec: RunSpec, log_path: Path) -> RunResult:
+        """Run spec.command to completion, streaming its output into log_path."""
+        from podman.errors import APIError
+
+        kwargs = dict(
+            mounts=[{"type": "bind", "source": str(m.source), "target": m.target,
+                     "read_only": m.read_only} for m in spec.mounts],
+            environment=spec.environment,
+            working_dir=spec.workdir,
+            user=spec.user,
+            cap_drop=["ALL"],
+            no_new_privileges=True,
+            labels={"io.mirror-builder": "run"},
+        )
+        if not spec.network:
+            kwargs["network_mode"] = "none"
+        if spec.memory:
+            kwargs["mem_limit"] = spec.memory
+        if spec.pids_limit:
+            kwargs["pids_limit"] = spec.pids_limit
+        started = time.monotonic()
+        try:
+            container = self.client.containers.create(spec.image, spec.command, **kwargs)
+        except APIError as exc:
+            raise ContainerError(f"cannot create a container from {spec.image}: {exc}") from None
+        timed_out = threading.Event()
+
+        def on_timeout() -> None:
+            timed_out.set()
+            try:
+                container.kill()
+            except APIError:
+                pass
+
+        timer = threading.Timer(spec.timeout_seconds, on_timeout)
+        try:
+            container.start()
+            timer.start()
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as out:
+                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                    out.write(chunk if isinstance(chunk, bytes) else str(chunk).encode())
+                    out.flush()
+            exit_code = container.wait()
+            if isinstance(exit_code, dict):
+                exit_code = int(exit_code.get("StatusCode", 1))
+        except APIError as exc:
+            raise ContainerError(f"podman failed while running {spec.command[0]}: {exc}") from None
+        finally:
+            timer.cancel()
+            try:
+                container.remove(force=True)
+            except APIError:
+                pass
+        if timed_out.is_set():
+            with log_path.open("a") as out:
+                out.write(f"\n[mirror-builder] killed after the {spec.timeout_seconds:.0f} s timeout\n")
+        return RunResult(exit_code=int(exit_code), timed_out=timed_out.is_set(),
+                         seconds=time.monotonic() - started)
+
+    def image_id(self, tag: str) -> str | None:
+        from podman.errors import ImageNotFound
+
+        try:
+            return self.client.images.get(tag).id
+        except ImageNotFound:
+            return None
+
+    def build_image(self, context: Path, containerfile: Path, tag: str,
+                    buildargs: dict[str, str], log_path: Path) -> str:
+        from podman.errors import APIError, BuildError
+
+        try:
+            image, lines = self.client.images.build(
+                path=str(context), dockerfile=str(containerfile), tag=tag, buildargs=buildargs,
+                rm=True, forcerm=True, timeout=3600)
+            with log_path.open("a") as out:
+                for line in lines:
+                    out.write(line.decode() if isinstance(line, bytes) else str(line))
+        except (APIError, BuildError) as exc:
+            build_log = getattr(exc, "build_log", None) or []
+            with log_path.open("a") as out:
+                for line in build_log:
+                    out.write(line.decode() if isinstance(line, bytes) else str(line))
+            raise ContainerError(f"building image {tag} failed: {exc}; log: {log_path}") from None
+        return image.id
+
+
+class ImageManager:
+    """Builds each target's image once and reuses it until its inputs change."""
+
+    def __init__(self, podman: PodmanService, cache_dir: Path) -> None:
+        self.podman = podman
+        self.cache_dir = cache_dir / "images"
+
+    def base_tag(self, target: TargetSettings) -> str:
+        return f"localhost/mirror-builder-base:{target.distribution}-{target.arch}"
+
+    def ensure_base(self, target: TargetSettings) -> str:
+        """The base root filesystem, made from Debian's packages (no registry is reachable)."""
+        tag = self.base_tag(target)
+        if self.podman.image_id(tag):
+            return tag
+        if shutil.which("mmdebstrap") is None:
+            raise ContainerError("mmdebstrap is not installed; run the README's set-up command")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        log.info("making base image %s from Debian's packages (about a minute)", tag)
+        with tempfile.TemporaryDirectory(dir=self.cache_dir) as tmp:
+            tarball = Path(tmp) / "rootfs.tar"
+            suite = target.distribution
+            sources = [f"deb {DEBIAN_MIRROR} {suite} main", f"deb {DEBIAN_MIRROR} {suite}-updates main",
+                       f"deb {DEBIAN_SECURITY} {suite}-security main"]
+            self._check_call(["mmdebstrap", "--variant=minbase", f"--arch={target.arch}",
+                              f"--include={BASE_PACKAGES}", suite, str(tarball), *sources], tag)
+            self._check_call(["podman", "import", "--arch", target.arch, str(tarball), tag], tag)
+        return tag
+
+    def _check_call(self, command: list[str], tag: str) -> None:
+        log_path = self.cache_dir / "base-image.log"
+        with log_path.open("a") as out:
+            proc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT,
+                                  env=podman_environment())
+        if proc.returncode != 0:
+            raise ContainerError(f"making {tag} failed at `{' '.join(command[:2])}`; log: {log_path}")
+
+    def ensure(self, target: TargetSettings) -> ImageRef:
+        """The target's build image, rebuilt only when its Containerfile, uv or base changes."""
+        containerfile = target.containerfile
+        if not containerfile.is_file():
+            raise ContainerError(f"target {target.name}: Containerfile {containerfile} not found")
+        base_tag = self.ensure_base(target)
+        base_id = self.podman.image_id(base_tag) or ""
+        uv_binary = _uv_binary()
+        content = containerfile.read_bytes()
+        containerfile_sha = hashlib.sha256(content).hexdigest()
+        key = hashlib.sha256(b"\0".join([
+            content, _file_sha256(uv_binary).encode(), base_id.encode(), target.arch.encode(),
+        ])).hexdigest()[:16]
+        tag = f"localhost/mirror-builder-{target.name}:{key}"
+        image_id = self.podman.image_id(tag)
+        if image_id is None:
+            log.info("building image %s for target %s (a few minutes, once)", tag, target.name)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self.cache_dir) as tmp:
+                context = Path(tmp)
+                shutil.copy2(containerfile, context / "Containerfile")
+                shutil.copy2(uv_binary, context / "uv")
+                image_id = self.podman.build_image(
+                    context, context / "Containerfile", tag, {"BASE_IMAGE": base_tag},
+                    self.cache_dir / f"{target.name}-build.log")
+        return ImageRef(tag=tag, id=image_id, base=f"{base_tag}@{base_id}",
+                        containerfile=str(containerfile), containerfile_sha256=containerfile_sha,
+                        target=target.name)
+
+    def marker_environment(self, image: ImageRef) -> dict[str, str]:
+        """PEP 508 marker values of the image's python3, measured once per image."""
+        cached = self.cache_dir / f"{image.id}.markers.json"
+        if cached.is_file():
+            return json.loads(cached.read_text())
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            log_path = Path(tmp) / "probe.log"
+            result = self.podman.run(RunSpec(image=image.tag, command=["python3", "-c", PROBE_SCRIPT],
+                                             timeout_seconds=120), log_path)
+            output = log_path.read_text()
+        if result.exit_code != 0:
+            raise ContainerError(f"image {image.tag}: python3 does not run: {output.strip()[-500:]}")
+        markers = json.loads(output.strip().splitlines()[-1])
+        cached.write_text(json.dumps(markers, indent=2))
+        return markers
+
+
+def _uv_binary() -> Path:
+    try:
+        import uv
+
+        return Path(uv.find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found:
+            return Path(found)
+    raise ContainerError("the uv binary is not installed beside mirror-builder; reinstall the package")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,218 @@
+"""Load and validate settings.yaml into frozen, typed values.
+
+Every key is checked on load: an unknown key, a wrong type or a bad value is a SettingsError that
+names the file, the line and the dotted key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mirror_builder.errors import SettingsError
+
+SETTINGS_FILENAME = "settings.yaml"
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    index_url: str = "https://pypi.org/simple/"
+    # PyPI's JSON API, used for dependency metadata when the index does not serve PEP 658 files
+    # (some registry proxies strip them). None disables it.
+    json_api_url: str | None = "https://pypi.org/pypi/"
+    cache_ttl_seconds: int = 6 * 3600
+    timeout_seconds: int = 60
+    retries: int = 4
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    name: str
+    containerfile: Path
+    distribution: str = "bookworm"
+    arch: str = "amd64"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    timeout_seconds: int = 3600
+    memory: str = "8g"
+    pids_limit: int = 4096
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Path | None
+    project_dir: Path
+    upstream: UpstreamSettings
+    targets: tuple[TargetSettings, ...]
+    build: BuildSettings
+    output_dir: Path
+    cache_dir: Path
+    patches_dir: Path
+    allow_prereleases: bool = False
+
+    def target(self, name: str | None) -> TargetSettings:
+        if name is None:
+            return self.targets[0]
+        for target in self.targets:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.targets)
+        raise SettingsError(f"unknown target {name!r}; {self.describe()} defines: {known}")
+
+    def describe(self) -> str:
+        return str(self.source) if self.source else "the built-in settings"
+
+
+@dataclass
+class _Reader:
+    """Walks a YAML document, remembering each key's line for error messages."""
+
+    path: Path
+    lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    def fail(self, key: tuple[str, ...], problem: str) -> SettingsError:
+        line = self.lines.get(key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        dotted = ".".join(key) if key else "(top level)"
+        return SettingsError(f"{where}: {dotted}: {problem}")
+
+    def index_lines(self, node: yaml.Node, key: tuple[str, ...] = ()) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                child = key + (str(k.value),)
+                self.lines[child] = k.start_mark.line + 1
+                self.index_lines(v, child)
+
+    def mapping(self, data: Any, key: tuple[str, ...], allowed: set[str]) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise self.fail(key, f"expected a mapping, got {type(data).__name__}")
+        for name in data:
+            if name not in allowed:
+                raise self.fail(key + (str(name),),
+                                f"unknown key (allowed here: {', '.join(sorted(allowed))})")
+        return data
+
+    def value(self, data: dict[str, Any], key: tuple[str, ...], kind: type | tuple[type, ...],
+              default: Any) -> Any:
+        if key[-1] not in data:
+            return default
+        value = data[key[-1]]
+        if value is None and default is None:
+            return None
+        # bool is an int in Python; a YAML "yes" must not pass as a number.
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(key, f"expected {names}, got {value!r}")
+        return value
+
+    def positive(self, data: dict[str, Any], key: tuple[str, ...], default: int) -> int:
+        value = self.value(data, key, int, default)
+        if value <= 0:
+            raise self.fail(key, f"must be a positive number, got {value}")
+        return value
+
+
+def find_settings_file(explicit: Path | None = None) -> Path | None:
+    """The settings file: the one given, else ./settings.yaml, else the checkout's own."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise SettingsError(f"{explicit}: settings file not found")
+        return explicit
+    for candidate in (Path.cwd() / SETTINGS_FILENAME,
+                      Path(__file__).resolve().parent.parent / SETTINGS_FILENAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    source = find_settings_file(path)
+    if source is None:
+        return _build(_Reader(Path(SETTINGS_FILENAME)), {}, None, Path.cwd())
+    text = source.read_text(encoding="utf-8")
+    reader = _Reader(source)
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else str(source)
+        raise SettingsError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if node is not None:
+        reader.index_lines(node)
+    return _build(reader, data, source, source.resolve().parent)
+
+
+def _build(r: _Reader, data: Any, source: Path | None, project_dir: Path) -> Settings:
+    top = r.mapping(data, (), {"upstream", "targets", "build", "output_dir", "cache_dir",
+                               "patches_dir", "allow_prereleases"})
+
+    def path_of(key: str, default: str) -> Path:
+        raw = r.value(top, (key,), str, default)
+        path = Path(os.path.expanduser(os.path.expandvars(raw)))
+        return path if path.is_absolute() else project_dir / path
+
+    up = r.mapping(top.get("upstream"), ("upstream",),
+                   {"index_url", "json_api_url", "cache_ttl_seconds", "timeout_seconds", "retries"})
+    defaults = UpstreamSettings()
+    index_url = r.value(up, ("upstream", "index_url"), str, defaults.index_url)
+    if not index_url.startswith(("https://", "http://", "file://")):
+        raise r.fail(("upstream", "index_url"), f"must be an http(s):// or file:// URL, got {index_url!r}")
+    upstream = UpstreamSettings(
+        index_url=index_url.rstrip("/") + "/",
+        json_api_url=r.value(up, ("upstream", "json_api_url"), str, defaults.json_api_url)
+        if up.get("json_api_url", "") is not None else None,
+        cache_ttl_seconds=r.value(up, ("upstream", "cache_ttl_seconds"), int, defaults.cache_ttl_seconds),
+        timeout_seconds=r.positive(up, ("upstream", "timeout_seconds"), defaults.timeout_seconds),
+        retries=r.value(up, ("upstream", "retries"), int, defaults.retries),
+    )
+
+    raw_targets = top.get("targets")
+    if raw_targets is None:
+        raw_targets = {"bookworm-x86_64": {"containerfile": "containerfiles/bookworm/Containerfile"}}
+    if not isinstance(raw_targets, dict) or not raw_targets:
+        raise r.fail(("targets",), "expected a non-empty mapping of target name to settings")
+    targets = []
+    for name, body in raw_targets.items():
+        key = ("targets", str(name))
+        body = r.mapping(body, key, {"containerfile", "distribution", "arch"})
+        if "containerfile" not in body:
+            raise r.fail(key, "missing key 'containerfile'")
+        containerfile = Path(r.value(body, key + ("containerfile",), str, ""))
+        if not containerfile.is_absolute():
+            containerfile = project_dir / containerfile
+        targets.append(TargetSettings(
+            name=str(name),
+            containerfile=containerfile,
+            distribution=r.value(body, key + ("distribution",), str, "bookworm"),
+            arch=r.value(body, key + ("arch",), str, "amd64"),
+        ))
+
+    b = r.mapping(top.get("build"), ("build",), {"timeout_seconds", "memory", "pids_limit"})
+    build_defaults = BuildSettings()
+    build = BuildSettings(
+        timeout_seconds=r.positive(b, ("build", "timeout_seconds"), build_defaults.timeout_seconds),
+        memory=r.value(b, ("build", "memory"), str, build_defaults.memory),
+        pids_limit=r.positive(b, ("build", "pids_limit"), build_defaults.pids_limit),
+    )
+
+    cache_default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mirror-builder")
+    return Settings(
+        source=source,
+        project_dir=project_dir,
+        upstream=upstream,
+        targets=tuple(targets),
+        build=build,
+        output_dir=path_of("output_dir", "output"),
+        cache_dir=path_of("cache_dir", cache_default),
+        patches_dir=path_of("patches_dir", "patches"),
+        allow_prereleases=r.value(top, ("allow_prereleases",), bool, False),
+    )
