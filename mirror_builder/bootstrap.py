@@ -31,13 +31,13 @@ from packaging.utils import (InvalidWheelFilename, NormalizedName, canonicalize_
 from packaging.version import Version
 
 from mirror_builder.buildsystem import read_build_system
-from mirror_builder.builder import Builder, BuildOutcome, BuildRequest
+from mirror_builder.builder import BuildOutcome, BuildRequest
 from mirror_builder.containers import ImageRef
 from mirror_builder.errors import BuildCycleError, BuildError
 from mirror_builder.index import IndexedWheel, WheelIndex
 from mirror_builder.logs import about
 from mirror_builder.records import BuildRecord, EnvWheel, RecordStore
-from mirror_builder.resolver import Candidate, Resolution, resolve, sdist_version
+from mirror_builder.resolver import Candidate, Finder, Resolution, resolve, sdist_version
 from mirror_builder.settings import Settings
 from mirror_builder.sources import PreparedSource, prepare_source
 from mirror_builder.target import TargetEnvironment
@@ -82,6 +82,18 @@ class Reporter(Protocol):
     def activity(self, pin: str, text: str) -> None: ...
 
     def finished(self, wheel: BuiltWheel) -> None: ...
+
+
+class SourceFinder(Finder, Protocol):
+    """A resolver Finder that can also fetch a candidate's sdist and learn built metadata."""
+
+    known: dict[tuple[NormalizedName, Version], tuple[str, ...]]
+
+    def fetch(self, candidate: Candidate) -> Path: ...
+
+
+class WheelBuilder(Protocol):
+    def build(self, request: BuildRequest, work_dir: Path) -> BuildOutcome: ...
 
 
 class UpstreamFinder:
@@ -140,7 +152,7 @@ def _file_version(file: DistributionFile, name: str) -> Version | None:
 
 class Bootstrapper:
     def __init__(self, *, settings: Settings, target: TargetEnvironment, image: ImageRef,
-                 upstream: UpstreamIndex, builder: Builder, index: WheelIndex,
+                 finder: SourceFinder, builder: WheelBuilder, index: WheelIndex,
                  records: RecordStore, reporter: Reporter,
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
@@ -148,7 +160,7 @@ class Bootstrapper:
         self.settings = settings
         self.target = target
         self.image = image
-        self.finder = UpstreamFinder(upstream, settings.cache_dir / "sdists")
+        self.finder = finder
         self.builder = builder
         self.index = index
         self.records = records
@@ -245,6 +257,8 @@ class Bootstrapper:
         return self._finish(candidate, newest.path, "reused", 0.0, chain)
 
     def _build(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
+        # This package's own time: fetching, preparing and its container runs, not the builds
+        # of its dependencies that happen in between.
         started = time.monotonic()
         pin = candidate.pin
         self.reporter.activity(pin, "fetching source")
@@ -256,6 +270,7 @@ class Bootstrapper:
         _make_readable(source.tree)
         build_system = read_build_system(source.tree, pin)
         here = chain + (pin,)
+        own_seconds = time.monotonic() - started
 
         static = build_system.requirements()
         env = self._bootstrap_closure(static, parent=pin, kind="build-system", context=here)
@@ -263,6 +278,7 @@ class Bootstrapper:
         log_path = self.index.root / "logs" / f"{candidate.name}-{candidate.version}.log"
         log_path.unlink(missing_ok=True)
         outcome = self._run_build(source, build_system, env, log_path, chain)
+        own_seconds += outcome.seconds
         if outcome.status == "needs":
             dynamic = [Requirement(r) for r in outcome.backend_requires]
             log.info("backend also requires %s", ", ".join(outcome.missing))
@@ -270,14 +286,17 @@ class Bootstrapper:
                 static + dynamic, parent=pin, kind="build-backend", context=here,
                 preferred={n: c.version for n, c in env.pins.items()})
             outcome = self._run_build(source, build_system, env, log_path, chain)
+            own_seconds += outcome.seconds
             if outcome.status == "needs":
                 raise BuildError(f"the backend still requires {', '.join(outcome.missing)} after "
                                  f"they were installed", package=candidate.name,
                                  version=str(candidate.version), chain=chain,
                                  log_path=str(log_path))
+        publish_started = time.monotonic()
         published = self._publish(candidate, source, build_system, env, outcome, chain)
         outcome.log_path.unlink(missing_ok=True)  # kept beside the record from now on
-        return self._finish(candidate, published.path, "built", time.monotonic() - started, chain)
+        own_seconds += time.monotonic() - publish_started
+        return self._finish(candidate, published.path, "built", own_seconds, chain)
 
     def _run_build(self, source: PreparedSource, build_system, env: Resolution, log_path: Path,
                    chain: tuple[str, ...]) -> BuildOutcome:

@@ -96,7 +96,7 @@ def _images(args, console: Console) -> int:
 
 
 def _bootstrap(args, console: Console) -> int:
-    from mirror_builder.bootstrap import Bootstrapper
+    from mirror_builder.bootstrap import Bootstrapper, UpstreamFinder
     from mirror_builder.builder import Builder
     from mirror_builder.containers import ImageManager, PodmanService
     from mirror_builder.index import WheelIndex
@@ -125,7 +125,8 @@ def _bootstrap(args, console: Console) -> int:
         builder = Builder(podman, settings.cache_dir / "state" / f"builder-{os.getpid()}")
         with RichReporter(console) as reporter:
             bootstrapper = Bootstrapper(
-                settings=settings, target=target, image=image, upstream=upstream,
+                settings=settings, target=target, image=image,
+                finder=UpstreamFinder(upstream, settings.cache_dir / "sdists"),
                 builder=builder, index=index, records=RecordStore(output), reporter=reporter,
                 constraints=request.constraints, direct=request.direct,
                 allow_prereleases=args.pre)

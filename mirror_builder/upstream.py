@@ -188,7 +188,13 @@ class UpstreamIndex:
 
     # -- downloads -------------------------------------------------------------------------
     def download(self, file: DistributionFile, dest_dir: Path) -> Path:
-        """Download a file into dest_dir, checking its sha256; reuse a verified earlier copy."""
+        """Download a file under dest_dir, checking its sha256; reuse a verified earlier copy.
+
+        Copies are kept by hash (or by URL when the index gives none), so two different files
+        that share a name (other indexes, local sdists) never stand in for each other.
+        """
+        key = file.sha256 or hashlib.sha256(file.url.encode()).hexdigest()
+        dest_dir = dest_dir / key[:2] / key
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / file.filename
         if dest.exists():

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install everything mirror-builder needs on a fresh Debian 12 machine (as root): podman and the
+# tools that make images, the package itself in .venv, and the build image. Then run the main job:
+# bootstrap a small real package from source and install it from the resulting index.
+#
+#   ./setup.sh              install, build the image, bootstrap stevedore into ./output
+#   ./setup.sh --no-demo    install and build the image only (what ./run-tests uses)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+demo=1
+[[ "${1:-}" == "--no-demo" ]] && demo=0
+
+# System packages: podman (driven through its API service), runc (crun fails on this kind of
+# machine's cgroup layout), mmdebstrap (base images come from Debian's packages: no registry is
+# reachable), patch (applies patches/), uidmap (podman's user namespace helpers).
+packages=(podman runc mmdebstrap uidmap patch ca-certificates)
+python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The package, in its own virtual environment (no system-wide pip installs).
+if [[ ! -x .venv/bin/python ]]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+# The build image: made once, reused until its Containerfile changes.
+.venv/bin/mirror-builder images
+
+if ((demo)); then
+    .venv/bin/mirror-builder bootstrap stevedore==5.10.0 --output output
+    rm -rf .venv-demo
+    python3 -m venv .venv-demo
+    env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL \
+        .venv-demo/bin/pip install --quiet --no-cache-dir --disable-pip-version-check \
+        --index-url "file://$PWD/output/simple" --only-binary :all: stevedore
+    .venv-demo/bin/python -c 'import stevedore; print("stevedore", stevedore.__name__, "imports from our index")'
+fi

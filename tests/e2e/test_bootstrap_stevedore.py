@@ -1,0 +1,100 @@
+"""End-to-end, as in the README: bootstrap stevedore from PyPI with real podman, then install it
+from our index in a fresh virtual environment."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import clean_environment, run_mirror_builder
+
+pytestmark = pytest.mark.e2e
+
+STEVEDORE = "5.10.0"
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("stevedore")
+    run_mirror_builder("bootstrap", f"stevedore=={STEVEDORE}", "--output", "out", cwd=work)
+    return work / "out"
+
+
+def build_order(output: Path) -> list[dict]:
+    return json.loads((output / "build-order.json").read_text())
+
+
+def test_the_closure_includes_the_build_tools_and_is_built_bottom_up(output):
+    order = build_order(output)
+    names = [entry["name"] for entry in order]
+    assert {"stevedore", "pbr", "setuptools"} <= set(names)
+    assert names.index("setuptools") < names.index("pbr") < names.index("stevedore")
+    assert all(entry["status"] == "built" for entry in order)
+    stevedore = next(e for e in order if e["name"] == "stevedore")
+    assert stevedore["version"] == STEVEDORE
+    graph = json.loads((output / "graph.json").read_text())
+    kinds = {(e["from"], e["to"].split("==")[0], e["kind"]) for e in graph["edges"]}
+    assert (f"stevedore=={STEVEDORE}", "pbr", "build-system") in kinds
+    assert (None, "stevedore", "toplevel") in kinds
+
+
+def test_every_wheel_was_built_by_us_in_a_network_less_container(output):
+    wheels = sorted((output / "files").glob("*/*.whl"))
+    assert len(wheels) == len(build_order(output)) >= 3
+    for wheel in wheels:
+        project = wheel.parent.name
+        record_dir = output / "records" / project
+        record = json.loads((record_dir / f"{wheel.name}.build.json").read_text())
+        assert record["wheel"] == wheel.name
+        assert record["sandbox"]["network"] == "none"
+        assert record["image"]["tag"].startswith("localhost/mirror-builder-")
+        log = (record_dir / f"{wheel.name}.log").read_text()
+        # These lines are printed by the driver that only runs inside the build container.
+        assert "network none" in log
+        assert "[mirror-builder] build_wheel" in log
+        assert f"[mirror-builder] built {wheel.name}" in log
+
+
+def test_each_build_environment_is_recorded_and_holds_only_our_wheels(output):
+    ours = {w.name for w in (output / "files").glob("*/*.whl")}
+    for record_file in (output / "records").glob("*/*.build.json"):
+        record = json.loads(record_file.read_text())
+        freeze_file = record_file.with_name(record["wheel"] + ".freeze.txt")
+        frozen = sorted(line for line in freeze_file.read_text().splitlines() if line)
+        env_wheels = [w["filename"] for w in record["build_env_wheels"]]
+        assert set(env_wheels) <= ours
+        expected = sorted(f"{f.split('-')[0].replace('_', '-')}=={f.split('-')[1]}" for f in env_wheels)
+        assert [line.lower() for line in frozen] == [line.lower() for line in expected]
+        if record["name"] != "setuptools":  # setuptools builds itself, with nothing installed
+            assert frozen, f"{record['name']} had an empty build environment"
+
+
+def test_source_hashes_are_the_ones_the_index_publishes(output):
+    for record_file in (output / "records").glob("*/*.build.json"):
+        record = json.loads(record_file.read_text())
+        page = requests.get(f"https://pypi.org/simple/{record['name']}/", timeout=60).text
+        assert f"{record['source']['filename']}#sha256={record['source']['sha256']}" in page
+
+
+def test_pip_installs_stevedore_from_our_index_alone(output, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    report = tmp_path / "report.json"
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--no-cache-dir", "--report", str(report),
+                    "--index-url", (output / "simple").as_uri(), "--only-binary", ":all:",
+                    f"stevedore=={STEVEDORE}"],
+                   check=True, env=clean_environment(), capture_output=True)
+    installed = json.loads(report.read_text())["install"]
+    assert [i["metadata"]["name"] for i in installed] == ["stevedore"]
+    for item in installed:
+        assert item["download_info"]["url"].startswith((output / "files").as_uri())
+    subprocess.run([str(venv / "bin" / "python"), "-c", "import stevedore.extension"], check=True)
+
+
+def test_a_second_bootstrap_reuses_what_is_in_the_index(output):
+    run_mirror_builder("bootstrap", f"stevedore=={STEVEDORE}", "--output", str(output),
+                       cwd=output.parent)
+    assert {e["status"] for e in build_order(output)} == {"reused"}

@@ -1,0 +1,35 @@
+"""End-to-end: a package whose build tries to reach the network cannot, and the failure is
+reported for that package while what was built before it stays in the index."""
+
+import json
+
+import pytest
+
+from conftest import make_sdist, run_mirror_builder
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_build_that_reaches_for_the_network_fails_and_everything_built_stays(tmp_path, fixtures_dir):
+    sdist = make_sdist(fixtures_dir / "netprobe", tmp_path / "dist", "netprobe", "1.0")
+    proc = run_mirror_builder("bootstrap", str(sdist), "--output", "out", cwd=tmp_path, check=False)
+
+    assert proc.returncode == 1
+    error = proc.stderr
+    assert "netprobe==1.0" in error
+    assert "get_requires_for_build_wheel failed" in error
+    log_path = tmp_path / "out" / "logs" / "netprobe-1.0.log"
+    assert str(log_path) in error.replace("\n", "")
+    log = log_path.read_text()
+    assert "NETPROBE dns: failed" in log
+    assert "NETPROBE connect: failed" in log
+    assert "connected" not in log.replace("NETPROBE connect: failed", "")
+
+    # setuptools was built first, for netprobe's build environment, and is kept.
+    out = tmp_path / "out"
+    kept = list((out / "files" / "setuptools").glob("setuptools-*.whl"))
+    assert len(kept) == 1
+    assert (out / "records" / "setuptools" / f"{kept[0].name}.build.json").is_file()
+    assert not (out / "files" / "netprobe").exists()
+    order = json.loads((out / "build-order.json").read_text())
+    assert [e["name"] for e in order] == ["setuptools"]
