@@ -1,0 +1,224 @@
+"""The bootstrap's order of work, without podman or network: an in-memory index of real little
+sdists and a builder that makes real little wheels, driven through the real Bootstrapper."""
+
+import io
+import json
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from mirror_builder.bootstrap import Bootstrapper
+from mirror_builder.builder import BuildOutcome
+from mirror_builder.containers import ImageRef
+from mirror_builder.errors import BuildCycleError, BuildError
+from mirror_builder.index import WheelIndex
+from mirror_builder.progress import QuietReporter
+from mirror_builder.records import RecordStore
+from mirror_builder.settings import load_settings
+from mirror_builder.target import TargetEnvironment
+from mirror_builder.upstream import DistributionFile
+
+TARGET = TargetEnvironment("test", {
+    "implementation_name": "cpython", "implementation_version": "3.11.2", "os_name": "posix",
+    "platform_machine": "x86_64", "platform_release": "", "platform_system": "Linux",
+    "platform_version": "", "python_full_version": "3.11.2",
+    "platform_python_implementation": "CPython", "python_version": "3.11", "sys_platform": "linux"})
+
+
+@dataclass
+class Package:
+    build_requires: list[str] = field(default_factory=list)
+    requires_dist: list[str] = field(default_factory=list)
+    backend_requires: list[str] = field(default_factory=list)
+    # what upstream metadata claims before the build (None: same as requires_dist)
+    advertised: list[str] | None = None
+    fails: bool = False
+
+
+class FakeIndex:
+    """Finder + fetch over {name: {version: Package}}; sdists are made on demand."""
+
+    def __init__(self, root: Path, packages: dict[str, dict[str, Package]]) -> None:
+        self.root = root
+        self.packages = packages
+        self.known = {}
+
+    def project_files(self, name):
+        versions = self.packages.get(canonicalize_name(name), {})
+        return [DistributionFile(f"{name}-{v}.tar.gz", f"https://example.invalid/{name}-{v}.tar.gz",
+                                 None) for v in versions]
+
+    def dependencies(self, candidate):
+        known = self.known.get((candidate.name, candidate.version))
+        if known is not None:
+            return list(known)
+        package = self.packages[candidate.name][str(candidate.version)]
+        return package.requires_dist if package.advertised is None else package.advertised
+
+    def fetch(self, candidate):
+        package = self.packages[candidate.name][str(candidate.version)]
+        base = f"{candidate.name}-{candidate.version}"
+        files = {
+            "pyproject.toml": "[build-system]\nrequires = %s\nbuild-backend = 'fake'\n"
+                              % json.dumps(package.build_requires),
+            "fake.json": json.dumps({"requires_dist": package.requires_dist,
+                                     "backend_requires": package.backend_requires,
+                                     "fails": package.fails}),
+        }
+        path = self.root / "sdists" / f"{base}.tar.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(path, "w:gz") as tar:
+            for name, text in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(f"{base}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return path
+
+
+class FakeBuilder:
+    """Builds by writing a wheel whose METADATA says what fake.json says."""
+
+    def __init__(self) -> None:
+        self.builds: list[tuple[str, list[str]]] = []
+
+    def build(self, request, work_dir):
+        spec = json.loads((request.source.tree / "fake.json").read_text())
+        name, version = request.source.name, request.source.version
+        env = [w.name.split("-")[0] for w in request.env_wheels]
+        self.builds.append((name, env))
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        request.log_path.write_text("fake build\n")
+        if spec["fails"]:
+            raise BuildError("the compiler said no", package=name, version=version,
+                             chain=request.chain, log_path=str(request.log_path))
+        missing = [r for r in spec["backend_requires"]
+                   if canonicalize_name(Requirement(r).name) not in env]
+        common = dict(backend_requires=tuple(spec["backend_requires"]), freeze="",
+                      log_path=request.log_path, command=("fake",), started_at="", ended_at="",
+                      seconds=0.0, container_seconds=0.0, timings={})
+        if missing:
+            return BuildOutcome(status="needs", wheel=None, missing=tuple(missing), **common)
+        wheel = work_dir / f"{name}-{version}-py3-none-any.whl"
+        metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+            f"Requires-Dist: {r}\n" for r in spec["requires_dist"])
+        with zipfile.ZipFile(wheel, "w") as zf:
+            zf.writestr(f"{name}-{version}.dist-info/METADATA", metadata)
+            zf.writestr(f"{name}-{version}.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+            zf.writestr(f"{name}-{version}.dist-info/RECORD", "")
+        return BuildOutcome(status="built", wheel=wheel, missing=(), **common)
+
+
+@pytest.fixture
+def bootstrap(tmp_path):
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text("cache_dir: cache\npatches_dir: patches\noutput_dir: out\n")
+    settings = load_settings(settings_file)
+    image = ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test")
+
+    def run(packages, *requirements):
+        index = WheelIndex(tmp_path / "out")
+        builder = FakeBuilder()
+        bootstrapper = Bootstrapper(
+            settings=settings, target=TARGET, image=image,
+            finder=FakeIndex(tmp_path, packages), builder=builder, index=index,
+            records=RecordStore(tmp_path / "out"), reporter=QuietReporter())
+        report = bootstrapper.run([Requirement(r) for r in requirements])
+        return report, builder
+
+    run.output = tmp_path / "out"
+    return run
+
+
+def order_of(report):
+    return [w.name for w in report.wheels]
+
+
+def test_build_dependencies_are_built_before_the_package_that_needs_them(bootstrap):
+    report, _ = bootstrap({
+        "app": {"1.0": Package(build_requires=["backend"], requires_dist=["lib"])},
+        "backend": {"1.0": Package(build_requires=["tool"])},
+        "tool": {"1.0": Package()},
+        "lib": {"1.0": Package(build_requires=["tool"])},
+    }, "app")
+    order = order_of(report)
+    assert order.index("tool") < order.index("backend") < order.index("app")
+    assert set(order) == {"app", "backend", "tool", "lib"}
+    assert order.count("tool") == 1  # built once, used by two build environments
+
+
+def test_a_build_environment_holds_the_install_closure_of_its_build_requirements(bootstrap):
+    _, builder = bootstrap({
+        "app": {"1.0": Package(build_requires=["backend"])},
+        "backend": {"1.0": Package(requires_dist=["helper"])},
+        "helper": {"1.0": Package()},
+    }, "app")
+    assert sorted(dict(builder.builds)["app"]) == ["backend", "helper"]
+
+
+def test_a_cycle_among_build_dependencies_is_an_error_that_names_the_cycle(bootstrap):
+    with pytest.raises(BuildCycleError) as raised:
+        bootstrap({
+            "a": {"1.0": Package(build_requires=["b"])},
+            "b": {"1.0": Package(build_requires=["a"])},
+        }, "a")
+    assert "a==1.0 -> b==1.0 -> a==1.0" in str(raised.value)
+    assert "constraining" in str(raised.value)
+
+
+def test_a_cycle_among_install_dependencies_is_fine(bootstrap):
+    report, _ = bootstrap({
+        "a": {"1.0": Package(requires_dist=["b"])},
+        "b": {"1.0": Package(requires_dist=["a"])},
+    }, "a")
+    assert sorted(order_of(report)) == ["a", "b"]
+
+
+def test_requirements_the_backend_asks_for_are_built_and_then_the_package_is_built_again(bootstrap):
+    report, builder = bootstrap({
+        "app": {"1.0": Package(build_requires=["backend"], backend_requires=["plugin>=1"])},
+        "backend": {"1.0": Package()},
+        "plugin": {"1.0": Package()},
+    }, "app")
+    assert [b for b in builder.builds if b[0] == "app"] == [("app", ["backend"]),
+                                                          ("app", ["backend", "plugin"])]
+    kinds = {(e.parent, e.child, e.kind) for e in report.edges}
+    assert ("app==1.0", "plugin==1.0", "build-backend") in kinds
+    assert ("app==1.0", "backend==1.0", "build-system") in kinds
+
+
+def test_dependencies_that_only_the_built_wheel_reveals_are_bootstrapped_too(bootstrap):
+    report, _ = bootstrap({
+        "app": {"1.0": Package(requires_dist=["surprise"], advertised=[])},
+        "surprise": {"1.0": Package()},
+    }, "app")
+    assert order_of(report) == ["app", "surprise"]
+
+
+def test_a_failed_build_names_the_chain_and_keeps_what_was_built(bootstrap):
+    with pytest.raises(BuildError) as raised:
+        bootstrap({
+            "app": {"1.0": Package(build_requires=["tool"], requires_dist=["broken"])},
+            "tool": {"1.0": Package()},
+            "broken": {"1.0": Package(build_requires=["tool"], fails=True)},
+        }, "app")
+    message = str(raised.value)
+    assert message.startswith("broken==1.0: the compiler said no")
+    assert "required by: app==1.0" in message
+    published = sorted(p.name for p in (bootstrap.output / "files").glob("*/*.whl"))
+    assert published == ["app-1.0-py3-none-any.whl", "tool-1.0-py3-none-any.whl"]
+    order = json.loads((bootstrap.output / "build-order.json").read_text())
+    assert [e["name"] for e in order] == ["tool", "app"]
+
+
+def test_a_second_run_reuses_every_wheel_already_in_the_index(bootstrap):
+    packages = {"app": {"1.0": Package(build_requires=["tool"])}, "tool": {"1.0": Package()}}
+    bootstrap(packages, "app")
+    report, builder = bootstrap(packages, "app")
+    assert builder.builds == []
+    assert {w.status for w in report.wheels} == {"reused"}
