@@ -131,7 +131,7 @@ def _bootstrap(args, console: Console) -> int:
                 constraints=request.constraints, direct=request.direct,
                 allow_prereleases=args.pre)
             report = bootstrapper.run(list(request.requirements))
-        reporter.summary(report, index.url())
+        reporter.summary(report, index.url(), upstream.requests_made)
     return 0
 
 

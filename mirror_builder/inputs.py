@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from packaging.utils import InvalidSdistFilename, NormalizedName, canonicalize_n
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.resolver import Candidate
 from mirror_builder.upstream import DistributionFile, sha256_of
+
+
+_COMMENT = re.compile(r"(^|\s)#.*$")
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,9 @@ def read_request(args: list[str], requirement_files: list[Path],
     for path in requirement_files:
         lines.extend(_read_lines(path))
     for text, origin in lines:
-        if text.endswith((".tar.gz", ".zip")) and Path(text).is_file():
+        if text.endswith((".tar.gz", ".zip")):
+            if not Path(text).is_file():
+                raise MirrorBuilderError(f"{origin}: sdist file {text} not found")
             candidate = _local_sdist(Path(text))
             direct[candidate.name] = candidate
             requirements.append(Requirement(f"{candidate.name}=={candidate.version}"))
@@ -54,16 +60,20 @@ def _parse(text: str, origin: str) -> Requirement:
         raise MirrorBuilderError(f"{origin}: not a valid requirement {text!r}: {exc}") from None
 
 
-def _read_lines(path: Path) -> list[tuple[str, str]]:
+def _read_lines(path: Path, seen: frozenset[Path] = frozenset()) -> list[tuple[str, str]]:
     if not path.is_file():
         raise MirrorBuilderError(f"{path}: file not found")
+    resolved = path.resolve()
+    if resolved in seen:
+        raise MirrorBuilderError(f"{path}: includes itself (via -r)")
     found = []
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
+        # As pip: a '#' at the start or after whitespace begins a comment.
+        line = _COMMENT.sub("", raw).strip()
+        if not line:
             continue
         if line.startswith(("-r ", "--requirement ")):
-            found.extend(_read_lines(path.parent / line.split(None, 1)[1]))
+            found.extend(_read_lines(path.parent / line.split(None, 1)[1], seen | {resolved}))
             continue
         if line.startswith("-"):
             raise MirrorBuilderError(f"{path}:{number}: options are not supported here: {line!r}")

@@ -39,7 +39,7 @@ class RichReporter:
         self.console.print(f"{mark} {wheel.path.name} [dim]({wheel.seconds:.1f} s; "
                            f"{self.done} done, {elapsed:.0f} s elapsed)[/]")
 
-    def summary(self, report: BootstrapReport, index_url: str) -> None:
+    def summary(self, report: BootstrapReport, index_url: str, upstream_requests: int) -> None:
         table = Table(title="mirror-builder bootstrap")
         table.add_column("package")
         table.add_column("version")
@@ -50,7 +50,8 @@ class RichReporter:
         self.console.print(table)
         built = sum(1 for w in report.wheels if w.status == "built")
         self.console.print(f"{built} built, {len(report.wheels) - built} reused in "
-                           f"{time.monotonic() - self.started:.1f} s. Install with:\n"
+                           f"{time.monotonic() - self.started:.1f} s; "
+                           f"{upstream_requests} requests to the upstream index. Install with:\n"
                            f"  pip install --index-url {index_url} --only-binary :all: PACKAGE")
 
 

@@ -126,8 +126,9 @@ class Provider(resolvelib.AbstractProvider):
         specifier = SpecifierSet()
         for r in reqs:
             specifier &= r.specifier
-        constraint = self.constraints.get(name, SpecifierSet())
-        pinned = any(s.operator in ("==", "===") for s in specifier & constraint)
+        combined = specifier & self.constraints.get(name, SpecifierSet())
+        pinned = any(s.operator == "===" or (s.operator == "==" and not s.version.endswith(".*"))
+                     for s in combined)
         by_version: dict[Version, DistributionFile] = {}
         for file in self.finder.project_files(name):
             if not file.is_sdist:
@@ -139,8 +140,9 @@ class Provider(resolvelib.AbstractProvider):
                 continue  # PEP 592: a yanked file is only chosen by an exact pin
             if not self.target.accepts_python(file.requires_python):
                 continue
-            if not self._spec_allows(specifier, version, pinned) or \
-                    not self._spec_allows(constraint, version, pinned):
+            # One check against the combined set, so that a pre-release named by either the
+            # requirement or the constraint lets pre-releases in.
+            if not self._spec_allows(combined, version, pinned):
                 continue
             by_version[version] = file
         preferred = self.preferred.get(name)
@@ -233,8 +235,10 @@ def explain_conflict(causes, provider: Provider, target: TargetEnvironment) -> s
     wants = []
     names = set()
     for cause in causes:
-        who = cause.parent.pin if cause.parent is not None else "you"
-        wants.append(f"{who} requires {cause.requirement}")
+        if cause.parent is not None:
+            wants.append(f"{cause.parent.pin} requires {cause.requirement}")
+        else:
+            wants.append(f"you asked for {cause.requirement}")
         names.add(canonicalize_name(cause.requirement.name))
     detail = []
     for name in sorted(names):

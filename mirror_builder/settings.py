@@ -119,6 +119,12 @@ class _Reader:
             raise self.fail(key, f"must be a positive number, got {value}")
         return value
 
+    def not_negative(self, data: dict[str, Any], key: tuple[str, ...], default: int) -> int:
+        value = self.value(data, key, int, default)
+        if value < 0:
+            raise self.fail(key, f"must not be negative, got {value}")
+        return value
+
 
 def find_settings_file(explicit: Path | None = None) -> Path | None:
     """The settings file: the one given, else ./settings.yaml, else the checkout's own."""
@@ -156,7 +162,9 @@ def _build(r: _Reader, data: Any, source: Path | None, project_dir: Path) -> Set
                                "patches_dir", "allow_prereleases"})
 
     def path_of(key: str, default: str) -> Path:
-        raw = r.value(top, (key,), str, default)
+        return resolve_path(r.value(top, (key,), str, default))
+
+    def resolve_path(raw: str) -> Path:
         path = Path(os.path.expanduser(os.path.expandvars(raw)))
         return path if path.is_absolute() else project_dir / path
 
@@ -170,9 +178,9 @@ def _build(r: _Reader, data: Any, source: Path | None, project_dir: Path) -> Set
         index_url=index_url.rstrip("/") + "/",
         json_api_url=r.value(up, ("upstream", "json_api_url"), str, defaults.json_api_url)
         if up.get("json_api_url", "") is not None else None,
-        cache_ttl_seconds=r.value(up, ("upstream", "cache_ttl_seconds"), int, defaults.cache_ttl_seconds),
+        cache_ttl_seconds=r.not_negative(up, ("upstream", "cache_ttl_seconds"), defaults.cache_ttl_seconds),
         timeout_seconds=r.positive(up, ("upstream", "timeout_seconds"), defaults.timeout_seconds),
-        retries=r.value(up, ("upstream", "retries"), int, defaults.retries),
+        retries=r.not_negative(up, ("upstream", "retries"), defaults.retries),
     )
 
     raw_targets = top.get("targets")
@@ -186,9 +194,7 @@ def _build(r: _Reader, data: Any, source: Path | None, project_dir: Path) -> Set
         body = r.mapping(body, key, {"containerfile", "distribution", "arch"})
         if "containerfile" not in body:
             raise r.fail(key, "missing key 'containerfile'")
-        containerfile = Path(r.value(body, key + ("containerfile",), str, ""))
-        if not containerfile.is_absolute():
-            containerfile = project_dir / containerfile
+        containerfile = resolve_path(r.value(body, key + ("containerfile",), str, ""))
         targets.append(TargetSettings(
             name=str(name),
             containerfile=containerfile,

@@ -122,9 +122,11 @@ def apply_patches(tree: Path, patches: list[Path], *, package: str) -> tuple[App
     applied = []
     for patch in patches:
         for args in (["--dry-run"], []):
+            # --fuzz=0: a hunk whose context does not match exactly is an error, not a guess;
+            # the patch path is absolute because patch changes into the tree before reading it.
             proc = subprocess.run(
-                ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", *args,
-                 "-d", str(tree), "-i", str(patch)],
+                ["patch", "-p1", "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch",
+                 *args, "-d", str(tree), "-i", str(patch.resolve())],
                 capture_output=True, text=True)
             if proc.returncode != 0:
                 output = (proc.stdout + proc.stderr).strip().splitlines()

@@ -238,7 +238,11 @@ class UpstreamIndex:
     def _stream(self, url: str) -> Iterable[bytes]:
         if url.startswith("file://"):
             path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
-            with path.open("rb") as handle:
+            try:
+                handle = path.open("rb")
+            except OSError as exc:
+                raise UpstreamError(f"{url}: download failed: {exc}") from None
+            with handle:
                 yield from iter(lambda: handle.read(1 << 20), b"")
             return
         self.requests_made += 1
@@ -333,15 +337,17 @@ def _parse_html_page(body: str, page_url: str) -> list[DistributionFile]:
         path, _, fragment = url.partition("#")
         filename = urllib.parse.unquote(path.rsplit("/", 1)[-1])
         hashes = dict(part.split("=", 1) for part in fragment.split("&") if "=" in part)
-        yanked = attrs.get("data-yanked")
-        metadata = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
+        # PEP 592/714: these attributes may stand without a value, which the parser gives as None.
+        yanked = "data-yanked" in attrs
+        metadata_key = next((k for k in ("data-core-metadata", "data-dist-info-metadata") if k in attrs), None)
+        metadata_value = attrs.get(metadata_key) if metadata_key else None
         files.append(DistributionFile(
             filename=filename,
             url=path,
             sha256=hashes.get("sha256"),
             requires_python=attrs.get("data-requires-python") or None,
-            yanked=yanked is not None,
-            yanked_reason=yanked or None,
-            has_metadata=metadata is not None and metadata != "false",
+            yanked=yanked,
+            yanked_reason=attrs.get("data-yanked") or None,
+            has_metadata=metadata_key is not None and metadata_value != "false",
         ))
     return files

@@ -94,7 +94,8 @@ def test_pip_installs_stevedore_from_our_index_alone(output, tmp_path):
     subprocess.run([str(venv / "bin" / "python"), "-c", "import stevedore.extension"], check=True)
 
 
-def test_a_second_bootstrap_reuses_what_is_in_the_index(output):
-    run_mirror_builder("bootstrap", f"stevedore=={STEVEDORE}", "--output", str(output),
-                       cwd=output.parent)
+def test_a_second_bootstrap_reuses_what_is_in_the_index_without_asking_the_index(output):
+    proc = run_mirror_builder("bootstrap", f"stevedore=={STEVEDORE}", "--output", str(output),
+                              cwd=output.parent)
     assert {e["status"] for e in build_order(output)} == {"reused"}
+    assert "0 requests to the upstream index" in " ".join(proc.stderr.split())

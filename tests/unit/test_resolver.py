@@ -170,9 +170,6 @@ def test_a_requirement_satisfiable_only_by_a_yanked_file_fails_without_a_pin():
         run(["a>=2"], index)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: find_matches treats any '==' specifier as an exact pin, so '==2.*' (a range, PEP 592 "
-    "says not a pin) lets a yanked 2.1 win over the usable 2.0"))
 def test_a_wildcard_equals_is_not_a_pin_so_it_does_not_choose_a_yanked_file():
     index = MemoryIndex({"a": {"2.0": [], "2.1": []}}, yanked={"a==2.1"})
 
@@ -238,9 +235,6 @@ def test_pre_releases_are_excluded_by_default():
     assert versions(run(["a"], MemoryIndex(PRERELEASES))) == {"a": "1.0"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: find_matches also checks the (default empty) constraint SpecifierSet with "
-    "prereleases=False, which rejects every pre-release the requirement itself asked for"))
 def test_pre_releases_are_included_when_the_specifier_names_one():
     assert versions(run(["a>=2.0b1"], MemoryIndex(PRERELEASES))) == {"a": "2.0b1"}
 
@@ -255,8 +249,6 @@ def test_pre_releases_are_included_when_allowed_globally():
     assert versions(resolution) == {"a": "2.0b1"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: find_matches treats '==1.*' as an exact pin, which switches pre-releases on"))
 def test_a_wildcard_equals_does_not_switch_pre_releases_on():
     assert versions(run(["a==1.*"], MemoryIndex(PRERELEASES))) == {"a": "1.0"}
 

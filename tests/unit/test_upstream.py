@@ -146,9 +146,6 @@ def test_html_percent_encoded_filenames_are_decoded_but_the_url_is_kept():
     assert file.url == "https://example.invalid/simple/demo/demo-1.0%2Blocal.tar.gz"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a valueless data-yanked attribute (allowed by PEP 592) parses as None, and "
-    "_parse_html_page tests the value against None instead of the attribute's presence"))
 def test_a_valueless_data_yanked_attribute_marks_the_file_yanked():
     page = '<a href="demo-1.0.tar.gz" data-yanked>demo-1.0.tar.gz</a>'
 
@@ -213,6 +210,10 @@ def index_dir(tmp_path: Path) -> FileIndex:
          "hashes": {"sha256": sha256(WHEEL_BYTES)}},
     ])
     return index
+
+
+def files_under(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if not p.is_dir())
 
 
 def upstream(index: FileIndex, tmp_path: Path, **kwargs) -> UpstreamIndex:
@@ -302,9 +303,10 @@ def test_download_copies_the_file_and_checks_its_sha256(index_dir, tmp_path):
 
     path = index.download(sdist, tmp_path / "dl")
 
-    assert path == tmp_path / "dl" / "demo-1.0.tar.gz"
+    digest = sha256(SDIST_BYTES)
+    assert path == tmp_path / "dl" / digest[:2] / digest / "demo-1.0.tar.gz"
     assert path.read_bytes() == SDIST_BYTES
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["demo-1.0.tar.gz"]
+    assert files_under(tmp_path / "dl") == [path]
 
 
 def test_download_with_a_sha256_mismatch_raises_and_keeps_nothing(index_dir, tmp_path):
@@ -316,7 +318,7 @@ def test_download_with_a_sha256_mismatch_raises_and_keeps_nothing(index_dir, tmp
         index.download(wrong, tmp_path / "dl")
 
     assert sha256(SDIST_BYTES) in str(info.value)
-    assert list((tmp_path / "dl").iterdir()) == []  # neither demo-1.0.tar.gz nor a .part file
+    assert files_under(tmp_path / "dl") == []  # neither demo-1.0.tar.gz nor a .part file
 
 
 def test_download_reuses_an_earlier_verified_copy(index_dir, tmp_path):
@@ -333,17 +335,45 @@ def test_download_reuses_an_earlier_verified_copy(index_dir, tmp_path):
 def test_download_replaces_an_earlier_copy_that_does_not_match(index_dir, tmp_path):
     index = upstream(index_dir, tmp_path)
     sdist = index.project_files("demo")[0]
-    (tmp_path / "dl").mkdir()
-    (tmp_path / "dl" / "demo-1.0.tar.gz").write_bytes(b"truncated")
+    first = index.download(sdist, tmp_path / "dl")
+    first.write_bytes(b"truncated")
 
     path = index.download(sdist, tmp_path / "dl")
 
+    assert path == first
+    assert path.read_bytes() == SDIST_BYTES
+    assert files_under(tmp_path / "dl") == [path]
+
+
+def test_download_keeps_same_named_files_with_different_hashes_apart(index_dir, tmp_path):
+    index = upstream(index_dir, tmp_path)
+    upstream_sdist = index.project_files("demo")[0]
+    other_bytes = b"a different demo 1.0 from another index\n"
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    (other_dir / "demo-1.0.tar.gz").write_bytes(other_bytes)
+    other_sdist = DistributionFile("demo-1.0.tar.gz", (other_dir / "demo-1.0.tar.gz").as_uri(),
+                                   sha256=sha256(other_bytes))
+
+    first = index.download(upstream_sdist, tmp_path / "dl")
+    second = index.download(other_sdist, tmp_path / "dl")
+
+    assert first != second
+    assert (first.read_bytes(), second.read_bytes()) == (SDIST_BYTES, other_bytes)
+
+
+def test_download_without_a_hash_is_kept_by_url(index_dir, tmp_path):
+    index = upstream(index_dir, tmp_path)
+    sdist = index.project_files("demo")[0]
+    unhashed = DistributionFile(sdist.filename, sdist.url, sha256=None)
+
+    path = index.download(unhashed, tmp_path / "dl")
+
+    key = sha256(sdist.url.encode())
+    assert path == tmp_path / "dl" / key[:2] / key / "demo-1.0.tar.gz"
     assert path.read_bytes() == SDIST_BYTES
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: _stream opens file:// paths directly, so a missing file raises FileNotFoundError "
-    "instead of the UpstreamError an HTTP 404 gives (the CLI prints only MirrorBuilderErrors)"))
 def test_download_of_a_file_missing_from_the_index_raises_upstream_error(index_dir, tmp_path):
     index = upstream(index_dir, tmp_path)
     sdist = index.project_files("demo")[0]
