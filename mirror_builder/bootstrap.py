@@ -41,7 +41,8 @@ from mirror_builder.resolver import Candidate, Finder, Resolution, resolve, sdis
 from mirror_builder.settings import Settings
 from mirror_builder.sources import PreparedSource, prepare_source
 from mirror_builder.target import TargetEnvironment
-from mirror_builder.upstream import DistributionFile, UpstreamIndex, atomic_write_text, sha256_of
+from mirror_builder.files import atomic_write_text, sha256_of
+from mirror_builder.upstream import DistributionFile, UpstreamIndex
 
 log = logging.getLogger(__name__)
 

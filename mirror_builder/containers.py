@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirror_builder.errors import ContainerError
+from mirror_builder.files import sha256_of
 from mirror_builder.settings import TargetSettings
 from mirror_builder.target import PROBE_SCRIPT
 
@@ -268,7 +269,7 @@ class ImageManager:
         content = containerfile.read_bytes()
         containerfile_sha = hashlib.sha256(content).hexdigest()
         key = hashlib.sha256(b"\0".join([
-            content, _file_sha256(uv_binary).encode(), base_id.encode(), target.arch.encode(),
+            content, sha256_of(uv_binary).encode(), base_id.encode(), target.arch.encode(),
         ])).hexdigest()[:16]
         tag = f"localhost/mirror-builder-{target.name}:{key}"
         image_id = self.podman.image_id(tag)
@@ -315,10 +316,3 @@ def _uv_binary() -> Path:
             return Path(found)
     raise ContainerError("the uv binary is not installed beside mirror-builder; reinstall the package")
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

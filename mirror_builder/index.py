@@ -27,7 +27,7 @@ from typing import Iterator
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from mirror_builder.upstream import atomic_write_text, sha256_of
+from mirror_builder.files import atomic_write_text, sha256_of
 
 API_VERSION = "1.1"
 

@@ -12,7 +12,8 @@ from packaging.utils import InvalidSdistFilename, NormalizedName, canonicalize_n
 
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.resolver import Candidate
-from mirror_builder.upstream import DistributionFile, sha256_of
+from mirror_builder.files import sha256_of
+from mirror_builder.upstream import DistributionFile
 
 
 _COMMENT = re.compile(r"(^|\s)#.*$")

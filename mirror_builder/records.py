@@ -10,7 +10,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from mirror_builder import __version__
-from mirror_builder.upstream import atomic_write_text
+from mirror_builder.files import atomic_write_text
 
 RECORD_SCHEMA = "mirror-builder.build-record/1"
 

@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.errors import SourceError
-from mirror_builder.upstream import sha256_of
+from mirror_builder.files import sha256_of
 
 log = logging.getLogger(__name__)
 

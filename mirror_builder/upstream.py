@@ -26,6 +26,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from mirror_builder.errors import UpstreamError
+from mirror_builder.files import atomic_write_text, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +81,6 @@ class DiskCache:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"key": key, "stored": time.time(), **entry}))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory, so readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def make_session(retries: int, user_agent: str) -> requests.Session:
@@ -266,13 +255,6 @@ def _read_file_url(url: str) -> tuple[int, str, str, str]:
         return 404, "", "", url
     return 200, "", path.read_text(encoding="utf-8"), url
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def parse_requires_dist(metadata_text: str) -> list[str]:
