@@ -126,6 +126,7 @@ def main():
             env.update(extra_environ or {})
             subprocess.run(cmd, cwd=cwd, env=env, check=True)
 
+        result["environment"] = base_env
         hooks = BuildBackendHookCaller(src, job["backend"], backend_path=job["backend_path"] or None,
                                        runner=runner, python_executable=python)
         config_settings = job.get("config_settings") or None

@@ -18,6 +18,8 @@ import logging
 import os
 import shutil
 import time
+import urllib.parse
+from contextlib import contextmanager
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,23 +28,26 @@ from typing import Literal, Protocol
 import pkginfo
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import (InvalidWheelFilename, NormalizedName, canonicalize_name,
-                             parse_wheel_filename)
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.buildsystem import read_build_system
 from mirror_builder.builder import BuildOutcome, BuildRequest
 from mirror_builder.containers import ImageRef
-from mirror_builder.errors import BuildCycleError, BuildError
+from mirror_builder.errors import BuildCycleError, BuildError, RebuildError, ResolutionError
 from mirror_builder.index import IndexedWheel, WheelIndex
 from mirror_builder.logs import about
-from mirror_builder.records import BuildRecord, EnvWheel, RecordStore
-from mirror_builder.resolver import Candidate, Finder, Resolution, resolve, sdist_version
+from mirror_builder.overrides import PackageSettings, load_package_settings
+from mirror_builder.provenance import BuildRecord, Rebuild
+from mirror_builder.rebuilds import RebuildCounter
+from mirror_builder.records import RecordStore
+from mirror_builder.resolver import Candidate, Finder, Resolution, file_version, resolve
 from mirror_builder.settings import Settings
 from mirror_builder.sources import PreparedSource, prepare_source
 from mirror_builder.target import TargetEnvironment
 from mirror_builder.files import atomic_write_text, sha256_of
 from mirror_builder.upstream import DistributionFile, UpstreamIndex
+from mirror_builder.wheelfile import EMBEDDED_RECORD, rebuilt_filename, rebuilt_version, stamp_wheel
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +123,7 @@ class UpstreamFinder:
             return list(known)
         if not candidate.file.url.startswith("file://"):
             files = [f for f in self.project_files(candidate.name)
-                     if _file_version(f, candidate.name) == candidate.version]
+                     if file_version(f, candidate.name) == candidate.version]
             deps = self.upstream.requires_dist(candidate.name, str(candidate.version), files)
             if deps is not None:
                 return deps
@@ -141,14 +146,30 @@ class UpstreamFinder:
         return list(sdist.requires_dist or ())
 
 
-def _file_version(file: DistributionFile, name: str) -> Version | None:
-    if file.is_wheel:
-        try:
-            wheel_name, version, _, _ = parse_wheel_filename(file.filename)
-        except InvalidWheelFilename:
-            return None
-        return version if wheel_name == canonicalize_name(name) else None
-    return sdist_version(file, name)
+
+class IndexFinder:
+    """The resolver's view of our own index: wheels we built, for rebuilds' build environments."""
+
+    def __init__(self, index: WheelIndex) -> None:
+        self.index = index
+
+    def project_files(self, name: str) -> list[DistributionFile]:
+        wheels = sorted(self.index.wheels(name), key=lambda w: w.build_tag, reverse=True)
+        return [DistributionFile(w.filename, w.path.as_uri(), w.sha256, w.requires_python)
+                for w in wheels]
+
+    def dependencies(self, candidate: Candidate) -> list[str] | None:
+        path = Path(urllib.parse.unquote(urllib.parse.urlparse(candidate.file.url).path))
+        return list(pkginfo.Wheel(str(path)).requires_dist or ())
+
+
+@dataclass(frozen=True)
+class RebuildRequest:
+    """What `rebuild` asks of the pipeline for one package version."""
+
+    reason: str
+    bootstrap_missing: bool = False
+    force: bool = False
 
 
 class Bootstrapper:
@@ -162,9 +183,11 @@ class Bootstrapper:
         self.target = target
         self.image = image
         self.finder = finder
+        self.index_finder = IndexFinder(index)
         self.builder = builder
         self.index = index
         self.records = records
+        self.counter = RebuildCounter(index.root)
         self.reporter = reporter
         self.constraints = dict(constraints or {})
         self.direct = dict(direct or {})
@@ -175,29 +198,90 @@ class Bootstrapper:
         self._done: dict[tuple[NormalizedName, Version], BuiltWheel] = {}
         self._building: list[tuple[NormalizedName, Version]] = []
         self._edges: set[Edge] = set()
+        self._package_settings: dict[NormalizedName, PackageSettings] = {}
+        self._rebuild: RebuildRequest | None = None
 
-    # -- the whole run ---------------------------------------------------------------------
+    # -- the two ways in -------------------------------------------------------------------
     def run(self, requirements: Sequence[Requirement]) -> BootstrapReport:
+        """Bootstrap: build the requirements and everything under them."""
+        with self._working():
+            self._closure(list(requirements), parent=ROOT, kind="toplevel", context=())
+        return self.report
+
+    def rebuild(self, name: str, version: Version, request: RebuildRequest) -> BuiltWheel:
+        """Build one version again, from its recorded sdist, with the next rebuild number and a
+        build environment taken from our index."""
+        name = canonicalize_name(name)
+        earlier = self.records.for_version(name, version)
+        if not earlier:
+            built = self.records.versions(name)
+            if not built:
+                raise RebuildError(f"{name} is not in the index; bootstrap it first "
+                                   f"(mirror-builder bootstrap '{name}=={version}')", package=name)
+            raise RebuildError(f"{name}=={version} was never built (the index has "
+                               f"{', '.join(str(v) for v in built)}); bootstrap it first",
+                               package=name)
+        source = earlier[0]["source"]
+        candidate = Candidate(name, version, DistributionFile(
+            source["filename"], source["url"], source["sha256"]))
+        self._rebuild = request
+        try:
+            with self._working(), about(candidate.pin):
+                number = self._next_number(candidate, earlier, request.force)
+                return self._build(candidate, (), Rebuild(
+                    number=number, numbering=self.settings.rebuild_numbering,
+                    reason=request.reason,
+                    changelog=self._settings_for(name).reasons_for(version)))
+        finally:
+            self._rebuild = None
+
+    @contextmanager
+    def _working(self):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._bootstrap_closure(list(requirements), parent=ROOT, kind="toplevel", context=())
+            yield
         finally:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self._write_outputs()
-        return self.report
 
-    def _bootstrap_closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
-                           context: tuple[str, ...],
-                           preferred: Mapping[NormalizedName, Version] | None = None) -> Resolution:
-        """Resolve requirements to a closure, build all of it, and re-resolve until the real
-        metadata of the built wheels agrees with the resolution."""
+    # -- closures --------------------------------------------------------------------------
+    def _closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
+                 context: tuple[str, ...],
+                 preferred: Mapping[NormalizedName, Version] | None = None) -> Resolution:
+        """A build environment or the user's install closure, every member in the index.
+
+        A rebuild takes build environments from our own index; what the index cannot satisfy is
+        an error, or with --bootstrap-missing is bootstrapped from upstream like any other."""
+        if self._rebuild is not None and kind != "toplevel":
+            try:
+                return self._settle(requirements, self.index_finder, "wheel", parent=parent,
+                                    kind=kind, context=context, preferred=preferred)
+            except ResolutionError as exc:
+                if not self._rebuild.bootstrap_missing:
+                    wanted = ", ".join(str(r) for r in requirements if self.target.applies(r))
+                    raise RebuildError(
+                        f"our index cannot provide the {kind} requirements ({wanted}): "
+                        f"{exc.detail}. Run again with --bootstrap-missing to build them first",
+                        package=context[-1].split("==")[0] if context else "",
+                        version=context[-1].split("==")[1] if context else "",
+                        chain=context[:-1]) from None
+                log.info("bootstrapping what the index is missing: %s", exc.detail)
+        return self._settle(requirements, self.finder, "sdist", parent=parent, kind=kind,
+                            context=context, preferred=preferred)
+
+    def _settle(self, requirements: list[Requirement], finder: Finder, distributions: str, *,
+                parent: str, kind: EdgeKind, context: tuple[str, ...],
+                preferred: Mapping[NormalizedName, Version] | None) -> Resolution:
+        """Resolve, build every pin, and resolve again until the real metadata of the built
+        wheels agrees with the resolution."""
         preferred = dict(preferred or {})
         for _ in range(10):
             self.reporter.activity(context[-1] if context else "requirements", "resolving")
-            resolution = resolve(requirements, self.finder, self.target,
+            resolution = resolve(requirements, finder, self.target,
                                  constraints=self.constraints,
                                  allow_prereleases=self.allow_prereleases,
-                                 preferred=preferred, direct=self.direct, context=context)
+                                 preferred=preferred, direct=self.direct, context=context,
+                                 distributions=distributions)
             for candidate in resolution:
                 self.ensure(candidate, context + _path_to(resolution, candidate.name))
             for child, reasons in resolution.why.items():
@@ -213,9 +297,10 @@ class Bootstrapper:
     def _consistent(self, resolution: Resolution) -> bool:
         for candidate in resolution:
             wheel = self._done[(candidate.name, candidate.version)]
+            extras = candidate.extras | _extras_wanted(resolution, candidate.name)
             for text in wheel.requires_dist:
                 req = Requirement(text)
-                if not self.target.applies(req, candidate.extras | _extras_wanted(resolution, candidate.name)):
+                if not self.target.applies(req, extras):
                     continue
                 pin = resolution.pins.get(canonicalize_name(req.name))
                 if pin is None or not req.specifier.contains(pin.version, prereleases=True):
@@ -225,6 +310,7 @@ class Bootstrapper:
 
     # -- one package version ---------------------------------------------------------------
     def ensure(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
+        """The wheel of this package version in our index: reused, or built now."""
         key = (candidate.name, candidate.version)
         if key in self._done:
             return self._done[key]
@@ -237,27 +323,62 @@ class Bootstrapper:
                 f"that removes the build requirement", package=candidate.name,
                 version=str(candidate.version), chain=chain)
         with about(candidate.pin):
-            reused = self._reuse(candidate, chain)
-            if reused is not None:
-                return reused
+            earlier = self._earlier_builds(candidate)
+            wanted = len(self._settings_for(candidate.name).reasons_for(candidate.version))
+            if earlier and earlier[0]["rebuild"]["number"] >= wanted:
+                log.info("reusing %s from the index", earlier[0]["wheel"])
+                return self._finish(candidate, self.index.files_dir / candidate.name /
+                                    earlier[0]["wheel"], "reused", 0.0, chain)
+            # A first build has no number; a changelog entry calls for a numbered rebuild.
+            number = 0 if not wanted and not earlier else self._next_number(candidate, earlier, False)
             self._building.append(key)
             try:
-                wheel = self._build(candidate, chain)
+                return self._build(candidate, chain, Rebuild(
+                    number=number, numbering=self.settings.rebuild_numbering,
+                    reason="changelog" if number else None,
+                    changelog=self._settings_for(candidate.name).reasons_for(candidate.version)))
             finally:
                 self._building.pop()
-        return wheel
 
-    def _reuse(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel | None:
-        existing = self.index.find(candidate.name, candidate.version)
-        if not existing:
-            return None
-        newest = max(existing, key=lambda w: w.build_tag)
-        if self.records.read(candidate.name, newest.filename) is None:
-            return None
-        log.info("reusing %s from the index", newest.filename)
-        return self._finish(candidate, newest.path, "reused", 0.0, chain)
+    def _earlier_builds(self, candidate: Candidate) -> list[dict]:
+        """Records of this version whose wheels are in the index, newest rebuild first. In our
+        index a post-release rebuild's wheel version (1.0.post1) stands for its upstream 1.0."""
+        found = [r for r in self.records.for_version(candidate.name, candidate.version)
+                 if (self.index.files_dir / candidate.name / r["wheel"]).is_file()]
+        if not found and candidate.file.is_wheel:
+            record = self.records.read(candidate.name, candidate.file.filename)
+            if record is not None:
+                found = [record]
+        return found
 
-    def _build(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
+    def _next_number(self, candidate: Candidate, earlier: list[dict], force: bool) -> int:
+        highest = max((r["rebuild"]["number"] for r in earlier), default=0)
+        wanted = len(self._settings_for(candidate.name).reasons_for(candidate.version))
+        numbering = self.settings.rebuild_numbering
+        # Check that the number can be used before handing one out.
+        rebuilt_version(candidate.version, highest + 1, numbering)
+        if numbering == "post-release" and not force:
+            self._refuse_breaking_pins(candidate, highest + 1)
+        return self.counter.reserve(candidate.name, candidate.version, max(highest + 1, wanted))
+
+    def _refuse_breaking_pins(self, candidate: Candidate, number: int) -> None:
+        new_version = rebuilt_version(candidate.version, number, "post-release")
+        broken = []
+        for project in self.index.projects():
+            for wheel in self.index.wheels(project):
+                for text in pkginfo.Wheel(str(wheel.path)).requires_dist or ():
+                    req = Requirement(text)
+                    if canonicalize_name(req.name) == candidate.name and \
+                            req.specifier.contains(candidate.version, prereleases=True) and \
+                            not req.specifier.contains(new_version, prereleases=True):
+                        broken.append(f"{wheel.filename} requires {req}")
+        if broken:
+            raise RebuildError(
+                f"a post-release rebuild would be {new_version}, which these wheels in the index "
+                f"do not accept: {'; '.join(sorted(set(broken)))}. Use rebuild_numbering: "
+                f"build-tag, or --force", package=candidate.name, version=str(candidate.version))
+
+    def _build(self, candidate: Candidate, chain: tuple[str, ...], rebuild: Rebuild) -> BuiltWheel:
         # This package's own time: fetching, preparing and its container runs, not the builds
         # of its dependencies that happen in between.
         started = time.monotonic()
@@ -274,18 +395,17 @@ class Bootstrapper:
         own_seconds = time.monotonic() - started
 
         static = build_system.requirements()
-        env = self._bootstrap_closure(static, parent=pin, kind="build-system", context=here)
+        env = self._closure(static, parent=pin, kind="build-system", context=here)
         # Kept under the output directory so a failed build's log outlives the run.
         log_path = self.index.root / "logs" / f"{candidate.name}-{candidate.version}.log"
         log_path.unlink(missing_ok=True)
         outcome = self._run_build(source, build_system, env, log_path, chain)
         own_seconds += outcome.seconds
         if outcome.status == "needs":
-            dynamic = [Requirement(r) for r in outcome.backend_requires]
             log.info("backend also requires %s", ", ".join(outcome.missing))
-            env = self._bootstrap_closure(
-                static + dynamic, parent=pin, kind="build-backend", context=here,
-                preferred={n: c.version for n, c in env.pins.items()})
+            dynamic = [Requirement(r) for r in outcome.backend_requires]
+            env = self._closure(static + dynamic, parent=pin, kind="build-backend", context=here,
+                                preferred={n: c.version for n, c in env.pins.items()})
             outcome = self._run_build(source, build_system, env, log_path, chain)
             own_seconds += outcome.seconds
             if outcome.status == "needs":
@@ -294,7 +414,7 @@ class Bootstrapper:
                                  version=str(candidate.version), chain=chain,
                                  log_path=str(log_path))
         publish_started = time.monotonic()
-        published = self._publish(candidate, source, build_system, env, outcome, chain)
+        published = self._publish(candidate, source, build_system, env, outcome, chain, rebuild)
         outcome.log_path.unlink(missing_ok=True)  # kept beside the record from now on
         own_seconds += time.monotonic() - publish_started
         return self._finish(candidate, published.path, "built", own_seconds, chain)
@@ -309,46 +429,58 @@ class Bootstrapper:
         return self.builder.build(request, self.work_dir)
 
     def _publish(self, candidate: Candidate, source: PreparedSource, build_system,
-                 env: Resolution, outcome: BuildOutcome, chain: tuple[str, ...]) -> IndexedWheel:
+                 env: Resolution, outcome: BuildOutcome, chain: tuple[str, ...],
+                 rebuild: Rebuild) -> IndexedWheel:
         assert outcome.wheel is not None
-        metadata = pkginfo.Wheel(str(outcome.wheel))
+        numbering = rebuild.numbering
+        final_name = rebuilt_filename(outcome.wheel.name, rebuild.number, numbering)
         env_wheels = [self._done[(c.name, c.version)] for c in env]
         record = BuildRecord(
             name=candidate.name,
             version=str(candidate.version),
-            wheel=outcome.wheel.name,
-            wheel_sha256=sha256_of(outcome.wheel),
+            wheel=final_name,
+            wheel_version=str(rebuilt_version(candidate.version, rebuild.number, numbering)),
             source={"url": candidate.file.url, "filename": candidate.file.filename,
                     "sha256": source.sdist_sha256,
-                    "sha256_from_index": candidate.file.sha256 is not None},
+                    "sha256_checked_against_index": candidate.file.sha256 is not None},
             patches=[asdict(p) for p in source.patches],
+            settings={"build": asdict(self.settings.build), "rebuild_numbering": numbering,
+                      "package": self._settings_for(candidate.name).as_dict()},
             build_system={"requires": list(build_system.requires), "backend": build_system.backend,
                           "backend_path": list(build_system.backend_path)},
             backend_requires=list(outcome.backend_requires),
-            build_env_wheels=[EnvWheel(w.path.name, sha256_of(w.path)) for w in env_wheels],
-            freeze=outcome.freeze,
+            build_env={"freeze": outcome.freeze.splitlines(),
+                       "wheels": [{"filename": w.path.name, "sha256": sha256_of(w.path)}
+                                  for w in env_wheels]},
             target={"name": self.target.name, **dict(self.target.markers)},
             image=asdict(self.image),
-            sandbox={"network": "none", "user": "builder (uid 1000)", "capabilities": "all dropped",
-                     "no_new_privileges": True, "memory": self.settings.build.memory,
+            sandbox={"network": "none", "user": "builder (uid 1000)",
+                     "capabilities": "all dropped", "no_new_privileges": True,
+                     "memory": self.settings.build.memory,
                      "pids_limit": self.settings.build.pids_limit,
                      "timeout_seconds": self.settings.build.timeout_seconds},
             command=list(outcome.command),
-            environment={},
+            environment=dict(outcome.environment),
             started_at=outcome.started_at,
             ended_at=outcome.ended_at,
             seconds=round(outcome.seconds, 3),
             exit_status=0,
+            rebuild=rebuild,
             required_by=list(chain),
-            log=f"{outcome.wheel.name}.log",
+            log=f"{final_name}.log",
             timings={k: round(v, 3) for k, v in outcome.timings.items()}
             | {"container": round(outcome.container_seconds, 3)},
         )
+        embedded = json.dumps(record.to_dict(), indent=2).encode()
+        final = stamp_wheel(outcome.wheel, self.work_dir / "stamped", number=rebuild.number,
+                            numbering=numbering, embed={EMBEDDED_RECORD: embedded})
+        requires_python = pkginfo.Wheel(str(final)).requires_python
         # The record goes first: a wheel is never in the index without one.
-        self.records.write(record, outcome.log_path)
-        published = self.index.add(outcome.wheel, metadata.requires_python)
+        self.records.write(record.to_dict(wheel_sha256=sha256_of(final)), outcome.log_path)
+        published = self.index.add(final, requires_python)
         outcome.wheel.unlink(missing_ok=True)
-        log.info("published %s", record.wheel)
+        final.unlink(missing_ok=True)
+        log.info("published %s", final_name)
         return published
 
     def _finish(self, candidate: Candidate, path: Path, status: Literal["built", "reused"],
@@ -364,11 +496,18 @@ class Bootstrapper:
         self._write_outputs()
         return wheel
 
+    def _settings_for(self, name: NormalizedName) -> PackageSettings:
+        if name not in self._package_settings:
+            self._package_settings[name] = load_package_settings(self.settings.overrides_dir, name)
+        return self._package_settings[name]
+
     # -- outputs ---------------------------------------------------------------------------
     def _write_outputs(self) -> None:
         """build-order.json and graph.json, rewritten after every package (so a stopped run
         still says what it did)."""
-        out = self.settings_output()
+        if not self.report.wheels and not self._edges:
+            return
+        out = self.index.root
         out.mkdir(parents=True, exist_ok=True)
         edges = sorted(self._edges, key=lambda e: (e.child, e.parent, e.kind))
         incoming: dict[str, list[dict]] = {}
@@ -390,9 +529,6 @@ class Bootstrapper:
         }
         atomic_write_text(out / "graph.json", json.dumps(graph, indent=2))
         self.report.edges = edges
-
-    def settings_output(self) -> Path:
-        return self.index.root
 
 
 def _path_to(resolution: Resolution, name: NormalizedName) -> tuple[str, ...]:

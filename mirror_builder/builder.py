@@ -11,8 +11,10 @@ import json
 import logging
 import os
 import shutil
+import tarfile
 import tempfile
 import time
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -67,6 +69,7 @@ class BuildOutcome:
     seconds: float
     container_seconds: float
     timings: Mapping[str, float]
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 class Builder:
@@ -155,6 +158,7 @@ class Builder:
                 seconds=time.monotonic() - started,
                 container_seconds=run.seconds,
                 timings=result.get("timings", {}),
+                environment=result.get("environment", {}),
             )
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -186,8 +190,19 @@ def _tail(log_path: Path, lines: int = 3) -> str:
 
 
 def _source_date_epoch(sdist: Path) -> int:
-    # Reproducible timestamps inside the wheel: the sdist's own modification time.
-    return int(sdist.stat().st_mtime)
+    """Reproducible timestamps inside the wheel: the newest file time recorded in the sdist
+    (not the cached file's own mtime, which is when we downloaded it)."""
+    try:
+        if sdist.name.endswith(".zip"):
+            with zipfile.ZipFile(sdist) as zf:
+                newest = max(datetime(*i.date_time, tzinfo=timezone.utc).timestamp()
+                             for i in zf.infolist())
+        else:
+            with tarfile.open(sdist) as tar:
+                newest = max(m.mtime for m in tar.getmembers())
+    except (OSError, ValueError, tarfile.TarError, zipfile.BadZipFile):
+        return 315532800  # 1980-01-01, the earliest time a zip (wheel) can hold
+    return max(int(newest), 315532800)
 
 
 def _assemble_driver(path: Path) -> Path:

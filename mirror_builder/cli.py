@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def output_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("-o", "--output", type=Path, metavar="DIR",
+                         help="output directory: index, records, build order (default: settings)")
+
     boot = commands.add_parser(
         "bootstrap", help="build requirements and everything under them from source",
         description="Resolve the requirements, then build them, their build dependencies and "
@@ -42,12 +46,40 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("-c", "--constraints", dest="constraint_files", action="append",
                       type=Path, default=[], metavar="FILE",
                       help="constrain versions (applies to build environments too)")
-    boot.add_argument("-o", "--output", type=Path, metavar="DIR",
-                      help="output directory: index, records, build order (default: settings)")
+    output_option(boot)
     boot.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
     boot.add_argument("--pre", action="store_true", help="allow pre-releases")
     boot.add_argument("--refresh", action="store_true",
                       help="ask the upstream index again instead of using cached answers")
+
+    rebuild = commands.add_parser(
+        "rebuild", help="build one package version again, with the next rebuild number",
+        description="Build NAME==VERSION again from its recorded, hash-checked sdist, with a "
+                    "build environment taken from our index, and publish it with the next "
+                    "rebuild number (build tag or .postN, see rebuild_numbering in settings). "
+                    "Earlier wheels stay in the index untouched.")
+    rebuild.add_argument("requirement", metavar="NAME==VERSION")
+    rebuild.add_argument("--reason", required=True, help="why, kept in the build record")
+    rebuild.add_argument("--bootstrap-missing", action="store_true",
+                         help="build missing build dependencies from upstream first")
+    rebuild.add_argument("--force", action="store_true",
+                         help="with post-release numbering: rebuild even if wheels in the index "
+                              "pin this exact version")
+    output_option(rebuild)
+    rebuild.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
+
+    inspect = commands.add_parser(
+        "inspect", help="show how a wheel was built",
+        description="Show the build record of NAME==VERSION in the index (every rebuild, newest "
+                    "first) or of a wheel file from anywhere (the record travels inside it).")
+    inspect.add_argument("what", metavar="NAME==VERSION|WHEEL")
+    output_option(inspect)
+    shown = inspect.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="the records as JSON (versioned schema)")
+    shown.add_argument("--log", action="store_true", help="the newest build's log")
+    shown.add_argument("--freeze", action="store_true", help="the newest build environment's freeze")
+    shown.add_argument("--slsa", action="store_true",
+                       help="the newest build's in-toto statement (SLSA provenance v1)")
 
     images = commands.add_parser("images", help="build the target's container image if needed")
     images.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
@@ -63,11 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(package)s%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)
+    commands = {"bootstrap": _bootstrap, "rebuild": _rebuild, "inspect": _inspect,
+                "images": _images}
     try:
-        if args.command == "bootstrap":
-            return _bootstrap(args, console)
-        if args.command == "images":
-            return _images(args, console)
+        return commands[args.command](args, console)
     except MirrorBuilderError as exc:
         if args.debug:
             console.print_exception()
@@ -76,14 +107,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: wheels already published stay in the index")
         return 130
-    return 2
+
+
+def _settings(args):
+    from mirror_builder.settings import load_settings
+
+    return load_settings(args.settings)
+
+
+def _output(args, settings) -> Path:
+    return (args.output or settings.output_dir).resolve()
 
 
 def _images(args, console: Console) -> int:
     from mirror_builder.containers import ImageManager, PodmanService
-    from mirror_builder.settings import load_settings
 
-    settings = load_settings(args.settings)
+    settings = _settings(args)
     target = settings.target(args.target)
     with PodmanService(settings.cache_dir / "state") as podman:
         images = ImageManager(podman, settings.cache_dir)
@@ -91,48 +130,101 @@ def _images(args, console: Console) -> int:
             image = images.ensure(target)
             markers = images.marker_environment(image)
     console.print(f"{target.name}: {image.tag} (Python {markers['python_full_version']}, "
-                  f"{markers['platform_machine']})")
+                  f"{markers['platform_machine']}, {len(image.system_packages)} system packages)")
     return 0
 
 
 def _bootstrap(args, console: Console) -> int:
-    from mirror_builder.bootstrap import Bootstrapper, UpstreamFinder
-    from mirror_builder.builder import Builder
-    from mirror_builder.containers import ImageManager, PodmanService
-    from mirror_builder.index import WheelIndex
     from mirror_builder.inputs import read_request
+    from mirror_builder.pipeline import RunOptions, open_pipeline
     from mirror_builder.progress import RichReporter
-    from mirror_builder.records import RecordStore
-    from mirror_builder.settings import load_settings
-    from mirror_builder.target import TargetEnvironment
-    from mirror_builder.upstream import UpstreamIndex
 
-    settings = load_settings(args.settings)
+    settings = _settings(args)
     request = read_request(args.requirements, args.requirement_files, args.constraint_files)
-    target_settings = settings.target(args.target)
-    output = (args.output or settings.output_dir).resolve()
-    upstream = UpstreamIndex(
-        settings.upstream.index_url, settings.cache_dir,
-        json_api_url=settings.upstream.json_api_url, ttl=settings.upstream.cache_ttl_seconds,
-        timeout=settings.upstream.timeout_seconds, retries=settings.upstream.retries,
-        refresh=args.refresh, user_agent=f"mirror-builder/{__version__}")
-    index = WheelIndex(output)
-    with PodmanService(settings.cache_dir / "state") as podman:
-        images = ImageManager(podman, settings.cache_dir)
-        with console.status(f"preparing the image for {target_settings.name}"):
-            image = images.ensure(target_settings)
-            target = TargetEnvironment(target_settings.name, images.marker_environment(image))
-        builder = Builder(podman, settings.cache_dir / "state" / f"builder-{os.getpid()}")
-        with RichReporter(console) as reporter:
-            bootstrapper = Bootstrapper(
-                settings=settings, target=target, image=image,
-                finder=UpstreamFinder(upstream, settings.cache_dir / "sdists"),
-                builder=builder, index=index, records=RecordStore(output), reporter=reporter,
-                constraints=request.constraints, direct=request.direct,
-                allow_prereleases=args.pre)
-            report = bootstrapper.run(list(request.requirements))
-        reporter.summary(report, index.url(), upstream.requests_made)
+    options = RunOptions(output=_output(args, settings), target=args.target, refresh=args.refresh,
+                         allow_prereleases=args.pre, constraints=request.constraints,
+                         direct=request.direct)
+    with RichReporter(console) as reporter:
+        with open_pipeline(settings, options, reporter,
+                           on_image=lambda t: reporter.activity(t, "preparing the image")
+                           ) as (pipeline, upstream):
+            report = pipeline.run(list(request.requirements))
+    reporter.summary(report, pipeline.index.url(), upstream.requests_made)
     return 0
+
+
+def _rebuild(args, console: Console) -> int:
+    from mirror_builder.pipeline import RunOptions, open_pipeline
+    from mirror_builder.bootstrap import RebuildRequest
+    from mirror_builder.progress import RichReporter
+
+    name, version = _pin(args.requirement)
+    settings = _settings(args)
+    options = RunOptions(output=_output(args, settings), target=args.target)
+    with RichReporter(console) as reporter:
+        with open_pipeline(settings, options, reporter) as (pipeline, _):
+            wheel = pipeline.rebuild(name, version, RebuildRequest(
+                reason=args.reason, bootstrap_missing=args.bootstrap_missing, force=args.force))
+    console.print(f"rebuilt {name}=={version} as [bold]{wheel.path.name}[/]; earlier wheels are "
+                  f"unchanged in {options.output / 'simple'}")
+    return 0
+
+
+def _inspect(args, console: Console) -> int:
+    from mirror_builder.records import RecordStore
+    from mirror_builder.views import inspect_document, render_records
+    from mirror_builder.wheelfile import read_embedded_record
+
+    out = Console()
+    what = args.what
+    settings = _settings(args)
+    store = RecordStore(_output(args, settings))
+    if what.endswith(".whl"):
+        path = Path(what)
+        if not path.is_file():
+            raise MirrorBuilderError(f"{path}: no such wheel file")
+        record = read_embedded_record(path)
+        if record is None:
+            raise MirrorBuilderError(f"{path.name} was not built by mirror-builder: it carries no "
+                                     f"build record in its .dist-info")
+        beside = store.read(record["name"], record["wheel"])
+        records = [beside or record]
+        title = f"{record['name']} {record['version']}"
+    else:
+        name, version = _pin(what)
+        records = store.for_version(name, version)
+        if not records:
+            raise MirrorBuilderError(f"{name}=={version} has no build records in {store.root}")
+        title = f"{name} {version}"
+    newest = records[0]
+    if args.json:
+        out.print_json(json.dumps(inspect_document(records)))
+    elif args.freeze:
+        out.print("\n".join(newest["build_env"]["freeze"]), highlight=False)
+    elif args.log or args.slsa:
+        path = (store.log_path if args.log else store.slsa_path)(newest["name"], newest["wheel"])
+        if not path.is_file():
+            raise MirrorBuilderError(f"{newest['wheel']}: {path.name} is not in {store.root}; it is "
+                                     f"kept beside the index the wheel was published to")
+        out.print(path.read_text(), highlight=False, markup=False, end="")
+    else:
+        render_records(out, title, records)
+    return 0
+
+
+def _pin(text: str):
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    try:
+        req = Requirement(text)
+        (spec,) = req.specifier
+        if spec.operator != "==" or "*" in spec.version:
+            raise ValueError
+        return canonicalize_name(req.name), Version(spec.version)
+    except (InvalidRequirement, ValueError):
+        raise MirrorBuilderError(f"{text!r}: give one exact version, as NAME==VERSION") from None
 
 
 if __name__ == "__main__":

@@ -82,6 +82,8 @@ class ImageRef:
     containerfile: str
     containerfile_sha256: str
     target: str
+    # The Debian packages in the image, "name=version", for the build record.
+    system_packages: tuple[str, ...] = ()
 
 
 class PodmanService:
@@ -285,7 +287,23 @@ class ImageManager:
                     self.cache_dir / f"{target.name}-build.log")
         return ImageRef(tag=tag, id=image_id, base=f"{base_tag}@{base_id}",
                         containerfile=str(containerfile), containerfile_sha256=containerfile_sha,
-                        target=target.name)
+                        target=target.name, system_packages=self._system_packages(tag, image_id))
+
+    def _system_packages(self, tag: str, image_id: str) -> tuple[str, ...]:
+        """dpkg's list of the image's packages with versions, read once per image."""
+        cached = self.cache_dir / f"{image_id}.packages.txt"
+        if not cached.is_file():
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                log_path = Path(tmp) / "dpkg.log"
+                result = self.podman.run(RunSpec(
+                    image=tag, command=["dpkg-query", "-W", "-f", "${Package}=${Version}\\n"],
+                    timeout_seconds=120), log_path)
+                if result.exit_code != 0:
+                    raise ContainerError(f"image {tag}: cannot list its packages: "
+                                         f"{log_path.read_text()[-300:]}")
+                cached.write_text(log_path.read_text())
+        return tuple(line for line in cached.read_text().splitlines() if "=" in line)
 
     def marker_environment(self, image: ImageRef) -> dict[str, str]:
         """PEP 508 marker values of the image's python3, measured once per image."""

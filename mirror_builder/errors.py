@@ -60,3 +60,7 @@ class BuildError(PackageError):
 
 class BuildCycleError(PackageError):
     """Build dependencies form a cycle, so no order of builds can satisfy them."""
+
+
+class RebuildError(PackageError):
+    """A rebuild cannot go ahead as asked."""

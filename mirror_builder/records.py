@@ -1,73 +1,70 @@
-"""Build records: what went into a wheel, kept beside the index under <output>/records/."""
+"""The build records kept beside the index, under <output>/records/<project>/:
+<wheel>.build.json (the record), .freeze.txt, .log and .intoto.json (the SLSA statement)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-from mirror_builder import __version__
 from mirror_builder.files import atomic_write_text
-
-RECORD_SCHEMA = "mirror-builder.build-record/1"
-
-
-@dataclass(frozen=True)
-class EnvWheel:
-    filename: str
-    sha256: str
-
-
-@dataclass(frozen=True)
-class BuildRecord:
-    name: str
-    version: str
-    wheel: str
-    wheel_sha256: str
-    source: dict
-    patches: list[dict]
-    build_system: dict
-    backend_requires: list[str]
-    build_env_wheels: list[EnvWheel]
-    freeze: str
-    target: dict
-    image: dict
-    sandbox: dict
-    command: list[str]
-    environment: dict
-    started_at: str
-    ended_at: str
-    seconds: float
-    exit_status: int
-    required_by: list[str]
-    log: str
-    mirror_builder_version: str = __version__
-    schema: str = RECORD_SCHEMA
-    timings: dict = field(default_factory=dict)
+from mirror_builder.provenance import slsa_statement
 
 
 class RecordStore:
     def __init__(self, output_dir: Path) -> None:
         self.root = output_dir / "records"
 
-    def paths(self, name: str, wheel_filename: str) -> tuple[Path, Path, Path]:
-        folder = self.root / canonicalize_name(name)
-        return (folder / f"{wheel_filename}.build.json", folder / f"{wheel_filename}.freeze.txt",
-                folder / f"{wheel_filename}.log")
+    def folder(self, name: str) -> Path:
+        return self.root / canonicalize_name(name)
 
-    def write(self, record: BuildRecord, log_path: Path) -> Path:
-        record_path, freeze_path, kept_log = self.paths(record.name, record.wheel)
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log_path, kept_log)
-        atomic_write_text(freeze_path, record.freeze)
-        atomic_write_text(record_path, json.dumps(asdict(record), indent=2))
-        return record_path
+    def record_path(self, name: str, wheel: str) -> Path:
+        return self.folder(name) / f"{wheel}.build.json"
 
-    def read(self, name: str, wheel_filename: str) -> dict | None:
-        record_path = self.paths(name, wheel_filename)[0]
-        if not record_path.is_file():
+    def freeze_path(self, name: str, wheel: str) -> Path:
+        return self.folder(name) / f"{wheel}.freeze.txt"
+
+    def log_path(self, name: str, wheel: str) -> Path:
+        return self.folder(name) / f"{wheel}.log"
+
+    def slsa_path(self, name: str, wheel: str) -> Path:
+        return self.folder(name) / f"{wheel}.intoto.json"
+
+    def write(self, record: dict[str, Any], log_path: Path) -> Path:
+        name, wheel = record["name"], record["wheel"]
+        self.folder(name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log_path, self.log_path(name, wheel))
+        atomic_write_text(self.freeze_path(name, wheel), "".join(
+            f"{line}\n" for line in record["build_env"]["freeze"]))
+        atomic_write_text(self.slsa_path(name, wheel), json.dumps(slsa_statement(record), indent=2))
+        path = self.record_path(name, wheel)
+        atomic_write_text(path, json.dumps(record, indent=2))
+        return path
+
+    def read(self, name: str, wheel: str) -> dict[str, Any] | None:
+        path = self.record_path(name, wheel)
+        if not path.is_file():
             return None
-        return json.loads(record_path.read_text())
+        return json.loads(path.read_text())
+
+    def for_version(self, name: str, version: Version) -> list[dict[str, Any]]:
+        """Every record of builds of this upstream version, newest rebuild first."""
+        found = []
+        folder = self.folder(name)
+        if folder.is_dir():
+            for path in folder.glob("*.build.json"):
+                record = json.loads(path.read_text())
+                if Version(record["version"]) == version:
+                    found.append(record)
+        return sorted(found, key=lambda r: r["rebuild"]["number"], reverse=True)
+
+    def versions(self, name: str) -> list[Version]:
+        folder = self.folder(name)
+        if not folder.is_dir():
+            return []
+        return sorted({Version(json.loads(p.read_text())["version"])
+                       for p in folder.glob("*.build.json")})

@@ -14,8 +14,8 @@ from typing import Protocol
 import resolvelib
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import (InvalidSdistFilename, NormalizedName, canonicalize_name,
-                             parse_sdist_filename)
+from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, NormalizedName,
+                             canonicalize_name, parse_sdist_filename, parse_wheel_filename)
 from packaging.version import Version
 
 from mirror_builder.errors import ResolutionError
@@ -85,13 +85,27 @@ def sdist_version(file: DistributionFile, name: str) -> Version | None:
     return version
 
 
+def file_version(file: DistributionFile, name: str) -> Version | None:
+    """The version of an sdist or a wheel of project name, or None if it is neither."""
+    if file.is_wheel:
+        try:
+            wheel_name, version, _, _ = parse_wheel_filename(file.filename)
+        except InvalidWheelFilename:
+            return None
+        return version if wheel_name == canonicalize_name(name) else None
+    return sdist_version(file, name)
+
+
 class Provider(resolvelib.AbstractProvider):
     def __init__(self, finder: Finder, target: TargetEnvironment, *,
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  allow_prereleases: bool = False,
                  preferred: Mapping[NormalizedName, Version] | None = None,
-                 direct: Mapping[NormalizedName, Candidate] | None = None) -> None:
+                 direct: Mapping[NormalizedName, Candidate] | None = None,
+                 distributions: str = "sdist") -> None:
         self.finder = finder
+        # "sdist" to resolve what to build upstream; "wheel" to resolve over our own index.
+        self.distributions = distributions
         self.target = target
         self.constraints = dict(constraints or {})
         self.allow_prereleases = allow_prereleases
@@ -131,9 +145,9 @@ class Provider(resolvelib.AbstractProvider):
                      for s in combined)
         by_version: dict[Version, DistributionFile] = {}
         for file in self.finder.project_files(name):
-            if not file.is_sdist:
+            if not (file.is_wheel if self.distributions == "wheel" else file.is_sdist):
                 continue
-            version = sdist_version(file, name)
+            version = file_version(file, name)
             if version is None or version in bad or version in by_version:
                 continue
             if file.yanked and not pinned:
@@ -193,10 +207,11 @@ def resolve(requirements: Sequence[Requirement], finder: Finder, target: TargetE
             allow_prereleases: bool = False,
             preferred: Mapping[NormalizedName, Version] | None = None,
             direct: Mapping[NormalizedName, Candidate] | None = None,
-            context: Sequence[str] = ()) -> Resolution:
+            context: Sequence[str] = (), distributions: str = "sdist") -> Resolution:
     """Resolve requirements (markers already applicable to the target) to one pin per name."""
     provider = Provider(finder, target, constraints=constraints,
-                        allow_prereleases=allow_prereleases, preferred=preferred, direct=direct)
+                        allow_prereleases=allow_prereleases, preferred=preferred, direct=direct,
+                        distributions=distributions)
     applicable = [r for r in requirements if target.applies(r)]
     resolver = resolvelib.Resolver(provider, resolvelib.BaseReporter())
     try:

@@ -16,6 +16,7 @@ import yaml
 from mirror_builder.errors import SettingsError
 
 SETTINGS_FILENAME = "settings.yaml"
+REBUILD_NUMBERINGS = ("build-tag", "post-release")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,10 @@ class Settings:
     output_dir: Path
     cache_dir: Path
     patches_dir: Path
+    overrides_dir: Path
     allow_prereleases: bool = False
+    # How a rebuild is told apart: the PEP 427 build tag (version unchanged) or a .postN version.
+    rebuild_numbering: str = "build-tag"
 
     def target(self, name: str | None) -> TargetSettings:
         if name is None:
@@ -70,7 +74,7 @@ class Settings:
 
 
 @dataclass
-class _Reader:
+class YamlReader:
     """Walks a YAML document, remembering each key's line for error messages."""
 
     path: Path
@@ -139,12 +143,10 @@ def find_settings_file(explicit: Path | None = None) -> Path | None:
     return None
 
 
-def load_settings(path: Path | None = None) -> Settings:
-    source = find_settings_file(path)
-    if source is None:
-        return _build(_Reader(Path(SETTINGS_FILENAME)), {}, None, Path.cwd())
+def read_yaml(source: Path) -> tuple[YamlReader, Any]:
+    """Parse a YAML file, keeping each key's line for error messages."""
     text = source.read_text(encoding="utf-8")
-    reader = _Reader(source)
+    reader = YamlReader(source)
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -154,12 +156,25 @@ def load_settings(path: Path | None = None) -> Settings:
         raise SettingsError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if node is not None:
         reader.index_lines(node)
+    return reader, data
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    source = find_settings_file(path)
+    if source is None:
+        return _build(YamlReader(Path(SETTINGS_FILENAME)), {}, None, Path.cwd())
+    reader, data = read_yaml(source)
     return _build(reader, data, source, source.resolve().parent)
 
 
-def _build(r: _Reader, data: Any, source: Path | None, project_dir: Path) -> Settings:
+def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> Settings:
     top = r.mapping(data, (), {"upstream", "targets", "build", "output_dir", "cache_dir",
-                               "patches_dir", "allow_prereleases"})
+                               "patches_dir", "overrides_dir", "allow_prereleases",
+                               "rebuild_numbering"})
+    numbering = r.value(top, ("rebuild_numbering",), str, "build-tag")
+    if numbering not in REBUILD_NUMBERINGS:
+        raise r.fail(("rebuild_numbering",),
+                     f"must be one of {', '.join(REBUILD_NUMBERINGS)}, got {numbering!r}")
 
     def path_of(key: str, default: str) -> Path:
         return resolve_path(r.value(top, (key,), str, default))
@@ -220,5 +235,7 @@ def _build(r: _Reader, data: Any, source: Path | None, project_dir: Path) -> Set
         output_dir=path_of("output_dir", "output"),
         cache_dir=path_of("cache_dir", cache_default),
         patches_dir=path_of("patches_dir", "patches"),
+        overrides_dir=path_of("overrides_dir", "overrides"),
         allow_prereleases=r.value(top, ("allow_prereleases",), bool, False),
+        rebuild_numbering=numbering,
     )

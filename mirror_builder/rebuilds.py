@@ -1,0 +1,31 @@
+"""Rebuild numbers: handed out under a lock and remembered, so they never go backwards and never
+repeat, even when a rebuild fails half way or two rebuilds start at once."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from mirror_builder.files import atomic_write_text
+
+
+class RebuildCounter:
+    def __init__(self, output_dir: Path) -> None:
+        self.path = output_dir / "rebuild-numbers.json"
+
+    def reserve(self, name: str, version: Version, at_least: int) -> int:
+        """The next number for name==version: above every number handed out before, and at
+        least at_least (what the index and the package's changelog already call for)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_suffix(".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            versions = data.setdefault(canonicalize_name(name), {})
+            number = max(versions.get(str(version), 0) + 1, at_least, 1)
+            versions[str(version)] = number
+            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
+        return number

@@ -1,0 +1,72 @@
+"""What `inspect` shows: a wheel's provenance, readable (rich) or as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+INSPECT_SCHEMA = "mirror-builder/inspect/v1"
+
+
+def render_records(console: Console, title: str, records: list[dict[str, Any]]) -> None:
+    """The newest build in full, then the rebuild history."""
+    newest = records[0]
+    console.print(Panel(_details(newest), title=f"{title}: {newest['wheel']}", expand=False))
+    if len(records) > 1 or newest["rebuild"]["number"]:
+        history = Table(title="rebuild history (newest first)")
+        for column in ("number", "wheel", "built", "reason"):
+            history.add_column(column)
+        for record in records:
+            rebuild = record["rebuild"]
+            reasons = [rebuild["reason"]] if rebuild.get("reason") else []
+            reasons += [f"changelog: {c}" for c in rebuild.get("changelog", [])]
+            history.add_row(str(rebuild["number"]), record["wheel"], record["started_at"][:19],
+                            "; ".join(reasons) or "first build")
+        console.print(history)
+
+
+def _details(record: dict[str, Any]) -> Group:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    source = record["source"]
+    table.add_row("built from", "source (sdist)" if record.get("built_from_source", True)
+                  else "[red]NOT built from source (upstream wheel)[/]")
+    table.add_row("source", f"{source['url']}\nsha256 {source['sha256']}")
+    patches = record["patches"]
+    table.add_row("patches", "\n".join(f"{p['name']}  sha256 {p['sha256'][:16]}…" for p in patches)
+                  or "none")
+    image = record["image"]
+    table.add_row("image", f"{image['tag']}\nid {image['id'][:19]}…  base {image['base']}\n"
+                           f"Containerfile sha256 {image['containerfile_sha256'][:16]}…, "
+                           f"{len(image.get('system_packages', []))} system packages")
+    target = record["target"]
+    table.add_row("target", f"{target['name']}: {target['platform_python_implementation']} "
+                            f"{target['python_full_version']} on {target['sys_platform']} "
+                            f"{target['platform_machine']}")
+    table.add_row("backend", f"{record['build_system']['backend']}; requires "
+                             f"{', '.join(record['build_system']['requires']) or 'nothing'}"
+                             + (f"; asked for {', '.join(record['backend_requires'])}"
+                                if record["backend_requires"] else ""))
+    table.add_row("build env", "\n".join(record["build_env"]["freeze"]) or "empty")
+    sandbox = record["sandbox"]
+    table.add_row("sandbox", f"network {sandbox['network']}, {sandbox['user']}, capabilities "
+                             f"{sandbox['capabilities']}, memory {sandbox['memory']}, "
+                             f"pids {sandbox['pids_limit']}, timeout {sandbox['timeout_seconds']} s")
+    table.add_row("timing", f"{record['started_at'][:19]} for {record['seconds']:.1f} s "
+                            f"(exit status {record['exit_status']})")
+    rebuild = record["rebuild"]
+    table.add_row("rebuild", f"number {rebuild['number']} ({rebuild['numbering']})"
+                             + (f": {rebuild['reason']}" if rebuild.get("reason") else ""))
+    table.add_row("settings", f"sha256 {record['settings_sha256'][:16]}…")
+    if record.get("wheel_sha256"):
+        table.add_row("wheel sha256", record["wheel_sha256"])
+    table.add_row("tool", f"mirror-builder {record['mirror_builder_version']}")
+    return Group(table)
+
+
+def inspect_document(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schema": INSPECT_SCHEMA, "records": records}

@@ -1,0 +1,144 @@
+"""Rewrite a built wheel: give it its rebuild number and embed its build record.
+
+A rebuild number is either the PEP 427 build tag (file name only, plus `Build:` in WHEEL) or a
+post-release (`1.0` -> `1.0.post1`: METADATA's Version, the .dist-info and .data directory names
+and RECORD all change together). RECORD is regenerated so the wheel stays valid for installers.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+
+from packaging.utils import parse_wheel_filename
+from packaging.version import Version
+
+from mirror_builder.errors import MirrorBuilderError
+
+EMBEDDED_RECORD = "mirror_builder/build-record.json"  # inside the .dist-info directory
+
+
+def rebuilt_version(version: Version, number: int, numbering: str) -> Version:
+    if numbering != "post-release" or number == 0:
+        return version
+    if version.is_postrelease or version.is_devrelease or version.local:
+        raise MirrorBuilderError(
+            f"version {version} already has a post, dev or local part, so a rebuild cannot be "
+            f"numbered as a post-release; use rebuild_numbering: build-tag")
+    return Version(f"{version}.post{number}")
+
+
+def rebuilt_filename(filename: str, number: int, numbering: str) -> str:
+    """The file name a wheel gets for its rebuild number."""
+    _, version, _, _ = parse_wheel_filename(filename)
+    stem = filename[:-len(".whl")].split("-")
+    dist_part, tag_part = stem[0], "-".join(stem[-3:])
+    new_version = rebuilt_version(version, number, numbering)
+    build_tag = f"-{number}" if numbering == "build-tag" and number > 0 else ""
+    return f"{dist_part}-{new_version}{build_tag}-{tag_part}.whl"
+
+
+def stamp_wheel(wheel: Path, dest_dir: Path, *, number: int, numbering: str,
+                embed: dict[str, bytes]) -> Path:
+    """Write a copy of wheel into dest_dir with the rebuild number and embedded files."""
+    _, version, _, _ = parse_wheel_filename(wheel.name)
+    new_version = rebuilt_version(version, number, numbering)
+    build_tag = f"-{number}" if numbering == "build-tag" and number > 0 else ""
+    new_name = rebuilt_filename(wheel.name, number, numbering)
+
+    with zipfile.ZipFile(wheel) as zin:
+        infos = zin.infolist()
+        dist_info = _dist_info_dir(zin, wheel.name)
+        old_base = dist_info[:-len(".dist-info")]
+        new_base = f"{old_base.rsplit('-', 1)[0]}-{new_version}"
+        renames = {f"{old_base}.dist-info/": f"{new_base}.dist-info/",
+                   f"{old_base}.data/": f"{new_base}.data/"}
+        entries: list[tuple[zipfile.ZipInfo, bytes]] = []
+        record_info = None
+        for info in infos:
+            name = info.filename
+            if name == f"{dist_info}/RECORD":
+                record_info = info
+                continue
+            if name.startswith(f"{dist_info}/RECORD."):
+                continue  # signatures of RECORD no longer match; drop them
+            data = zin.read(info)
+            if name == f"{dist_info}/METADATA" and new_version != version:
+                data = _set_header(data, "Version", str(new_version))
+            if name == f"{dist_info}/WHEEL" and build_tag:
+                data = _set_header(data, "Build", str(number))
+            for old, new in renames.items():
+                if name.startswith(old):
+                    name = new + name[len(old):]
+            entries.append((_renamed(info, name), data))
+    stamp_time = record_info.date_time if record_info else (1980, 1, 1, 0, 0, 0)
+    for relative, data in embed.items():
+        info = zipfile.ZipInfo(f"{new_base}.dist-info/{relative}", date_time=stamp_time)
+        info.external_attr = 0o644 << 16
+        entries.append((info, data))
+
+    record_path = f"{new_base}.dist-info/RECORD"
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    for info, data in entries:
+        if info.is_dir():
+            continue
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        writer.writerow([info.filename, f"sha256={digest}", len(data)])
+    writer.writerow([record_path, "", ""])
+    record = zipfile.ZipInfo(record_path, date_time=stamp_time)
+    record.external_attr = 0o644 << 16
+    entries.append((record, rows.getvalue().encode()))
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / new_name
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for info, data in entries:
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zout.writestr(info, data)
+    return dest
+
+
+def read_embedded_record(wheel: Path) -> dict | None:
+    """The build record mirror-builder embedded in a wheel, or None for a wheel it did not build."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            dist_info = _dist_info_dir(zf, wheel.name)
+            try:
+                return json.loads(zf.read(f"{dist_info}/{EMBEDDED_RECORD}"))
+            except KeyError:
+                return None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise MirrorBuilderError(f"{wheel}: not a readable wheel: {exc}") from None
+
+
+def _dist_info_dir(zf: zipfile.ZipFile, label: str) -> str:
+    candidates = {n.split("/", 1)[0] for n in zf.namelist()
+                  if n.count("/") == 1 and n.endswith("/METADATA") and ".dist-info/" in n}
+    if len(candidates) != 1:
+        raise MirrorBuilderError(f"{label}: expected one .dist-info directory, found {len(candidates)}")
+    return candidates.pop()
+
+
+def _set_header(data: bytes, field: str, value: str) -> bytes:
+    text = data.decode("utf-8")
+    head, sep, body = text.partition("\n\n")
+    pattern = re.compile(rf"^{field}:.*$", re.MULTILINE)
+    if pattern.search(head):
+        head = pattern.sub(f"{field}: {value}", head, count=1)
+    else:
+        head = head.rstrip("\n") + f"\n{field}: {value}"
+    return (head + sep + body if sep else head + "\n").encode("utf-8")
+
+
+def _renamed(info: zipfile.ZipInfo, name: str) -> zipfile.ZipInfo:
+    new = zipfile.ZipInfo(name, date_time=info.date_time)
+    new.external_attr = info.external_attr
+    new.create_system = info.create_system
+    return new
