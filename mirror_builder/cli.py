@@ -175,7 +175,6 @@ def _inspect(args, console: Console) -> int:
     from mirror_builder.views import inspect_document, render_records
     from mirror_builder.wheelfile import read_embedded_record
 
-    out = Console()
     what = args.what
     settings = _settings(args)
     store = RecordStore(_output(args, settings))
@@ -197,18 +196,19 @@ def _inspect(args, console: Console) -> int:
             raise MirrorBuilderError(f"{name}=={version} has no build records in {store.root}")
         title = f"{name} {version}"
     newest = records[0]
+    # Machine-readable forms go to stdout verbatim (rich would wrap long lines).
     if args.json:
-        out.print_json(json.dumps(inspect_document(records)))
+        sys.stdout.write(json.dumps(inspect_document(records), indent=2) + "\n")
     elif args.freeze:
-        out.print("\n".join(newest["build_env"]["freeze"]), highlight=False)
+        sys.stdout.write("".join(f"{line}\n" for line in newest["build_env"]["freeze"]))
     elif args.log or args.slsa:
         path = (store.log_path if args.log else store.slsa_path)(newest["name"], newest["wheel"])
         if not path.is_file():
             raise MirrorBuilderError(f"{newest['wheel']}: {path.name} is not in {store.root}; it is "
                                      f"kept beside the index the wheel was published to")
-        out.print(path.read_text(), highlight=False, markup=False, end="")
+        sys.stdout.write(path.read_text())
     else:
-        render_records(out, title, records)
+        render_records(Console(), title, records)
     return 0
 
 

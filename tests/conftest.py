@@ -1,3 +1,4 @@
+import hashlib
 import os
 import subprocess
 import sys
@@ -15,10 +16,23 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
 
 
-def run_mirror_builder(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def write_settings(folder: Path, **keys: str) -> Path:
+    """A settings file like the repository's, with some top-level keys changed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (REPO / "settings.yaml").read_text().replace(
+        "containerfile: containerfiles/", f"containerfile: {REPO}/containerfiles/")
+    lines = [line for line in text.splitlines() if line.split(":")[0] not in keys]
+    lines += [f"{key}: {value}" for key, value in keys.items()]
+    path = folder / "settings.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_mirror_builder(*args: str, cwd: Path, check: bool = True,
+                       settings: Path | None = None) -> subprocess.CompletedProcess:
     """Run the CLI as a user would, from a working directory of the test's own."""
     proc = subprocess.run([sys.executable, "-m", "mirror_builder", "--settings",
-                           str(REPO / "settings.yaml"), *args],
+                           str(settings or REPO / "settings.yaml"), *args],
                           cwd=cwd, capture_output=True, text=True, env=clean_environment())
     if check and proc.returncode != 0:
         raise AssertionError(f"mirror-builder {' '.join(args)} failed ({proc.returncode}):\n"
@@ -38,3 +52,18 @@ def make_sdist(source_dir: Path, dest_dir: Path, name: str, version: str) -> Pat
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under root with its sha256, to show that nothing changed."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def fresh_venv(folder: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    return folder

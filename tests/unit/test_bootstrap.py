@@ -1,6 +1,7 @@
 """The bootstrap's order of work, without podman or network: an in-memory index of real little
 sdists and a builder that makes real little wheels, driven through the real Bootstrapper."""
 
+import dataclasses
 import io
 import json
 import tarfile
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-from mirror_builder.bootstrap import Bootstrapper
+from mirror_builder.bootstrap import Bootstrapper, RebuildRequest
 from mirror_builder.builder import BuildOutcome
 from mirror_builder.containers import ImageRef
-from mirror_builder.errors import BuildCycleError, BuildError
+from mirror_builder.errors import BuildCycleError, BuildError, RebuildError
 from mirror_builder.index import WheelIndex
 from mirror_builder.progress import QuietReporter
 from mirror_builder.records import RecordStore
@@ -90,7 +92,7 @@ class FakeBuilder:
     def build(self, request, work_dir):
         spec = json.loads((request.source.tree / "fake.json").read_text())
         name, version = request.source.name, request.source.version
-        env = [w.name.split("-")[0] for w in request.env_wheels]
+        env = [canonicalize_name(w.name.split("-")[0]) for w in request.env_wheels]
         self.builds.append((name, env))
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         request.log_path.write_text("fake build\n")
@@ -104,34 +106,43 @@ class FakeBuilder:
                       seconds=0.0, container_seconds=0.0, timings={})
         if missing:
             return BuildOutcome(status="needs", wheel=None, missing=tuple(missing), **common)
-        wheel = work_dir / f"{name}-{version}-py3-none-any.whl"
+        stem = f"{name.replace('-', '_')}-{version}"
+        wheel = work_dir / f"{stem}-py3-none-any.whl"
         metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
             f"Requires-Dist: {r}\n" for r in spec["requires_dist"])
         with zipfile.ZipFile(wheel, "w") as zf:
-            zf.writestr(f"{name}-{version}.dist-info/METADATA", metadata)
-            zf.writestr(f"{name}-{version}.dist-info/WHEEL", "Wheel-Version: 1.0\n")
-            zf.writestr(f"{name}-{version}.dist-info/RECORD", "")
+            zf.writestr(f"{stem}.dist-info/METADATA", metadata)
+            zf.writestr(f"{stem}.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+            zf.writestr(f"{stem}.dist-info/RECORD", "")
         return BuildOutcome(status="built", wheel=wheel, missing=(), **common)
 
 
 @pytest.fixture
 def bootstrap(tmp_path):
     settings_file = tmp_path / "settings.yaml"
-    settings_file.write_text("cache_dir: cache\npatches_dir: patches\noutput_dir: out\n")
+    settings_file.write_text("cache_dir: cache\npatches_dir: patches\noutput_dir: out\n"
+                             "overrides_dir: overrides\n")
     settings = load_settings(settings_file)
     image = ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test")
 
-    def run(packages, *requirements):
-        index = WheelIndex(tmp_path / "out")
+    def make(packages, numbering="build-tag"):
+        run_settings = dataclasses.replace(settings, rebuild_numbering=numbering)
         builder = FakeBuilder()
         bootstrapper = Bootstrapper(
-            settings=settings, target=TARGET, image=image,
-            finder=FakeIndex(tmp_path, packages), builder=builder, index=index,
-            records=RecordStore(tmp_path / "out"), reporter=QuietReporter())
+            settings=run_settings, target=TARGET, image=image,
+            finder=FakeIndex(tmp_path, packages), builder=builder,
+            index=WheelIndex(tmp_path / "out"), records=RecordStore(tmp_path / "out"),
+            reporter=QuietReporter())
+        return bootstrapper, builder
+
+    def run(packages, *requirements, numbering="build-tag"):
+        bootstrapper, builder = make(packages, numbering)
         report = bootstrapper.run([Requirement(r) for r in requirements])
         return report, builder
 
+    run.make = make
     run.output = tmp_path / "out"
+    run.overrides = tmp_path / "overrides"
     return run
 
 
@@ -222,3 +233,58 @@ def test_a_second_run_reuses_every_wheel_already_in_the_index(bootstrap):
     report, builder = bootstrap(packages, "app")
     assert builder.builds == []
     assert {w.status for w in report.wheels} == {"reused"}
+
+
+def wheels_of(output, project):
+    return sorted(p.name for p in (output / "files" / project).glob("*.whl"))
+
+
+def test_a_changelog_entry_makes_the_next_bootstrap_build_a_numbered_rebuild(bootstrap):
+    packages = {"app": {"1.0": Package()}}
+    bootstrap(packages, "app")
+    bootstrap.overrides.mkdir()
+    (bootstrap.overrides / "app.yaml").write_text("changelog:\n  '1.0': [built with -O2]\n")
+    report, builder = bootstrap(packages, "app")
+    assert [w.status for w in report.wheels] == ["built"]
+    assert wheels_of(bootstrap.output, "app") == ["app-1.0-1-py3-none-any.whl",
+                                                  "app-1.0-py3-none-any.whl"]
+    _, builder = bootstrap(packages, "app")
+    assert builder.builds == []  # number 1 satisfies the one changelog entry
+
+
+def test_a_rebuild_takes_the_next_number_and_keeps_the_earlier_wheel(bootstrap):
+    packages = {"app": {"1.0": Package(build_requires=["tool"])}, "tool": {"1.0": Package()}}
+    bootstrap(packages, "app")
+    first = (bootstrap.output / "files" / "app" / "app-1.0-py3-none-any.whl").read_bytes()
+    for expected in (1, 2):
+        pipeline, builder = bootstrap.make(packages)
+        wheel = pipeline.rebuild("app", Version("1.0"), RebuildRequest(reason="test"))
+        assert wheel.path.name == f"app-1.0-{expected}-py3-none-any.whl"
+        assert builder.builds == [("app", ["tool"])]  # tool came from our index, not rebuilt
+    assert (bootstrap.output / "files" / "app" / "app-1.0-py3-none-any.whl").read_bytes() == first
+
+
+def test_a_rebuild_names_a_build_dependency_our_index_lacks(bootstrap):
+    packages = {"app": {"1.0": Package(build_requires=["tool"])}, "tool": {"1.0": Package()},
+                "extra-tool": {"1.0": Package()}}
+    bootstrap(packages, "app")
+    packages["app"]["1.0"] = Package(build_requires=["tool", "extra-tool"])
+    pipeline, _ = bootstrap.make(packages)
+    with pytest.raises(RebuildError, match=r"app==1.0: our index cannot provide the build-system "
+                                           r"requirements \(tool, extra-tool\).*--bootstrap-missing"):
+        pipeline.rebuild("app", Version("1.0"), RebuildRequest(reason="test"))
+    pipeline, builder = bootstrap.make(packages)
+    pipeline.rebuild("app", Version("1.0"), RebuildRequest(reason="test", bootstrap_missing=True))
+    assert [b[0] for b in builder.builds] == ["extra-tool", "app"]
+
+
+def test_a_post_release_rebuild_is_refused_while_a_wheel_pins_the_exact_version(bootstrap):
+    packages = {"app": {"1.0": Package(requires_dist=["lib==1.0"])}, "lib": {"1.0": Package()}}
+    bootstrap(packages, "app", numbering="post-release")
+    pipeline, _ = bootstrap.make(packages, numbering="post-release")
+    with pytest.raises(RebuildError, match=r"lib==1.0: a post-release rebuild would be 1.0.post1.*"
+                                           r"app-1.0-py3-none-any.whl requires lib==1.0"):
+        pipeline.rebuild("lib", Version("1.0"), RebuildRequest(reason="test"))
+    pipeline, _ = bootstrap.make(packages, numbering="post-release")
+    wheel = pipeline.rebuild("lib", Version("1.0"), RebuildRequest(reason="test", force=True))
+    assert wheel.path.name == "lib-1.0.post1-py3-none-any.whl"  # a refusal takes no number
