@@ -384,7 +384,7 @@ class Bootstrapper:
         started = time.monotonic()
         pin = candidate.pin
         self.reporter.activity(pin, "fetching source")
-        sdist = self.finder.fetch(candidate)
+        sdist = self._archived(candidate) or self.finder.fetch(candidate)
         sdist_sha256 = candidate.file.sha256 or sha256_of(sdist)
         self.reporter.activity(pin, "preparing source")
         source = prepare_source(sdist, sdist_sha256, candidate.name, candidate.version,
@@ -418,6 +418,24 @@ class Bootstrapper:
         outcome.log_path.unlink(missing_ok=True)  # kept beside the record from now on
         own_seconds += time.monotonic() - publish_started
         return self._finish(candidate, published.path, "built", own_seconds, chain)
+
+    def _archived(self, candidate: Candidate) -> Path | None:
+        """The sdist from our source archive, if it is there with the hash the index gave."""
+        path = self.index.sources.files_dir / candidate.name / candidate.file.filename
+        if path.is_file() and candidate.file.sha256 and sha256_of(path) == candidate.file.sha256:
+            return path
+        return None
+
+    def _archive_source(self, source: PreparedSource, candidate: Candidate) -> None:
+        """Keep the hash-checked sdist in the source archive (separate from the wheel index)."""
+        archived = {e["filename"]: e for e in self.index.sources.entries(candidate.name)}
+        entry = archived.get(source.sdist.name)
+        if entry is None:
+            self.index.sources.add(source.sdist)
+        elif entry["hashes"]["sha256"] != source.sdist_sha256:
+            raise BuildError(f"the source archive already holds a different {source.sdist.name} "
+                             f"(sha256 {entry['hashes']['sha256']})", package=candidate.name,
+                             version=str(candidate.version))
 
     def _run_build(self, source: PreparedSource, build_system, env: Resolution, log_path: Path,
                    chain: tuple[str, ...]) -> BuildOutcome:
@@ -475,7 +493,8 @@ class Bootstrapper:
         final = stamp_wheel(outcome.wheel, self.work_dir / "stamped", number=rebuild.number,
                             numbering=numbering, embed={EMBEDDED_RECORD: embedded})
         requires_python = pkginfo.Wheel(str(final)).requires_python
-        # The record goes first: a wheel is never in the index without one.
+        # The source and the record go first: a wheel is never in the index without them.
+        self._archive_source(source, candidate)
         self.records.write(record.to_dict(wheel_sha256=sha256_of(final)), outcome.log_path)
         published = self.index.add(final, requires_python)
         outcome.wheel.unlink(missing_ok=True)

@@ -81,6 +81,34 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--slsa", action="store_true",
                        help="the newest build's in-toto statement (SLSA provenance v1)")
 
+    yank = commands.add_parser(
+        "yank", help="mark a version's wheels yanked (PEP 592); nothing is deleted",
+        description="Mark every wheel of NAME==VERSION yanked in the index, so installers skip "
+                    "it unless it is pinned exactly. Files are never deleted.")
+    yank.add_argument("requirement", metavar="NAME==VERSION")
+    yank.add_argument("--reason", help="shown to users by pip and uv")
+    yank.add_argument("--undo", action="store_true", help="take the yank back")
+    output_option(yank)
+
+    index = commands.add_parser(
+        "index", help="write the index pages again from the files, or check them",
+        description="Regenerate every page of the wheel index and the source archive from the "
+                    "files on disk (keeping yanks), or with --check read them back as a client "
+                    "would and report any page, hash, size or metadata file that does not match.")
+    index.add_argument("--check", action="store_true", help="verify instead of writing")
+    output_option(index)
+
+    serve = commands.add_parser(
+        "serve", help="serve the index over HTTP",
+        description="Serve OUTPUT over HTTP: /simple/ (PEP 503 HTML and PEP 691 JSON, chosen by "
+                    "the Accept header), /files/ (wheels and their .metadata, with ETag, "
+                    "Last-Modified and byte ranges), and /sources/simple/ (the sdists).")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    serve.add_argument("--access-log", type=Path, metavar="FILE",
+                       help="write the request log to FILE instead of standard error")
+    output_option(serve)
+
     images = commands.add_parser("images", help="build the target's container image if needed")
     images.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
     return parser
@@ -96,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)
     commands = {"bootstrap": _bootstrap, "rebuild": _rebuild, "inspect": _inspect,
-                "images": _images}
+                "yank": _yank, "index": _index, "serve": _serve, "images": _images}
     try:
         return commands[args.command](args, console)
     except MirrorBuilderError as exc:
@@ -209,6 +237,50 @@ def _inspect(args, console: Console) -> int:
         sys.stdout.write(path.read_text())
     else:
         render_records(Console(), title, records)
+    return 0
+
+
+def _yank(args, console: Console) -> int:
+    from mirror_builder.index import WheelIndex
+
+    name, version = _pin(args.requirement)
+    index = WheelIndex(_output(args, _settings(args)))
+    changed = index.yank(name, version, args.reason, undo=args.undo)
+    if not changed:
+        raise MirrorBuilderError(f"{name}=={version} has no wheels in {index.simple_dir}")
+    verb = "un-yanked" if args.undo else "yanked"
+    for filename in changed:
+        console.print(f"{verb} {filename}")
+    return 0
+
+
+def _index(args, console: Console) -> int:
+    from mirror_builder.index import WheelIndex, verify
+
+    index = WheelIndex(_output(args, _settings(args)))
+    if args.check:
+        problems = verify(index) + verify(index.sources)
+        for problem in problems:
+            console.print(f"[red]problem:[/] {problem}", highlight=False)
+        if problems:
+            raise MirrorBuilderError(f"{len(problems)} problems in {index.root}")
+        console.print(f"{index.root}: every page, hash, size and metadata file checks out")
+        return 0
+    wheels = index.regenerate()
+    sources = index.sources.regenerate()
+    console.print(f"wrote the pages for {wheels} wheels and {sources} sdists in {index.root}")
+    return 0
+
+
+def _serve(args, console: Console) -> int:
+    from mirror_builder.server import serve
+
+    root = _output(args, _settings(args))
+    if not (root / "simple").is_dir():
+        raise MirrorBuilderError(f"{root} holds no index yet; run mirror-builder bootstrap first")
+    # Plain print: the commands must stay copy-pasteable (rich would wrap them).
+    serve(root, args.host, args.port, args.access_log,
+          print_fn=lambda text: print(text, flush=True))
     return 0
 
 

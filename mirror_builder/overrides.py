@@ -15,7 +15,9 @@ from pathlib import Path
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from mirror_builder.settings import read_yaml
+import yaml
+
+from mirror_builder.settings import YamlReader, read_yaml
 
 
 @dataclass(frozen=True)
@@ -41,24 +43,36 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         return PackageSettings(canonical)
     reader, data = read_yaml(path)
     top = reader.mapping(data, (), {"changelog"})
+    return PackageSettings(canonical, path, _changelog(reader, top.get("changelog")))
+
+
+def _changelog(reader: YamlReader, data: object) -> dict[Version, tuple[str, ...]]:
+    if data is None:
+        return {}
+    node = reader.nodes.get(("changelog",))
+    if node is None:
+        raise reader.fail(("changelog",), "expected a mapping of version to reasons")
     changelog: dict[Version, tuple[str, ...]] = {}
-    raw = reader.mapping(top.get("changelog"), ("changelog",), _AnyKey())
-    for version_text, reasons in raw.items():
-        key = ("changelog", str(version_text))
+    # Read from the YAML nodes, so a key is the version as written: unquoted 1.10 is 1.10 here,
+    # not the float 1.1.
+    for key_node, value_node in node.value:
+        key = ("changelog", str(key_node.value))
         try:
-            version = Version(str(version_text))
+            version = Version(str(key_node.value))
         except InvalidVersion:
-            raise reader.fail(key, f"{version_text!r} is not a version") from None
-        if isinstance(reasons, str):
-            reasons = [reasons]
-        if not isinstance(reasons, list) or not all(isinstance(r, str) and r for r in reasons):
+            raise reader.fail(key, f"{key_node.value!r} is not a version") from None
+        if version in changelog:
+            raise reader.fail(key, f"version {version} appears twice in the changelog")
+        if isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":str"):
+            items = [value_node]
+        elif isinstance(value_node, yaml.SequenceNode):
+            items = value_node.value
+        else:
             raise reader.fail(key, "expected a list of reasons (strings)")
+        reasons = []
+        for item in items:
+            if not isinstance(item, yaml.ScalarNode) or not item.tag.endswith(":str") or not item.value:
+                raise reader.fail(key, "expected a list of reasons (strings)")
+            reasons.append(item.value)
         changelog[version] = tuple(reasons)
-    return PackageSettings(canonical, path, changelog)
-
-
-class _AnyKey(set):
-    """An 'allowed keys' set that allows every key (for mappings keyed by version)."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
+    return changelog

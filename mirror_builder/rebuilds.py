@@ -25,7 +25,9 @@ class RebuildCounter:
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = json.loads(self.path.read_text()) if self.path.is_file() else {}
             versions = data.setdefault(canonicalize_name(name), {})
-            number = max(versions.get(str(version), 0) + 1, at_least, 1)
+            # Equal versions may be spelled differently (1.0, 1.0.0): they share one counter.
+            last = max((n for text, n in versions.items() if Version(text) == version), default=0)
+            number = max(last + 1, at_least)
             versions[str(version)] = number
             atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
         return number

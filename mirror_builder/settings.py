@@ -79,6 +79,9 @@ class YamlReader:
 
     path: Path
     lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # Mapping nodes by key path, for keys that must be read as written (a version "1.10" is a
+    # float 1.1 once YAML has converted it).
+    nodes: dict[tuple[str, ...], yaml.MappingNode] = field(default_factory=dict)
 
     def fail(self, key: tuple[str, ...], problem: str) -> SettingsError:
         line = self.lines.get(key)
@@ -88,6 +91,7 @@ class YamlReader:
 
     def index_lines(self, node: yaml.Node, key: tuple[str, ...] = ()) -> None:
         if isinstance(node, yaml.MappingNode):
+            self.nodes[key] = node
             for k, v in node.value:
                 child = key + (str(k.value),)
                 self.lines[child] = k.start_mark.line + 1

@@ -64,6 +64,64 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-def fresh_venv(folder: Path) -> Path:
+def fresh_venv(folder: Path, current_pip: bool = False) -> Path:
+    """A new virtual environment; with current_pip, its pip is upgraded (from PyPI) first."""
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    if current_pip:
+        subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        "--upgrade", "pip"], check=True, env=clean_environment())
     return folder
+
+
+STEVEDORE = "5.10.0"
+
+
+@pytest.fixture(scope="session")
+def stevedore_output(tmp_path_factory) -> Path:
+    """stevedore bootstrapped from PyPI with real podman, once for the whole session."""
+    work = tmp_path_factory.mktemp("stevedore")
+    run_mirror_builder("bootstrap", f"stevedore=={STEVEDORE}", "--output", "out", cwd=work)
+    return work / "out"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path):
+    """Start `mirror-builder serve` on a free port for an output directory; yields its base URL
+    and the path of its request log."""
+    import time
+    import urllib.request
+
+    processes = []
+
+    def start(output: Path):
+        port = free_port()
+        access_log = tmp_path / f"access-{port}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mirror_builder", "--settings", str(REPO / "settings.yaml"),
+             "serve", "-o", str(output), "--port", str(port), "--access-log", str(access_log)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_environment())
+        processes.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"serve did not start: {proc.stdout.read()}")
+                time.sleep(0.1)
+        return base, access_log
+
+    yield start
+    for proc in processes:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -9,18 +9,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import clean_environment, run_mirror_builder
+from conftest import STEVEDORE, clean_environment, run_mirror_builder
 
 pytestmark = pytest.mark.e2e
 
-STEVEDORE = "5.10.0"
-
-
-@pytest.fixture(scope="module")
-def output(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("stevedore")
-    run_mirror_builder("bootstrap", f"stevedore=={STEVEDORE}", "--output", "out", cwd=work)
-    return work / "out"
+@pytest.fixture
+def output(stevedore_output) -> Path:
+    return stevedore_output
 
 
 def build_order(output: Path) -> list[dict]:

@@ -3,6 +3,7 @@ sdists and a builder that makes real little wheels, driven through the real Boot
 
 import dataclasses
 import io
+import shutil
 import json
 import tarfile
 import zipfile
@@ -265,17 +266,28 @@ def test_a_rebuild_takes_the_next_number_and_keeps_the_earlier_wheel(bootstrap):
 
 
 def test_a_rebuild_names_a_build_dependency_our_index_lacks(bootstrap):
-    packages = {"app": {"1.0": Package(build_requires=["tool"])}, "tool": {"1.0": Package()},
-                "extra-tool": {"1.0": Package()}}
+    packages = {"app": {"1.0": Package(build_requires=["tool"])}, "tool": {"1.0": Package()}}
     bootstrap(packages, "app")
-    packages["app"]["1.0"] = Package(build_requires=["tool", "extra-tool"])
+    for folder in ("files", "simple", "records"):  # tool is pruned from the index
+        shutil.rmtree(bootstrap.output / folder / "tool")
     pipeline, _ = bootstrap.make(packages)
     with pytest.raises(RebuildError, match=r"app==1.0: our index cannot provide the build-system "
-                                           r"requirements \(tool, extra-tool\).*--bootstrap-missing"):
+                                           r"requirements \(tool\).*--bootstrap-missing"):
         pipeline.rebuild("app", Version("1.0"), RebuildRequest(reason="test"))
     pipeline, builder = bootstrap.make(packages)
     pipeline.rebuild("app", Version("1.0"), RebuildRequest(reason="test", bootstrap_missing=True))
-    assert [b[0] for b in builder.builds] == ["extra-tool", "app"]
+    assert [b[0] for b in builder.builds] == ["tool", "app"]
+
+
+def test_a_rebuild_uses_the_archived_sdist(bootstrap):
+    packages = {"app": {"1.0": Package()}}
+    bootstrap(packages, "app")
+    archived = bootstrap.output / "sources" / "files" / "app" / "app-1.0.tar.gz"
+    assert archived.is_file()
+    packages["app"]["1.0"] = Package(fails=True)  # upstream's copy would not build
+    pipeline, builder = bootstrap.make(packages)
+    pipeline.rebuild("app", Version("1.0"), RebuildRequest(reason="test"))
+    assert builder.builds == [("app", [])]
 
 
 def test_a_post_release_rebuild_is_refused_while_a_wheel_pins_the_exact_version(bootstrap):

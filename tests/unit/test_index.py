@@ -78,8 +78,11 @@ def test_add_writes_exactly_the_wheel_and_the_pages_and_leaves_no_temp_files(ind
     assert all_files(index.root) == {
         ".index.lock",
         "files/a/a-1.0-py3-none-any.whl",
+        "files/a/a-1.0-py3-none-any.whl.metadata",
         "files/a/a-1.1-py3-none-any.whl",
+        "files/a/a-1.1-py3-none-any.whl.metadata",
         "files/b/b-2.0-py3-none-any.whl",
+        "files/b/b-2.0-py3-none-any.whl.metadata",
         "simple/index.html",
         "simple/index.json",
         "simple/a/index.html",
@@ -120,7 +123,10 @@ def test_project_html_links_the_wheel_with_its_sha256(index, built):
     index.add(wheel, None)
 
     page = (index.simple_dir / "a" / "index.html").read_text()
-    link = (f'<a href="../../files/a/a-1.0-py3-none-any.whl#sha256={sha256(wheel)}">'
+    metadata = index.files_dir / "a" / "a-1.0-py3-none-any.whl.metadata"
+    meta = f"sha256={sha256(metadata)}"
+    link = (f'<a href="../../files/a/a-1.0-py3-none-any.whl#sha256={sha256(wheel)}" '
+            f'data-core-metadata="{meta}" data-dist-info-metadata="{meta}">'
             "a-1.0-py3-none-any.whl</a>")
     assert link in page
     assert "data-requires-python" not in page
@@ -259,3 +265,76 @@ def test_url_is_the_file_uri_of_the_simple_folder(index, built):
 
     assert index.url() == index.simple_dir.resolve().as_uri() + "/"
     assert index.url().startswith("file:///") and index.url().endswith("/simple/")
+
+
+# -- core metadata (PEP 658/714), yanks, regeneration, the source archive ---------------------
+from mirror_builder.index import SimpleIndex, verify  # noqa: E402
+
+
+def test_every_wheel_gets_its_metadata_file_advertised_with_its_hash(index, built):
+    wheel = make_wheel(built, "a-1.0-py3-none-any.whl")
+    index.add(wheel, None)
+    metadata = index.files_dir / "a" / "a-1.0-py3-none-any.whl.metadata"
+    with zipfile.ZipFile(wheel) as zf:
+        assert metadata.read_bytes() == zf.read("a-1.0.dist-info/METADATA")
+    (entry,) = json.loads((index.simple_dir / "a" / "index.json").read_text())["files"]
+    assert entry["core-metadata"] == {"sha256": sha256(metadata)}
+    assert entry["dist-info-metadata"] == entry["core-metadata"]
+    assert verify(index) == []
+
+
+def test_yank_marks_every_file_of_the_version_and_deletes_nothing(index, built):
+    index.add(make_wheel(built, "a-1.0-py3-none-any.whl"), None)
+    index.add(make_wheel(built, "a-1.0-1-py3-none-any.whl"), None)
+    index.add(make_wheel(built, "a-1.1-py3-none-any.whl"), None)
+    changed = index.yank("a", Version("1.0"), "broken build")
+    assert sorted(changed) == ["a-1.0-1-py3-none-any.whl", "a-1.0-py3-none-any.whl"]
+    page = (index.simple_dir / "a" / "index.html").read_text()
+    assert page.count('data-yanked="broken build"') == 2
+    entries = {e["filename"]: e["yanked"] for e in index.entries("a")}
+    assert entries == {"a-1.0-1-py3-none-any.whl": "broken build",
+                       "a-1.0-py3-none-any.whl": "broken build", "a-1.1-py3-none-any.whl": False}
+    assert len(list((index.files_dir / "a").glob("*.whl"))) == 3
+    index.yank("a", Version("1.0"), None, undo=True)
+    assert "data-yanked" not in (index.simple_dir / "a" / "index.html").read_text()
+
+
+def test_a_yank_without_reason_is_still_a_yank(index, built):
+    index.add(make_wheel(built, "a-1.0-py3-none-any.whl"), None)
+    index.yank("a", Version("1.0"), None)
+    assert 'data-yanked=""' in (index.simple_dir / "a" / "index.html").read_text()
+    assert index.entries("a")[0]["yanked"] is True
+
+
+def test_regenerate_rebuilds_every_page_from_the_files_and_keeps_yanks(index, built):
+    index.add(make_wheel(built, "a-1.0-py3-none-any.whl"), None)
+    index.add(make_wheel(built, "b-2.0-py3-none-any.whl"), None)
+    index.yank("a", Version("1.0"), "bad")
+    before = json.loads((index.simple_dir / "a" / "index.json").read_text())
+    for page in index.simple_dir.rglob("index.html"):
+        page.unlink()
+    (index.files_dir / "b" / "b-2.0-py3-none-any.whl.metadata").unlink()
+    assert index.regenerate() == 2
+    assert json.loads((index.simple_dir / "a" / "index.json").read_text()) == before
+    assert verify(index) == []
+
+
+def test_verify_reports_a_file_that_no_longer_matches_its_hash(index, built):
+    index.add(make_wheel(built, "a-1.0-py3-none-any.whl"), None)
+    path = index.files_dir / "a" / "a-1.0-py3-none-any.whl"
+    path.write_bytes(path.read_bytes() + b"tampered")
+    problems = verify(index)
+    assert "a: a-1.0-py3-none-any.whl: sha256 does not match the page" in problems
+    assert "a: a-1.0-py3-none-any.whl: size does not match the page" in problems
+
+
+def test_the_source_archive_is_its_own_index_of_sdists(tmp_path):
+    sources = SimpleIndex(tmp_path / "sources", "sdist")
+    sdist = tmp_path / "a-1.0.tar.gz"
+    sdist.write_bytes(b"not really a tarball, but the index only hashes it")
+    sources.add(sdist)
+    (entry,) = sources.entries("a")
+    assert entry["hashes"]["sha256"] == sha256(sdist)
+    assert "core-metadata" not in entry
+    assert (tmp_path / "sources" / "files" / "a" / "a-1.0.tar.gz").read_bytes() == sdist.read_bytes()
+    assert verify(sources) == []
