@@ -59,7 +59,8 @@ def test_each_build_environment_is_recorded_and_holds_only_our_wheels(output):
         record = json.loads(record_file.read_text())
         freeze_file = record_file.with_name(record["wheel"] + ".freeze.txt")
         frozen = sorted(line for line in freeze_file.read_text().splitlines() if line)
-        env_wheels = [w["filename"] for w in record["build_env_wheels"]]
+        assert frozen == sorted(record["build_env"]["freeze"])
+        env_wheels = [w["filename"] for w in record["build_env"]["wheels"]]
         assert set(env_wheels) <= ours
         expected = sorted(f"{f.split('-')[0].replace('_', '-')}=={f.split('-')[1]}" for f in env_wheels)
         assert [line.lower() for line in frozen] == [line.lower() for line in expected]
