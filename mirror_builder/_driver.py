@@ -127,7 +127,8 @@ def main():
             subprocess.run(cmd, cwd=cwd, env=env, check=True)
 
         result["environment"] = base_env
-        hooks = BuildBackendHookCaller(src, job["backend"], backend_path=job["backend_path"] or None,
+        project = os.path.join(src, job.get("project_dir") or "")
+        hooks = BuildBackendHookCaller(project, job["backend"], backend_path=job["backend_path"] or None,
                                        runner=runner, python_executable=python)
         config_settings = job.get("config_settings") or None
 

@@ -13,13 +13,17 @@ has to be built before its parent).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import time
 import urllib.parse
+from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +32,7 @@ from typing import Literal, Protocol
 import pkginfo
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from mirror_builder.buildsystem import read_build_system
@@ -37,13 +41,13 @@ from mirror_builder.containers import ImageRef
 from mirror_builder.errors import BuildCycleError, BuildError, RebuildError, ResolutionError
 from mirror_builder.index import IndexedWheel, WheelIndex
 from mirror_builder.logs import about
-from mirror_builder.overrides import PackageSettings, load_package_settings
+from mirror_builder.overrides import PackageSettings, all_package_settings, load_package_settings, render
 from mirror_builder.provenance import BuildRecord, Rebuild
 from mirror_builder.rebuilds import RebuildCounter
 from mirror_builder.records import RecordStore
 from mirror_builder.resolver import Candidate, Finder, Resolution, file_version, resolve
-from mirror_builder.settings import Settings
-from mirror_builder.sources import PreparedSource, prepare_source
+from mirror_builder.settings import BuildSettings, Settings
+from mirror_builder.sources import PreparedSource, prepare_source, sdist_from_git, sdist_from_url
 from mirror_builder.target import TargetEnvironment
 from mirror_builder.files import atomic_write_text, sha256_of
 from mirror_builder.upstream import DistributionFile, UpstreamIndex
@@ -69,7 +73,7 @@ class BuiltWheel:
     version: Version
     path: Path
     requires_dist: tuple[str, ...]
-    status: Literal["built", "reused"]
+    status: Literal["built", "reused", "pre-built"]
     seconds: float
     chain: tuple[str, ...]
 
@@ -178,10 +182,13 @@ class Bootstrapper:
                  records: RecordStore, reporter: Reporter,
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
-                 allow_prereleases: bool = False, jobs: int | None = None) -> None:
+                 allow_prereleases: bool = False, jobs: int | None = None,
+                 image_for: Callable[[ImageRef, tuple[str, ...]], ImageRef] | None = None) -> None:
         self.settings = settings
         self.target = target
         self.image = image
+        # The image for a package that needs extra Debian packages (a cached layer on image).
+        self.image_for = image_for or (lambda base, packages: base)
         self.finder = finder
         self.index_finder = IndexFinder(index)
         self.builder = builder
@@ -198,7 +205,12 @@ class Bootstrapper:
         self._done: dict[tuple[NormalizedName, Version], BuiltWheel] = {}
         self._building: list[tuple[NormalizedName, Version]] = []
         self._edges: set[Edge] = set()
-        self._package_settings: dict[NormalizedName, PackageSettings] = {}
+        self._package_settings: dict[NormalizedName, PackageSettings] = {
+            p.name: p for p in all_package_settings(settings.overrides_dir)}
+        # Their source comes from an override or they are taken pre-built: any upstream file
+        # names a usable version.
+        self._any_file = frozenset(name for name, p in self._package_settings.items()
+                                   if p.source is not None or p.pre_built)
         self._rebuild: RebuildRequest | None = None
 
     # -- the two ways in -------------------------------------------------------------------
@@ -281,7 +293,7 @@ class Bootstrapper:
                                  constraints=self.constraints,
                                  allow_prereleases=self.allow_prereleases,
                                  preferred=preferred, direct=self.direct, context=context,
-                                 distributions=distributions)
+                                 distributions=distributions, any_file=self._any_file)
             for candidate in resolution:
                 self.ensure(candidate, context + _path_to(resolution, candidate.name))
             for child, reasons in resolution.why.items():
@@ -329,6 +341,8 @@ class Bootstrapper:
                 log.info("reusing %s from the index", earlier[0]["wheel"])
                 return self._finish(candidate, self.index.files_dir / candidate.name /
                                     earlier[0]["wheel"], "reused", 0.0, chain)
+            if self._settings_for(candidate.name).pre_built:
+                return self._take_pre_built(candidate, chain)
             # A first build has no number; a changelog entry calls for a numbered rebuild.
             number = 0 if not wanted and not earlier else self._next_number(candidate, earlier, False)
             self._building.append(key)
@@ -383,14 +397,18 @@ class Bootstrapper:
         # of its dependencies that happen in between.
         started = time.monotonic()
         pin = candidate.pin
+        package = self._settings_for(candidate.name)
         self.reporter.activity(pin, "fetching source")
-        sdist = self._archived(candidate) or self.finder.fetch(candidate)
+        candidate, origin, sdist = self._fetch_source(candidate, package)
         sdist_sha256 = candidate.file.sha256 or sha256_of(sdist)
         self.reporter.activity(pin, "preparing source")
         source = prepare_source(sdist, sdist_sha256, candidate.name, candidate.version,
-                                work_dir=self.work_dir / "src", patches_dir=self.settings.patches_dir)
+                                work_dir=self.work_dir / "src", patches_dir=self.settings.patches_dir,
+                                build_dir=package.build_dir,
+                                requires_add=package.build_requires_add,
+                                requires_remove=package.build_requires_remove)
         _make_readable(source.tree)
-        build_system = read_build_system(source.tree, pin)
+        build_system = read_build_system(source.project, pin)
         here = chain + (pin,)
         own_seconds = time.monotonic() - started
 
@@ -414,10 +432,78 @@ class Bootstrapper:
                                  version=str(candidate.version), chain=chain,
                                  log_path=str(log_path))
         publish_started = time.monotonic()
-        published = self._publish(candidate, source, build_system, env, outcome, chain, rebuild)
+        published = self._publish(candidate, source, build_system, env, outcome, chain, rebuild,
+                                  origin)
         outcome.log_path.unlink(missing_ok=True)  # kept beside the record from now on
         own_seconds += time.monotonic() - publish_started
         return self._finish(candidate, published.path, "built", own_seconds, chain)
+
+    def _fetch_source(self, candidate: Candidate, package: PackageSettings
+                      ) -> tuple[Candidate, dict, Path]:
+        """The sdist to build: the archived or upstream sdist, or one made from the package's
+        source override (then the candidate's file describes that archive)."""
+        override = package.source
+        if override is None or candidate.file.is_sdist and self._archived(candidate):
+            sdist = self._archived(candidate) or self.finder.fetch(candidate)
+            return candidate, {"kind": "sdist"}, sdist
+        archived = self.index.sources.entries(candidate.name)
+        made_dir = self.settings.cache_dir / "override-sources" / candidate.name
+        if override.url:
+            url = override.url_for(candidate.name, candidate.version)
+            sha256 = override.sha256_for(candidate.version)
+            if sha256 is None:
+                raise BuildError(f"the source override has no sha256 for version "
+                                 f"{candidate.version} ({package.source_file})",
+                                 package=candidate.name, version=str(candidate.version))
+            made = sdist_from_url(url, sha256, candidate.name, str(candidate.version),
+                                  download=self._download_url, work_dir=self.work_dir / "src",
+                                  dest_dir=made_dir)
+        else:
+            tag = render(override.tag or "", name=candidate.name, version=str(candidate.version))
+            made = sdist_from_git(override.git or "", tag, candidate.name,
+                                  str(candidate.version), dest_dir=made_dir,
+                                  work_dir=self.work_dir / "src")
+        sha256 = sha256_of(made.archive)
+        if any(e["filename"] == made.archive.name and e["hashes"]["sha256"] != sha256
+               for e in archived):
+            log.warning("the override source differs from the archived one; using the new one")
+        file = DistributionFile(made.archive.name, made.origin.get("url") or
+                                made.origin.get("repository", ""), sha256)
+        return Candidate(candidate.name, candidate.version, file, candidate.extras), made.origin, \
+            made.archive
+
+    def _download_url(self, url: str, filename: str, sha256: str, dest_dir: Path) -> Path:
+        return self.finder.upstream.download(DistributionFile(filename, url, sha256), dest_dir)
+
+    def _take_pre_built(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
+        """pre_built: the upstream wheel that best fits the target, published as it is and
+        recorded as not built from source."""
+        started = time.monotonic()
+        supported = {tag: rank for rank, tag in enumerate(self.target.supported_tags())}
+        wheels = []
+        for file in self.finder.project_files(candidate.name):
+            if file.is_wheel and file_version(file, candidate.name) == candidate.version:
+                ranks = [supported[t] for t in parse_wheel_filename(file.filename)[3] if t in supported]
+                if ranks:
+                    wheels.append((min(ranks), file))
+        if not wheels:
+            raise BuildError("pre_built is set, but upstream has no wheel of this version for "
+                             f"the target ({self.target.name})", package=candidate.name,
+                             version=str(candidate.version), chain=chain)
+        file = min(wheels, key=lambda pair: pair[0])[1]
+        wheel = self.finder.upstream.download(file, self.settings.cache_dir / "wheels")
+        record = self._record(
+            candidate, wheel.name, str(candidate.version), Rebuild(0, self.settings.rebuild_numbering),
+            chain, source={"url": file.url, "filename": file.filename, "sha256": file.sha256,
+                           "sha256_checked_against_index": file.sha256 is not None,
+                           "origin": {"kind": "pre-built wheel"}},
+            image=self.image, built_from_source=False)
+        log_path = self.work_dir / f"{wheel.name}.log"
+        log_path.write_text(f"{wheel.name}: taken pre-built from {file.url} (overrides: pre_built)\n")
+        self.records.write(record.to_dict(wheel_sha256=sha256_of(wheel)), log_path)
+        published = self.index.add(wheel, pkginfo.Wheel(str(wheel)).requires_python)
+        log.warning("%s: taken pre-built from upstream, not built from source", candidate.pin)
+        return self._finish(candidate, published.path, "pre-built", time.monotonic() - started, chain)
 
     def _archived(self, candidate: Candidate) -> Path | None:
         """The sdist from our source archive, if it is there with the hash the index gave."""
@@ -441,54 +527,47 @@ class Bootstrapper:
                    chain: tuple[str, ...]) -> BuildOutcome:
         wheels = tuple(self._done[(c.name, c.version)].path for c in env)
         self.reporter.activity(f"{source.name}=={source.version}", "building in container")
-        request = BuildRequest(source=source, build_system=build_system, env_wheels=wheels,
-                               image=self.image, limits=self.settings.build, log_path=log_path,
-                               jobs=self.jobs, chain=chain)
+        package = self._settings_for(canonicalize_name(source.name))
+        jobs = math.ceil(package.cpus) if package.cpus else self.jobs
+        request = BuildRequest(
+            source=source, build_system=build_system, env_wheels=wheels,
+            image=self.image_for(self.image, package.system_packages),
+            limits=self._limits(package), log_path=log_path, jobs=jobs, chain=chain,
+            environment=package.environment(Version(source.version), jobs),
+            config_settings=package.config_settings, project_dir=source.project_dir,
+            cpus=package.cpus)
         return self.builder.build(request, self.work_dir)
+
+    def _limits(self, package: PackageSettings) -> BuildSettings:
+        return dataclasses.replace(
+            self.settings.build,
+            timeout_seconds=package.timeout or self.settings.build.timeout_seconds,
+            memory=package.memory or self.settings.build.memory)
 
     def _publish(self, candidate: Candidate, source: PreparedSource, build_system,
                  env: Resolution, outcome: BuildOutcome, chain: tuple[str, ...],
-                 rebuild: Rebuild) -> IndexedWheel:
+                 rebuild: Rebuild, origin: dict) -> IndexedWheel:
         assert outcome.wheel is not None
         numbering = rebuild.numbering
         final_name = rebuilt_filename(outcome.wheel.name, rebuild.number, numbering)
         env_wheels = [self._done[(c.name, c.version)] for c in env]
-        record = BuildRecord(
-            name=candidate.name,
-            version=str(candidate.version),
-            wheel=final_name,
-            wheel_version=str(rebuilt_version(candidate.version, rebuild.number, numbering)),
+        package = self._settings_for(candidate.name)
+        record = self._record(
+            candidate, final_name, str(rebuilt_version(candidate.version, rebuild.number, numbering)),
+            rebuild, chain,
             source={"url": candidate.file.url, "filename": candidate.file.filename,
                     "sha256": source.sdist_sha256,
-                    "sha256_checked_against_index": candidate.file.sha256 is not None},
+                    "sha256_checked_against_index": candidate.file.sha256 is not None and
+                    origin["kind"] == "sdist", "origin": origin},
+            image=self.image_for(self.image, package.system_packages),
             patches=[asdict(p) for p in source.patches],
-            settings={"build": asdict(self.settings.build), "rebuild_numbering": numbering,
-                      "package": self._settings_for(candidate.name).as_dict()},
             build_system={"requires": list(build_system.requires), "backend": build_system.backend,
-                          "backend_path": list(build_system.backend_path)},
-            backend_requires=list(outcome.backend_requires),
+                          "backend_path": list(build_system.backend_path),
+                          "project_dir": source.project_dir},
+            outcome=outcome,
             build_env={"freeze": outcome.freeze.splitlines(),
                        "wheels": [{"filename": w.path.name, "sha256": sha256_of(w.path)}
-                                  for w in env_wheels]},
-            target={"name": self.target.name, **dict(self.target.markers)},
-            image=asdict(self.image),
-            sandbox={"network": "none", "user": "builder (uid 1000)",
-                     "capabilities": "all dropped", "no_new_privileges": True,
-                     "memory": self.settings.build.memory,
-                     "pids_limit": self.settings.build.pids_limit,
-                     "timeout_seconds": self.settings.build.timeout_seconds},
-            command=list(outcome.command),
-            environment=dict(outcome.environment),
-            started_at=outcome.started_at,
-            ended_at=outcome.ended_at,
-            seconds=round(outcome.seconds, 3),
-            exit_status=0,
-            rebuild=rebuild,
-            required_by=list(chain),
-            log=f"{final_name}.log",
-            timings={k: round(v, 3) for k, v in outcome.timings.items()}
-            | {"container": round(outcome.container_seconds, 3)},
-        )
+                                  for w in env_wheels]})
         embedded = json.dumps(record.to_dict(), indent=2).encode()
         final = stamp_wheel(outcome.wheel, self.work_dir / "stamped", number=rebuild.number,
                             numbering=numbering, embed={EMBEDDED_RECORD: embedded})
@@ -502,7 +581,51 @@ class Bootstrapper:
         log.info("published %s", final_name)
         return published
 
-    def _finish(self, candidate: Candidate, path: Path, status: Literal["built", "reused"],
+    def _record(self, candidate: Candidate, wheel_name: str, wheel_version: str, rebuild: Rebuild,
+                chain: tuple[str, ...], *, source: dict, image: ImageRef,
+                patches: list | None = None, build_system: dict | None = None,
+                outcome: BuildOutcome | None = None, build_env: dict | None = None,
+                built_from_source: bool = True) -> BuildRecord:
+        package = self._settings_for(candidate.name)
+        limits = self._limits(package)
+        now = datetime.now(timezone.utc).isoformat()
+        return BuildRecord(
+            name=candidate.name,
+            version=str(candidate.version),
+            wheel=wheel_name,
+            wheel_version=wheel_version,
+            source=source,
+            patches=patches or [],
+            settings={"build": asdict(self.settings.build), "rebuild_numbering": rebuild.numbering,
+                      "package": package.as_dict()},
+            build_system=build_system or {"requires": [], "backend": "", "backend_path": []},
+            backend_requires=list(outcome.backend_requires) if outcome else [],
+            build_env=build_env or {"freeze": [], "wheels": []},
+            target={"name": self.target.name, **dict(self.target.markers)},
+            image=asdict(image),
+            sandbox={"network": "none", "user": "builder (uid 1000)",
+                     "capabilities": "all dropped", "no_new_privileges": True,
+                     "memory": limits.memory, "pids_limit": limits.pids_limit,
+                     "timeout_seconds": limits.timeout_seconds, "cpus": package.cpus}
+            if built_from_source else {"network": "n/a: not built", "user": "", "capabilities": "",
+                                       "no_new_privileges": False, "memory": "", "pids_limit": 0,
+                                       "timeout_seconds": 0, "cpus": None},
+            command=list(outcome.command) if outcome else [],
+            environment=dict(outcome.environment) if outcome else {},
+            started_at=outcome.started_at if outcome else now,
+            ended_at=outcome.ended_at if outcome else now,
+            seconds=round(outcome.seconds, 3) if outcome else 0.0,
+            exit_status=0,
+            rebuild=rebuild,
+            required_by=list(chain),
+            log=f"{wheel_name}.log",
+            timings=({k: round(v, 3) for k, v in outcome.timings.items()}
+                     | {"container": round(outcome.container_seconds, 3)}) if outcome else {},
+            built_from_source=built_from_source,
+        )
+
+    def _finish(self, candidate: Candidate, path: Path,
+                status: Literal["built", "reused", "pre-built"],
                 seconds: float, chain: tuple[str, ...]) -> BuiltWheel:
         metadata = pkginfo.Wheel(str(path))
         wheel = BuiltWheel(name=candidate.name, version=candidate.version, path=path,

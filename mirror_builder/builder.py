@@ -49,6 +49,9 @@ class BuildRequest:
     config_settings: Mapping[str, str] = field(default_factory=dict)
     jobs: int = 2
     chain: tuple[str, ...] = ()
+    # The project's folder inside the source tree (overrides' build_dir), "" for the root.
+    project_dir: str = ""
+    cpus: float | None = None
 
     @property
     def label(self) -> str:
@@ -93,6 +96,7 @@ class Builder:
             container_wheels.append(target)
         job = {
             "source": "/src",
+            "project_dir": request.project_dir,
             "out": "/out",
             "wheels": container_wheels,
             "wheels_dir": "/wheels",
@@ -121,6 +125,7 @@ class Builder:
             timeout_seconds=request.limits.timeout_seconds,
             memory=request.limits.memory,
             pids_limit=request.limits.pids_limit,
+            cpus=request.cpus,
         )
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()

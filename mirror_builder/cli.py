@@ -212,8 +212,16 @@ def _inspect(args, console: Console) -> int:
             raise MirrorBuilderError(f"{path}: no such wheel file")
         record = read_embedded_record(path)
         if record is None:
-            raise MirrorBuilderError(f"{path.name} was not built by mirror-builder: it carries no "
-                                     f"build record in its .dist-info")
+            # A pre-built wheel carries no record, but its record is beside the index.
+            from packaging.utils import parse_wheel_filename
+
+            from mirror_builder.files import sha256_of
+
+            beside = store.read(parse_wheel_filename(path.name)[0], path.name)
+            if beside is None or beside.get("wheel_sha256") != sha256_of(path):
+                raise MirrorBuilderError(f"{path.name} was not built by mirror-builder: it carries "
+                                         f"no build record in its .dist-info")
+            record = beside
         beside = store.read(record["name"], record["wheel"])
         records = [beside or record]
         title = f"{record['name']} {record['version']}"

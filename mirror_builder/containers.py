@@ -63,6 +63,7 @@ class RunSpec:
     timeout_seconds: float = 3600
     memory: str | None = None
     pids_limit: int | None = None
+    cpus: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class ImageRef:
     target: str
     # The Debian packages in the image, "name=version", for the build record.
     system_packages: tuple[str, ...] = ()
+    # For a per-package layer: the packages it added to the target image.
+    layer_packages: tuple[str, ...] = ()
 
 
 class PodmanService:
@@ -155,6 +158,9 @@ class PodmanService:
             kwargs["mem_limit"] = spec.memory
         if spec.pids_limit:
             kwargs["pids_limit"] = spec.pids_limit
+        if spec.cpus:
+            kwargs["cpu_period"] = 100_000
+            kwargs["cpu_quota"] = int(spec.cpus * 100_000)
         started = time.monotonic()
         try:
             container = self.client.containers.create(spec.image, spec.command, **kwargs)
@@ -304,6 +310,33 @@ class ImageManager:
                                          f"{log_path.read_text()[-300:]}")
                 cached.write_text(log_path.read_text())
         return tuple(line for line in cached.read_text().splitlines() if "=" in line)
+
+    def with_system_packages(self, image: ImageRef, packages: tuple[str, ...]) -> ImageRef:
+        """A layer on the target image with a package's extra Debian packages. Named by its
+        content, so packages that need the same set share one image, and no package's needs
+        bloat every build."""
+        if not packages:
+            return image
+        wanted = sorted(set(packages))
+        key = hashlib.sha256("\n".join([image.id, *wanted]).encode()).hexdigest()[:16]
+        tag = f"{image.tag.rsplit(':', 1)[0]}-layer:{key}"
+        image_id = self.podman.image_id(tag)
+        if image_id is None:
+            log.info("adding %s to %s (once for this set of packages)", " ".join(wanted), image.tag)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self.cache_dir) as tmp:
+                context = Path(tmp)
+                (context / "Containerfile").write_text(
+                    f"FROM {image.tag}\nUSER root\n"
+                    "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+                    f"--no-install-recommends {' '.join(wanted)} && rm -rf /var/lib/apt/lists/*\n")
+                image_id = self.podman.build_image(context, context / "Containerfile", tag, {},
+                                                   self.cache_dir / f"layer-{key}.log")
+        return ImageRef(tag=tag, id=image_id, base=f"{image.tag}@{image.id}",
+                        containerfile=image.containerfile,
+                        containerfile_sha256=image.containerfile_sha256, target=image.target,
+                        system_packages=self._system_packages(tag, image_id),
+                        layer_packages=tuple(wanted))
 
     def marker_environment(self, image: ImageRef) -> dict[str, str]:
         """PEP 508 marker values of the image's python3, measured once per image."""

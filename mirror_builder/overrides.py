@@ -1,39 +1,111 @@
 """Per-package settings: overrides/<canonical-name>.yaml, validated on load.
 
-Known keys:
-  changelog: {version: [reason, ...]}   each reason raises that version's rebuild number, so a
-                                        bootstrap after a change rebuilds with a new number.
+Every key is optional; an unknown key or a bad value is an error naming the file, line and key.
+
+  env:              {NAME: value} for the build; templates ${name} ${version} ${jobs}
+  system_packages:  [Debian package, ...] added in a per-package image layer (cached by content)
+  source:           where the source comes from instead of the PyPI sdist:
+                      url: https://.../foo-${version}.tar.gz   sha256: {version: hex} or hex
+                      git: URL   tag: v${version}
+  build_dir:        the project's folder inside the source tree (a monorepo's subfolder)
+  config_settings:  {key: value or [values]} passed to the PEP 517 hooks
+  build_requires:   {add: [req, ...], remove: [name, ...]} edited into pyproject.toml
+  pre_built:        true: take the upstream wheel instead of building (marked in provenance)
+  changelog:        {version: [reason, ...]}; each reason raises that version's rebuild number
+  timeout:          seconds for one build container
+  memory:           memory limit for the build container (e.g. 16g)
+  cpus:             CPUs for the build container (also sets make's -j)
+  vendor_rust:      true / false: vendor the crates of a Cargo project (default: when found)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import re
+import string
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-import yaml
-
+from mirror_builder.errors import SettingsError
 from mirror_builder.settings import YamlReader, read_yaml
+
+TEMPLATE_FIELDS = ("name", "version", "jobs")
+KEYS = {"env", "system_packages", "source", "build_dir", "config_settings", "build_requires",
+        "pre_built", "changelog", "timeout", "memory", "cpus", "vendor_rust"}
+_DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MEMORY = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SourceOverride:
+    url: str | None = None
+    sha256: dict[str, str] = field(default_factory=dict)  # version ("*" for any) -> hex
+    git: str | None = None
+    tag: str | None = None
+
+    def url_for(self, name: str, version: Version) -> str:
+        return render(self.url or "", name=name, version=str(version))
+
+    def sha256_for(self, version: Version) -> str | None:
+        for key, value in self.sha256.items():
+            if key == "*" or Version(key) == version:
+                return value
+        return None
 
 
 @dataclass(frozen=True)
 class PackageSettings:
     name: NormalizedName
-    source: Path | None = None
+    source_file: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    system_packages: tuple[str, ...] = ()
+    source: SourceOverride | None = None
+    build_dir: str | None = None
+    config_settings: dict[str, str | list[str]] = field(default_factory=dict)
+    build_requires_add: tuple[str, ...] = ()
+    build_requires_remove: tuple[NormalizedName, ...] = ()
+    pre_built: bool = False
     changelog: dict[Version, tuple[str, ...]] = field(default_factory=dict)
+    timeout: int | None = None
+    memory: str | None = None
+    cpus: float | None = None
+    vendor_rust: bool | None = None
 
     def reasons_for(self, version: Version) -> tuple[str, ...]:
         return self.changelog.get(version, ())
 
-    def as_dict(self) -> dict:
-        return {"changelog": {str(v): list(r) for v, r in sorted(self.changelog.items())}}
+    def environment(self, version: Version, jobs: int) -> dict[str, str]:
+        return {k: render(v, name=self.name, version=str(version), jobs=str(jobs))
+                for k, v in self.env.items()}
+
+    def configured(self) -> list[str]:
+        """The keys this package sets, for listings."""
+        defaults = PackageSettings(self.name)
+        return [k for k in ("env", "system_packages", "source", "build_dir", "config_settings",
+                            "build_requires_add", "build_requires_remove", "pre_built",
+                            "changelog", "timeout", "memory", "cpus", "vendor_rust")
+                if getattr(self, k) != getattr(defaults, k)]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("source_file")
+        data["changelog"] = {str(v): list(r) for v, r in sorted(self.changelog.items())}
+        return data
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def render(template: str, **values: str) -> str:
+    return string.Template(template).substitute(values)
 
 
 def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
@@ -42,8 +114,123 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
     if not path.is_file():
         return PackageSettings(canonical)
     reader, data = read_yaml(path)
-    top = reader.mapping(data, (), {"changelog"})
-    return PackageSettings(canonical, path, _changelog(reader, top.get("changelog")))
+    top = reader.mapping(data, (), KEYS)
+
+    env = {}
+    for key, value in reader.mapping(top.get("env"), ("env",), _Anything()).items():
+        where = ("env", str(key))
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise reader.fail(where, "expected a string")
+        env[str(key)] = _template(reader, where, str(value))
+
+    system_packages = tuple(_strings(reader, top, ("system_packages",)))
+    for package in system_packages:
+        if not _DEBIAN_PACKAGE.match(package):
+            raise reader.fail(("system_packages",), f"{package!r} is not a Debian package name")
+
+    config_settings: dict[str, str | list[str]] = {}
+    raw = reader.mapping(top.get("config_settings"), ("config_settings",), _Anything())
+    for key, value in raw.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            config_settings[str(key)] = value
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            config_settings[str(key)] = str(value)
+        else:
+            raise reader.fail(("config_settings", str(key)), "expected a string or a list of strings")
+
+    requires = reader.mapping(top.get("build_requires"), ("build_requires",), {"add", "remove"})
+    add = _strings(reader, requires, ("build_requires", "add"))
+    for text in add:
+        try:
+            Requirement(text)
+        except InvalidRequirement as exc:
+            raise reader.fail(("build_requires", "add"), f"{text!r}: {exc}") from None
+    remove = tuple(canonicalize_name(n) for n in _strings(reader, requires, ("build_requires", "remove")))
+
+    build_dir = reader.value(top, ("build_dir",), str, None)
+    if build_dir is not None and (build_dir.startswith("/") or ".." in Path(build_dir).parts):
+        raise reader.fail(("build_dir",), "must be a relative path inside the source tree")
+
+    timeout = reader.positive(top, ("timeout",), 0) if "timeout" in top else None
+    memory = reader.value(top, ("memory",), str, None)
+    if memory is not None and not _MEMORY.match(memory):
+        raise reader.fail(("memory",), f"expected a size like 8g or 512m, got {memory!r}")
+    cpus = reader.value(top, ("cpus",), (int, float), None)
+    if cpus is not None and (isinstance(cpus, bool) or cpus <= 0):
+        raise reader.fail(("cpus",), f"must be a positive number, got {cpus!r}")
+
+    return PackageSettings(
+        name=canonical,
+        source_file=path,
+        env=env,
+        system_packages=system_packages,
+        source=_source(reader, top.get("source")),
+        build_dir=build_dir,
+        config_settings=config_settings,
+        build_requires_add=tuple(add),
+        build_requires_remove=remove,
+        pre_built=reader.value(top, ("pre_built",), bool, False),
+        changelog=_changelog(reader, top.get("changelog")),
+        timeout=timeout,
+        memory=memory,
+        cpus=float(cpus) if cpus is not None else None,
+        vendor_rust=reader.value(top, ("vendor_rust",), bool, None),
+    )
+
+
+def _strings(reader: YamlReader, data: dict, key: tuple[str, ...]) -> list[str]:
+    value = data.get(key[-1])
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise reader.fail(key, "expected a list of strings")
+    return value
+
+
+def _template(reader: YamlReader, key: tuple[str, ...], text: str) -> str:
+    try:
+        string.Template(text).substitute({f: "" for f in TEMPLATE_FIELDS})
+    except (KeyError, ValueError) as exc:
+        raise reader.fail(key, f"unknown template {exc} (known: "
+                               f"{', '.join('${' + f + '}' for f in TEMPLATE_FIELDS)})") from None
+    return text
+
+
+def _source(reader: YamlReader, data: Any) -> SourceOverride | None:
+    if data is None:
+        return None
+    key = ("source",)
+    body = reader.mapping(data, key, {"url", "sha256", "git", "tag"})
+    url = reader.value(body, key + ("url",), str, None)
+    git = reader.value(body, key + ("git",), str, None)
+    if (url is None) == (git is None):
+        raise reader.fail(key, "give either url (with sha256) or git (with tag)")
+    sha256: dict[str, str] = {}
+    if url is not None:
+        _template(reader, key + ("url",), url)
+        raw = body.get("sha256")
+        if raw is None:
+            raise reader.fail(key, "a source url needs sha256 (one hash, or version: hash)")
+        if isinstance(raw, str):
+            sha256 = {"*": raw}
+        else:
+            node = reader.nodes.get(key + ("sha256",))
+            pairs = [(str(k.value), v.value) for k, v in node.value] if node else []
+            for version, value in pairs:
+                try:
+                    Version(version)
+                except InvalidVersion:
+                    raise reader.fail(key + ("sha256", version), "not a version") from None
+                sha256[version] = str(value)
+        for version, value in sha256.items():
+            if not _SHA256.match(value):
+                raise reader.fail(key + ("sha256",), f"{value!r} is not a sha256 (64 hex digits)")
+        return SourceOverride(url=url, sha256=sha256)
+    tag = reader.value(body, key + ("tag",), str, None)
+    if tag is None:
+        raise reader.fail(key, "a git source needs tag (e.g. v${version})")
+    _template(reader, key + ("tag",), tag)
+    return SourceOverride(git=git, tag=tag)
 
 
 def _changelog(reader: YamlReader, data: object) -> dict[Version, tuple[str, ...]]:
@@ -76,3 +263,22 @@ def _changelog(reader: YamlReader, data: object) -> dict[Version, tuple[str, ...
             reasons.append(item.value)
         changelog[version] = tuple(reasons)
     return changelog
+
+
+class _Anything(set):
+    """An 'allowed keys' set that allows every key (for mappings the user names)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def all_package_settings(overrides_dir: Path) -> list[PackageSettings]:
+    if not overrides_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(overrides_dir.glob("*.yaml")):
+        if canonicalize_name(path.stem) != path.stem:
+            raise SettingsError(f"{path}: override files are named by canonical project name: "
+                                f"{canonicalize_name(path.stem)}.yaml")
+        found.append(load_package_settings(overrides_dir, path.stem))
+    return found

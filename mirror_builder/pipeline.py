@@ -57,4 +57,5 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             finder=UpstreamFinder(upstream, settings.cache_dir / "sdists"),
             builder=builder, index=index, records=RecordStore(options.output), reporter=reporter,
             constraints=options.constraints, direct=options.direct,
-            allow_prereleases=options.allow_prereleases), upstream
+            allow_prereleases=options.allow_prereleases,
+            image_for=images.with_system_packages), upstream

@@ -34,7 +34,8 @@ class RichReporter:
     def finished(self, wheel: BuiltWheel) -> None:
         self.done += 1
         self.progress.update(self.task, done=self.done)
-        mark = "[green]built[/]" if wheel.status == "built" else "[cyan]reused[/]"
+        mark = {"built": "[green]built[/]", "reused": "[cyan]reused[/]",
+                "pre-built": "[bold yellow]pre-built, NOT from source:[/]"}[wheel.status]
         elapsed = time.monotonic() - self.started
         self.console.print(f"{mark} {wheel.path.name} [dim]({wheel.seconds:.1f} s; "
                            f"{self.done} done, {elapsed:.0f} s elapsed)[/]")
@@ -46,10 +47,16 @@ class RichReporter:
         table.add_column("status")
         table.add_column("seconds", justify="right")
         for wheel in report.wheels:
-            table.add_row(wheel.name, str(wheel.version), wheel.status, f"{wheel.seconds:.1f}")
+            status = wheel.status if wheel.status != "pre-built" else \
+                "[bold yellow]pre-built (not from source)[/]"
+            table.add_row(wheel.name, str(wheel.version), status, f"{wheel.seconds:.1f}")
         self.console.print(table)
         built = sum(1 for w in report.wheels if w.status == "built")
-        self.console.print(f"{built} built, {len(report.wheels) - built} reused in "
+        pre_built = [w.pin for w in report.wheels if w.status == "pre-built"]
+        if pre_built:
+            self.console.print(f"[bold yellow]{len(pre_built)} taken pre-built from upstream, not "
+                               f"built from source:[/] {', '.join(pre_built)}")
+        self.console.print(f"{built} built, {len(report.wheels) - built - len(pre_built)} reused in "
                            f"{time.monotonic() - self.started:.1f} s; "
                            f"{upstream_requests} requests to the upstream index. Install with:\n"
                            f"  pip install --index-url {index_url} --only-binary :all: PACKAGE")

@@ -102,10 +102,14 @@ class Provider(resolvelib.AbstractProvider):
                  allow_prereleases: bool = False,
                  preferred: Mapping[NormalizedName, Version] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
-                 distributions: str = "sdist") -> None:
+                 distributions: str = "sdist",
+                 any_file: frozenset[NormalizedName] = frozenset()) -> None:
         self.finder = finder
         # "sdist" to resolve what to build upstream; "wheel" to resolve over our own index.
         self.distributions = distributions
+        # Projects whose versions may come from any file: their source comes from an override
+        # (or they are taken pre-built), so an sdist on the index is not needed.
+        self.any_file = any_file
         self.target = target
         self.constraints = dict(constraints or {})
         self.allow_prereleases = allow_prereleases
@@ -145,7 +149,8 @@ class Provider(resolvelib.AbstractProvider):
                      for s in combined)
         by_version: dict[Version, DistributionFile] = {}
         for file in self.finder.project_files(name):
-            if not (file.is_wheel if self.distributions == "wheel" else file.is_sdist):
+            wanted = file.is_wheel if self.distributions == "wheel" else file.is_sdist
+            if not wanted and not (name in self.any_file and (file.is_wheel or file.is_sdist)):
                 continue
             version = file_version(file, name)
             if version is None or version in bad or version in by_version:
@@ -207,11 +212,12 @@ def resolve(requirements: Sequence[Requirement], finder: Finder, target: TargetE
             allow_prereleases: bool = False,
             preferred: Mapping[NormalizedName, Version] | None = None,
             direct: Mapping[NormalizedName, Candidate] | None = None,
-            context: Sequence[str] = (), distributions: str = "sdist") -> Resolution:
+            context: Sequence[str] = (), distributions: str = "sdist",
+            any_file: frozenset[NormalizedName] = frozenset()) -> Resolution:
     """Resolve requirements (markers already applicable to the target) to one pin per name."""
     provider = Provider(finder, target, constraints=constraints,
                         allow_prereleases=allow_prereleases, preferred=preferred, direct=direct,
-                        distributions=distributions)
+                        distributions=distributions, any_file=any_file)
     applicable = [r for r in requirements if target.applies(r)]
     resolver = resolvelib.Resolver(provider, resolvelib.BaseReporter())
     try:

@@ -6,6 +6,7 @@ Patching is plain text manipulation and runs on the host; nothing here runs pack
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import tarfile
@@ -38,6 +39,11 @@ class PreparedSource:
     sdist_sha256: str
     tree: Path
     patches: tuple[AppliedPatch, ...]
+    project_dir: str = ""  # the folder inside tree that holds pyproject.toml / setup.py
+
+    @property
+    def project(self) -> Path:
+        return self.tree / self.project_dir if self.project_dir else self.tree
 
 
 def find_patches(patches_dir: Path, name: str, version: Version | str) -> list[Path]:
@@ -139,9 +145,123 @@ def apply_patches(tree: Path, patches: list[Path], *, package: str) -> tuple[App
 
 
 def prepare_source(sdist: Path, sdist_sha256: str, name: str, version: Version, *,
-                   work_dir: Path, patches_dir: Path) -> PreparedSource:
+                   work_dir: Path, patches_dir: Path, build_dir: str | None = None,
+                   requires_add: tuple[str, ...] = (),
+                   requires_remove: tuple[str, ...] = ()) -> PreparedSource:
     label = f"{name}=={version}"
     tree = safe_unpack(sdist, work_dir / f"{canonicalize_name(name)}-{version}")
     patches = apply_patches(tree, find_patches(patches_dir, name, version), package=label)
+    project = tree / build_dir if build_dir else tree
+    if not project.is_dir():
+        raise SourceError(f"{label}: build_dir {build_dir!r} is not a folder of the source tree")
+    edit_build_requires(project, requires_add, requires_remove, package=label)
     return PreparedSource(name=str(name), version=str(version), sdist=sdist,
-                          sdist_sha256=sdist_sha256, tree=tree, patches=patches)
+                          sdist_sha256=sdist_sha256, tree=tree, patches=patches,
+                          project_dir=build_dir or "")
+
+
+def edit_build_requires(project: Path, add: tuple[str, ...], remove: tuple[str, ...],
+                        *, package: str) -> bool:
+    """Add and remove [build-system] requires in pyproject.toml with tomlkit, keeping the file's
+    own formatting and comments. Returns True when the file changed."""
+    if not add and not remove:
+        return False
+    import tomlkit
+    from packaging.requirements import Requirement
+
+    from mirror_builder.buildsystem import LEGACY_BACKEND, LEGACY_REQUIRES
+
+    path = project / "pyproject.toml"
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.is_file() else tomlkit.document()
+    if "build-system" not in document:
+        table = tomlkit.table()
+        table["requires"] = list(LEGACY_REQUIRES)
+        table["build-backend"] = LEGACY_BACKEND
+        document["build-system"] = table
+    build_system = document["build-system"]
+    if "requires" not in build_system:
+        build_system["requires"] = tomlkit.array()
+    requires = build_system["requires"]
+    removing = {canonicalize_name(n) for n in remove} | \
+        {canonicalize_name(Requirement(a).name) for a in add}
+    missing = set(canonicalize_name(n) for n in remove) - \
+        {canonicalize_name(Requirement(str(r)).name) for r in requires}
+    if missing:
+        raise SourceError(f"{package}: build_requires.remove names {', '.join(sorted(missing))}, "
+                          f"which [build-system] requires does not list")
+    for index in reversed(range(len(requires))):
+        if canonicalize_name(Requirement(str(requires[index])).name) in removing:
+            del requires[index]
+    for text in add:
+        requires.append(text)
+    path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    log.info("%s: build requires edited: +%s -%s", package, list(add), list(remove))
+    return True
+
+
+@dataclass(frozen=True)
+class OverrideSource:
+    """An sdist-like archive made from a source override, and where it came from."""
+
+    archive: Path
+    origin: dict
+
+
+def sdist_from_url(url: str, sha256: str, name: str, version: str, *, download,
+                   work_dir: Path, dest_dir: Path) -> OverrideSource:
+    """Download a release archive, check its sha256, and repack it as <name>-<version>.tar.gz."""
+    label = f"{name}=={version}"
+    filename = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "source.tar.gz"
+    fetched = download(url, filename, sha256, dest_dir)
+    tree = safe_unpack(fetched, work_dir / f"override-{canonicalize_name(name)}-{version}")
+    archive = repack_as_sdist(tree, name, version, dest_dir)
+    log.info("%s: source from %s", label, url)
+    return OverrideSource(archive, {"kind": "url", "url": url, "sha256": sha256,
+                                    "filename": filename})
+
+
+def sdist_from_git(repository: str, tag: str, name: str, version: str, *, dest_dir: Path,
+                   work_dir: Path) -> OverrideSource:
+    """Clone one tag (on the host: a preparation step, it runs no package code) and archive it."""
+    clone = work_dir / f"git-{canonicalize_name(name)}-{version}"
+    if clone.exists():
+        shutil.rmtree(clone)
+    proc = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", tag,
+                           repository, str(clone)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SourceError(f"{name}=={version}: cannot clone {repository} at {tag}: "
+                          f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    prefix = f"{canonicalize_name(name).replace('-', '_')}-{version}"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    archive = dest_dir / f"{prefix}.tar.gz"
+    subprocess.run(["git", "-C", str(clone), "archive", "--format=tar.gz", f"--prefix={prefix}/",
+                    "-o", str(archive), "HEAD"], check=True)
+    shutil.rmtree(clone, ignore_errors=True)
+    return OverrideSource(archive, {"kind": "git", "repository": repository, "tag": tag,
+                                    "commit": commit})
+
+
+def repack_as_sdist(tree: Path, name: str, version: str, dest_dir: Path) -> Path:
+    """A deterministic tar.gz of tree named like an sdist: sorted members, fixed owner and time."""
+    prefix = f"{canonicalize_name(name).replace('-', '_')}-{version}"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    archive = dest_dir / f"{prefix}.tar.gz"
+    tmp = archive.with_name(f".{archive.name}.part")
+
+    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 315532800
+        return info
+
+    import gzip
+
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for path in sorted(tree.rglob("*")):
+            tar.add(path, arcname=f"{prefix}/{path.relative_to(tree)}", recursive=False,
+                    filter=normalize)
+    os.replace(tmp, archive)
+    return archive

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from packaging import tags
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
 from packaging.version import Version
 
 # Run with the target's python3: prints the PEP 508 marker environment as JSON (stdlib only).
@@ -34,6 +36,7 @@ print(json.dumps({
     "platform_python_implementation": platform.python_implementation(),
     "python_version": ".".join(platform.python_version_tuple()[:2]),
     "sys_platform": sys.platform,
+    "libc_version": platform.libc_ver()[1],
 }))
 """
 
@@ -62,6 +65,23 @@ class TargetEnvironment:
 
     def applies(self, requirement: Requirement, extras: frozenset[str] = frozenset()) -> bool:
         return self.evaluate(requirement.marker, extras)
+
+    def supported_tags(self) -> list[Tag]:
+        """Wheel tags the target's Python accepts, most preferred first (for pre-built wheels)."""
+        version = self.python_version
+        python = (version.major, version.minor)
+        machine = self.markers["platform_machine"]
+        platforms = []
+        libc = self.markers.get("libc_version") or ""
+        if self.markers["sys_platform"] == "linux" and libc.count(".") >= 1:
+            major, minor = (int(p) for p in libc.split(".")[:2])
+            platforms += [f"manylinux_{major}_{m}_{machine}" for m in range(minor, 4, -1)]
+            legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+            platforms += [f"{alias}_{machine}" for m, alias in legacy.items() if m <= minor]
+        platforms.append(f"{self.markers['sys_platform']}_{machine}")
+        interpreter = f"cp{python[0]}{python[1]}"
+        return [*tags.cpython_tags(python, [interpreter, "abi3", "none"], platforms),
+                *tags.compatible_tags(python, interpreter, platforms)]
 
     def accepts_python(self, requires_python: str | None) -> bool:
         if not requires_python:

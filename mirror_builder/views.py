@@ -33,8 +33,14 @@ def _details(record: dict[str, Any]) -> Group:
     table.add_column(style="bold")
     table.add_column()
     source = record["source"]
-    table.add_row("built from", "source (sdist)" if record.get("built_from_source", True)
-                  else "[red]NOT built from source (upstream wheel)[/]")
+    origin = source.get("origin", {"kind": "sdist"})
+    described = {"sdist": "source (sdist from the index)",
+                 "url": f"source (override: {origin.get('url')})",
+                 "git": f"source (override: {origin.get('repository')} {origin.get('tag')}, "
+                        f"commit {origin.get('commit', '')[:12]})"}
+    table.add_row("built from", described.get(origin["kind"], "source")
+                  if record.get("built_from_source", True)
+                  else "[bold red]NOT built from source: the upstream wheel (pre_built)[/]")
     table.add_row("source", f"{source['url']}\nsha256 {source['sha256']}")
     patches = record["patches"]
     table.add_row("patches", "\n".join(f"{p['name']}  sha256 {p['sha256'][:16]}…" for p in patches)

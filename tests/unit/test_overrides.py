@@ -24,10 +24,10 @@ def test_no_file_gives_empty_settings_under_the_canonical_name(tmp_path):
     settings = load_package_settings(tmp_path / "overrides", "Foo_Bar")
 
     assert settings == PackageSettings("foo-bar")
-    assert settings.source is None
+    assert settings.source_file is None
     assert settings.changelog == {}
     assert settings.reasons_for(Version("1.0")) == ()
-    assert settings.as_dict() == {"changelog": {}}
+    assert settings.as_dict()["changelog"] == {}
 
 
 def test_the_file_is_found_by_canonical_name(tmp_path):
@@ -39,7 +39,7 @@ def test_the_file_is_found_by_canonical_name(tmp_path):
     settings = load_package_settings(tmp_path, "Foo_Bar")
 
     assert settings.name == "foo-bar"
-    assert settings.source == path
+    assert settings.source_file == path
     assert settings.reasons_for(Version("1.0")) == ("rebuilt with a newer compiler",)
 
 
@@ -50,7 +50,7 @@ def test_an_empty_file_or_changelog_gives_no_reasons(tmp_path, text):
     settings = load_package_settings(tmp_path, "demo")
 
     assert settings.changelog == {}
-    assert settings.source == path
+    assert settings.source_file == path
 
 
 def test_changelog_reasons_as_a_list_and_as_a_single_string(tmp_path):
@@ -68,9 +68,9 @@ def test_changelog_reasons_as_a_list_and_as_a_single_string(tmp_path):
                                                     "patched CVE-2024-0001")
     assert settings.reasons_for(Version("2.0")) == ("single reason",)
     assert settings.reasons_for(Version("3.0")) == ()
-    assert settings.as_dict() == {"changelog": {
+    assert settings.as_dict()["changelog"] == {
         "1.0": ["rebuilt against openssl 3.0.13", "patched CVE-2024-0001"],
-        "2.0": ["single reason"]}}
+        "2.0": ["single reason"]}
 
 
 def test_version_keys_are_compared_as_versions(tmp_path):
@@ -86,8 +86,8 @@ def test_version_keys_are_compared_as_versions(tmp_path):
     assert settings.reasons_for(Version("1.0")) == ("zero-padded",)
     assert settings.reasons_for(Version("1.0.0")) == ("zero-padded",)
     assert settings.reasons_for(Version("2.0rc1")) == ("upper-case pre-release",)
-    assert settings.as_dict() == {"changelog": {"1.0.0": ["zero-padded"],
-                                                "2.0rc1": ["upper-case pre-release"]}}
+    assert settings.as_dict()["changelog"] == {"1.0.0": ["zero-padded"],
+                                                "2.0rc1": ["upper-case pre-release"]}
 
 
 def test_unquoted_simple_version_keys_work(tmp_path):
@@ -127,7 +127,7 @@ def test_an_unknown_top_level_key_names_file_line_and_key(tmp_path):
 
     message = str(caught.value)
     assert message.startswith(f"{path}:3: rebuild_numbering: unknown key")
-    assert "allowed here: changelog" in message
+    assert "allowed here: build_dir, build_requires, changelog" in message
 
 
 def test_a_bad_version_key_names_file_line_and_key(tmp_path):
