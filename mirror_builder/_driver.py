@@ -95,6 +95,10 @@ def main():
             "SOURCE_DATE_EPOCH": str(job["source_date_epoch"]),
             "MAKEFLAGS": f"-j{job['jobs']}",
             "CMAKE_BUILD_PARALLEL_LEVEL": str(job["jobs"]),
+            # There is no network; say so to cargo, so it fails fast and clearly if a crate
+            # was not vendored while the source was prepared.
+            "CARGO_NET_OFFLINE": "true",
+            "CARGO_HOME": "/tmp/mb-home/.cargo",
         }
         base_env.update(job.get("environment", {}))
         os.makedirs(base_env["HOME"], exist_ok=True)

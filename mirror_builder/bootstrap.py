@@ -51,6 +51,7 @@ from mirror_builder.sources import PreparedSource, prepare_source, sdist_from_gi
 from mirror_builder.target import TargetEnvironment
 from mirror_builder.files import atomic_write_text, sha256_of
 from mirror_builder.upstream import DistributionFile, UpstreamIndex
+from mirror_builder.vendoring import VendoredCrate, already_vendored, cargo_manifests
 from mirror_builder.wheelfile import EMBEDDED_RECORD, rebuilt_filename, rebuilt_version, stamp_wheel
 
 log = logging.getLogger(__name__)
@@ -183,12 +184,15 @@ class Bootstrapper:
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
                  allow_prereleases: bool = False, jobs: int | None = None,
-                 image_for: Callable[[ImageRef, tuple[str, ...]], ImageRef] | None = None) -> None:
+                 image_for: Callable[[ImageRef, tuple[str, ...]], ImageRef] | None = None,
+                 vendorer: Callable[[Path, str, Path], list[VendoredCrate]] | None = None) -> None:
         self.settings = settings
         self.target = target
         self.image = image
         # The image for a package that needs extra Debian packages (a cached layer on image).
         self.image_for = image_for or (lambda base, packages: base)
+        # Fetches what a build would download (Rust crates) while preparing the source.
+        self.vendorer = vendorer
         self.finder = finder
         self.index_finder = IndexFinder(index)
         self.builder = builder
@@ -407,6 +411,12 @@ class Bootstrapper:
                                 build_dir=package.build_dir,
                                 requires_add=package.build_requires_add,
                                 requires_remove=package.build_requires_remove)
+        # Kept under the output directory so a failed build's log outlives the run.
+        log_path = self.index.root / "logs" / f"{candidate.name}-{candidate.version}.log"
+        log_path.unlink(missing_ok=True)
+        crates = self._vendor(source, package, log_path)
+        if crates:
+            origin = origin | {"vendored_crates": [asdict(c) for c in crates]}
         _make_readable(source.tree)
         build_system = read_build_system(source.project, pin)
         here = chain + (pin,)
@@ -414,9 +424,6 @@ class Bootstrapper:
 
         static = build_system.requirements()
         env = self._closure(static, parent=pin, kind="build-system", context=here)
-        # Kept under the output directory so a failed build's log outlives the run.
-        log_path = self.index.root / "logs" / f"{candidate.name}-{candidate.version}.log"
-        log_path.unlink(missing_ok=True)
         outcome = self._run_build(source, build_system, env, log_path, chain)
         own_seconds += outcome.seconds
         if outcome.status == "needs":
@@ -471,6 +478,16 @@ class Bootstrapper:
                                 made.origin.get("repository", ""), sha256)
         return Candidate(candidate.name, candidate.version, file, candidate.extras), made.origin, \
             made.archive
+
+    def _vendor(self, source: PreparedSource, package: PackageSettings,
+                log_path: Path) -> list[VendoredCrate]:
+        if self.vendorer is None or package.vendor_rust is False:
+            return []
+        if package.vendor_rust is None and (not cargo_manifests(source.tree)
+                                            or already_vendored(source.tree)):
+            return []
+        self.reporter.activity(f"{source.name}=={source.version}", "vendoring crates")
+        return self.vendorer(source.tree, f"{source.name}=={source.version}", log_path)
 
     def _download_url(self, url: str, filename: str, sha256: str, dest_dir: Path) -> Path:
         return self.finder.upstream.download(DistributionFile(filename, url, sha256), dest_dir)

@@ -21,6 +21,7 @@ from mirror_builder.resolver import Candidate
 from mirror_builder.settings import Settings
 from mirror_builder.target import TargetEnvironment
 from mirror_builder.upstream import UpstreamIndex
+from mirror_builder.vendoring import RustVendorer
 
 
 @dataclass(frozen=True)
@@ -58,4 +59,5 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             builder=builder, index=index, records=RecordStore(options.output), reporter=reporter,
             constraints=options.constraints, direct=options.direct,
             allow_prereleases=options.allow_prereleases,
-            image_for=images.with_system_packages), upstream
+            image_for=images.with_system_packages,
+            vendorer=RustVendorer(podman, image).vendor), upstream
