@@ -38,10 +38,12 @@ from packaging.version import Version
 from mirror_builder.buildsystem import read_build_system
 from mirror_builder.builder import BuildOutcome, BuildRequest
 from mirror_builder.containers import ImageRef
-from mirror_builder.errors import BuildCycleError, BuildError, RebuildError, ResolutionError
+from mirror_builder.errors import (BuildCycleError, BuildError, MirrorBuilderError, RebuildError,
+                                   ResolutionError)
 from mirror_builder.index import IndexedWheel, WheelIndex
 from mirror_builder.logs import about
 from mirror_builder.overrides import PackageSettings, all_package_settings, load_package_settings, render
+from mirror_builder.plugins import BuildContext, PrepareContext, WheelContext, load_plugins
 from mirror_builder.provenance import BuildRecord, Rebuild
 from mirror_builder.rebuilds import RebuildCounter
 from mirror_builder.records import RecordStore
@@ -215,6 +217,7 @@ class Bootstrapper:
         # names a usable version.
         self._any_file = frozenset(name for name, p in self._package_settings.items()
                                    if p.source is not None or p.pre_built)
+        self._plugins = load_plugins(settings.overrides_dir)
         self._rebuild: RebuildRequest | None = None
 
     # -- the two ways in -------------------------------------------------------------------
@@ -414,6 +417,9 @@ class Bootstrapper:
         # Kept under the output directory so a failed build's log outlives the run.
         log_path = self.index.root / "logs" / f"{candidate.name}-{candidate.version}.log"
         log_path.unlink(missing_ok=True)
+        self._plugin_hook(candidate, "prepare_source", lambda: PrepareContext(
+            candidate.name, candidate.version, source.tree, source.project, package,
+            logging.getLogger(f"mirror_builder.plugin.{candidate.name}")))
         crates = self._vendor(source, package, log_path)
         if crates:
             origin = origin | {"vendored_crates": [asdict(c) for c in crates]}
@@ -489,6 +495,18 @@ class Bootstrapper:
         self.reporter.activity(f"{source.name}=={source.version}", "vendoring crates")
         return self.vendorer(source.tree, f"{source.name}=={source.version}", log_path)
 
+    def _plugin_hook(self, candidate: Candidate, hook: str, context: Callable[[], object]):
+        plugin = self._plugins.get(candidate.name)
+        if plugin is None or hook not in plugin.hooks:
+            return None
+        try:
+            return plugin.call(hook, context())
+        except MirrorBuilderError:
+            raise
+        except Exception as exc:  # the plugin's own failure, whatever it is
+            raise BuildError(f"plugin {plugin.origin}: {hook} failed: {type(exc).__name__}: {exc}",
+                             package=candidate.name, version=str(candidate.version)) from None
+
     def _download_url(self, url: str, filename: str, sha256: str, dest_dir: Path) -> Path:
         return self.finder.upstream.download(DistributionFile(filename, url, sha256), dest_dir)
 
@@ -546,11 +564,22 @@ class Bootstrapper:
         self.reporter.activity(f"{source.name}=={source.version}", "building in container")
         package = self._settings_for(canonicalize_name(source.name))
         jobs = math.ceil(package.cpus) if package.cpus else self.jobs
+        environment = package.environment(Version(source.version), jobs)
+        extra = self._plugin_hook(
+            Candidate(package.name, Version(source.version), DistributionFile("", "", None)),
+            "build_environment", lambda: BuildContext(package.name, Version(source.version), jobs,
+                                                      package, dict(self.target.markers)))
+        if extra is not None:
+            if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                      for k, v in extra.items()):
+                raise BuildError(f"plugin hook build_environment returned {extra!r}, not a "
+                                 f"dict of strings", package=package.name, version=source.version)
+            environment |= extra
         request = BuildRequest(
             source=source, build_system=build_system, env_wheels=wheels,
             image=self.image_for(self.image, package.system_packages),
             limits=self._limits(package), log_path=log_path, jobs=jobs, chain=chain,
-            environment=package.environment(Version(source.version), jobs),
+            environment=environment,
             config_settings=package.config_settings, project_dir=source.project_dir,
             cpus=package.cpus)
         return self.builder.build(request, self.work_dir)
@@ -585,6 +614,8 @@ class Bootstrapper:
             build_env={"freeze": outcome.freeze.splitlines(),
                        "wheels": [{"filename": w.path.name, "sha256": sha256_of(w.path)}
                                   for w in env_wheels]})
+        self._plugin_hook(candidate, "check_wheel", lambda: WheelContext(
+            candidate.name, candidate.version, outcome.wheel, package))
         embedded = json.dumps(record.to_dict(), indent=2).encode()
         final = stamp_wheel(outcome.wheel, self.work_dir / "stamped", number=rebuild.number,
                             numbering=numbering, embed={EMBEDDED_RECORD: embedded})
@@ -614,7 +645,7 @@ class Bootstrapper:
             source=source,
             patches=patches or [],
             settings={"build": asdict(self.settings.build), "rebuild_numbering": rebuild.numbering,
-                      "package": package.as_dict()},
+                      "package": package.as_dict(), "plugin": self._plugin_record(candidate.name)},
             build_system=build_system or {"requires": [], "backend": "", "backend_path": []},
             backend_requires=list(outcome.backend_requires) if outcome else [],
             build_env=build_env or {"freeze": [], "wheels": []},
@@ -654,6 +685,14 @@ class Bootstrapper:
         self.reporter.finished(wheel)
         self._write_outputs()
         return wheel
+
+    def _plugin_record(self, name: NormalizedName) -> dict | None:
+        plugin = self._plugins.get(name)
+        if plugin is None:
+            return None
+        path = Path(plugin.origin)
+        return {"origin": plugin.origin, "hooks": sorted(plugin.hooks),
+                "sha256": sha256_of(path) if path.is_file() else None}
 
     def _settings_for(self, name: NormalizedName) -> PackageSettings:
         if name not in self._package_settings:
