@@ -52,6 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--refresh", action="store_true",
                       help="ask the upstream index again instead of using cached answers")
 
+    plan = commands.add_parser(
+        "plan", help="show what bootstrap would build, in what order, without building",
+        description="Resolve the requirements, read each sdist's build requirements statically "
+                    "(pyproject.toml, with overrides applied) and install requirements from "
+                    "upstream metadata, and print what would be built, in what order, with which "
+                    "overrides. Nothing is built and no package code runs.")
+    plan.add_argument("requirements", nargs="*", metavar="REQUIREMENT")
+    plan.add_argument("-r", "--requirements", dest="requirement_files", action="append",
+                      type=Path, default=[], metavar="FILE")
+    plan.add_argument("-c", "--constraints", dest="constraint_files", action="append",
+                      type=Path, default=[], metavar="FILE")
+    plan.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
+    plan.add_argument("--pre", action="store_true", help="allow pre-releases")
+    plan.add_argument("--json", action="store_true", help="the plan as JSON")
+
     rebuild = commands.add_parser(
         "rebuild", help="build one package version again, with the next rebuild number",
         description="Build NAME==VERSION again from its recorded, hash-checked sdist, with a "
@@ -109,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the request log to FILE instead of standard error")
     output_option(serve)
 
+    overrides = commands.add_parser(
+        "overrides", help="what is configured for which package, and a check of it all",
+        description="list: every package with overrides, patches or a plugin. show NAME: all of "
+                    "it for one package. lint: check that every override, patch and plugin loads "
+                    "and refers to a project (and version) that exists upstream.")
+    overrides.add_argument("action", choices=["list", "show", "lint"])
+    overrides.add_argument("name", nargs="?", metavar="NAME", help="the package, for show")
+
     images = commands.add_parser("images", help="build the target's container image if needed")
     images.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
     return parser
@@ -123,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(package)s%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)
-    commands = {"bootstrap": _bootstrap, "rebuild": _rebuild, "inspect": _inspect,
-                "yank": _yank, "index": _index, "serve": _serve, "images": _images}
+    commands = {"bootstrap": _bootstrap, "plan": _plan, "rebuild": _rebuild, "inspect": _inspect,
+                "yank": _yank, "index": _index, "serve": _serve, "overrides": _overrides,
+                "images": _images}
     try:
         return commands[args.command](args, console)
     except MirrorBuilderError as exc:
@@ -178,6 +202,54 @@ def _bootstrap(args, console: Console) -> int:
                            ) as (pipeline, upstream):
             report = pipeline.run(list(request.requirements))
     reporter.summary(report, pipeline.index.url(), upstream.requests_made)
+    return 0
+
+
+def _plan(args, console: Console) -> int:
+    from rich.table import Table
+
+    from mirror_builder.bootstrap import UpstreamFinder
+    from mirror_builder.containers import ImageManager, PodmanService
+    from mirror_builder.inputs import read_request
+    from mirror_builder.pipeline import upstream_for
+    from mirror_builder.planner import Planner
+    from mirror_builder.target import TargetEnvironment
+
+    settings = _settings(args)
+    request = read_request(args.requirements, args.requirement_files, args.constraint_files)
+    target_settings = settings.target(args.target)
+    with PodmanService(settings.cache_dir / "state") as podman:  # the target's markers
+        images = ImageManager(podman, settings.cache_dir)
+        with console.status(f"preparing the image for {target_settings.name}"):
+            image = images.ensure(target_settings)
+            target = TargetEnvironment(target_settings.name, images.marker_environment(image))
+    planner = Planner(settings, UpstreamFinder(upstream_for(settings), settings.cache_dir / "sdists"),
+                      target, constraints=request.constraints, allow_prereleases=args.pre)
+    with console.status("resolving and reading build requirements"):
+        plan = planner.plan(list(request.requirements))
+    if args.json:
+        sys.stdout.write(json.dumps([{
+            "name": p.candidate.name, "version": str(p.candidate.version), "source": p.source,
+            "build_requires": p.build_requires, "needed_by": p.needed_by,
+            "overrides": p.overrides, "patches": p.patches, "plugin_hooks": p.plugin_hooks,
+            "note": p.note,
+        } for p in plan.order], indent=2) + "\n")
+        return 0
+    table = Table(title=f"plan for {', '.join(str(r) for r in request.requirements)} "
+                        f"on {target.name}: {len(plan.order)} packages, bottom-up")
+    for column in ("#", "package", "version", "needed by", "source", "overrides"):
+        table.add_column(column)
+    for number, p in enumerate(plan.order, start=1):
+        extras = p.overrides + ([f"{p.patches} patches"] if p.patches else []) + \
+            ([f"plugin: {', '.join(p.plugin_hooks)}"] if p.plugin_hooks else [])
+        table.add_row(str(number), p.candidate.name, str(p.candidate.version), p.needed_by[0]
+                      + (f" (+{len(p.needed_by) - 1})" if len(p.needed_by) > 1 else ""),
+                      p.source, ", ".join(extras))
+    wide = Console(width=200)
+    wide.print(table)
+    for p in plan.order:
+        if p.note:
+            wide.print(f"[yellow]note[/] {p.candidate.pin}: {p.note}", highlight=False)
     return 0
 
 
@@ -289,6 +361,54 @@ def _serve(args, console: Console) -> int:
     # Plain print: the commands must stay copy-pasteable (rich would wrap them).
     serve(root, args.host, args.port, args.access_log,
           print_fn=lambda text: print(text, flush=True))
+    return 0
+
+
+def _overrides(args, console: Console) -> int:
+    from rich.table import Table
+
+    from mirror_builder.lint import configured, lint
+    from mirror_builder.pipeline import upstream_for
+
+    settings = _settings(args)
+    if args.action == "lint":
+        from mirror_builder.bootstrap import UpstreamFinder
+
+        finder = UpstreamFinder(upstream_for(settings), settings.cache_dir / "sdists")
+        findings = lint(settings, finder)
+        for finding in findings:
+            console.print(f"[red]{finding.where}[/]: {finding.problem}", highlight=False)
+        if findings:
+            raise MirrorBuilderError(f"{len(findings)} problems in the overrides, patches and plugins")
+        console.print(f"{len(configured(settings))} packages configured; every override, patch "
+                      f"and plugin checks out")
+        return 0
+    everything = configured(settings)
+    if args.action == "list":
+        table = Table(title=f"configured in {settings.overrides_dir.parent}")
+        for column in ("package", "settings", "patches", "plugin hooks"):
+            table.add_column(column)
+        for name, item in everything.items():
+            table.add_row(name, ", ".join(item.settings.configured()) if item.settings else "",
+                          str(len(item.patches)) if item.patches else "",
+                          ", ".join(sorted(item.plugin.hooks)) if item.plugin else "")
+        Console().print(table)
+        return 0
+    if not args.name:
+        raise MirrorBuilderError("overrides show needs a package NAME")
+    from packaging.utils import canonicalize_name
+
+    item = everything.get(canonicalize_name(args.name))
+    if item is None:
+        raise MirrorBuilderError(f"nothing is configured for {args.name}")
+    import yaml
+
+    shown = {"settings": item.settings.as_dict() if item.settings else None,
+             "settings_file": str(item.settings.source_file) if item.settings else None,
+             "patches": [str(p) for p in item.patches],
+             "plugin": {"origin": item.plugin.origin, "hooks": sorted(item.plugin.hooks)}
+             if item.plugin else None}
+    sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(shown, default=str)), sort_keys=False))
     return 0
 
 
