@@ -456,7 +456,7 @@ class Bootstrapper:
         """The sdist to build: the archived or upstream sdist, or one made from the package's
         source override (then the candidate's file describes that archive)."""
         override = package.source
-        if override is None or candidate.file.is_sdist and self._archived(candidate):
+        if override is None:
             sdist = self._archived(candidate) or self.finder.fetch(candidate)
             return candidate, {"kind": "sdist"}, sdist
         archived = self.index.sources.entries(candidate.name)

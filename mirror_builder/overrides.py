@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import string
 from dataclasses import asdict, dataclass, field
@@ -117,11 +118,9 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
     top = reader.mapping(data, (), KEYS)
 
     env = {}
-    for key, value in reader.mapping(top.get("env"), ("env",), _Anything()).items():
-        where = ("env", str(key))
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise reader.fail(where, "expected a string")
-        env[str(key)] = _template(reader, where, str(value))
+    reader.mapping(top.get("env"), ("env",), _Anything())
+    for key, value in _scalars_as_written(reader, ("env",), "expected a string"):
+        env[key] = _template(reader, ("env", key), value)
 
     system_packages = tuple(_strings(reader, top, ("system_packages",)))
     for package in system_packages:
@@ -133,10 +132,10 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
     for key, value in raw.items():
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             config_settings[str(key)] = value
-        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            config_settings[str(key)] = str(value)
-        else:
-            raise reader.fail(("config_settings", str(key)), "expected a string or a list of strings")
+    for key, value in _scalars_as_written(reader, ("config_settings",),
+                                          "expected a string or a list of strings",
+                                          allow_lists=True):
+        config_settings[key] = value
 
     requires = reader.mapping(top.get("build_requires"), ("build_requires",), {"add", "remove"})
     add = _strings(reader, requires, ("build_requires", "add"))
@@ -156,7 +155,7 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
     if memory is not None and not _MEMORY.match(memory):
         raise reader.fail(("memory",), f"expected a size like 8g or 512m, got {memory!r}")
     cpus = reader.value(top, ("cpus",), (int, float), None)
-    if cpus is not None and (isinstance(cpus, bool) or cpus <= 0):
+    if cpus is not None and (isinstance(cpus, bool) or not math.isfinite(cpus) or cpus <= 0):
         raise reader.fail(("cpus",), f"must be a positive number, got {cpus!r}")
 
     return PackageSettings(
@@ -187,13 +186,30 @@ def _strings(reader: YamlReader, data: dict, key: tuple[str, ...]) -> list[str]:
     return value
 
 
-def _template(reader: YamlReader, key: tuple[str, ...], text: str) -> str:
+def _template(reader: YamlReader, key: tuple[str, ...], text: str,
+              fields: tuple[str, ...] = TEMPLATE_FIELDS) -> str:
     try:
-        string.Template(text).substitute({f: "" for f in TEMPLATE_FIELDS})
+        string.Template(text).substitute({f: "" for f in fields})
     except (KeyError, ValueError) as exc:
-        raise reader.fail(key, f"unknown template {exc} (known: "
-                               f"{', '.join('${' + f + '}' for f in TEMPLATE_FIELDS)})") from None
+        raise reader.fail(key, f"unknown template {exc} (known here: "
+                               f"{', '.join('${' + f + '}' for f in fields)})") from None
     return text
+
+
+def _scalars_as_written(reader: YamlReader, key: tuple[str, ...], problem: str,
+                        allow_lists: bool = False) -> list[tuple[str, str]]:
+    """A mapping's scalar values as written in the file: an unquoted 1.10 stays "1.10"
+    (YAML would make it the float 1.1)."""
+    node = reader.nodes.get(key)
+    found = []
+    for key_node, value_node in node.value if node is not None else ():
+        where = key + (str(key_node.value),)
+        if isinstance(value_node, yaml.ScalarNode) and not value_node.tag.endswith((":bool", ":null")):
+            found.append((str(key_node.value), value_node.value))
+        elif not (allow_lists and isinstance(value_node, yaml.SequenceNode) and all(
+                isinstance(v, yaml.ScalarNode) and v.tag.endswith(":str") for v in value_node.value)):
+            raise reader.fail(where, problem)
+    return found
 
 
 def _source(reader: YamlReader, data: Any) -> SourceOverride | None:
@@ -205,14 +221,21 @@ def _source(reader: YamlReader, data: Any) -> SourceOverride | None:
     git = reader.value(body, key + ("git",), str, None)
     if (url is None) == (git is None):
         raise reader.fail(key, "give either url (with sha256) or git (with tag)")
+    if url is not None and "tag" in body:
+        raise reader.fail(key + ("tag",), "tag goes with git, not with url")
+    if git is not None and "sha256" in body:
+        raise reader.fail(key + ("sha256",), "sha256 goes with url; a git source records its commit")
     sha256: dict[str, str] = {}
     if url is not None:
-        _template(reader, key + ("url",), url)
+        # A source is fetched before anything about the build (such as ${jobs}) is known.
+        _template(reader, key + ("url",), url, ("name", "version"))
         raw = body.get("sha256")
         if raw is None:
             raise reader.fail(key, "a source url needs sha256 (one hash, or version: hash)")
         if isinstance(raw, str):
             sha256 = {"*": raw}
+        elif not isinstance(raw, dict):
+            raise reader.fail(key + ("sha256",), "expected a hash or a mapping of version to hash")
         else:
             node = reader.nodes.get(key + ("sha256",))
             pairs = [(str(k.value), v.value) for k, v in node.value] if node else []
@@ -229,7 +252,7 @@ def _source(reader: YamlReader, data: Any) -> SourceOverride | None:
     tag = reader.value(body, key + ("tag",), str, None)
     if tag is None:
         raise reader.fail(key, "a git source needs tag (e.g. v${version})")
-    _template(reader, key + ("tag",), tag)
+    _template(reader, key + ("tag",), tag, ("name", "version"))
     return SourceOverride(git=git, tag=tag)
 
 

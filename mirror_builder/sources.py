@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -167,7 +168,7 @@ def edit_build_requires(project: Path, add: tuple[str, ...], remove: tuple[str, 
     if not add and not remove:
         return False
     import tomlkit
-    from packaging.requirements import Requirement
+    from packaging.requirements import InvalidRequirement, Requirement
 
     from mirror_builder.buildsystem import LEGACY_BACKEND, LEGACY_REQUIRES
 
@@ -182,18 +183,37 @@ def edit_build_requires(project: Path, add: tuple[str, ...], remove: tuple[str, 
     if "requires" not in build_system:
         build_system["requires"] = tomlkit.array()
     requires = build_system["requires"]
+
+    def name_of(text: str) -> str:
+        # The sdist's own entries may be malformed (the reason to remove one), so a name is
+        # read leniently; only a malformed entry that stays is an error.
+        try:
+            return canonicalize_name(Requirement(text).name)
+        except InvalidRequirement:
+            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", text)
+            if match is None:
+                raise SourceError(f"{package}: pyproject.toml [build-system] requires has an "
+                                  f"entry that is not a requirement: {text!r}") from None
+            return canonicalize_name(match.group(1))
+
     removing = {canonicalize_name(n) for n in remove} | \
         {canonicalize_name(Requirement(a).name) for a in add}
-    missing = set(canonicalize_name(n) for n in remove) - \
-        {canonicalize_name(Requirement(str(r)).name) for r in requires}
+    missing = set(canonicalize_name(n) for n in remove) - {name_of(str(r)) for r in requires}
     if missing:
         raise SourceError(f"{package}: build_requires.remove names {', '.join(sorted(missing))}, "
                           f"which [build-system] requires does not list")
     for index in reversed(range(len(requires))):
-        if canonicalize_name(Requirement(str(requires[index])).name) in removing:
+        if name_of(str(requires[index])) in removing:
             del requires[index]
     for text in add:
         requires.append(text)
+    for entry in requires:
+        try:
+            Requirement(str(entry))
+        except InvalidRequirement as exc:
+            raise SourceError(f"{package}: pyproject.toml [build-system] requires {str(entry)!r} "
+                              f"is not a requirement ({exc}); remove it with "
+                              f"build_requires.remove") from None
     path.write_text(tomlkit.dumps(document), encoding="utf-8")
     log.info("%s: build requires edited: +%s -%s", package, list(add), list(remove))
     return True

@@ -58,7 +58,9 @@ def already_vendored(tree: Path) -> bool:
             data = tomllib.loads(config.read_text())
         except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
             continue
-        if data.get("source", {}).get("crates-io", {}).get("replace-with"):
+        source = data.get("source")
+        crates_io = source.get("crates-io") if isinstance(source, dict) else None
+        if isinstance(crates_io, dict) and crates_io.get("replace-with"):
             return True
     return False
 

@@ -158,8 +158,6 @@ def test_not_already_vendored_with_an_invalid_config(tmp_path):
     assert already_vendored(tmp_path) is False
 
 
-@pytest.mark.xfail(reason="BUG: a config whose `source` is not a table (valid TOML) raises "
-                          "AttributeError instead of counting as not vendored", strict=True)
 def test_not_already_vendored_with_a_config_whose_source_is_not_a_table(tmp_path):
     put(tmp_path, ".cargo/config.toml", 'source = "crates-io"\n')
 
