@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import threading
 import shutil
 import time
 import urllib.parse
@@ -38,8 +39,8 @@ from packaging.version import Version
 from mirror_builder.buildsystem import read_build_system
 from mirror_builder.builder import BuildOutcome, BuildRequest
 from mirror_builder.containers import ImageRef
-from mirror_builder.errors import (BuildCycleError, BuildError, MirrorBuilderError, RebuildError,
-                                   ResolutionError)
+from mirror_builder.errors import (BuildCycleError, BuildError, MirrorBuilderError, PackageError,
+                                   RebuildError, ResolutionError)
 from mirror_builder.index import IndexedWheel, WheelIndex
 from mirror_builder.logs import about
 from mirror_builder.overrides import PackageSettings, all_package_settings, load_package_settings, render
@@ -48,6 +49,7 @@ from mirror_builder.provenance import BuildRecord, Rebuild
 from mirror_builder.rebuilds import RebuildCounter
 from mirror_builder.records import RecordStore
 from mirror_builder.resolver import Candidate, Finder, Resolution, file_version, resolve
+from mirror_builder.scheduler import BuildSlots, CycleError, Tasks, default_jobs, parse_size
 from mirror_builder.settings import BuildSettings, Settings
 from mirror_builder.sources import PreparedSource, prepare_source, sdist_from_git, sdist_from_url
 from mirror_builder.target import TargetEnvironment
@@ -83,6 +85,25 @@ class BuiltWheel:
     @property
     def pin(self) -> str:
         return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Failure:
+    pin: str
+    chain: tuple[str, ...]
+    message: str
+    log_path: str | None
+    error: PackageError = field(compare=False, repr=False)
+
+
+class BootstrapFailed(MirrorBuilderError):
+    """Some packages failed (with --keep-going, after everything else was built)."""
+
+    def __init__(self, failures: list[Failure], built: int) -> None:
+        self.failures = failures
+        lines = "; ".join(f.error.args[0] for f in failures)
+        super().__init__(f"{len(failures)} package(s) failed ({built} wheels are in the index): "
+                         f"{lines}")
 
 
 @dataclass
@@ -186,6 +207,7 @@ class Bootstrapper:
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
                  allow_prereleases: bool = False, jobs: int | None = None,
+                 keep_going: bool = False,
                  image_for: Callable[[ImageRef, tuple[str, ...]], ImageRef] | None = None,
                  vendorer: Callable[[Path, str, Path], list[VendoredCrate]] | None = None) -> None:
         self.settings = settings
@@ -205,11 +227,17 @@ class Bootstrapper:
         self.constraints = dict(constraints or {})
         self.direct = dict(direct or {})
         self.allow_prereleases = allow_prereleases or settings.allow_prereleases
-        self.jobs = jobs or os.cpu_count() or 2
+        # make -j inside each build; how many builds run at once is the slots' business.
+        self.jobs = os.cpu_count() or 2
+        memory_per_build = parse_size(settings.build.memory)
+        self.slots = BuildSlots(jobs or settings.build.jobs or default_jobs(memory_per_build))
+        self.tasks = Tasks()
+        self.keep_going = keep_going
+        self.failures: list[Failure] = []
+        self._lock = threading.RLock()
         self.work_dir = settings.cache_dir / "work" / f"{os.getpid()}-{int(time.time())}"
         self.report = BootstrapReport()
         self._done: dict[tuple[NormalizedName, Version], BuiltWheel] = {}
-        self._building: list[tuple[NormalizedName, Version]] = []
         self._edges: set[Edge] = set()
         self._package_settings: dict[NormalizedName, PackageSettings] = {
             p.name: p for p in all_package_settings(settings.overrides_dir)}
@@ -222,9 +250,16 @@ class Bootstrapper:
 
     # -- the two ways in -------------------------------------------------------------------
     def run(self, requirements: Sequence[Requirement]) -> BootstrapReport:
-        """Bootstrap: build the requirements and everything under them."""
+        """Bootstrap: build the requirements and everything under them. With keep_going, a
+        failing package stops only what needs it; the failures are raised together at the end."""
         with self._working():
-            self._closure(list(requirements), parent=ROOT, kind="toplevel", context=())
+            try:
+                self._closure(list(requirements), parent=ROOT, kind="toplevel", context=())
+            except KeyboardInterrupt:
+                self.tasks.stopping.set()
+                raise
+        if self.failures:
+            raise BootstrapFailed(self.failures, len(self.report.wheels))
         return self.report
 
     def rebuild(self, name: str, version: Version, request: RebuildRequest) -> BuiltWheel:
@@ -301,12 +336,25 @@ class Bootstrapper:
                                  allow_prereleases=self.allow_prereleases,
                                  preferred=preferred, direct=self.direct, context=context,
                                  distributions=distributions, any_file=self._any_file)
+            chains = {c.name: context + _path_to(resolution, c.name) for c in resolution}
+            for candidate in resolution:  # all at once: each starts fetching and resolving now
+                self._start(candidate, chains[candidate.name])
+            failed = False
             for candidate in resolution:
-                self.ensure(candidate, context + _path_to(resolution, candidate.name))
-            for child, reasons in resolution.why.items():
-                for parent_pin, requirement in reasons:
-                    self._edges.add(Edge(parent_pin or parent, resolution.pins[child].pin,
-                                         kind if parent_pin is None else "install", requirement))
+                try:
+                    self.ensure(candidate, chains[candidate.name])
+                except PackageError as exc:
+                    if not (self.keep_going and kind == "toplevel"):
+                        raise
+                    self._failed(exc, candidate, chains[candidate.name])
+                    failed = True
+            if failed:
+                return resolution
+            with self._lock:
+                for child, reasons in resolution.why.items():
+                    for parent_pin, requirement in reasons:
+                        self._edges.add(Edge(parent_pin or parent, resolution.pins[child].pin,
+                                             kind if parent_pin is None else "install", requirement))
             if self._consistent(resolution):
                 return resolution
             preferred = {name: c.version for name, c in resolution.pins.items()}
@@ -329,18 +377,37 @@ class Bootstrapper:
 
     # -- one package version ---------------------------------------------------------------
     def ensure(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
-        """The wheel of this package version in our index: reused, or built now."""
+        """The wheel of this package version in our index: reused, or built now (on its own
+        thread; this waits for it, and refuses a wait that would close a build cycle)."""
         key = (candidate.name, candidate.version)
-        if key in self._done:
-            return self._done[key]
-        if key in self._building:
-            cycle = [f"{n}=={v}" for n, v in self._building[self._building.index(key):]]
-            cycle.append(candidate.pin)
+        future = self._start(candidate, chain)
+        try:
+            return self.tasks.wait(key, future)
+        except CycleError as exc:
+            ring = [f"{n}=={v}" for n, v in exc.cycle][:-1]
+            # Start the cycle where the chain of requirements entered it.
+            entry = next((p for p in chain + (candidate.pin,) if p in ring), ring[0])
+            start = ring.index(entry)
+            cycle = ring[start:] + ring[:start] + [entry]
             raise BuildCycleError(
                 f"build dependencies form a cycle: {' -> '.join(cycle)}. Break it by constraining "
                 f"one of them (-c) to a version whose build does not need the next, or by a patch "
                 f"that removes the build requirement", package=candidate.name,
-                version=str(candidate.version), chain=chain)
+                version=str(candidate.version), chain=chain) from None
+
+    def _start(self, candidate: Candidate, chain: tuple[str, ...]):
+        key = (candidate.name, candidate.version)
+        return self.tasks.start(key, lambda: self._produce(candidate, chain))
+
+    def _failed(self, exc: PackageError, candidate: Candidate, chain: tuple[str, ...]) -> None:
+        with self._lock:
+            if any(f.error is exc for f in self.failures):
+                return
+            self.failures.append(Failure(
+                pin=f"{exc.package}=={exc.version}" if exc.package else candidate.pin,
+                chain=exc.chain or chain, message=exc.detail, log_path=exc.log_path, error=exc))
+
+    def _produce(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
         with about(candidate.pin):
             earlier = self._earlier_builds(candidate)
             wanted = len(self._settings_for(candidate.name).reasons_for(candidate.version))
@@ -352,14 +419,10 @@ class Bootstrapper:
                 return self._take_pre_built(candidate, chain)
             # A first build has no number; a changelog entry calls for a numbered rebuild.
             number = 0 if not wanted and not earlier else self._next_number(candidate, earlier, False)
-            self._building.append(key)
-            try:
-                return self._build(candidate, chain, Rebuild(
-                    number=number, numbering=self.settings.rebuild_numbering,
-                    reason="changelog" if number else None,
-                    changelog=self._settings_for(candidate.name).reasons_for(candidate.version)))
-            finally:
-                self._building.pop()
+            return self._build(candidate, chain, Rebuild(
+                number=number, numbering=self.settings.rebuild_numbering,
+                reason="changelog" if number else None,
+                changelog=self._settings_for(candidate.name).reasons_for(candidate.version)))
 
     def _earlier_builds(self, candidate: Candidate) -> list[dict]:
         """Records of this version whose wheels are in the index, newest rebuild first. In our
@@ -561,7 +624,7 @@ class Bootstrapper:
     def _run_build(self, source: PreparedSource, build_system, env: Resolution, log_path: Path,
                    chain: tuple[str, ...]) -> BuildOutcome:
         wheels = tuple(self._done[(c.name, c.version)].path for c in env)
-        self.reporter.activity(f"{source.name}=={source.version}", "building in container")
+        self.reporter.activity(f"{source.name}=={source.version}", "waiting for a build slot")
         package = self._settings_for(canonicalize_name(source.name))
         jobs = math.ceil(package.cpus) if package.cpus else self.jobs
         environment = package.environment(Version(source.version), jobs)
@@ -582,7 +645,10 @@ class Bootstrapper:
             environment=environment,
             config_settings=package.config_settings, project_dir=source.project_dir,
             cpus=package.cpus)
-        return self.builder.build(request, self.work_dir)
+        with self.slots.slot(request.label, package.cpus, parse_size(request.limits.memory)
+                             if package.memory else 0):
+            self.reporter.activity(request.label, "building in container")
+            return self.builder.build(request, self.work_dir)
 
     def _limits(self, package: PackageSettings) -> BuildSettings:
         return dataclasses.replace(
@@ -679,11 +745,12 @@ class Bootstrapper:
         wheel = BuiltWheel(name=candidate.name, version=candidate.version, path=path,
                            requires_dist=tuple(metadata.requires_dist or ()), status=status,
                            seconds=seconds, chain=chain)
-        self._done[(candidate.name, candidate.version)] = wheel
-        self.finder.known[(candidate.name, candidate.version)] = wheel.requires_dist
-        self.report.wheels.append(wheel)
-        self.reporter.finished(wheel)
-        self._write_outputs()
+        with self._lock:
+            self._done[(candidate.name, candidate.version)] = wheel
+            self.finder.known[(candidate.name, candidate.version)] = wheel.requires_dist
+            self.report.wheels.append(wheel)
+            self.reporter.finished(wheel)
+            self._write_outputs()
         return wheel
 
     def _plugin_record(self, name: NormalizedName) -> dict | None:
@@ -703,6 +770,10 @@ class Bootstrapper:
     def _write_outputs(self) -> None:
         """build-order.json and graph.json, rewritten after every package (so a stopped run
         still says what it did)."""
+        with self._lock:
+            self._write_outputs_locked()
+
+    def _write_outputs_locked(self) -> None:
         if not self.report.wheels and not self._edges:
             return
         out = self.index.root

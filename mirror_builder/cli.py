@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--pre", action="store_true", help="allow pre-releases")
     boot.add_argument("--refresh", action="store_true",
                       help="ask the upstream index again instead of using cached answers")
+    boot.add_argument("-j", "--jobs", type=int, metavar="N",
+                      help="builds at once (default: build.jobs in settings, else what the "
+                           "machine's cores and memory allow)")
+    boot.add_argument("--keep-going", action="store_true",
+                      help="a failing package stops only what needs it; list the failures at "
+                           "the end (exit status 1)")
 
     plan = commands.add_parser(
         "plan", help="show what bootstrap would build, in what order, without building",
@@ -193,15 +199,26 @@ def _bootstrap(args, console: Console) -> int:
 
     settings = _settings(args)
     request = read_request(args.requirements, args.requirement_files, args.constraint_files)
+    from mirror_builder.bootstrap import BootstrapFailed
+
+    if args.jobs is not None and args.jobs < 1:
+        raise MirrorBuilderError("--jobs must be at least 1")
     options = RunOptions(output=_output(args, settings), target=args.target, refresh=args.refresh,
                          allow_prereleases=args.pre, constraints=request.constraints,
-                         direct=request.direct)
+                         direct=request.direct, jobs=args.jobs, keep_going=args.keep_going)
+    failed = None
     with RichReporter(console) as reporter:
         with open_pipeline(settings, options, reporter,
                            on_image=lambda t: reporter.activity(t, "preparing the image")
                            ) as (pipeline, upstream):
-            report = pipeline.run(list(request.requirements))
-    reporter.summary(report, pipeline.index.url(), upstream.requests_made)
+            try:
+                report = pipeline.run(list(request.requirements))
+            except BootstrapFailed as exc:
+                report, failed = pipeline.report, exc
+    reporter.summary(report, pipeline.index.url(), upstream.requests_made,
+                     failed.failures if failed else [])
+    if failed:
+        raise failed
     return 0
 
 

@@ -97,6 +97,9 @@ class PodmanService:
         self._process: subprocess.Popen | None = None
         self._socket_dir: str | None = None
         self.client = None
+        self._base_url = ""
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
 
     def __enter__(self) -> "PodmanService":
         if shutil.which("podman") is None:
@@ -111,7 +114,7 @@ class PodmanService:
         self._process = subprocess.Popen(
             ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
             env=podman_environment(), stdout=service_log, stderr=service_log,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         service_log.close()
         deadline = time.monotonic() + 20
         while not socket_path.exists():
@@ -120,10 +123,12 @@ class PodmanService:
                 raise ContainerError(
                     f"podman system service did not start; see {self.state_dir / 'podman-service.log'}")
             time.sleep(0.05)
-        self.client = podman.PodmanClient(base_url=f"unix://{socket_path}")
+        self._base_url = f"unix://{socket_path}"
+        self.client = podman.PodmanClient(base_url=self._base_url)
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self.kill_running()
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -137,11 +142,32 @@ class PodmanService:
         if self._socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
-    # -- runs ------------------------------------------------------------------------------
-    def run(self, spec: RunSpec, log_path: Path) -> RunResult:
-        """Run spec.command to completion, streaming its output into log_path."""
+    def kill_running(self) -> None:
+        """Stop every container this service started that is still running (an interrupted run
+        must not leave builds behind)."""
+        with self._running_lock:
+            running = list(self._running)
+        if not running or self.client is None:
+            return
         from podman.errors import APIError
 
+        for container_id in running:
+            try:
+                self.client.containers.get(container_id).remove(force=True)
+            except APIError:
+                pass
+
+    # -- runs ------------------------------------------------------------------------------
+    def run(self, spec: RunSpec, log_path: Path) -> RunResult:
+        """Run spec.command to completion, streaming its output into log_path. Safe to call from
+        several threads: each run has its own API client."""
+        import podman
+        from podman.errors import APIError
+
+        with podman.PodmanClient(base_url=self._base_url) as client:
+            return self._run(client, spec, log_path, APIError)
+
+    def _run(self, client, spec: RunSpec, log_path: Path, APIError) -> RunResult:
         kwargs = dict(
             mounts=[{"type": "bind", "source": str(m.source), "target": m.target,
                      "read_only": m.read_only} for m in spec.mounts],
@@ -163,9 +189,11 @@ class PodmanService:
             kwargs["cpu_quota"] = int(spec.cpus * 100_000)
         started = time.monotonic()
         try:
-            container = self.client.containers.create(spec.image, spec.command, **kwargs)
+            container = client.containers.create(spec.image, spec.command, **kwargs)
         except APIError as exc:
             raise ContainerError(f"cannot create a container from {spec.image}: {exc}") from None
+        with self._running_lock:
+            self._running.add(container.id)
         timed_out = threading.Event()
 
         def on_timeout() -> None:
@@ -195,6 +223,8 @@ class PodmanService:
                 container.remove(force=True)
             except APIError:
                 pass
+            with self._running_lock:
+                self._running.discard(container.id)
         if timed_out.is_set():
             with log_path.open("a") as out:
                 out.write(f"\n[mirror-builder] killed after the {spec.timeout_seconds:.0f} s timeout\n")
@@ -354,6 +384,18 @@ class ImageManager:
         markers = json.loads(output.strip().splitlines()[-1])
         cached.write_text(json.dumps(markers, indent=2))
         return markers
+
+
+def _die_with_parent() -> None:
+    """In the podman service's process: get SIGTERM when mirror-builder dies, however it dies,
+    so no service is left behind (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def _uv_binary() -> Path:

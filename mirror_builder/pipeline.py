@@ -32,6 +32,8 @@ class RunOptions:
     allow_prereleases: bool = False
     constraints: Mapping[NormalizedName, SpecifierSet] | None = None
     direct: Mapping[NormalizedName, Candidate] | None = None
+    jobs: int | None = None
+    keep_going: bool = False
 
 
 def upstream_for(settings: Settings, refresh: bool = False) -> UpstreamIndex:
@@ -58,6 +60,7 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             finder=UpstreamFinder(upstream, settings.cache_dir / "sdists"),
             builder=builder, index=index, records=RecordStore(options.output), reporter=reporter,
             constraints=options.constraints, direct=options.direct,
-            allow_prereleases=options.allow_prereleases,
+            allow_prereleases=options.allow_prereleases, jobs=options.jobs,
+            keep_going=options.keep_going,
             image_for=images.with_system_packages,
             vendorer=RustVendorer(podman, image).vendor), upstream

@@ -1,14 +1,21 @@
-"""What the user sees while a bootstrap runs and when it ends (rich)."""
+"""What the user sees while a bootstrap runs and when it ends (rich).
+
+While it runs: one line per package in progress (resolving, preparing, waiting for a build slot,
+building), and the counts. At the end: a table of every package, the failures with the chain
+that led to each and its log, and the critical path (the longest chain of builds that had to
+happen one after another).
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mirror_builder.bootstrap import BootstrapReport, BuiltWheel
+from mirror_builder.bootstrap import BootstrapReport, BuiltWheel, Failure
 
 
 class RichReporter:
@@ -17,9 +24,10 @@ class RichReporter:
         self.started = time.monotonic()
         self.done = 0
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                 TextColumn("[dim]{task.fields[done]} done"), TimeElapsedColumn(),
-                                 console=console, transient=True)
-        self.task = self.progress.add_task("starting", done=0)
+                                 TimeElapsedColumn(), console=console, transient=True)
+        self.total = self.progress.add_task("", total=None)
+        self._tasks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
 
     def __enter__(self) -> "RichReporter":
         self.progress.start()
@@ -29,18 +37,35 @@ class RichReporter:
         self.progress.stop()
 
     def activity(self, pin: str, text: str) -> None:
-        self.progress.update(self.task, description=f"[bold]{pin}[/]: {text}")
+        with self._lock:
+            if pin not in self._tasks:
+                self._tasks[pin] = self.progress.add_task("", total=None)
+            self.progress.update(self._tasks[pin], description=f"[bold]{pin}[/]: {text}")
+            self._update_total()
 
     def finished(self, wheel: BuiltWheel) -> None:
-        self.done += 1
-        self.progress.update(self.task, done=self.done)
+        with self._lock:
+            self.done += 1
+            task = self._tasks.pop(wheel.pin, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            self._update_total()
         mark = {"built": "[green]built[/]", "reused": "[cyan]reused[/]",
                 "pre-built": "[bold yellow]pre-built, NOT from source:[/]"}[wheel.status]
         elapsed = time.monotonic() - self.started
         self.console.print(f"{mark} {wheel.path.name} [dim]({wheel.seconds:.1f} s; "
                            f"{self.done} done, {elapsed:.0f} s elapsed)[/]")
 
-    def summary(self, report: BootstrapReport, index_url: str, upstream_requests: int) -> None:
+    def _update_total(self) -> None:
+        states = [self.progress.tasks[i].description for i in range(len(self.progress.tasks))
+                  if self.progress.tasks[i].id in self._tasks.values()]
+        building = sum("building in container" in s for s in states)
+        self.progress.update(self.total, description=(
+            f"[bold]{self.done} done[/], {building} building, {len(states) - building} preparing "
+            f"or waiting"))
+
+    def summary(self, report: BootstrapReport, index_url: str, upstream_requests: int,
+                failures: list[Failure] = ()) -> None:
         table = Table(title="mirror-builder bootstrap")
         table.add_column("package")
         table.add_column("version")
@@ -50,7 +75,19 @@ class RichReporter:
             status = wheel.status if wheel.status != "pre-built" else \
                 "[bold yellow]pre-built (not from source)[/]"
             table.add_row(wheel.name, str(wheel.version), status, f"{wheel.seconds:.1f}")
+        for failure in failures:
+            name, _, version = failure.pin.partition("==")
+            table.add_row(name, version, "[bold red]FAILED[/]", "")
         self.console.print(table)
+        for failure in failures:
+            chain = " -> ".join(failure.chain + (failure.pin,)) if failure.chain else failure.pin
+            self.console.print(f"[bold red]failed[/] {chain}: {failure.message}"
+                               + (f"\n  log: {failure.log_path}" if failure.log_path else ""),
+                               highlight=False)
+        path, seconds = critical_path(report)
+        if len(path) > 1:
+            self.console.print(f"critical path ({seconds:.1f} s of builds that had to happen in "
+                               f"turn): {' -> '.join(path)}", highlight=False)
         built = sum(1 for w in report.wheels if w.status == "built")
         pre_built = [w.pin for w in report.wheels if w.status == "pre-built"]
         if pre_built:
@@ -62,14 +99,40 @@ class RichReporter:
                            f"  pip install --index-url {index_url} --only-binary :all: PACKAGE")
 
 
+def critical_path(report: BootstrapReport) -> tuple[list[str], float]:
+    """The longest chain of build dependencies, weighted by each package's own build time."""
+    seconds = {w.pin: w.seconds for w in report.wheels}
+    needs: dict[str, set[str]] = {}
+    for edge in report.edges:
+        if edge.kind in ("build-system", "build-backend") and edge.parent in seconds:
+            needs.setdefault(edge.parent, set()).add(edge.child)
+    best: dict[str, tuple[float, list[str]]] = {}
+
+    def longest(pin: str, seen: frozenset[str]) -> tuple[float, list[str]]:
+        if pin in best:
+            return best[pin]
+        below = [longest(c, seen | {pin}) for c in needs.get(pin, ()) if c not in seen and c in seconds]
+        total, path = max(below, default=(0.0, []))
+        best[pin] = (total + seconds.get(pin, 0.0), path + [pin])
+        return best[pin]
+
+    if not seconds:
+        return [], 0.0
+    total, path = max(longest(p, frozenset()) for p in seconds)
+    return path, total
+
+
 class QuietReporter:
     """For tests and library use: records what happened, prints nothing."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
 
     def activity(self, pin: str, text: str) -> None:
-        self.events.append((pin, text))
+        with self._lock:
+            self.events.append((pin, text))
 
     def finished(self, wheel: BuiltWheel) -> None:
-        self.events.append((wheel.pin, wheel.status))
+        with self._lock:
+            self.events.append((wheel.pin, wheel.status))

@@ -43,6 +43,8 @@ class BuildSettings:
     timeout_seconds: int = 3600
     memory: str = "8g"
     pids_limit: int = 4096
+    # Builds at once; None: what the machine's cores and memory allow.
+    jobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -221,12 +223,13 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
             arch=r.value(body, key + ("arch",), str, "amd64"),
         ))
 
-    b = r.mapping(top.get("build"), ("build",), {"timeout_seconds", "memory", "pids_limit"})
+    b = r.mapping(top.get("build"), ("build",), {"timeout_seconds", "memory", "pids_limit", "jobs"})
     build_defaults = BuildSettings()
     build = BuildSettings(
         timeout_seconds=r.positive(b, ("build", "timeout_seconds"), build_defaults.timeout_seconds),
         memory=r.value(b, ("build", "memory"), str, build_defaults.memory),
         pids_limit=r.positive(b, ("build", "pids_limit"), build_defaults.pids_limit),
+        jobs=r.positive(b, ("build", "jobs"), 1) if b.get("jobs") is not None else None,
     )
 
     cache_default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mirror-builder")

@@ -1,0 +1,159 @@
+"""Run package work concurrently: a dynamic DAG, not rounds.
+
+Every package version is one task on its own thread: it fetches, prepares and resolves at once
+(so the network is never what builds wait on), waits only for the tasks of its own build
+environment, and then takes build slots (CPUs and memory) for its container. A package is built
+the moment its build dependencies are in the index. Tasks wait for each other through futures;
+a build-dependency cycle would be a deadlock, so every wait is recorded in a wait-for graph and
+a wait that closes a cycle is refused with the cycle named.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import os
+import re
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+
+# The task the current thread works for (None on the main thread).
+current_task: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("current_task",
+                                                                              default=None)
+
+
+def machine_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
+def default_jobs(memory_per_build: int) -> int:
+    """What the machine allows: its cores, but no more builds than its memory can hold."""
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, machine_memory() // max(memory_per_build, 1)))
+
+
+def parse_size(text: str | None) -> int:
+    if not text:
+        return 0
+    match = re.fullmatch(r"(\d+)([bkmg]?)", text.strip().lower())
+    if not match:
+        raise ValueError(f"not a size: {text!r}")
+    return int(match.group(1)) << {"": 0, "b": 0, "k": 10, "m": 20, "g": 30}[match.group(2)]
+
+
+class BuildSlots:
+    """Concurrent container builds within a CPU and memory budget: `jobs` builds at once, and a
+    package that asks for more CPUs (overrides' cpus) or memory takes more of the budget."""
+
+    def __init__(self, jobs: int, memory: int | None = None) -> None:
+        self.jobs = jobs
+        self.memory = memory or machine_memory()
+        self._free_jobs = jobs
+        self._free_memory = self.memory
+        self._condition = threading.Condition()
+        self.running: dict[str, str] = {}
+
+    @contextmanager
+    def slot(self, label: str, cpus: float | None = None, memory: int = 0) -> Iterator[None]:
+        need_jobs = min(self.jobs, max(1, math.ceil(cpus or 1)))
+        need_memory = min(self.memory, memory)
+        with self._condition:
+            while self._free_jobs < need_jobs or self._free_memory < need_memory:
+                self._condition.wait()
+            self._free_jobs -= need_jobs
+            self._free_memory -= need_memory
+            self.running[label] = "building"
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._free_jobs += need_jobs
+                self._free_memory += need_memory
+                self.running.pop(label, None)
+                self._condition.notify_all()
+
+
+class CycleError(Exception):
+    def __init__(self, cycle: list[Hashable]) -> None:
+        self.cycle = cycle
+        super().__init__(" -> ".join(map(str, cycle)))
+
+
+class WaitGraph:
+    """Which task waits for which; a wait that would close a cycle is refused."""
+
+    def __init__(self) -> None:
+        self._edges: dict[Hashable, set[Hashable]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def waiting(self, waiter: Hashable | None, target: Hashable) -> Iterator[None]:
+        if waiter is None:
+            yield
+            return
+        with self._lock:
+            path = self._path(target, waiter)
+            if path is not None:
+                raise CycleError([waiter, *path])
+            self._edges.setdefault(waiter, set()).add(target)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._edges.get(waiter, set()).discard(target)
+
+    def _path(self, start: Hashable, goal: Hashable) -> list[Hashable] | None:
+        """A path start -> ... -> goal through the edges, if there is one."""
+        stack, seen = [(start, [start])], {start}
+        while stack:
+            node, path = stack.pop()
+            if node == goal:
+                return path
+            for following in self._edges.get(node, ()):
+                if following not in seen:
+                    seen.add(following)
+                    stack.append((following, path + [following]))
+        return None
+
+
+class Tasks:
+    """One future per key, computed once on its own thread; waits go through the WaitGraph."""
+
+    def __init__(self) -> None:
+        self.graph = WaitGraph()
+        self._futures: dict[Hashable, Future] = {}
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def start(self, key: Hashable, work: Callable[[], object]) -> Future:
+        with self._lock:
+            future = self._futures.get(key)
+            if future is not None:
+                return future
+            future = Future()
+            self._futures[key] = future
+        context = contextvars.copy_context()
+
+        def run() -> None:
+            current_task.set(key)
+            try:
+                if self.stopping.is_set():
+                    raise KeyboardInterrupt
+                future.set_result(work())
+            except BaseException as exc:  # handed to every waiter
+                future.set_exception(exc)
+
+        threading.Thread(target=context.run, args=(run,), name=f"task {key}", daemon=True).start()
+        return future
+
+    def wait(self, key: Hashable, future: Future):
+        with self.graph.waiting(current_task.get(), key):
+            return future.result()
+
+    def result(self, key: Hashable) -> Future | None:
+        return self._futures.get(key)

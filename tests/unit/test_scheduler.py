@@ -1,0 +1,122 @@
+"""Concurrent, dynamic scheduling: builds overlap up to the job limit, a package waits only for
+its own build environment, cycles are refused, and --keep-going keeps unrelated work going."""
+
+import threading
+import time
+
+import pytest
+from packaging.requirements import Requirement
+
+from mirror_builder.bootstrap import BootstrapFailed
+from mirror_builder.scheduler import BuildSlots, CycleError, WaitGraph
+from test_bootstrap import FakeBuilder, Package, bootstrap  # noqa: F401  (the fixture)
+
+
+class TimedBuilder(FakeBuilder):
+    """Takes `seconds` per build and remembers when each ran."""
+
+    def __init__(self, seconds: float = 0.3) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.spans: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def build(self, request, work_dir):
+        started = time.monotonic()
+        time.sleep(self.seconds)
+        outcome = super().build(request, work_dir)
+        with self._lock:
+            self.spans[request.source.name] = (started, time.monotonic())
+        return outcome
+
+    def overlapped(self, a: str, b: str) -> bool:
+        (a0, a1), (b0, b1) = self.spans[a], self.spans[b]
+        return a0 < b1 and b0 < a1
+
+
+def run(bootstrap, packages, *requirements, jobs, builder=None, keep_going=False):
+    pipeline, _ = bootstrap.make(packages)
+    pipeline.builder = builder or TimedBuilder()
+    pipeline.slots = BuildSlots(jobs)
+    pipeline.keep_going = keep_going
+    return pipeline, pipeline.run([Requirement(r) for r in requirements])
+
+
+INDEPENDENT = {"left": {"1.0": Package()}, "right": {"1.0": Package()}}
+
+
+def test_independent_builds_run_at_the_same_time_up_to_the_job_limit(bootstrap):
+    builder = TimedBuilder()
+    run(bootstrap, INDEPENDENT, "left", "right", jobs=2, builder=builder)
+    assert builder.overlapped("left", "right")
+
+
+def test_with_one_job_builds_run_one_after_another(bootstrap):
+    builder = TimedBuilder()
+    run(bootstrap, INDEPENDENT, "left", "right", jobs=1, builder=builder)
+    assert not builder.overlapped("left", "right")
+
+
+def test_a_package_waits_only_for_its_own_build_environment(bootstrap):
+    # slow-tool takes long; "quick" does not need it and must not wait for it (no rounds).
+    class Builder(TimedBuilder):
+        def build(self, request, work_dir):
+            self.seconds = 0.6 if request.source.name == "slow-tool" else 0.05
+            return super().build(request, work_dir)
+
+    builder = Builder()
+    packages = {"app": {"1.0": Package(build_requires=["slow-tool"])},
+                "slow-tool": {"1.0": Package()}, "quick": {"1.0": Package()}}
+    run(bootstrap, packages, "app", "quick", jobs=2, builder=builder)
+    assert builder.spans["quick"][1] < builder.spans["slow-tool"][1]
+    assert builder.spans["app"][0] >= builder.spans["slow-tool"][1]
+
+
+def test_a_package_asking_for_more_cpus_takes_more_of_the_budget():
+    slots = BuildSlots(jobs=2)
+    events = []
+
+    def build(label, cpus):
+        with slots.slot(label, cpus):
+            events.append(("start", label))
+            time.sleep(0.2)
+            events.append(("end", label))
+
+    threads = [threading.Thread(target=build, args=("big", 2))]
+    threads[0].start()
+    time.sleep(0.05)
+    threads.append(threading.Thread(target=build, args=("small", 1)))
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    assert events == [("start", "big"), ("end", "big"), ("start", "small"), ("end", "small")]
+
+
+def test_a_wait_that_closes_a_cycle_is_refused_with_the_cycle():
+    graph = WaitGraph()
+    with graph.waiting("a", "b"), graph.waiting("b", "c"):
+        with pytest.raises(CycleError) as raised:
+            with graph.waiting("c", "a"):
+                pass
+    assert raised.value.cycle == ["c", "a", "b", "c"]
+    with graph.waiting("c", "a"):  # once the other waits are over, the same wait is fine
+        pass
+
+
+def test_keep_going_builds_what_does_not_need_the_failure_and_lists_it(bootstrap):
+    packages = {"app": {"1.0": Package(build_requires=["broken"])}, "broken": {"1.0": Package(fails=True)},
+                "fine": {"1.0": Package()}}
+    with pytest.raises(BootstrapFailed) as raised:
+        run(bootstrap, packages, "app", "fine", jobs=2, keep_going=True)
+    (failure,) = raised.value.failures
+    assert failure.pin == "broken==1.0"
+    assert failure.chain == ("app==1.0",)
+    assert failure.log_path and failure.log_path.endswith("broken-1.0.log")
+    assert sorted(p.name for p in (bootstrap.output / "files").glob("*/*.whl")) == [
+        "fine-1.0-py3-none-any.whl"]
+
+
+def test_without_keep_going_the_first_failure_stops_the_run(bootstrap):
+    packages = {"broken": {"1.0": Package(fails=True)}}
+    with pytest.raises(Exception, match="broken==1.0: the compiler said no"):
+        run(bootstrap, packages, "broken", jobs=2)
