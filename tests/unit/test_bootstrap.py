@@ -2,6 +2,7 @@
 sdists and a builder that makes real little wheels, driven through the real Bootstrapper."""
 
 import dataclasses
+import gzip
 import io
 import shutil
 import json
@@ -75,7 +76,9 @@ class FakeIndex:
         }
         path = self.root / "sdists" / f"{base}.tar.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(path, "w:gz") as tar:
+        # Byte for byte the same every time, like a file on a real index.
+        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w") as tar:
             for name, text in files.items():
                 data = text.encode()
                 info = tarfile.TarInfo(f"{base}/{name}")
