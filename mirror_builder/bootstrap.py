@@ -14,6 +14,7 @@ has to be built before its parent).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -51,7 +52,8 @@ from mirror_builder.records import RecordStore
 from mirror_builder.resolver import Candidate, Finder, Resolution, file_version, resolve
 from mirror_builder.scheduler import BuildSlots, CycleError, Tasks, default_jobs, parse_size
 from mirror_builder.settings import BuildSettings, Settings
-from mirror_builder.sources import PreparedSource, prepare_source, sdist_from_git, sdist_from_url
+from mirror_builder.sources import (PreparedSource, find_patches, prepare_source, sdist_from_git,
+                                    sdist_from_url)
 from mirror_builder.target import TargetEnvironment
 from mirror_builder.files import atomic_write_text, sha256_of
 from mirror_builder.upstream import DistributionFile, UpstreamIndex
@@ -329,6 +331,8 @@ class Bootstrapper:
         """Resolve, build every pin, and resolve again until the real metadata of the built
         wheels agrees with the resolution."""
         preferred = dict(preferred or {})
+        if kind in ("build-system", "build-backend"):
+            preferred = self._index_versions() | preferred
         for _ in range(10):
             self.reporter.activity(context[-1] if context else "requirements", "resolving")
             resolution = resolve(requirements, finder, self.target,
@@ -411,18 +415,85 @@ class Bootstrapper:
         with about(candidate.pin):
             earlier = self._earlier_builds(candidate)
             wanted = len(self._settings_for(candidate.name).reasons_for(candidate.version))
-            if earlier and earlier[0]["rebuild"]["number"] >= wanted:
-                log.info("reusing %s from the index", earlier[0]["wheel"])
-                return self._finish(candidate, self.index.files_dir / candidate.name /
-                                    earlier[0]["wheel"], "reused", 0.0, chain)
             if self._settings_for(candidate.name).pre_built:
+                if earlier and not earlier[0].get("built_from_source", True):
+                    return self._finish(candidate, self.index.files_dir / candidate.name /
+                                        earlier[0]["wheel"], "reused", 0.0, chain)
                 return self._take_pre_built(candidate, chain)
+            if earlier and earlier[0]["rebuild"]["number"] >= wanted:
+                changed = self._what_changed(candidate, earlier[0], chain)
+                if changed is None:
+                    log.info("reusing %s from the index (same build key)", earlier[0]["wheel"])
+                    return self._finish(candidate, self.index.files_dir / candidate.name /
+                                        earlier[0]["wheel"], "reused", 0.0, chain)
+                log.warning("%s: %s since %s was built; building it again", candidate.pin, changed,
+                            earlier[0]["wheel"])
             # A first build has no number; a changelog entry calls for a numbered rebuild.
             number = 0 if not wanted and not earlier else self._next_number(candidate, earlier, False)
             return self._build(candidate, chain, Rebuild(
                 number=number, numbering=self.settings.rebuild_numbering,
                 reason="changelog" if number else None,
                 changelog=self._settings_for(candidate.name).reasons_for(candidate.version)))
+
+    def _what_changed(self, candidate: Candidate, record: dict, chain: tuple[str, ...]) -> str | None:
+        """Why the wheel recorded by record is not what building now would make, or None when
+        its build key still holds: the same sdist, patches, package settings and plugin, image,
+        target, and the exact wheels of its build environment."""
+        if record.get("build_key") is None:
+            return None  # recorded before build keys existed: trust it
+        package = self._settings_for(candidate.name)
+        source = record["source"]
+        if package.source is None and candidate.file.is_sdist and candidate.file.sha256 and \
+                source.get("origin", {}).get("kind", "sdist") == "sdist" and \
+                source["sha256"] != candidate.file.sha256:
+            return "the sdist's sha256 changed"
+        patches = [{"name": str(p.relative_to(p.parent.parent)), "sha256": sha256_of(p)}
+                   for p in find_patches(self.settings.patches_dir, candidate.name, candidate.version)]
+        if patches != record["patches"]:
+            return "its patches changed"
+        if record["settings"]["package"] != _as_json(package.as_dict()):
+            return "its overrides changed"
+        if record["settings"].get("plugin") != _as_json(self._plugin_record(candidate.name)):
+            return "its plugin changed"
+        if record["target"]["name"] != self.target.name:
+            return "the target changed"
+        if record["image"]["id"] != self.image_for(self.image, package.system_packages).id:
+            return "the build image changed"
+        # The build environment: resolve it as a build would, and compare the exact wheels.
+        pin = candidate.pin
+        static = [Requirement(r) for r in record["build_system"]["requires"]]
+        env = self._closure(static, parent=pin, kind="build-system", context=chain + (pin,))
+        recorded = {w["filename"]: w["sha256"] for w in record["build_env"]["wheels"]}
+        for member in env:
+            wheel = self._done[(member.name, member.version)]
+            if recorded.get(wheel.path.name) != sha256_of(wheel.path):
+                return f"its build environment changed ({wheel.path.name})"
+        current = {self._done[(m.name, m.version)].path.name for m in env}
+        for filename, sha256 in recorded.items():  # what the backend asked for on top
+            if filename in current:
+                continue
+            name, version, _, _ = parse_wheel_filename(filename)
+            newest = max(self.index.find(name, version), key=lambda w: w.build_tag, default=None)
+            if newest is None or newest.sha256 != sha256:
+                return f"its build environment changed ({filename} was rebuilt or removed)"
+        return None
+
+    def _build_key(self, record: BuildRecord) -> str:
+        parts = {"source": record.source["sha256"], "patches": record.patches,
+                 "package": record.settings["package"], "plugin": record.settings.get("plugin"),
+                 "image": record.image["id"], "target": record.target["name"],
+                 "build_env": sorted(w["sha256"] for w in record.build_env["wheels"])}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def _index_versions(self) -> dict[NormalizedName, Version]:
+        """The newest version of every project in our index, which build environments prefer,
+        so a new upstream release does not rebuild everything built with the old one."""
+        preferred = {}
+        for project in self.index.projects():
+            versions = [w.version for w in self.index.wheels(project)]
+            if versions:
+                preferred[project] = max(versions)
+        return preferred
 
     def _earlier_builds(self, candidate: Candidate) -> list[dict]:
         """Records of this version whose wheels are in the index, newest rebuild first. In our
@@ -682,6 +753,7 @@ class Bootstrapper:
                                   for w in env_wheels]})
         self._plugin_hook(candidate, "check_wheel", lambda: WheelContext(
             candidate.name, candidate.version, outcome.wheel, package))
+        record = dataclasses.replace(record, build_key=self._build_key(record))
         embedded = json.dumps(record.to_dict(), indent=2).encode()
         final = stamp_wheel(outcome.wheel, self.work_dir / "stamped", number=rebuild.number,
                             numbering=numbering, embed={EMBEDDED_RECORD: embedded})
@@ -798,6 +870,11 @@ class Bootstrapper:
         }
         atomic_write_text(out / "graph.json", json.dumps(graph, indent=2))
         self.report.edges = edges
+
+
+def _as_json(value):
+    """value as it reads back from a JSON record (tuples become lists, and so on)."""
+    return json.loads(json.dumps(value))
 
 
 def _path_to(resolution: Resolution, name: NormalizedName) -> tuple[str, ...]:

@@ -52,6 +52,9 @@ class BuildRecord:
     log: str
     timings: dict[str, float] = field(default_factory=dict)
     built_from_source: bool = True
+    # sha256 over what makes this wheel: sdist, patches, package settings and plugin, image,
+    # target, and the exact wheels of the build environment. Same key: the wheel is reused.
+    build_key: str | None = None
     mirror_builder_version: str = __version__
     schema: str = RECORD_SCHEMA
 

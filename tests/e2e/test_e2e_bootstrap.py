@@ -95,3 +95,14 @@ def test_a_second_bootstrap_reuses_what_is_in_the_index_without_asking_the_index
                               cwd=output.parent)
     assert {e["status"] for e in build_order(output)} == {"reused"}
     assert "0 requests to the upstream index" in " ".join(proc.stderr.split())
+
+
+def test_every_record_follows_the_documented_schema(output):
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parents[2] / "mirror_builder" / "data" /
+                         "build-record.schema.json").read_text())
+    records = list((output / "records").glob("*/*.build.json"))
+    assert records
+    for record_file in records:
+        jsonschema.validate(json.loads(record_file.read_text()), schema)

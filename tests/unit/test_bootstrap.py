@@ -303,3 +303,46 @@ def test_a_post_release_rebuild_is_refused_while_a_wheel_pins_the_exact_version(
     pipeline, _ = bootstrap.make(packages, numbering="post-release")
     wheel = pipeline.rebuild("lib", Version("1.0"), RebuildRequest(reason="test", force=True))
     assert wheel.path.name == "lib-1.0.post1-py3-none-any.whl"  # a refusal takes no number
+
+
+NEW_FILE_PATCH = """--- /dev/null
++++ b/patched.txt
+@@ -0,0 +1 @@
++patched
+"""
+
+
+def test_a_changed_patch_rebuilds_that_package_and_its_build_dependents_only(bootstrap, tmp_path):
+    packages = {"lib": {"1.0": Package()},
+                "app": {"1.0": Package(requires_dist=["lib"])},           # installs with lib
+                "compiled": {"1.0": Package(build_requires=["lib"])}}     # builds with lib
+    bootstrap(packages, "app", "compiled")
+    patch = tmp_path / "patches" / "lib" / "0001-add-a-file.patch"
+    patch.parent.mkdir(parents=True)
+    patch.write_text(NEW_FILE_PATCH)
+
+    report, builder = bootstrap(packages, "app", "compiled")
+
+    assert sorted(name for name, _ in builder.builds) == ["compiled", "lib"]
+    status = {w.name: (w.status, w.path.name) for w in report.wheels}
+    assert status["lib"] == ("built", "lib-1.0-1-py3-none-any.whl")
+    assert status["compiled"] == ("built", "compiled-1.0-1-py3-none-any.whl")
+    assert status["app"] == ("reused", "app-1.0-py3-none-any.whl")
+    _, builder = bootstrap(packages, "app", "compiled")
+    assert builder.builds == []  # and then nothing has changed any more
+
+
+def test_a_new_upstream_release_of_a_build_tool_does_not_rebuild_what_was_built_with_it(bootstrap):
+    packages = {"app": {"1.0": Package(build_requires=["tool"])}, "tool": {"1.0": Package()}}
+    bootstrap(packages, "app")
+    packages["tool"]["2.0"] = Package()
+    report, builder = bootstrap(packages, "app")
+    assert builder.builds == []
+    assert {w.pin: w.status for w in report.wheels} == {"tool==1.0": "reused", "app==1.0": "reused"}
+
+
+def test_every_record_carries_its_build_key(bootstrap):
+    bootstrap({"app": {"1.0": Package(build_requires=["tool"])}, "tool": {"1.0": Package()}}, "app")
+    keys = [json.loads(p.read_text())["build_key"]
+            for p in (bootstrap.output / "records").glob("*/*.build.json")]
+    assert len(keys) == 2 and all(len(k) == 64 for k in keys) and keys[0] != keys[1]
