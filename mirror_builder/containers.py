@@ -31,6 +31,8 @@ from mirror_builder.target import PROBE_SCRIPT
 log = logging.getLogger(__name__)
 
 CONTAINERS_CONF = Path(__file__).parent / "data" / "containers.conf"
+# Every container we start carries the pid of the mirror-builder that owns it.
+OWNER_LABEL = "io.mirror-builder.owner-pid"
 BASE_PACKAGES = "python3,python3-venv,ca-certificates"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
@@ -100,6 +102,7 @@ class PodmanService:
         self._base_url = ""
         self._running: set[str] = set()
         self._running_lock = threading.Lock()
+        self._removals: list[threading.Thread] = []
 
     def __enter__(self) -> "PodmanService":
         if shutil.which("podman") is None:
@@ -125,9 +128,30 @@ class PodmanService:
             time.sleep(0.05)
         self._base_url = f"unix://{socket_path}"
         self.client = podman.PodmanClient(base_url=self._base_url)
+        self._remove_orphans()
         return self
 
+    def _remove_orphans(self) -> None:
+        """Remove containers left by runs that were killed (their owner process is gone)."""
+        from podman.errors import APIError
+
+        try:
+            # Filtered here: podman-py's label filter answered nothing on this podman (4.3).
+            containers = self.client.containers.list(all=True)
+        except APIError:
+            return
+        for container in containers:
+            owner = (container.labels or {}).get(OWNER_LABEL, "")
+            if owner.isdigit() and not _alive(int(owner)):
+                log.info("removing container %s left by a run that was killed", container.id[:12])
+                try:
+                    container.remove(force=True)
+                except APIError:
+                    pass
+
     def __exit__(self, *exc_info) -> None:
+        for thread in list(self._removals):
+            thread.join(timeout=30)
         self.kill_running()
         if self.client is not None:
             self.client.close()
@@ -176,7 +200,7 @@ class PodmanService:
             user=spec.user,
             cap_drop=["ALL"],
             no_new_privileges=True,
-            labels={"io.mirror-builder": "run"},
+            labels={OWNER_LABEL: str(os.getpid())},
         )
         if not spec.network:
             kwargs["network_mode"] = "none"
@@ -219,17 +243,32 @@ class PodmanService:
             raise ContainerError(f"podman failed while running {spec.command[0]}: {exc}") from None
         finally:
             timer.cancel()
-            try:
-                container.remove(force=True)
-            except APIError:
-                pass
-            with self._running_lock:
-                self._running.discard(container.id)
+            # The build's result is in; removing its container need not hold anyone up.
+            self._remove_later(container.id)
         if timed_out.is_set():
             with log_path.open("a") as out:
                 out.write(f"\n[mirror-builder] killed after the {spec.timeout_seconds:.0f} s timeout\n")
         return RunResult(exit_code=int(exit_code), timed_out=timed_out.is_set(),
                          seconds=time.monotonic() - started)
+
+    def _remove_later(self, container_id: str) -> None:
+        import podman
+        from podman.errors import APIError
+
+        def remove() -> None:
+            try:
+                with podman.PodmanClient(base_url=self._base_url) as client:
+                    client.containers.get(container_id).remove(force=True)
+            except (APIError, OSError):
+                pass
+            finally:
+                with self._running_lock:
+                    self._running.discard(container_id)
+
+        thread = threading.Thread(target=remove, name=f"remove {container_id[:12]}", daemon=True)
+        with self._running_lock:
+            self._removals.append(thread)
+        thread.start()
 
     def image_id(self, tag: str) -> str | None:
         from podman.errors import ImageNotFound
@@ -384,6 +423,16 @@ class ImageManager:
         markers = json.loads(output.strip().splitlines()[-1])
         cached.write_text(json.dumps(markers, indent=2))
         return markers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _die_with_parent() -> None:

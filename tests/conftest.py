@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def clean_environment() -> dict[str, str]:
+def clean_environment(**extra: str) -> dict[str, str]:
     """The environment without pip/uv settings that could pull files from anywhere but our index."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))} | extra
 
 
 def write_settings(folder: Path, **keys: str) -> Path:

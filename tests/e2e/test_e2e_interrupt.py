@@ -1,0 +1,52 @@
+"""End-to-end: a bootstrap killed in the middle of a build leaves nothing half-written, and a
+rerun continues where it stopped."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, clean_environment, run_mirror_builder
+from mirror_builder.index import WheelIndex, verify
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_killed_bootstrap_leaves_a_consistent_index_and_a_rerun_finishes(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mirror_builder", "--settings", str(REPO / "settings.yaml"),
+         "bootstrap", "stevedore==5.10.0", "-o", str(out), "-j", "1"],
+        cwd=tmp_path, env=clean_environment(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    # Wait until the first wheel is published and the next build is under way, then kill -9.
+    while not list((out / "files").glob("setuptools/*.whl")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    while not (out / "logs" / "pbr-7.1.3.log").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    index = WheelIndex(out)
+    assert verify(index) == []
+    assert not [p for p in out.rglob("*") if p.name.endswith((".part", ".tmp"))]
+    for wheel in out.glob("files/*/*.whl"):  # every published wheel has its record
+        assert (out / "records" / wheel.parent.name / f"{wheel.name}.build.json").is_file()
+
+    run_mirror_builder("bootstrap", "stevedore==5.10.0", "-o", str(out), cwd=tmp_path)
+    order = {e["name"]: e["status"] for e in json.loads((out / "build-order.json").read_text())}
+    assert order["setuptools"] == "reused"
+    assert order["pbr"] == "built" and order["stevedore"] == "built"
+    assert verify(index) == []
+    leftovers = subprocess.run(
+        ["podman", "ps", "--all", "--quiet", "--filter", f"label=io.mirror-builder.owner-pid={proc.pid}"],
+        capture_output=True, text=True,
+        env=clean_environment(CONTAINERS_CONF=str(REPO / "mirror_builder" / "data" / "containers.conf")))
+    assert leftovers.stdout.strip() == ""
