@@ -76,6 +76,8 @@ def stamp_wheel(wheel: Path, dest_dir: Path, *, number: int, numbering: str,
             for old, new in renames.items():
                 if name.startswith(old):
                     name = new + name[len(old):]
+            if name in {f"{new_base}.dist-info/{relative}" for relative in embed}:
+                continue  # replaced by what is embedded now (a wheel stamped before)
             entries.append((_renamed(info, name), data))
     stamp_time = record_info.date_time if record_info else (1980, 1, 1, 0, 0, 0)
     for relative, data in embed.items():

@@ -389,3 +389,14 @@ def test_rebuilt_filename_agrees_with_the_name_stamp_wheel_writes(tmp_path, name
     expected_version = rebuilt_version(Version(version), number, numbering)
     assert top_dirs(out) == {name, f"{name}-{expected_version}.dist-info",
                              f"{name}-{expected_version}.data"}
+
+
+def test_stamping_a_stamped_wheel_replaces_its_embedded_record(tmp_path):
+    first = stamp_wheel(make_wheel(tmp_path), tmp_path / "one", number=1, numbering="build-tag",
+                        embed={EMBEDDED_RECORD: b'{"n": 1}'})
+    second = stamp_wheel(first, tmp_path / "two", number=2, numbering="build-tag",
+                         embed={EMBEDDED_RECORD: b'{"n": 2}'})
+    with zipfile.ZipFile(second) as zf:
+        names = [n for n in zf.namelist() if n.endswith(EMBEDDED_RECORD)]
+    assert len(names) == 1
+    assert read_embedded_record(second) == {"n": 2}
