@@ -24,7 +24,7 @@ from mirror_builder.bootstrap import UpstreamFinder
 from mirror_builder.buildsystem import LEGACY_REQUIRES
 from mirror_builder.errors import BuildCycleError, MirrorBuilderError
 from mirror_builder.lint import configured
-from mirror_builder.overrides import PackageSettings
+from mirror_builder.overrides import PackageSettings, render
 from mirror_builder.resolver import Candidate, resolve
 from mirror_builder.settings import Settings
 from mirror_builder.target import TargetEnvironment
@@ -110,8 +110,9 @@ class Planner:
         if package.pre_built:
             return "pre-built upstream wheel (NOT from source)", []
         if package.source is not None:
+            tag = render(package.source.tag or "", name=candidate.name, version=str(candidate.version))
             where = package.source.url_for(candidate.name, candidate.version) \
-                if package.source.url else f"{package.source.git} @ {package.source.tag}"
+                if package.source.url else f"{package.source.git} @ {tag}"
             return f"override: {where}", self._edited(list(package.build_requires_add), package)
         if not candidate.file.is_sdist:
             raise MirrorBuilderError(f"{candidate.pin}: upstream has no sdist of this version; "
