@@ -102,8 +102,10 @@ def main():
         }
         base_env.update(job.get("environment", {}))
         os.makedirs(base_env["HOME"], exist_ok=True)
+        # Hardlinks from uv's throw-away cache (same file system) instead of copies: the files
+        # outlive the cache, and installing setuptools takes 0.34 s instead of 0.59 s.
         uv_env = dict(base_env, UV_OFFLINE="1", UV_NO_CACHE="1", UV_PYTHON_DOWNLOADS="never",
-                      UV_LINK_MODE="copy", UV_NO_CONFIG="1")
+                      UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
         timings["copy_source"] = time.monotonic() - started
 
         result["stage"] = "environment"
