@@ -211,6 +211,7 @@ def _bootstrap(args, console: Console) -> int:
         with open_pipeline(settings, options, reporter,
                            on_image=lambda t: reporter.activity(t, "preparing the image")
                            ) as (pipeline, upstream):
+            reporter.watch(pipeline.report)
             try:
                 report = pipeline.run(list(request.requirements))
             except BootstrapFailed as exc:

@@ -56,13 +56,22 @@ class RichReporter:
         self.console.print(f"{mark} {wheel.path.name} [dim]({wheel.seconds:.1f} s; "
                            f"{self.done} done, {elapsed:.0f} s elapsed)[/]")
 
+    def watch(self, report: BootstrapReport) -> None:
+        """Follow a run's report, to show its critical path so far."""
+        self.report = report
+
     def _update_total(self) -> None:
-        states = [self.progress.tasks[i].description for i in range(len(self.progress.tasks))
-                  if self.progress.tasks[i].id in self._tasks.values()]
+        states = [t.description for t in self.progress.tasks if t.id in self._tasks.values()]
         building = sum("building in container" in s for s in states)
+        critical = ""
+        report = getattr(self, "report", None)
+        if report is not None and report.wheels:
+            path, seconds = critical_path(report)
+            if len(path) > 1:
+                critical = f"; critical path so far {seconds:.0f} s: {' -> '.join(path[-3:])}"
         self.progress.update(self.total, description=(
             f"[bold]{self.done} done[/], {building} building, {len(states) - building} preparing "
-            f"or waiting"))
+            f"or waiting{critical}"))
 
     def summary(self, report: BootstrapReport, index_url: str, upstream_requests: int,
                 failures: list[Failure] = ()) -> None:

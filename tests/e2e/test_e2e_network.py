@@ -33,3 +33,16 @@ def test_a_build_that_reaches_for_the_network_fails_and_everything_built_stays(t
     assert not (out / "files" / "netprobe").exists()
     order = json.loads((out / "build-order.json").read_text())
     assert [e["name"] for e in order] == ["setuptools"]
+
+
+def test_keep_going_builds_the_rest_and_lists_the_failure_with_its_log(tmp_path, fixtures_dir):
+    sdist = make_sdist(fixtures_dir / "netprobe", tmp_path / "dist", "netprobe", "1.0")
+    proc = run_mirror_builder("bootstrap", str(sdist), "six==1.17.0", "--keep-going", "-o", "out",
+                              cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    out = tmp_path / "out"
+    assert list((out / "files" / "six").glob("six-1.17.0-*.whl"))  # unrelated work went on
+    text = " ".join(proc.stderr.split())
+    assert "failed netprobe==1.0: get_requires_for_build_wheel failed" in text
+    assert f"log: {out / 'logs' / 'netprobe-1.0.log'}" in text
+    assert "1 package(s) failed" in text
