@@ -11,8 +11,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from packaging.version import Version
 
 import mirror_builder
+from mirror_builder.overrides import PackageSettings
 from mirror_builder.provenance import RECORD_SCHEMA, SLSA_BUILD_TYPE, BuildRecord, Rebuild, slsa_statement
 
 SCHEMA_PATH = Path(mirror_builder.__file__).parent / "data" / "build-record.schema.json"
@@ -26,7 +28,10 @@ IMAGE_HEX = hashlib.sha256(b"image").hexdigest()
 WHEEL_SHA = hashlib.sha256(b"the published wheel").hexdigest()
 SETTINGS = {"build": {"timeout_seconds": 3600, "memory": "8g", "pids_limit": 4096},
             "rebuild_numbering": "build-tag",
-            "package": {"changelog": {"1.16.0": ["rebuilt against openssl 3.0.13"]}}}
+            # as the record holds it: through JSON, so tuples are lists
+            "package": json.loads(json.dumps(PackageSettings(
+                "six", changelog={Version("1.16.0"): ("rebuilt against openssl 3.0.13",)}).as_dict())),
+            "plugin": None}
 
 
 def make_record(**changes) -> BuildRecord:
