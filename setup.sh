@@ -17,6 +17,7 @@ demo=1
 packages=(podman runc mmdebstrap uidmap patch ca-certificates)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 missing=()
+foreign=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
@@ -32,7 +33,26 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
-# The build image: made once, reused until its Containerfile changes.
+# Targets for another architecture build under qemu user emulation: when settings.yaml has one,
+# install qemu and register it with binfmt_misc (not mounted on a fresh machine).
+if .venv/bin/python -c 'import sys; from mirror_builder.settings import load_settings, host_debian_arch
+sys.exit(0 if any(t.arch != host_debian_arch() for t in load_settings().targets) else 1)'; then
+    for p in qemu-user-static binfmt-support; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || foreign+=("$p")
+    done
+    if ((${#foreign[@]})); then
+        echo "setup: installing ${foreign[*]} for foreign-architecture targets"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${foreign[@]}" >/dev/null
+    fi
+    if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    fi
+    update-binfmts --enable >/dev/null 2>&1 || true
+fi
+
+# The build image of the default target: made once, reused until its Containerfile changes.
+# (Other targets' images are made when first used, or by: mirror-builder images --target all.)
 .venv/bin/mirror-builder images
 
 if ((demo)); then

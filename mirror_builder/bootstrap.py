@@ -180,11 +180,13 @@ class UpstreamFinder:
 class IndexFinder:
     """The resolver's view of our own index: wheels we built, for rebuilds' build environments."""
 
-    def __init__(self, index: WheelIndex) -> None:
+    def __init__(self, index: WheelIndex, fits: Callable[[str], bool] = lambda filename: True) -> None:
         self.index = index
+        self.fits = fits
 
     def project_files(self, name: str) -> list[DistributionFile]:
-        wheels = sorted(self.index.wheels(name), key=lambda w: w.build_tag, reverse=True)
+        wheels = sorted((w for w in self.index.wheels(name) if self.fits(w.filename)),
+                        key=lambda w: w.build_tag, reverse=True)
         return [DistributionFile(w.filename, w.path.as_uri(), w.sha256, w.requires_python)
                 for w in wheels]
 
@@ -209,7 +211,7 @@ class Bootstrapper:
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
                  allow_prereleases: bool = False, jobs: int | None = None,
-                 keep_going: bool = False,
+                 keep_going: bool = False, primary: bool = True,
                  image_for: Callable[[ImageRef, tuple[str, ...]], ImageRef] | None = None,
                  vendorer: Callable[[Path, str, Path], list[VendoredCrate]] | None = None) -> None:
         self.settings = settings
@@ -220,7 +222,7 @@ class Bootstrapper:
         # Fetches what a build would download (Rust crates) while preparing the source.
         self.vendorer = vendorer
         self.finder = finder
-        self.index_finder = IndexFinder(index)
+        self.index_finder = IndexFinder(index, self.fits)
         self.builder = builder
         self.index = index
         self.records = records
@@ -235,6 +237,9 @@ class Bootstrapper:
         self.slots = BuildSlots(jobs or settings.build.jobs or default_jobs(memory_per_build))
         self.tasks = Tasks()
         self.keep_going = keep_going
+        # The first target of a run also writes the plain build-order.json and graph.json.
+        self.primary = primary
+        self._supported = frozenset(target.supported_tags())
         self.failures: list[Failure] = []
         self._lock = threading.RLock()
         self.work_dir = settings.cache_dir / "work" / f"{os.getpid()}-{int(time.time())}"
@@ -456,7 +461,9 @@ class Bootstrapper:
         if record["settings"].get("plugin") != _as_json(self._plugin_record(candidate.name)):
             return "its plugin changed"
         if record["target"]["name"] != self.target.name:
-            return "the target changed"
+            # Built for another target, and its tags fit this one (a pure wheel, say): shared,
+            # not built again per target; its record says where it was built.
+            return None
         if record["image"]["id"] != self.image_for(self.image, package.system_packages).id:
             return "the build image changed"
         # The build environment: resolve it as a build would, and compare the exact wheels.
@@ -473,7 +480,8 @@ class Bootstrapper:
             if filename in current:
                 continue
             name, version, _, _ = parse_wheel_filename(filename)
-            newest = max(self.index.find(name, version), key=lambda w: w.build_tag, default=None)
+            newest = max((w for w in self.index.find(name, version) if self.fits(w.filename)),
+                         key=lambda w: w.build_tag, default=None)
             if newest is None or newest.sha256 != sha256:
                 return f"its build environment changed ({filename} was rebuilt or removed)"
         return None
@@ -495,11 +503,17 @@ class Bootstrapper:
                 preferred[project] = max(versions)
         return preferred
 
+    def fits(self, filename: str) -> bool:
+        """Whether a wheel's tags fit this target (a pure wheel fits every Python it accepts)."""
+        return any(tag in self._supported for tag in parse_wheel_filename(filename)[3])
+
     def _earlier_builds(self, candidate: Candidate) -> list[dict]:
-        """Records of this version whose wheels are in the index, newest rebuild first. In our
-        index a post-release rebuild's wheel version (1.0.post1) stands for its upstream 1.0."""
+        """Records of this version whose wheels are in the index and fit the target, newest
+        rebuild first. In our index a post-release rebuild's wheel version (1.0.post1) stands for
+        its upstream 1.0."""
         found = [r for r in self.records.for_version(candidate.name, candidate.version)
-                 if (self.index.files_dir / candidate.name / r["wheel"]).is_file()]
+                 if (self.index.files_dir / candidate.name / r["wheel"]).is_file()
+                 and self.fits(r["wheel"])]
         if not found and candidate.file.is_wheel:
             record = self.records.read(candidate.name, candidate.file.filename)
             if record is not None:
@@ -861,14 +875,17 @@ class Bootstrapper:
             "why": " -> ".join(w.chain + (w.pin,)) if w.chain else f"{w.pin} (requested)",
             "needed_by": incoming.get(w.pin, []),
         } for w in self.report.wheels]
-        atomic_write_text(out / "build-order.json", json.dumps(order, indent=2))
+        names = [f"build-order.{self.target.name}.json"] + (["build-order.json"] if self.primary else [])
+        for name in names:
+            atomic_write_text(out / name, json.dumps(order, indent=2))
         graph = {
             "nodes": [{"id": w.pin, "name": w.name, "version": str(w.version), "wheel": w.path.name}
                       for w in self.report.wheels],
             "edges": [{"from": e.parent or None, "to": e.child, "kind": e.kind,
                        "requirement": e.requirement} for e in edges],
         }
-        atomic_write_text(out / "graph.json", json.dumps(graph, indent=2))
+        for name in [f"graph.{self.target.name}.json"] + (["graph.json"] if self.primary else []):
+            atomic_write_text(out / name, json.dumps(graph, indent=2))
         self.report.edges = edges
 
 

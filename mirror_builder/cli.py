@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                       type=Path, default=[], metavar="FILE",
                       help="constrain versions (applies to build environments too)")
     output_option(boot)
-    boot.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
+    boot.add_argument("--target", metavar="NAME", action="append",
+                      help="build target from settings.yaml; repeat for several, or 'all' "
+                           "(default: the first for this machine's architecture)")
     boot.add_argument("--pre", action="store_true", help="allow pre-releases")
     boot.add_argument("--refresh", action="store_true",
                       help="ask the upstream index again instead of using cached answers")
@@ -138,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     overrides.add_argument("action", choices=["list", "show", "lint"])
     overrides.add_argument("name", nargs="?", metavar="NAME", help="the package, for show")
 
-    images = commands.add_parser("images", help="build the target's container image if needed")
-    images.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
+    images = commands.add_parser("images", help="build the targets' container images if needed")
+    images.add_argument("--target", metavar="NAME", action="append",
+                        help="build target from settings.yaml; repeat for several, or 'all'")
     return parser
 
 
@@ -181,14 +184,15 @@ def _images(args, console: Console) -> int:
     from mirror_builder.containers import ImageManager, PodmanService
 
     settings = _settings(args)
-    target = settings.target(args.target)
     with PodmanService(settings.cache_dir / "state") as podman:
         images = ImageManager(podman, settings.cache_dir)
-        with console.status(f"preparing the image for {target.name}"):
-            image = images.ensure(target)
-            markers = images.marker_environment(image)
-    console.print(f"{target.name}: {image.tag} (Python {markers['python_full_version']}, "
-                  f"{markers['platform_machine']}, {len(image.system_packages)} system packages)")
+        for target in settings.select_targets(args.target):
+            with console.status(f"preparing the image for {target.name}"):
+                image = images.ensure(target)
+                markers = images.marker_environment(image)
+            console.print(f"{target.name}: {image.tag} (Python {markers['python_full_version']}, "
+                          f"{markers['platform_machine']}, {len(image.system_packages)} system "
+                          f"packages)")
     return 0
 
 
@@ -203,21 +207,29 @@ def _bootstrap(args, console: Console) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise MirrorBuilderError("--jobs must be at least 1")
-    options = RunOptions(output=_output(args, settings), target=args.target, refresh=args.refresh,
-                         allow_prereleases=args.pre, constraints=request.constraints,
-                         direct=request.direct, jobs=args.jobs, keep_going=args.keep_going)
+    targets = settings.select_targets(args.target)
     failed = None
-    with RichReporter(console) as reporter:
-        with open_pipeline(settings, options, reporter,
-                           on_image=lambda t: reporter.activity(t, "preparing the image")
-                           ) as (pipeline, upstream):
-            reporter.watch(pipeline.report)
-            try:
-                report = pipeline.run(list(request.requirements))
-            except BootstrapFailed as exc:
-                report, failed = pipeline.report, exc
-    reporter.summary(report, pipeline.index.url(), upstream.requests_made,
-                     failed.failures if failed else [])
+    # One target after another, into the same index: each has its own image, resolution and
+    # build order; wheels that fit several targets (pure Python) are built once and shared.
+    for number, target in enumerate(targets):
+        options = RunOptions(output=_output(args, settings), target=target.name,
+                             refresh=args.refresh and number == 0, allow_prereleases=args.pre,
+                             constraints=request.constraints, direct=request.direct,
+                             jobs=args.jobs, keep_going=args.keep_going, primary=number == 0)
+        if len(targets) > 1:
+            console.rule(f"target {target.name}")
+        with RichReporter(console) as reporter:
+            with open_pipeline(settings, options, reporter,
+                               on_image=lambda t: reporter.activity(t, "preparing the image")
+                               ) as (pipeline, upstream):
+                reporter.watch(pipeline.report)
+                try:
+                    report, target_failed = pipeline.run(list(request.requirements)), None
+                except BootstrapFailed as exc:
+                    report, target_failed = pipeline.report, exc
+        reporter.summary(report, pipeline.index.url(), upstream.requests_made,
+                         target_failed.failures if target_failed else [])
+        failed = failed or target_failed
     if failed:
         raise failed
     return 0

@@ -317,6 +317,7 @@ class ImageManager:
     def ensure_base(self, target: TargetSettings) -> str:
         """The base root filesystem, made from Debian's packages (no registry is reachable)."""
         tag = self.base_tag(target)
+        check_emulation(target)
         if self.podman.image_id(tag):
             return tag
         if shutil.which("mmdebstrap") is None:
@@ -457,6 +458,27 @@ class _LiveLog:
                 out.seek(header)
                 out.truncate()
                 out.write(output)
+
+
+QEMU_NAMES = {"arm64": "aarch64", "armhf": "arm", "ppc64el": "ppc64le", "s390x": "s390x",
+              "riscv64": "riscv64", "amd64": "x86_64", "i386": "i386"}
+
+
+def check_emulation(target: TargetSettings, binfmt: Path = Path("/proc/sys/fs/binfmt_misc")) -> None:
+    """A foreign architecture runs under qemu user emulation; say what is missing if it is not
+    set up (./setup.sh prepares it when settings.yaml has a foreign target)."""
+    from mirror_builder.settings import host_debian_arch
+
+    if target.arch == host_debian_arch() or (target.arch == "i386" and host_debian_arch() == "amd64"):
+        return
+    qemu = QEMU_NAMES.get(target.arch, target.arch)
+    if not (binfmt / "status").exists():
+        raise ContainerError(f"target {target.name} ({target.arch}) needs qemu user emulation, but "
+                             f"binfmt_misc is not mounted; run ./setup.sh (it installs "
+                             f"qemu-user-static and mounts binfmt_misc)")
+    if not (binfmt / f"qemu-{qemu}").exists():
+        raise ContainerError(f"target {target.name} ({target.arch}) needs qemu-{qemu} registered "
+                             f"with binfmt_misc; run ./setup.sh (it installs qemu-user-static)")
 
 
 def _alive(pid: int) -> bool:

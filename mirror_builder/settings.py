@@ -64,15 +64,36 @@ class Settings:
 
     def target(self, name: str | None) -> TargetSettings:
         if name is None:
-            return self.targets[0]
+            return self.default_target()
         for target in self.targets:
             if target.name == name:
                 return target
         known = ", ".join(t.name for t in self.targets)
         raise SettingsError(f"unknown target {name!r}; {self.describe()} defines: {known}")
 
+    def default_target(self) -> TargetSettings:
+        """The first target for this machine's own architecture (no emulation needed)."""
+        native = host_debian_arch()
+        return next((t for t in self.targets if t.arch == native), self.targets[0])
+
+    def select_targets(self, names: list[str] | None) -> list[TargetSettings]:
+        """--target values: names, or "all"; none given means the default target."""
+        if not names:
+            return [self.default_target()]
+        if "all" in names:
+            return list(self.targets)
+        return [self.target(name) for name in dict.fromkeys(names)]
+
     def describe(self) -> str:
         return str(self.source) if self.source else "the built-in settings"
+
+
+def host_debian_arch() -> str:
+    import platform
+
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "ppc64le": "ppc64el",
+            "s390x": "s390x", "i686": "i386"}.get(machine, machine)
 
 
 @dataclass
