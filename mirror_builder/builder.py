@@ -169,6 +169,45 @@ class Builder:
             shutil.rmtree(out_dir, ignore_errors=True)
             shutil.rmtree(job_dir, ignore_errors=True)
 
+    def repair(self, wheel: Path, tools: tuple[Path, ...], image: ImageRef, limits: BuildSettings,
+               log_path: Path, work_dir: Path, label: str) -> tuple[Path, dict]:
+        """Repair a platform wheel to a manylinux tag with auditwheel (from our own wheels, in a
+        container without network, as unprivileged as a build). Returns the repaired wheel and
+        what to record about it."""
+        out_dir = Path(tempfile.mkdtemp(prefix="repair-", dir=work_dir))
+        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=work_dir))
+        os.chown(out_dir, BUILDER_UID, BUILDER_UID)
+        job = {"mode": "repair", "out": "/out", "wheel": f"/in/{wheel.name}",
+               "wheels": [f"/wheels/{w.name}" for w in tools], "wheels_dir": "/wheels"}
+        (job_dir / "job.json").write_text(json.dumps(job))
+        os.chmod(job_dir, 0o755)
+        os.chmod(job_dir / "job.json", 0o644)
+        spec = RunSpec(
+            image=image.tag, command=["python3", "/mb/mb_driver.py", "/job/job.json"],
+            mounts=(Mount(wheel, f"/in/{wheel.name}"), Mount(job_dir, "/job"),
+                    Mount(self.driver_dir, "/mb"), Mount(out_dir, "/out", read_only=False),
+                    *(Mount(w, f"/wheels/{w.name}") for w in tools)),
+            environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"}, workdir="/tmp",
+            user=f"{BUILDER_UID}:{BUILDER_UID}", network=False,
+            timeout_seconds=limits.timeout_seconds, memory=limits.memory,
+            pids_limit=limits.pids_limit)
+        name, version = label.split("==")
+        try:
+            run = self.podman.run(spec, log_path)
+            result_file = out_dir / "result.json"
+            result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+            if run.exit_code != 0 or result.get("status") != "repaired":
+                raise BuildError(f"{result.get('error') or 'the repair container failed'}"
+                                 f"{_tail(log_path)}", package=name, version=version,
+                                 log_path=str(log_path))
+            repaired = work_dir / result["wheel"]
+            shutil.move(out_dir / "dist" / result["wheel"], repaired)
+            return repaired, {"tool": result["tool"], "command": result["command"],
+                              "from": wheel.name, "to": result["wheel"]}
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.rmtree(job_dir, ignore_errors=True)
+
     @staticmethod
     def _error(request: BuildRequest, message: str) -> BuildError:
         return BuildError(message, package=request.source.name, version=request.source.version,

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("-j", "--jobs", type=int, metavar="N",
                       help="builds at once (default: build.jobs in settings, else what the "
                            "machine's cores and memory allow)")
+    boot.add_argument("--manylinux", action="store_true", default=None,
+                      help="repair platform wheels to a manylinux tag with auditwheel (built "
+                           "from source too), so they install on other glibc distributions")
     boot.add_argument("--keep-going", action="store_true",
                       help="a failing package stops only what needs it; list the failures at "
                            "the end (exit status 1)")
@@ -215,7 +218,8 @@ def _bootstrap(args, console: Console) -> int:
         options = RunOptions(output=_output(args, settings), target=target.name,
                              refresh=args.refresh and number == 0, allow_prereleases=args.pre,
                              constraints=request.constraints, direct=request.direct,
-                             jobs=args.jobs, keep_going=args.keep_going, primary=number == 0)
+                             jobs=args.jobs, keep_going=args.keep_going, primary=number == 0,
+                             manylinux=args.manylinux)
         if len(targets) > 1:
             console.rule(f"target {target.name}")
         with RichReporter(console) as reporter:

@@ -35,6 +35,7 @@ class RunOptions:
     jobs: int | None = None
     keep_going: bool = False
     primary: bool = True  # the first target of a run writes the plain build-order.json
+    manylinux: bool | None = None  # None: build.manylinux from settings
 
 
 def upstream_for(settings: Settings, refresh: bool = False) -> UpstreamIndex:
@@ -62,6 +63,6 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             builder=builder, index=index, records=RecordStore(options.output), reporter=reporter,
             constraints=options.constraints, direct=options.direct,
             allow_prereleases=options.allow_prereleases, jobs=options.jobs,
-            keep_going=options.keep_going, primary=options.primary,
+            keep_going=options.keep_going, primary=options.primary, manylinux=options.manylinux,
             image_for=images.with_system_packages,
             vendorer=RustVendorer(podman, image).vendor), upstream

@@ -55,6 +55,8 @@ class BuildRecord:
     # sha256 over what makes this wheel: sdist, patches, package settings and plugin, image,
     # target, and the exact wheels of the build environment. Same key: the wheel is reused.
     build_key: str | None = None
+    # auditwheel's repair to a manylinux tag: tool, command, from and to, and its wheels.
+    repair: dict | None = None
     mirror_builder_version: str = __version__
     schema: str = RECORD_SCHEMA
 

@@ -45,6 +45,8 @@ class BuildSettings:
     pids_limit: int = 4096
     # Builds at once; None: what the machine's cores and memory allow.
     jobs: int | None = None
+    # Repair platform wheels to a manylinux tag with auditwheel, so they install elsewhere too.
+    manylinux: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,13 +246,15 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
             arch=r.value(body, key + ("arch",), str, "amd64"),
         ))
 
-    b = r.mapping(top.get("build"), ("build",), {"timeout_seconds", "memory", "pids_limit", "jobs"})
+    b = r.mapping(top.get("build"), ("build",), {"timeout_seconds", "memory", "pids_limit", "jobs",
+                                                 "manylinux"})
     build_defaults = BuildSettings()
     build = BuildSettings(
         timeout_seconds=r.positive(b, ("build", "timeout_seconds"), build_defaults.timeout_seconds),
         memory=r.value(b, ("build", "memory"), str, build_defaults.memory),
         pids_limit=r.positive(b, ("build", "pids_limit"), build_defaults.pids_limit),
         jobs=r.positive(b, ("build", "jobs"), 1) if b.get("jobs") is not None else None,
+        manylinux=r.value(b, ("build", "manylinux"), bool, False),
     )
 
     cache_default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mirror-builder")
