@@ -285,13 +285,16 @@ class PodmanService:
             return None
 
     def build_image(self, context: Path, containerfile: Path, tag: str,
-                    buildargs: dict[str, str], log_path: Path) -> str:
+                    buildargs: dict[str, str], log_path: Path, arch: str | None = None) -> str:
         from podman.errors import APIError, BuildError
 
         try:
+            # The platform must be given for a foreign architecture, or podman looks for (and
+            # tries to pull) the host architecture's variant of the base image.
             image, lines = self.client.images.build(
                 path=str(context), dockerfile=str(containerfile), tag=tag, buildargs=buildargs,
-                rm=True, forcerm=True, timeout=3600)
+                rm=True, forcerm=True, timeout=7200,
+                platform=f"linux/{OCI_ARCH.get(arch, arch)}" if arch else None)
             with log_path.open("a") as out:
                 for line in lines:
                     out.write(line.decode() if isinstance(line, bytes) else str(line))
@@ -366,7 +369,7 @@ class ImageManager:
                 shutil.copy2(uv_binary, context / "uv")
                 image_id = self.podman.build_image(
                     context, context / "Containerfile", tag, {"BASE_IMAGE": base_tag},
-                    self.cache_dir / f"{target.name}-build.log")
+                    self.cache_dir / f"{target.name}-build.log", arch=target.arch)
         return ImageRef(tag=tag, id=image_id, base=f"{base_tag}@{base_id}",
                         containerfile=str(containerfile), containerfile_sha256=containerfile_sha,
                         target=target.name, system_packages=self._system_packages(tag, image_id))
@@ -407,12 +410,19 @@ class ImageManager:
                     "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
                     f"--no-install-recommends {' '.join(wanted)} && rm -rf /var/lib/apt/lists/*\n")
                 image_id = self.podman.build_image(context, context / "Containerfile", tag, {},
-                                                   self.cache_dir / f"layer-{key}.log")
+                                                   self.cache_dir / f"layer-{key}.log",
+                                                   arch=self._arch_of(image))
         return ImageRef(tag=tag, id=image_id, base=f"{image.tag}@{image.id}",
                         containerfile=image.containerfile,
                         containerfile_sha256=image.containerfile_sha256, target=image.target,
                         system_packages=self._system_packages(tag, image_id),
                         layer_packages=tuple(wanted))
+
+    def _arch_of(self, image: ImageRef) -> str | None:
+        try:
+            return self.podman.client.images.get(image.tag).attrs.get("Architecture")
+        except Exception:  # only a hint for podman; the build says so if it is wrong
+            return None
 
     def marker_environment(self, image: ImageRef) -> dict[str, str]:
         """PEP 508 marker values of the image's python3, measured once per image."""
@@ -460,6 +470,9 @@ class _LiveLog:
                 out.write(output)
 
 
+# Debian architecture names -> OCI platform architectures.
+OCI_ARCH = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm/v7", "ppc64el": "ppc64le",
+            "s390x": "s390x", "i386": "386", "riscv64": "riscv64"}
 QEMU_NAMES = {"arm64": "aarch64", "armhf": "arm", "ppc64el": "ppc64le", "s390x": "s390x",
               "riscv64": "riscv64", "amd64": "x86_64", "i386": "i386"}
 
