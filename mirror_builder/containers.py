@@ -17,9 +17,11 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -352,7 +354,7 @@ class ImageManager:
             raise ContainerError(f"target {target.name}: Containerfile {containerfile} not found")
         base_tag = self.ensure_base(target)
         base_id = self.podman.image_id(base_tag) or ""
-        uv_binary = _uv_binary()
+        uv_binary = self._uv_for(target.arch)
         content = containerfile.read_bytes()
         containerfile_sha = hashlib.sha256(content).hexdigest()
         key = hashlib.sha256(b"\0".join([
@@ -417,6 +419,38 @@ class ImageManager:
                         containerfile_sha256=image.containerfile_sha256, target=image.target,
                         system_packages=self._system_packages(tag, image_id),
                         layer_packages=tuple(wanted))
+
+    def _uv_for(self, arch: str) -> Path:
+        """The uv binary for the image: ours for the host's architecture; for another, the same
+        uv version's wheel for that architecture from PyPI (its binary is what the wheel holds)."""
+        from mirror_builder.settings import host_debian_arch
+
+        native = _uv_binary()
+        if arch == host_debian_arch():
+            return native
+        version = subprocess.run([str(native), "--version"], capture_output=True, text=True,
+                                 check=True).stdout.split()[1]
+        folder = self.cache_dir / f"uv-{version}-{arch}"
+        binary = folder / "uv"
+        if binary.is_file():
+            return binary
+        platform = {"arm64": "manylinux2014_aarch64", "amd64": "manylinux2014_x86_64",
+                    "ppc64el": "manylinux2014_ppc64le", "s390x": "manylinux2014_s390x",
+                    "armhf": "manylinux2014_armv7l"}.get(arch)
+        if platform is None:
+            raise ContainerError(f"no uv binary is published for {arch}")
+        download = folder / "download"
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                               "--only-binary", ":all:", "--platform", platform, "-d", str(download),
+                               f"uv=={version}"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ContainerError(f"cannot fetch uv {version} for {arch}: {proc.stderr.strip()[-300:]}")
+        (wheel,) = download.glob("*.whl")
+        with zipfile.ZipFile(wheel) as zf:
+            (member,) = [n for n in zf.namelist() if n.endswith("/scripts/uv")]
+            binary.write_bytes(zf.read(member))
+        binary.chmod(0o755)
+        return binary
 
     def _arch_of(self, image: ImageRef) -> str | None:
         try:

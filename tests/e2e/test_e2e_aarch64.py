@@ -46,8 +46,11 @@ def test_markupsafe_for_x86_64_and_aarch64(tmp_path):
 
     images = run_mirror_builder("images", "--target", "bookworm-aarch64", cwd=tmp_path).stderr
     tag = re.search(r"(localhost/mirror-builder-bookworm-aarch64:\w+)", " ".join(images.split())).group(1)
-    script = ("python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-cache-dir --index-url "
-              "file:///index/simple --only-binary :all: markupsafe && /tmp/v/bin/python -c "
+    # uv, not the pip 23.0.1 that bookworm's venv seeds: that pip compares a PEP 658 metadata
+    # file's Name (MarkupSafe) with the project name without normalizing, and refuses it.
+    script = ("uv venv -q --python /usr/bin/python3 /tmp/v && UV_OFFLINE=1 uv pip install -q "
+              "--no-cache --python /tmp/v/bin/python --index-url file:///index/simple "
+              "--only-binary :all: markupsafe && /tmp/v/bin/python -c "
               "'import platform, markupsafe._speedups; print(platform.machine())'")
     ran = subprocess.run(["podman", "run", "--rm", "--arch", "arm64", "--network", "none",
                           "-v", f"{out}:/index:ro", tag, "sh", "-c", script],
