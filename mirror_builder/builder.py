@@ -87,7 +87,11 @@ class Builder:
         label = request.label
         out_dir = Path(tempfile.mkdtemp(prefix="out-", dir=work_dir))
         job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=work_dir))
+        # A fresh scratch directory is the build's /tmp: on disk (a large build needs gigabytes),
+        # and with the read-only root, the only other place the build can write is /out.
+        scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=work_dir))
         os.chown(out_dir, BUILDER_UID, BUILDER_UID)
+        os.chown(scratch, BUILDER_UID, BUILDER_UID)
         wheel_mounts = []
         container_wheels = []
         for wheel in request.env_wheels:
@@ -117,7 +121,7 @@ class Builder:
             command=list(command),
             mounts=(Mount(request.source.tree, "/src"), Mount(job_dir, "/job"),
                     Mount(self.driver_dir, "/mb"), Mount(out_dir, "/out", read_only=False),
-                    *wheel_mounts),
+                    Mount(scratch, "/tmp", read_only=False), *wheel_mounts),
             environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
             workdir="/tmp",
             user=f"{BUILDER_UID}:{BUILDER_UID}",
@@ -126,6 +130,7 @@ class Builder:
             memory=request.limits.memory,
             pids_limit=request.limits.pids_limit,
             cpus=request.cpus,
+            read_only_root=True,
         )
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
@@ -168,6 +173,7 @@ class Builder:
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
             shutil.rmtree(job_dir, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def repair(self, wheel: Path, tools: tuple[Path, ...], image: ImageRef, limits: BuildSettings,
                log_path: Path, work_dir: Path, label: str) -> tuple[Path, dict]:
@@ -176,7 +182,9 @@ class Builder:
         what to record about it."""
         out_dir = Path(tempfile.mkdtemp(prefix="repair-", dir=work_dir))
         job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=work_dir))
+        scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=work_dir))
         os.chown(out_dir, BUILDER_UID, BUILDER_UID)
+        os.chown(scratch, BUILDER_UID, BUILDER_UID)
         job = {"mode": "repair", "out": "/out", "wheel": f"/in/{wheel.name}",
                "wheels": [f"/wheels/{w.name}" for w in tools], "wheels_dir": "/wheels"}
         (job_dir / "job.json").write_text(json.dumps(job))
@@ -186,11 +194,12 @@ class Builder:
             image=image.tag, command=["python3", "/mb/mb_driver.py", "/job/job.json"],
             mounts=(Mount(wheel, f"/in/{wheel.name}"), Mount(job_dir, "/job"),
                     Mount(self.driver_dir, "/mb"), Mount(out_dir, "/out", read_only=False),
+                    Mount(scratch, "/tmp", read_only=False),
                     *(Mount(w, f"/wheels/{w.name}") for w in tools)),
             environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"}, workdir="/tmp",
             user=f"{BUILDER_UID}:{BUILDER_UID}", network=False,
             timeout_seconds=limits.timeout_seconds, memory=limits.memory,
-            pids_limit=limits.pids_limit)
+            pids_limit=limits.pids_limit, read_only_root=True)
         name, version = label.split("==")
         try:
             run = self.podman.run(spec, log_path)
@@ -207,6 +216,7 @@ class Builder:
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
             shutil.rmtree(job_dir, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     @staticmethod
     def _error(request: BuildRequest, message: str) -> BuildError:

@@ -68,6 +68,8 @@ class RunSpec:
     memory: str | None = None
     pids_limit: int | None = None
     cpus: float | None = None
+    # The image's file system read-only: only the mounts marked writable can be written.
+    read_only_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,8 @@ class PodmanService:
         )
         if not spec.network:
             kwargs["network_mode"] = "none"
+        if spec.read_only_root:
+            kwargs["read_only"] = True
         if spec.memory:
             kwargs["mem_limit"] = spec.memory
         if spec.pids_limit:

@@ -46,3 +46,15 @@ def test_keep_going_builds_the_rest_and_lists_the_failure_with_its_log(tmp_path,
     assert "failed netprobe==1.0: get_requires_for_build_wheel failed" in text
     assert f"log: {out / 'logs' / 'netprobe-1.0.log'}" in text
     assert "1 package(s) failed" in text
+
+
+def test_a_build_cannot_write_into_its_image_or_its_source(tmp_path, fixtures_dir):
+    sdist = make_sdist(fixtures_dir / "writeprobe", tmp_path / "dist", "writeprobe", "1.0")
+    run_mirror_builder("bootstrap", str(sdist), "-o", "out", cwd=tmp_path)
+    (wheel,) = (tmp_path / "out" / "files" / "writeprobe").glob("*.whl")
+    log = (tmp_path / "out" / "records" / "writeprobe" / f"{wheel.name}.log").read_text()
+    attempts = [line for line in log.splitlines() if line.startswith("WRITEPROBE /")]
+    assert len(attempts) >= 4 and all("refused" in line for line in attempts), attempts
+    assert "WRITEPROBE uid 1000" in log
+    record = json.loads((tmp_path / "out" / "records" / "writeprobe" / f"{wheel.name}.build.json").read_text())
+    assert record["sandbox"]["root_filesystem"].startswith("read-only")
