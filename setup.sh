@@ -16,16 +16,19 @@ demo=1
 # reachable), patch (applies patches/), uidmap (podman's user namespace helpers).
 packages=(podman runc mmdebstrap uidmap patch ca-certificates)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
-missing=()
-foreign=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "setup: installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# Install those of the given Debian packages that are not installed yet.
+install_missing() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        echo "setup: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+install_missing "${packages[@]}"
 
 # The package, in its own virtual environment (no system-wide pip installs).
 if [[ ! -x .venv/bin/python ]]; then
@@ -37,14 +40,7 @@ fi
 # install qemu and register it with binfmt_misc (not mounted on a fresh machine).
 if .venv/bin/python -c 'import sys; from mirror_builder.settings import load_settings, host_debian_arch
 sys.exit(0 if any(t.arch != host_debian_arch() for t in load_settings().targets) else 1)'; then
-    for p in qemu-user-static binfmt-support; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || foreign+=("$p")
-    done
-    if ((${#foreign[@]})); then
-        echo "setup: installing ${foreign[*]} for foreign-architecture targets"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${foreign[@]}" >/dev/null
-    fi
+    install_missing qemu-user-static binfmt-support
     if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then
         # Only foreign targets need it; mirror-builder says so if they are used without it.
         mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||

@@ -85,6 +85,7 @@ class BuiltWheel:
     status: Literal["built", "reused", "pre-built"]
     seconds: float
     chain: tuple[str, ...]
+    sha256: str = ""  # hashed once, when the wheel becomes available to the run
 
     @property
     def pin(self) -> str:
@@ -257,6 +258,7 @@ class Bootstrapper:
         self._any_file = frozenset(name for name, p in self._package_settings.items()
                                    if p.source is not None or p.pre_built)
         self._plugins = load_plugins(settings.overrides_dir)
+        self._newest: dict[NormalizedName, Version] | None = None
         self._rebuild: RebuildRequest | None = None
 
     # -- the two ways in -------------------------------------------------------------------
@@ -479,7 +481,7 @@ class Bootstrapper:
         recorded = {w["filename"]: w["sha256"] for w in record["build_env"]["wheels"]}
         for member in env:
             wheel = self._done[(member.name, member.version)]
-            if recorded.get(wheel.path.name) != sha256_of(wheel.path):
+            if recorded.get(wheel.path.name) != wheel.sha256:
                 return f"its build environment changed ({wheel.path.name})"
         current = {self._done[(m.name, m.version)].path.name for m in env}
         for filename, sha256 in recorded.items():  # what the backend asked for on top
@@ -502,13 +504,16 @@ class Bootstrapper:
 
     def _index_versions(self) -> dict[NormalizedName, Version]:
         """The newest version of every project in our index, which build environments prefer,
-        so a new upstream release does not rebuild everything built with the old one."""
-        preferred = {}
-        for project in self.index.projects():
-            versions = [w.version for w in self.index.wheels(project)]
-            if versions:
-                preferred[project] = max(versions)
-        return preferred
+        so a new upstream release does not rebuild everything built with the old one. Read from
+        the index once per run, then kept current as wheels are published or reused."""
+        with self._lock:
+            if self._newest is None:
+                self._newest = {}
+                for project in self.index.projects():
+                    versions = [w.version for w in self.index.wheels(project)]
+                    if versions:
+                        self._newest[project] = max(versions)
+            return dict(self._newest)
 
     def fits(self, filename: str) -> bool:
         """Whether a wheel's tags fit this target (a pure wheel fits every Python it accepts)."""
@@ -804,7 +809,7 @@ class Bootstrapper:
                           "project_dir": source.project_dir},
             outcome=outcome,
             build_env={"freeze": outcome.freeze.splitlines(),
-                       "wheels": [{"filename": w.path.name, "sha256": sha256_of(w.path)}
+                       "wheels": [{"filename": w.path.name, "sha256": w.sha256}
                                   for w in env_wheels]})
         self._plugin_hook(candidate, "check_wheel", lambda: WheelContext(
             candidate.name, candidate.version, outcome.wheel, package))
@@ -874,8 +879,13 @@ class Bootstrapper:
         metadata = pkginfo.Wheel(str(path))
         wheel = BuiltWheel(name=candidate.name, version=candidate.version, path=path,
                            requires_dist=tuple(metadata.requires_dist or ()), status=status,
-                           seconds=seconds, chain=chain)
+                           seconds=seconds, chain=chain, sha256=sha256_of(path))
         with self._lock:
+            if self._newest is not None:
+                version = parse_wheel_filename(path.name)[1]
+                if version > self._newest.get(candidate.name, version):
+                    self._newest[candidate.name] = version
+                self._newest.setdefault(candidate.name, version)
             self._done[(candidate.name, candidate.version)] = wheel
             self.finder.known[(candidate.name, candidate.version)] = wheel.requires_dist
             self.report.wheels.append(wheel)

@@ -28,6 +28,7 @@ class RichReporter:
         self.total = self.progress.add_task("", total=None)
         self._tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
+        self._critical = ""  # recomputed when a package finishes, not on every event
 
     def __enter__(self) -> "RichReporter":
         self.progress.start()
@@ -49,6 +50,12 @@ class RichReporter:
             task = self._tasks.pop(wheel.pin, None)
             if task is not None:
                 self.progress.remove_task(task)
+            report = getattr(self, "report", None)
+            if report is not None and report.wheels:
+                path, seconds = critical_path(report)
+                if len(path) > 1:
+                    self._critical = (f"; critical path so far {seconds:.0f} s: "
+                                      f"{' -> '.join(path[-3:])}")
             self._update_total()
         mark = {"built": "[green]built[/]", "reused": "[cyan]reused[/]",
                 "pre-built": "[bold yellow]pre-built, NOT from source:[/]"}[wheel.status]
@@ -63,15 +70,9 @@ class RichReporter:
     def _update_total(self) -> None:
         states = [t.description for t in self.progress.tasks if t.id in self._tasks.values()]
         building = sum("building in container" in s for s in states)
-        critical = ""
-        report = getattr(self, "report", None)
-        if report is not None and report.wheels:
-            path, seconds = critical_path(report)
-            if len(path) > 1:
-                critical = f"; critical path so far {seconds:.0f} s: {' -> '.join(path[-3:])}"
         self.progress.update(self.total, description=(
             f"[bold]{self.done} done[/], {building} building, {len(states) - building} preparing "
-            f"or waiting{critical}"))
+            f"or waiting{self._critical}"))
 
     def summary(self, report: BootstrapReport, index_url: str, upstream_requests: int,
                 failures: list[Failure] = ()) -> None:

@@ -154,6 +154,3 @@ class Tasks:
     def wait(self, key: Hashable, future: Future):
         with self.graph.waiting(current_task.get(), key):
             return future.result()
-
-    def result(self, key: Hashable) -> Future | None:
-        return self._futures.get(key)
