@@ -67,6 +67,58 @@ def satisfied(requirement, dists, seen=None):
     return True
 
 
+def limits_hit():
+    """What the container's cgroup says about its limits: forks refused by the process limit
+    and processes the OOM killer ended. cgroup v1 and v2 lay the counters out differently."""
+    found = []
+    forks = _cgroup_counter(("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events"), "max")
+    if forks:
+        limit = _read_first(("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"))
+        found.append(f"the process limit ({limit}) refused {forks} new process(es)")
+    kills = _cgroup_counter(("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"),
+                            "oom_kill")
+    if kills:
+        found.append(f"the memory limit ({_memory_limit()}) killed {kills} process(es)")
+    return found
+
+
+def _cgroup_counter(paths, key):
+    text = _read_first(paths) or ""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == key and parts[1].isdigit():
+            return int(parts[1])
+    return 0
+
+
+def _memory_limit():
+    text = _read_first(("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"))
+    if text and text.strip().isdigit():
+        return f"{int(text) // (1 << 20)} MiB"
+    return text.strip() if text else "unknown"
+
+
+def _read_first(paths):
+    for path in paths:
+        try:
+            with open(path) as handle:
+                return handle.read().strip()
+        except OSError:
+            continue
+    return None
+
+
+def write_json(path, data):
+    """Replace path with data. The build ran as this same user and may have left something at
+    path (a symbolic link, a directory); what the host reads is only ever what we write here."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+    with open(path, "x") as handle:
+        json.dump(data, handle, indent=2)
+
+
 def repair(job):
     """Repair mode: auditwheel (installed from our wheels) gives a platform wheel a manylinux
     tag, grafting in the system libraries it links to."""
@@ -98,8 +150,7 @@ def repair(job):
     except Exception as exc:
         traceback.print_exc()
         result["error"] = f"repair failed: {type(exc).__name__}: {exc}"
-    with open(os.path.join(job["out"], "result.json"), "w") as handle:
-        json.dump(result, handle, indent=2)
+    write_json(os.path.join(job["out"], "result.json"), result)
     return 0 if result["status"] == "repaired" else 1
 
 
@@ -112,8 +163,7 @@ def main():
     timings = result["timings"]
 
     def write_result():
-        with open(os.path.join(out, "result.json"), "w") as handle:
-            json.dump(result, handle, indent=2)
+        write_json(os.path.join(out, "result.json"), result)
 
     try:
         started = time.monotonic()
@@ -207,6 +257,10 @@ def main():
     except Exception as exc:  # the backend's own exceptions arrive here, whatever they are
         traceback.print_exc()
         result["error"] = f"{result['stage']} failed: {type(exc).__name__}: {exc}"
+    hit = limits_hit()
+    if hit:
+        result["limits_hit"] = hit
+        result["error"] += " (" + "; ".join(hit) + ")"
     say(result["error"])
     write_result()
     return 1

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
@@ -23,14 +24,15 @@ from typing import Literal
 
 import packaging
 import pyproject_hooks
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from mirror_builder.buildsystem import BuildSystem
 from mirror_builder.containers import ImageRef, Mount, PodmanService, RunSpec
 from mirror_builder.errors import BuildError
 from mirror_builder.settings import BuildSettings
 from mirror_builder.sources import PreparedSource
+from mirror_builder.wheelcheck import WheelRejected, check_built_wheel
 
 log = logging.getLogger(__name__)
 
@@ -140,19 +142,24 @@ class Builder:
                            f"{len(request.env_wheels)} wheels in the build environment\n")
         try:
             run = self.podman.run(spec, request.log_path)
-            result_file = out_dir / "result.json"
-            result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+            result, unreadable = _read_result(out_dir)
             if run.timed_out:
-                raise self._error(request, f"build timed out after {request.limits.timeout_seconds} s")
+                raise self._error(request, f"build timed out after {request.limits.timeout_seconds} s "
+                                           f"(the timeout setting, or the package's timeout override)")
             if run.exit_code != 0 or result.get("status") not in ("built", "needs"):
-                reason = result.get("error") or f"the build container exited with status {run.exit_code}"
-                if run.exit_code == 137 and not result:
-                    reason += " (killed: out of memory?)"
+                reason = result.get("error") or unreadable or \
+                    f"the build container exited with status {run.exit_code}"
+                if run.oom_killed and "memory limit" not in reason:
+                    reason += f" (the memory limit ({request.limits.memory}) killed a process)"
                 raise self._error(request, f"{reason}{_tail(request.log_path)}")
             wheel = None
             if result["status"] == "built":
-                built = out_dir / "dist" / result["wheel"]
-                _check_wheel_name(built, request)
+                built = _built_wheel(out_dir, result.get("wheel"), request)
+                _check_freeze(result.get("freeze", ""), request)
+                try:
+                    check_built_wheel(built, request.source.name, Version(request.source.version))
+                except WheelRejected as exc:
+                    raise self._error(request, f"the build's wheel was rejected: {exc}") from None
                 wheel = work_dir / built.name
                 shutil.move(built, wheel)
             return BuildOutcome(
@@ -224,14 +231,68 @@ class Builder:
                           chain=request.chain, log_path=str(request.log_path))
 
 
-def _check_wheel_name(wheel: Path, request: BuildRequest) -> None:
+_RESULT_LIMIT = 16 << 20
+
+
+def _read_result(out_dir: Path) -> tuple[dict, str | None]:
+    """The driver's result.json, read without trusting it: the build ran in the same container
+    as the driver and could have replaced the file with a link to somewhere on the host."""
+    path = out_dir / "result.json"
     try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return {}, None
+    except OSError as exc:
+        return {}, f"the build left an unreadable result ({exc.strerror})"
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return {}, "the build left a result that is not a plain file"
+        data = handle.read(_RESULT_LIMIT + 1)
+    try:
+        result = json.loads(data) if len(data) <= _RESULT_LIMIT else None
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        return {}, "the build left a result that is not a JSON object"
+    return result, None
+
+
+def _built_wheel(out_dir: Path, name: object, request: BuildRequest) -> Path:
+    """The wheel the backend named, only if it is a plain file right in /out/dist."""
+    dist = out_dir / "dist"
+    if not isinstance(name, str) or not name or "/" in name or name.startswith(".") or "\0" in name:
+        raise Builder._error(request, f"the backend named its wheel {name!r}, which is not a file name")
+    if not dist.is_dir() or dist.is_symlink():
+        raise Builder._error(request, "the build's output folder was replaced by something else")
+    wheel = dist / name
+    try:
+        mode = wheel.lstat().st_mode
+    except OSError:
+        raise Builder._error(request, f"the backend reported {name}, but did not write it") from None
+    if not stat.S_ISREG(mode):
+        raise Builder._error(request, f"the build's wheel was rejected: {name} is not a regular "
+                                      f"file (a symbolic link or device would reach outside the build)")
+    return wheel
+
+
+def _check_freeze(freeze: str, request: BuildRequest) -> None:
+    """The freeze the driver reports must list exactly the wheels the host mounted."""
+    expected = set()
+    for wheel in request.env_wheels:
         name, version, _, _ = parse_wheel_filename(wheel.name)
-    except InvalidWheelFilename as exc:
-        raise Builder._error(request, f"the backend produced an invalid wheel name: {exc}") from None
-    if name != canonicalize_name(request.source.name) or version != Version(request.source.version):
-        raise Builder._error(request, f"the backend produced {wheel.name}, which is not "
-                                      f"{request.source.name} {request.source.version}")
+        expected.add((name, version))
+    reported = set()
+    for line in freeze.splitlines():
+        pin, sep, version = line.strip().partition("==")
+        if not sep:
+            continue
+        try:
+            reported.add((canonicalize_name(pin), Version(version)))
+        except InvalidVersion:
+            reported.add((canonicalize_name(pin), None))
+    if reported != expected:
+        raise Builder._error(request, "the build environment's reported freeze differs from the "
+                                      "wheels that were installed into it; the build is not trusted")
 
 
 def _tail(log_path: Path, lines: int = 3) -> str:

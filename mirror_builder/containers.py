@@ -77,6 +77,8 @@ class RunResult:
     exit_code: int
     timed_out: bool
     seconds: float
+    # The kernel's OOM killer ended a process of the container (its memory limit was reached).
+    oom_killed: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,8 @@ class PodmanService:
             kwargs["read_only"] = True
         if spec.memory:
             kwargs["mem_limit"] = spec.memory
+            # Without this, podman lets a container use as much swap again as its memory limit.
+            kwargs["memswap_limit"] = spec.memory
         if spec.pids_limit:
             kwargs["pids_limit"] = spec.pids_limit
         if spec.cpus:
@@ -251,6 +255,8 @@ class PodmanService:
             output = b"".join(c if isinstance(c, bytes) else str(c).encode()
                               for c in container.logs(stream=False, stdout=True, stderr=True))
             live.finish(header, output)
+            container.reload()
+            oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
         except APIError as exc:
             raise ContainerError(f"podman failed while running {spec.command[0]}: {exc}") from None
         finally:
@@ -261,7 +267,7 @@ class PodmanService:
             with log_path.open("a") as out:
                 out.write(f"\n[mirror-builder] killed after the {spec.timeout_seconds:.0f} s timeout\n")
         return RunResult(exit_code=int(exit_code), timed_out=timed_out.is_set(),
-                         seconds=time.monotonic() - started)
+                         seconds=time.monotonic() - started, oom_killed=oom_killed)
 
     def _remove_later(self, container_id: str) -> None:
         import podman
