@@ -785,7 +785,8 @@ class Bootstrapper:
         return dataclasses.replace(
             self.settings.build,
             timeout_seconds=package.timeout or self.settings.build.timeout_seconds,
-            memory=package.memory or self.settings.build.memory)
+            memory=package.memory or self.settings.build.memory,
+            pids_limit=package.pids_limit or self.settings.build.pids_limit)
 
     def _publish(self, candidate: Candidate, source: PreparedSource, build_system,
                  env: Resolution, outcome: BuildOutcome, chain: tuple[str, ...],

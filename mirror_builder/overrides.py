@@ -15,6 +15,7 @@ Every key is optional; an unknown key or a bad value is an error naming the file
   timeout:          seconds for one build container
   memory:           memory limit for the build container (e.g. 16g)
   cpus:             CPUs for the build container (also sets make's -j)
+  pids_limit:       most processes the build container may run at once
   vendor_rust:      true / false: vendor the crates of a Cargo project (default: when found)
 """
 
@@ -39,7 +40,7 @@ from mirror_builder.settings import YamlReader, read_yaml
 
 TEMPLATE_FIELDS = ("name", "version", "jobs")
 KEYS = {"env", "system_packages", "source", "build_dir", "config_settings", "build_requires",
-        "pre_built", "changelog", "timeout", "memory", "cpus", "vendor_rust"}
+        "pre_built", "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust"}
 _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MEMORY = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
@@ -78,6 +79,7 @@ class PackageSettings:
     timeout: int | None = None
     memory: str | None = None
     cpus: float | None = None
+    pids_limit: int | None = None
     vendor_rust: bool | None = None
 
     def reasons_for(self, version: Version) -> tuple[str, ...]:
@@ -92,7 +94,7 @@ class PackageSettings:
         defaults = PackageSettings(self.name)
         return [k for k in ("env", "system_packages", "source", "build_dir", "config_settings",
                             "build_requires_add", "build_requires_remove", "pre_built",
-                            "changelog", "timeout", "memory", "cpus", "vendor_rust")
+                            "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust")
                 if getattr(self, k) != getattr(defaults, k)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -158,6 +160,8 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
     if cpus is not None and (isinstance(cpus, bool) or not math.isfinite(cpus) or cpus <= 0):
         raise reader.fail(("cpus",), f"must be a positive number, got {cpus!r}")
 
+    pids_limit = reader.positive(top, ("pids_limit",), 0) if "pids_limit" in top else None
+
     return PackageSettings(
         name=canonical,
         source_file=path,
@@ -173,6 +177,7 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         timeout=timeout,
         memory=memory,
         cpus=float(cpus) if cpus is not None else None,
+        pids_limit=pids_limit,
         vendor_rust=reader.value(top, ("vendor_rust",), bool, None),
     )
 

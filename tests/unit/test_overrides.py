@@ -629,6 +629,14 @@ def test_timeout_memory_and_cpus_are_read(tmp_path):
     assert (settings.timeout, settings.memory, settings.cpus) == (7200, "16g", 2.5)
 
 
+def test_a_process_limit_is_read_and_must_be_a_positive_integer(tmp_path):
+    write(tmp_path, "demo", "pids_limit: 64\n")
+    assert load_package_settings(tmp_path, "demo").pids_limit == 64
+
+    path, message = load_error(tmp_path, "env: {}\npids_limit: 0\n")
+    assert message == f"{path}:2: pids_limit: must be a positive number, got 0"
+
+
 def test_integer_cpus_is_a_float(tmp_path):
     write(tmp_path, "demo", "cpus: 4\n")
 
