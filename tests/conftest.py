@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,14 @@ def write_settings(folder: Path, **keys: str) -> Path:
     return path
 
 
-def run_mirror_builder(*args: str, cwd: Path, check: bool = True,
-                       settings: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the CLI as a user would, from a working directory of the test's own."""
+def run_mirror_builder(*args: str, cwd: Path, check: bool = True, settings: Path | None = None,
+                       env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, from a working directory of the test's own (env: variables
+    to add to the environment)."""
     proc = subprocess.run([sys.executable, "-m", "mirror_builder", "--settings",
                            str(settings or REPO / "settings.yaml"), *args],
-                          cwd=cwd, capture_output=True, text=True, env=clean_environment())
+                          cwd=cwd, capture_output=True, text=True,
+                          env=clean_environment(**(env or {})))
     if check and proc.returncode != 0:
         raise AssertionError(f"mirror-builder {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
@@ -125,3 +128,122 @@ def served(tmp_path):
     for proc in processes:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def with_upstream(settings: Path, **keys: object) -> Path:
+    """Replace the upstream: block of a settings file (from write_settings) with these keys,
+    e.g. index_url=..., json_api_url=None, retries=1. Values are written as JSON, which YAML
+    reads as the same values."""
+    import json
+
+    kept, in_block = [], False
+    for line in settings.read_text().splitlines():
+        if line.startswith("upstream:"):
+            in_block = True
+            continue
+        if in_block and line.strip() and not line.startswith((" ", "\t")):
+            in_block = False
+        if not in_block:
+            kept.append(line)
+    kept += ["upstream:"] + [f"  {key}: {json.dumps(value)}" for key, value in keys.items()]
+    settings.write_text("\n".join(kept) + "\n")
+    return settings
+
+
+# -- a misbehaving package index ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer of a ScriptedIndex. Content-Length is always the whole body's."""
+
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "text/html"
+    headers: tuple[tuple[str, str], ...] = ()
+    wait_before: float = 0.0  # seconds before answering at all (past the client's timeout: a timeout)
+    cut_after: int | None = None  # send only this many bytes of the body, then close
+    stall_after: int | None = None  # send this many bytes of the body, then wait stall_for
+    stall_for: float = 0.0
+
+
+class ScriptedIndex:
+    """A real HTTP server on 127.0.0.1 (a free port) whose paths answer from scripts: each path
+    gives its replies in order and repeats the last. Unscripted paths are 404. `hits` counts
+    the requests each path received."""
+
+    def __init__(self) -> None:
+        import collections
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self._scripts: dict[str, list[Reply]] = {}
+        self.hits: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.handle_error = lambda request, address: None  # clients that gave up
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def script(self, path: str, *replies: Reply) -> str:
+        """Give path its replies; returns the path's full URL."""
+        with self._lock:
+            self._scripts[path] = list(replies)
+        return self.url + path
+
+    def next_reply(self, path: str) -> Reply | None:
+        with self._lock:
+            self.hits[path] += 1
+            replies = self._scripts.get(path)
+            if not replies:
+                return None
+            return replies.pop(0) if len(replies) > 1 else replies[0]
+
+    def close(self) -> None:
+        self._stopping.set()  # wakes handlers that are waiting on purpose
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def _handler_class(self):
+        from http.server import BaseHTTPRequestHandler
+
+        index = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+                reply = index.next_reply(self.path)
+                if reply is None:
+                    reply = Reply(b"not found", status=404, content_type="text/plain")
+                index._stopping.wait(reply.wait_before)
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self._send_body(reply)
+
+            def _send_body(self, reply: Reply) -> None:
+                body = reply.body
+                if reply.cut_after is not None:
+                    body = body[:reply.cut_after]
+                elif reply.stall_after is not None:
+                    self.wfile.write(body[:reply.stall_after])
+                    self.wfile.flush()
+                    index._stopping.wait(reply.stall_for)
+                    body = body[reply.stall_after:]
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def log_message(self, format: str, *args) -> None:  # noqa: A002
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def scripted_index():
+    index = ScriptedIndex()
+    yield index
+    index.close()
