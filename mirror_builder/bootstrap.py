@@ -41,7 +41,7 @@ from mirror_builder.buildsystem import read_build_system
 from mirror_builder.builder import BuildOutcome, BuildRequest
 from mirror_builder.containers import ImageRef
 from mirror_builder.errors import (BuildCycleError, BuildError, MirrorBuilderError, PackageError,
-                                   RebuildError, ResolutionError)
+                                   RebuildError, ResolutionError, UpstreamError)
 from mirror_builder.index import IndexedWheel, WheelIndex
 from mirror_builder.logs import about
 from mirror_builder.overrides import PackageSettings, all_package_settings, load_package_settings, render
@@ -163,7 +163,12 @@ class UpstreamFinder:
         return self._sdist_requires(candidate)
 
     def fetch(self, candidate: Candidate) -> Path:
-        return self.upstream.download(candidate.file, self.sdist_dir)
+        try:
+            return self.upstream.download(candidate.file, self.sdist_dir)
+        except UpstreamError as exc:
+            # Reported as this package's failure, so the error names the package.
+            raise PackageError(str(exc), package=candidate.name,
+                               version=str(candidate.version)) from exc
 
     def _sdist_requires(self, candidate: Candidate) -> list[str] | None:
         # PEP 643: an sdist's PKG-INFO is reliable from Metadata-Version 2.2 unless it marks

@@ -3,6 +3,11 @@
 Knows nothing of resolution: it lists a project's files, reads a file's core metadata and
 downloads files with their hash checked. Answers are cached on disk, so a second run within the
 cache's lifetime does not ask the index again.
+
+Transient failures (timeouts, connections dropped or cut short, 408/429/5xx) are tried again
+with exponential backoff, a download from its start; then the error says how many attempts were
+made and why the last failed. Garbage (a page that is neither PEP 691 JSON nor HTML, a malformed
+sha256) is an error naming the page and is never cached.
 """
 
 from __future__ import annotations
@@ -12,18 +17,19 @@ import html.parser
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
+import urllib3.exceptions
 from packaging.utils import canonicalize_name
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from mirror_builder.errors import UpstreamError
 from mirror_builder.files import atomic_write_text, sha256_of
@@ -32,6 +38,15 @@ log = logging.getLogger(__name__)
 
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{PEP691_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+# Answers worth asking again for: the index is busy or a proxy in front of it is.
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+TRANSIENT_ERRORS = (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError)
+MAX_RETRY_AFTER_SECONDS = 60.0
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,12 +97,24 @@ class DiskCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"key": key, "stored": time.time(), **entry}))
 
+    def drop(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
-def make_session(retries: int, user_agent: str) -> requests.Session:
+
+class _Transient(Exception):
+    """A failure that asking again may cure: a timeout, a dropped or cut-short connection, a
+    busy answer (408, 429, 5xx). Carries the server's Retry-After, when it gave one."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def make_session(user_agent: str) -> requests.Session:
+    """A session that does not retry by itself: UpstreamIndex retries whole requests, bodies
+    included, which urllib3's Retry cannot (it stops once the headers have arrived)."""
     session = requests.Session()
-    retry = Retry(total=retries, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=("GET", "HEAD"), raise_on_status=False)
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
+    adapter = HTTPAdapter(max_retries=0, pool_maxsize=8)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = user_agent
@@ -99,13 +126,18 @@ class UpstreamIndex:
 
     def __init__(self, index_url: str, cache_dir: Path, *, json_api_url: str | None = None,
                  ttl: float = 6 * 3600, timeout: float = 60, retries: int = 4,
-                 refresh: bool = False, user_agent: str = "mirror-builder") -> None:
+                 refresh: bool = False, user_agent: str = "mirror-builder",
+                 backoff_seconds: float = 0.5) -> None:
         self.index_url = index_url.rstrip("/") + "/"
         self.json_api_url = json_api_url.rstrip("/") + "/" if json_api_url else None
         self.cache = DiskCache(cache_dir / "upstream")
         self.ttl = 0 if refresh else ttl
         self.timeout = timeout
-        self.session = make_session(retries, user_agent)
+        # A request that fails transiently is made up to retries + 1 times, waiting
+        # backoff_seconds before the second attempt and twice as long before each next one.
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.session = make_session(user_agent)
         self.requests_made = 0
 
     # -- listing ---------------------------------------------------------------------------
@@ -113,15 +145,18 @@ class UpstreamIndex:
         """All files the index lists for a project ([] when the project does not exist)."""
         url = urllib.parse.urljoin(self.index_url, f"{canonicalize_name(name)}/")
         entry = self.cache.get(url, self.ttl)
-        if entry is None:
-            status, content_type, body, final_url = self._get(url, accept=ACCEPT)
-            if status == 404:
-                body = ""
-            entry = {"status": status, "content_type": content_type, "body": body, "url": final_url}
-            self.cache.put(url, **entry)
-        if entry["status"] == 404:
-            return []
-        return parse_project_page(entry["body"], entry["content_type"], entry["url"])
+        if entry is not None:
+            try:
+                return _files_on(entry)
+            except UpstreamError:  # cached before garbage was refused; ask again
+                log.warning("%s: the cached answer is unusable; asking the index again", url)
+                self.cache.drop(url)
+        status, content_type, body, final_url = self._get(url, accept=ACCEPT)
+        entry = {"status": status, "content_type": content_type,
+                 "body": body if status == 200 else "", "url": final_url}
+        files = _files_on(entry)  # garbage raises here, before it could be cached
+        self.cache.put(url, **entry)
+        return files
 
     # -- metadata --------------------------------------------------------------------------
     def requires_dist(self, name: str, version: str,
@@ -141,14 +176,15 @@ class UpstreamIndex:
             # Only trusted when a wheel exists: PyPI fills this from the first uploaded file, and
             # an sdist-only legacy release may show null although it has dependencies.
             project = canonicalize_name(name)
-            data = self._cached_json(urllib.parse.urljoin(self.json_api_url, f"{project}/{version}/json"))
-            if data is None:
+            info = self._release_info(urllib.parse.urljoin(self.json_api_url, f"{project}/{version}/json"))
+            if info is None:
                 # Some proxies serve only the project document, whose info is the latest release.
-                data = self._cached_json(urllib.parse.urljoin(self.json_api_url, f"{project}/json"))
-                if data is not None and data.get("info", {}).get("version") != version:
-                    data = None
-            if data is not None:
-                return list(data.get("info", {}).get("requires_dist") or [])
+                info = self._release_info(urllib.parse.urljoin(self.json_api_url, f"{project}/json"))
+                if info is not None and info.get("version") != version:
+                    info = None
+            requires = (info.get("requires_dist") or []) if info is not None else None
+            if _is_list_of_str(requires):
+                return list(requires)
         return None
 
     def core_metadata(self, file: DistributionFile) -> str | None:
@@ -158,29 +194,34 @@ class UpstreamIndex:
             status, _, body, _ = self._get(url)
             if status != 200:
                 return None
+            if not _looks_like_core_metadata(body):
+                log.warning("%s: not core metadata (no Metadata-Version header); ignored", url)
+                return None
             entry = {"body": body}
             self.cache.put(url, **entry)
         return entry["body"]
 
-    def _cached_json(self, url: str) -> dict[str, Any] | None:
+    def _release_info(self, url: str) -> dict[str, Any] | None:
+        """The "info" object of a JSON API document, or None when there is none or it is not
+        one (a garbage answer is not cached)."""
         entry = self.cache.get(url, self.ttl)
         if entry is None:
             status, _, body, _ = self._get(url, accept="application/json")
             entry = {"status": status, "body": body if status == 200 else ""}
+            if status == 200 and _info_of(body) is None:
+                log.warning("%s: not a JSON API document with an info object; ignored", url)
+                return None
             self.cache.put(url, **entry)
-        if entry["status"] != 200:
-            return None
-        try:
-            return json.loads(entry["body"])
-        except ValueError:
-            return None
+        return _info_of(entry["body"]) if entry["status"] == 200 else None
 
     # -- downloads -------------------------------------------------------------------------
     def download(self, file: DistributionFile, dest_dir: Path) -> Path:
         """Download a file under dest_dir, checking its sha256; reuse a verified earlier copy.
 
         Copies are kept by hash (or by URL when the index gives none), so two different files
-        that share a name (other indexes, local sdists) never stand in for each other.
+        that share a name (other indexes, local sdists) never stand in for each other. The
+        download goes to a .part file that is renamed only once verified, and removed whatever
+        happens otherwise.
         """
         key = file.sha256 or hashlib.sha256(file.url.encode()).hexdigest()
         dest_dir = dest_dir / key[:2] / key
@@ -193,38 +234,90 @@ class UpstreamIndex:
                         file.filename)
             dest.unlink()
         fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{file.filename}.", suffix=".part")
+        os.close(fd)
         tmp = Path(tmp_name)
         try:
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out:
-                for chunk in self._stream(file.url):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if file.sha256 is not None and digest.hexdigest() != file.sha256:
-                raise UpstreamError(
-                    f"{file.filename}: sha256 mismatch: the index says {file.sha256}, "
-                    f"the download is {digest.hexdigest()}; nothing was kept")
+            self._download_verified(file, tmp)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
         return dest
 
+    def _download_verified(self, file: DistributionFile, tmp: Path) -> None:
+        """Download into tmp until it has the index's sha256. A mismatch is downloaded once
+        more (a proxy or the connection may have damaged it); a second one is an error."""
+        first = self._download_with_retries(file, tmp)
+        if file.sha256 is None or first == file.sha256:
+            return
+        log.warning("%s: sha256 mismatch: the index says %s, the download is %s; downloading "
+                    "it once more", file.filename, file.sha256, first)
+        second = self._download_with_retries(file, tmp)
+        if second == file.sha256:
+            return
+        both = "the same both times" if second == first else "a different file each time"
+        raise UpstreamError(
+            f"{file.filename}: sha256 mismatch: the index says {file.sha256}, the download is "
+            f"{second} (downloaded twice from {file.url}, {both}); nothing was kept")
+
+    def _download_with_retries(self, file: DistributionFile, tmp: Path) -> str:
+        """Download the whole file into tmp, starting over after a transient failure; returns
+        its sha256."""
+        return self._with_retries(f"cannot download {file.filename} from {file.url}",
+                                  lambda: self._download_once(file.url, tmp))
+
+    def _download_once(self, url: str, tmp: Path) -> str:
+        digest = hashlib.sha256()
+        with tmp.open("wb") as out:
+            for chunk in self._stream(url):
+                digest.update(chunk)
+                out.write(chunk)
+        return digest.hexdigest()
+
     # -- transport -------------------------------------------------------------------------
+    def _with_retries(self, failure: str, attempt: Callable[[], T]) -> T:
+        """attempt(), made again after a transient failure, up to retries + 1 times in all,
+        with exponential backoff; then an UpstreamError: failure, the count and the last reason."""
+        attempts = self.retries + 1
+        for number in range(1, attempts + 1):
+            try:
+                return attempt()
+            except _Transient as exc:
+                last = exc
+                if number < attempts:
+                    wait = self._wait_before_attempt(number + 1, exc.retry_after)
+                    log.warning("%s (%s); trying again in %g s (attempt %d of %d)", failure, exc,
+                                wait, number + 1, attempts)
+                    time.sleep(wait)
+        raise UpstreamError(f"{failure} after {attempts} attempt{'s' if attempts > 1 else ''}: "
+                            f"{last}")
+
+    def _wait_before_attempt(self, number: int, retry_after: float | None) -> float:
+        backoff = self.backoff_seconds * 2 ** (number - 2)
+        if retry_after is None:
+            return backoff
+        return max(backoff, min(retry_after, MAX_RETRY_AFTER_SECONDS))
+
     def _get(self, url: str, accept: str | None = None) -> tuple[int, str, str, str]:
         if url.startswith("file://"):
             return _read_file_url(url)
+        return self._with_retries(f"cannot reach {url}", lambda: self._get_once(url, accept))
+
+    def _get_once(self, url: str, accept: str | None) -> tuple[int, str, str, str]:
         self.requests_made += 1
         try:
             response = self.session.get(url, timeout=self.timeout,
                                         headers={"Accept": accept} if accept else None)
         except requests.RequestException as exc:
-            raise UpstreamError(f"cannot reach {url}: {exc}") from None
+            raise self._failure(exc, f"cannot reach {url}") from None
+        if response.status_code in TRANSIENT_STATUSES:
+            raise _busy(response)
         if response.status_code not in (200, 404):
             raise UpstreamError(f"{url}: the index answered HTTP {response.status_code}")
-        return (response.status_code, response.headers.get("Content-Type", ""), response.text,
+        content_type = response.headers.get("Content-Type", "")
+        return (response.status_code, content_type, _decode(response.content, content_type),
                 response.url)
 
-    def _stream(self, url: str) -> Iterable[bytes]:
+    def _stream(self, url: str) -> Iterator[bytes]:
         if url.startswith("file://"):
             path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
             try:
@@ -237,11 +330,73 @@ class UpstreamIndex:
         self.requests_made += 1
         try:
             with self.session.get(url, stream=True, timeout=self.timeout) as response:
+                if response.status_code in TRANSIENT_STATUSES:
+                    raise _busy(response)
                 if response.status_code != 200:
                     raise UpstreamError(f"{url}: download failed with HTTP {response.status_code}")
+                # urllib3 raises when the body ends before its Content-Length.
                 yield from response.iter_content(1 << 20)
         except requests.RequestException as exc:
-            raise UpstreamError(f"{url}: download failed: {exc}") from None
+            raise self._failure(exc, f"{url}: download failed") from None
+
+    def _failure(self, exc: requests.RequestException, permanent: str) -> Exception:
+        """A requests exception as _Transient (to be retried) or a final UpstreamError."""
+        if isinstance(exc, TRANSIENT_ERRORS):
+            return _Transient(_reason(exc, self.timeout))
+        return UpstreamError(f"{permanent}: {_reason(exc, self.timeout)}")
+
+
+def _busy(response: requests.Response) -> _Transient:
+    retry_after = response.headers.get("Retry-After", "").strip()
+    return _Transient(f"HTTP {response.status_code} {response.reason}".rstrip(),
+                      float(retry_after) if retry_after.isdigit() else None)
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    """Why a request failed, in a few words: requests' own text nests three exceptions deep
+    and repeats the host."""
+    cause = _innermost(exc)
+    if isinstance(cause, urllib3.exceptions.IncompleteRead):
+        return (f"the connection closed after {cause.partial} bytes, {cause.expected} more "
+                f"were expected")
+    if isinstance(cause, (TimeoutError, urllib3.exceptions.TimeoutError)):
+        return f"no answer within {timeout:g} s"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    text = str(cause) or type(cause).__name__
+    # urllib3 starts some messages with the connection's repr: "HTTPConnection(...): ...".
+    connection, separator, rest = text.partition("): ")
+    return rest if separator and connection.startswith(("HTTP", "<")) else text
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception at the bottom of requests' and urllib3's wrapping."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "reason", None)  # MaxRetryError
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in exc.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            inner = exc.__cause__
+        if inner is None:
+            return exc
+        exc = inner
+    return exc
+
+
+def _decode(body: bytes, content_type: str) -> str:
+    """The body as text: in its declared charset, else UTF-8 (PEP 691 JSON always is, and
+    simple indexes are in practice). Undecodable bytes become U+FFFD, which marks binary data."""
+    charset = "utf-8"
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
 
 
 def _read_file_url(url: str) -> tuple[int, str, str, str]:
@@ -249,11 +404,11 @@ def _read_file_url(url: str) -> tuple[int, str, str, str]:
     if path.is_dir():
         for name, content_type in (("index.json", PEP691_JSON), ("index.html", "text/html")):
             if (path / name).is_file():
-                return 200, content_type, (path / name).read_text(encoding="utf-8"), url
+                return 200, content_type, _decode((path / name).read_bytes(), ""), url
         return 404, "", "", url
     if not path.is_file():
         return 404, "", "", url
-    return 200, "", path.read_text(encoding="utf-8"), url
+    return 200, "", _decode(path.read_bytes(), ""), url
 
 
 
@@ -267,30 +422,111 @@ def parse_requires_dist(metadata_text: str) -> list[str]:
 
 # -- page parsing ----------------------------------------------------------------------------
 def parse_project_page(body: str, content_type: str, page_url: str) -> list[DistributionFile]:
-    if content_type.split(";")[0].strip() == PEP691_JSON or body.lstrip().startswith("{"):
-        try:
-            return _parse_json_page(json.loads(body), page_url)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UpstreamError(f"{page_url}: not a valid PEP 691 project page: {exc}") from None
+    """The files a PEP 691 JSON or PEP 503 HTML page lists. Anything else is an UpstreamError
+    naming the page; HTML without links (a proxy's error page, say) lists no files."""
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type == PEP691_JSON or body.lstrip().startswith(("{", "[")):
+        return _parse_json_page(_json_of(body, page_url), page_url)
+    if "\x00" in body or "\ufffd" in body:  # NUL or undecodable bytes: not a page of text
+        raise UpstreamError(f"{page_url}: not a project page: binary data "
+                            f"(Content-Type {content_type or 'not given'})")
     return _parse_html_page(body, page_url)
 
 
-def _parse_json_page(data: dict[str, Any], page_url: str) -> list[DistributionFile]:
-    files = []
-    for item in data["files"]:
-        yanked = item.get("yanked", False)
-        metadata = item.get("core-metadata", item.get("dist-info-metadata", False))
-        files.append(DistributionFile(
-            filename=item["filename"],
-            url=urllib.parse.urljoin(page_url, item["url"]),
-            sha256=item.get("hashes", {}).get("sha256"),
-            requires_python=item.get("requires-python") or None,
-            yanked=bool(yanked),
-            yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
-            has_metadata=bool(metadata),
-            size=item.get("size"),
-        ))
-    return files
+def _files_on(entry: dict[str, Any]) -> list[DistributionFile]:
+    """The files on a project page as fetched or cached (none for a 404)."""
+    if entry["status"] == 404:
+        return []
+    return parse_project_page(entry["body"], entry["content_type"], entry["url"])
+
+
+class _NotPep691(Exception):
+    """What is wrong with the shape of a PEP 691 document."""
+
+
+def _json_of(body: str, page_url: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise UpstreamError(f"{page_url}: not a valid PEP 691 project page: not JSON ({exc})"
+                            ) from None
+
+
+def _parse_json_page(data: Any, page_url: str) -> list[DistributionFile]:
+    try:
+        return [_json_file(item, number, page_url)
+                for number, item in enumerate(_files_list(data))]
+    except _NotPep691 as exc:
+        raise UpstreamError(f"{page_url}: not a valid PEP 691 project page: {exc}") from None
+
+
+def _files_list(data: Any) -> list[Any]:
+    if not isinstance(data, dict):
+        raise _NotPep691(f'expected an object with a "files" list, got {_json_kind(data)}')
+    if not isinstance(data.get("files"), list):
+        got = _json_kind(data["files"]) if "files" in data else 'no "files"'
+        raise _NotPep691(f'expected an object with a "files" list, got {got}')
+    return data["files"]
+
+
+def _json_file(item: Any, number: int, page_url: str) -> DistributionFile:
+    if not isinstance(item, dict):
+        raise _NotPep691(f"files[{number}] is not an object")
+    for key in ("filename", "url"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            raise _NotPep691(f'files[{number}] has no "{key}"')
+    filename = item["filename"]
+    hashes = item.get("hashes", {})
+    if not isinstance(hashes, dict):
+        raise _NotPep691(f'{filename}: "hashes" is not an object')
+    requires_python = item.get("requires-python")
+    if requires_python is not None and not isinstance(requires_python, str):
+        raise _NotPep691(f'{filename}: "requires-python" is not a string')
+    yanked = item.get("yanked", False)
+    metadata = item.get("core-metadata", item.get("dist-info-metadata", False))
+    size = item.get("size")
+    return DistributionFile(
+        filename=filename,
+        url=urllib.parse.urljoin(page_url, item["url"]),
+        sha256=_checked_sha256(hashes["sha256"], filename, page_url) if "sha256" in hashes else None,
+        requires_python=requires_python or None,
+        yanked=bool(yanked),
+        yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
+        has_metadata=bool(metadata),
+        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+    )
+
+
+def _json_kind(value: Any) -> str:
+    kinds = ((bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string"),
+             (list, "a list"), (dict, "an object"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")
+
+
+def _checked_sha256(value: Any, filename: str, page_url: str) -> str:
+    if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
+        raise UpstreamError(f"{page_url}: {filename}: the index's sha256 is not 64 hex digits: "
+                            f"{value!r}")
+    return value.lower()
+
+
+def _looks_like_core_metadata(text: str) -> bool:
+    headers = text.replace("\r\n", "\n").split("\n\n", 1)[0]
+    return any(line.lower().startswith("metadata-version:") for line in headers.splitlines())
+
+
+def _info_of(body: str) -> dict[str, Any] | None:
+    """The "info" object of a PyPI JSON API document, or None when the body has none."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    info = data.get("info") if isinstance(data, dict) else None
+    return info if isinstance(info, dict) else None
+
+
+def _is_list_of_str(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 class _AnchorParser(html.parser.HTMLParser):
@@ -326,7 +562,8 @@ def _parse_html_page(body: str, page_url: str) -> list[DistributionFile]:
         files.append(DistributionFile(
             filename=filename,
             url=path,
-            sha256=hashes.get("sha256"),
+            sha256=_checked_sha256(hashes["sha256"], filename, page_url)
+            if "sha256" in hashes else None,
             requires_python=attrs.get("data-requires-python") or None,
             yanked=yanked,
             yanked_reason=attrs.get("data-yanked") or None,

@@ -182,7 +182,8 @@ class ScriptedIndex:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.handle_error = lambda request, address: None  # clients that gave up
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
         self._thread.start()
 
     def script(self, path: str, *replies: Reply) -> str:
