@@ -182,10 +182,21 @@ def read_yaml(source: Path) -> tuple[YamlReader, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else str(source)
-        raise SettingsError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise SettingsError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"
+                            f"{_yaml_context(exc)}") from None
     if node is not None:
         reader.index_lines(node)
     return reader, data
+
+
+def _yaml_context(exc: yaml.YAMLError) -> str:
+    """Where the construct YAML was reading began, when that is another line: an unclosed
+    bracket is reported where the parser gave up, often lines after the mistake."""
+    context, start, mark = (getattr(exc, name, None) for name in
+                            ("context", "context_mark", "problem_mark"))
+    if not context or start is None or (mark is not None and start.line == mark.line):
+        return ""
+    return f" ({context} that starts at line {start.line + 1})"
 
 
 def load_settings(path: Path | None = None) -> Settings:

@@ -74,7 +74,8 @@ def _is_version_folder(folder: str, canonical: str, version: Version | str) -> b
 def safe_unpack(archive: Path, dest: Path) -> Path:
     """Unpack an sdist into dest, refusing path escapes, links out of the tree and device files.
 
-    Returns the source root: the single top-level directory of the archive.
+    Every member is checked before anything is written, so a refused archive leaves nothing
+    behind. Returns the source root: the single top-level directory of the archive.
     """
     if dest.exists():
         shutil.rmtree(dest)
@@ -84,14 +85,16 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
             _unpack_zip(archive, dest)
         else:
             with tarfile.open(archive) as tar:
-                for member in tar.getmembers():
-                    _check_member_name(archive, member.name)
-                    if member.isdev() or member.isfifo():
-                        raise SourceError(f"{archive.name}: refusing device or fifo member {member.name!r}")
-                # The 'data' filter (PEP 706) also rejects links pointing outside dest and strips
-                # set-uid bits and ownership.
+                _check_tar_members(archive, tar.getmembers())
+                # The 'data' filter (PEP 706) checks again as it writes, and strips set-uid bits
+                # and ownership.
                 tar.extractall(dest, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
+    except tarfile.FilterError as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        member = exc.tarinfo.name if exc.tarinfo else "?"
+        raise SourceError(f"{archive.name}: refusing member {member!r}: {exc}") from None
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, KeyError) as exc:
+        # KeyError: tarfile's way of saying a hard link names no member.
         shutil.rmtree(dest, ignore_errors=True)
         raise SourceError(f"{archive.name}: cannot unpack: {exc}") from None
     except SourceError:
@@ -106,8 +109,105 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
 def _check_member_name(archive: Path, name: str) -> None:
     path = PurePosixPath(name.replace("\\", "/"))
     drive_letter = bool(path.parts) and ":" in path.parts[0]
-    if path.is_absolute() or ".." in path.parts or drive_letter:
-        raise SourceError(f"{archive.name}: refusing member with unsafe path {name!r}")
+    if path.is_absolute() or drive_letter:
+        raise SourceError(f"{archive.name}: refusing member {name!r}: an absolute path")
+    if ".." in path.parts:
+        raise SourceError(f"{archive.name}: refusing member {name!r}: a '..' path leaves the "
+                          f"source tree")
+
+
+def _check_tar_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
+    """Refuse the archive unless every member stays inside the tree once unpacked.
+
+    Links are followed inside the archive itself, whatever order they come in, rather than
+    trusting the file system at extraction time (the data filter's realpath checks have had
+    bypasses)."""
+    symlinks = {_parts(m.name): m for m in members if m.issym()}
+    files_so_far: set[tuple[str, ...]] = set()
+    for member in members:
+        _check_member_name(archive, member.name)
+        what = f"{archive.name}: refusing member {member.name!r}"
+        if member.isdev() or member.isfifo():
+            kind = "character device" if member.ischr() else "block device" if member.isblk() \
+                else "fifo"
+            raise SourceError(f"{what}: a {kind}; an sdist holds only files, folders and links")
+        if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            raise SourceError(f"{what}: an unknown kind of tar entry ({member.type!r})")
+        through = _symlink_on_the_way(_parts(member.name), member, symlinks)
+        if through is not None:
+            raise SourceError(f"{what}: it would be written through the symlink {through!r}")
+        if member.issym() or member.islnk():
+            _check_link(what, member, symlinks, files_so_far)
+        if member.isfile() or member.islnk():
+            files_so_far.add(_parts(member.name))
+
+
+def _check_link(what: str, member: tarfile.TarInfo,
+                symlinks: dict[tuple[str, ...], tarfile.TarInfo],
+                files_so_far: set[tuple[str, ...]]) -> None:
+    kind = "a symlink" if member.issym() else "a hard link"
+    # A symlink's target is taken from its own folder, a hard link's from the top of the tree.
+    folder = _parts(member.name)[:-1] if member.issym() else ()
+    try:
+        target = _resolve_in_tree(folder, member.linkname, symlinks)
+    except _LinkLeaves as exc:
+        raise SourceError(f"{what}: {kind} to {member.linkname!r}, {exc}") from None
+    if member.islnk() and target not in files_so_far:
+        raise SourceError(f"{what}: {kind} to {member.linkname!r}, which is not a file earlier "
+                          f"in the archive")
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    return tuple(p for p in name.split("/") if p not in ("", "."))
+
+
+def _symlink_on_the_way(parts: tuple[str, ...], member: tarfile.TarInfo,
+                        symlinks: dict[tuple[str, ...], tarfile.TarInfo]) -> str | None:
+    """The symlink member that member's path goes through (or replaces), if any."""
+    for end in range(1, len(parts) + 1):
+        link = symlinks.get(parts[:end])
+        if link is not None and link is not member:
+            return link.name
+    return None
+
+
+_MAX_LINKS_FOLLOWED = 40  # as the kernel's own limit on symlinks in one path
+
+
+class _LinkLeaves(Exception):
+    """A link that leads out of the source tree, or nowhere; the message says which."""
+
+
+def _resolve_in_tree(folder: tuple[str, ...], target: str,
+                     symlinks: dict[tuple[str, ...], tarfile.TarInfo]) -> tuple[str, ...]:
+    """Where target, taken from folder, ends up in the unpacked tree, following the archive's
+    own symlinks."""
+    if target.startswith("/"):
+        raise _LinkLeaves("outside the source tree")
+    path = list(folder)
+    pending = list(reversed(target.split("/")))
+    followed = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not path:
+                raise _LinkLeaves("outside the source tree")
+            path.pop()
+            continue
+        path.append(part)
+        link = symlinks.get(tuple(path))
+        if link is None:
+            continue
+        followed += 1
+        if followed > _MAX_LINKS_FOLLOWED:
+            raise _LinkLeaves("a loop of symlinks")
+        if link.linkname.startswith("/"):
+            raise _LinkLeaves(f"outside the source tree (through {link.name!r})")
+        path.pop()
+        pending.extend(reversed(link.linkname.split("/")))
+    return tuple(path)
 
 
 def _unpack_zip(archive: Path, dest: Path) -> None:

@@ -62,7 +62,8 @@ class MemoryIndex:
     """A Finder over {"name": {"version": [requirement, ...] or None}}.
 
     yanked: {"name==version"}; requires_python: {"name==version": ">=3.10"};
-    wheel_only: project names whose versions are listed as wheels only;
+    wheel_only: project names whose versions are listed as wheels only, or "name==version"
+    for one version listed as wheels only;
     local_deps: {"name==version": [...]} for candidates not listed on the index (direct ones).
     """
 
@@ -73,7 +74,7 @@ class MemoryIndex:
         self.projects = {canonicalize_name(n): dict(v) for n, v in projects.items()}
         self.yanked = set(yanked)
         self.requires_python = dict(requires_python or {})
-        self.wheel_only = {canonicalize_name(n) for n in wheel_only}
+        self.wheel_only = {n if "==" in n else canonicalize_name(n) for n in wheel_only}
         self.local_deps = dict(local_deps or {})
         self.dependencies_asked: list[str] = []
 
@@ -81,10 +82,10 @@ class MemoryIndex:
         name = canonicalize_name(name)
         files = []
         for version in self.projects.get(name, {}):
-            if name in self.wheel_only:
+            pin = f"{name}=={version}"
+            if name in self.wheel_only or pin in self.wheel_only:
                 files.append(wheel(name, version))
                 continue
-            pin = f"{name}=={version}"
             files.append(sdist(name, version, requires_python=self.requires_python.get(pin),
                                yanked=pin in self.yanked))
         return files
@@ -396,6 +397,16 @@ def test_a_conflict_carries_the_chain_of_requirements_given_as_context():
     assert "a>=2" in str(info.value)
 
 
+def test_build_requirements_that_cannot_be_resolved_name_the_package_that_needs_them():
+    index = MemoryIndex({"backend": {"1.0": []}})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["backend>=2"], index, context=("app==1.0", "lib==2.0"))
+
+    assert "cannot resolve backend: lib==2.0 needs backend>=2 to build." in str(info.value)
+    assert "you asked for" not in str(info.value)
+
+
 def test_a_missing_project_is_reported_as_not_existing():
     index = MemoryIndex({"a": {"1.0": ["ghost>=1"]}})
 
@@ -424,6 +435,142 @@ def test_the_explanation_lists_only_versions_usable_on_the_target():
 
     assert "a sdists usable on Python 3.9.18: 1.0" in str(info.value)
     assert "2.0" not in str(info.value).split("usable on Python 3.9.18:")[1]
+
+
+def test_a_version_that_does_not_exist_is_named_with_the_versions_nearest_to_it():
+    index = MemoryIndex({"a": {v: [] for v in
+                               ["0.9", "1.0", "1.1", "1.2", "1.3", "1.4", "2.0", "2.1", "2.2", "2.3",
+                                "2.4", "3.0", "3.1", "3.2"]}})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["a==2.2.5"], index)
+
+    message = str(info.value)
+    assert "cannot resolve a: you asked for a==2.2.5. a has no version 2.2.5." in message
+    assert "a sdists usable on Python 3.9.18: ... 1.4, 2.0, 2.1, 2.2, 2.3, 2.4, 3.0, 3.1 ... " \
+           "(the newest is 3.2)" in message
+
+
+def test_a_version_beyond_the_newest_lists_the_newest_versions():
+    index = MemoryIndex({"a": {"1.0": [], "1.1": []}})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["a==99.0"], index)
+
+    assert str(info.value).endswith("a has no version 99.0. a sdists usable on Python 3.9.18: "
+                                    "1.0, 1.1")
+
+
+def test_a_wheel_only_project_says_mirror_builder_builds_from_sdists_and_names_the_overrides():
+    index = MemoryIndex({"w": {"1.0": [], "2.0": []}}, wheel_only={"w"})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["w"], index)
+
+    message = str(info.value)
+    assert "every version, up to 2.0, exists only as wheels" in message
+    assert "mirror-builder builds from sdists" in message
+    assert "pre_built: true" in message and "source (url with sha256, or git with tag)" in message
+    assert "w.yaml in the overrides folder" in message
+
+
+def test_a_version_that_exists_only_as_wheels_says_so_although_older_ones_have_sdists():
+    index = MemoryIndex({"a": {"1.0": [], "2.0": []}}, wheel_only={"a==2.0"})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["a==2.0"], index)
+
+    message = str(info.value)
+    assert "a 2.0 exists only as wheels on the index. mirror-builder builds from sdists" in message
+    assert "pre_built: true" in message
+    assert "a sdists usable on Python 3.9.18: 1.0" in message
+
+
+def test_a_wheel_only_dependency_deep_in_the_tree_shows_the_chain_that_led_to_it():
+    index = MemoryIndex({
+        "app": {"1.0": ["lib>=1"]},
+        "lib": {"1.0": ["mid"]},
+        "mid": {"2.0": ["w>=1"]},
+        "w": {"1.0": []},
+    }, wheel_only={"w"})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["app"], index, context=("tool==3.0",))
+
+    message = str(info.value)
+    assert "cannot resolve w: app==1.0 -> lib==1.0 -> mid==2.0 requires w>=1." in message
+    assert "w has no source distribution on the index (wheels only)" in message
+    assert message.endswith("(required by: tool==3.0)")
+
+
+def test_a_conflict_says_what_each_requirement_alone_would_take():
+    index = MemoryIndex({
+        "web": {"3.1": ["tool>=3.1"]},
+        "tool": {"2.2": [], "2.3": [], "3.0": [], "3.1": [], "3.2": []},
+    })
+
+    with pytest.raises(ResolutionError) as info:
+        run(["web==3.1", "tool<3"], index)
+
+    message = str(info.value)
+    assert "you asked for tool<3" in message
+    assert "web==3.1 requires tool>=3.1" in message
+    assert "no version of tool satisfies all of them (tool<3 alone would take 2.3, tool>=3.1 " \
+           "alone would take 3.2)" in message
+
+
+def test_a_conflict_deep_in_the_tree_names_the_chain_behind_each_side():
+    index = MemoryIndex({
+        "app": {"1.0": ["left", "right"]},
+        "left": {"1.0": ["c<2"]},
+        "right": {"1.0": ["c>=2"]},
+        "c": {"1.0": [], "2.0": []},
+    })
+
+    with pytest.raises(ResolutionError) as info:
+        run(["app"], index)
+
+    message = str(info.value)
+    assert "app==1.0 -> left==1.0 requires c<2" in message
+    assert "app==1.0 -> right==1.0 requires c>=2" in message
+
+
+def test_a_version_whose_requires_python_excludes_the_target_says_which_python_it_needs():
+    index = MemoryIndex({"a": {"1.0": [], "2.0": []}}, requires_python={"a==2.0": ">=3.10"})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["a==2.0"], index)
+
+    assert "a 2.0 requires Python >=3.10 (the target el9-aarch64-py39 has 3.9.18)" in \
+        str(info.value)
+
+
+def test_a_yanked_version_says_so_and_how_to_take_it_anyway():
+    index = MemoryIndex({"a": {"1.0": [], "2.0": []}}, yanked={"a==2.0"})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["a>=2"], index)
+
+    assert "a 2.0 is yanked (broken); pin it with == to take it anyway" in str(info.value)
+
+
+def test_only_pre_releases_allowed_says_how_to_allow_them():
+    index = MemoryIndex({"a": {"1.0": [], "2.0b1": []}})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["a>=1.5"], index)
+
+    assert "only pre-releases of a are allowed (2.0b1); pass --pre, or name one in the " \
+           "requirement (a==2.0b1)" in str(info.value)
+
+
+def test_a_local_sdist_that_contradicts_a_requirement_is_named():
+    index = MemoryIndex({"a": {"1.0": [], "2.0": []}})
+
+    with pytest.raises(ResolutionError) as info:
+        run(["a>=2"], index, direct={"a": local_candidate("a", "1.5")})
+
+    assert "a is the local sdist a-1.5.tar.gz (version 1.5)" in str(info.value)
 
 
 # -- why and edges ---------------------------------------------------------------------------

@@ -192,6 +192,126 @@ def test_safe_unpack_refuses_a_fifo_member(tmp_path):
     assert_nothing_left(dest)
 
 
+def test_safe_unpack_refuses_the_whole_archive_before_writing_anything(tmp_path, monkeypatch):
+    extracted = []
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda *a, **k: extracted.append(a))
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members() + [_chardev("foo-1.0/null")])
+
+    with pytest.raises(SourceError, match=r"'foo-1.0/null': a character device"):
+        safe_unpack(archive, tmp_path / "out")
+    assert extracted == []
+
+
+def test_safe_unpack_keeps_links_that_go_through_other_links_and_stay_inside(tmp_path):
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members() + [
+        _dir("foo-1.0/docs"),
+        _link("foo-1.0/docs/up", "..", tarfile.SYMTYPE),
+        _link("foo-1.0/readme", "docs/up/docs/up/README.txt", tarfile.SYMTYPE),
+    ])
+
+    root = safe_unpack(archive, tmp_path / "out")
+
+    assert (root / "readme").read_text() == README
+
+
+# Links are followed inside the archive, whatever order its members come in: the file system at
+# extraction time would only see the links already written.
+ESCAPES_THROUGH_LINKS = {
+    "a link through a link that climbs (link first)": [
+        _link("foo-1.0/pkg/a", "b/../../outside.txt", tarfile.SYMTYPE),
+        _link("foo-1.0/pkg/b", "..", tarfile.SYMTYPE)],
+    "a link through a link that climbs (climbing link first)": [
+        _link("foo-1.0/pkg/b", "..", tarfile.SYMTYPE),
+        _link("foo-1.0/pkg/a", "b/../../outside.txt", tarfile.SYMTYPE)],
+    "a hard link through a link that leaves": [
+        _link("foo-1.0/pkg/b", "..", tarfile.SYMTYPE),
+        _link("foo-1.0/pkg/a", "foo-1.0/pkg/b/../../outside.txt", tarfile.LNKTYPE)],
+    "a symlink loop": [
+        _link("foo-1.0/pkg/a", "b", tarfile.SYMTYPE),
+        _link("foo-1.0/pkg/b", "a", tarfile.SYMTYPE)],
+}
+
+
+@pytest.mark.parametrize("case", list(ESCAPES_THROUGH_LINKS), ids=list(ESCAPES_THROUGH_LINKS))
+def test_safe_unpack_follows_the_archives_own_links_to_find_escapes(tmp_path, case):
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz",
+                       good_sdist_members() + ESCAPES_THROUGH_LINKS[case])
+    dest = tmp_path / "work" / "out"
+
+    with pytest.raises(SourceError, match=r"foo-1\.0\.tar\.gz: refusing member 'foo-1\.0/pkg/a'"):
+        safe_unpack(archive, dest)
+    assert_nothing_left(dest)
+
+
+def test_safe_unpack_keeps_a_hard_link_to_an_earlier_file(tmp_path):
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members() + [
+        _link("foo-1.0/README.copy", "foo-1.0/README.txt", tarfile.LNKTYPE)])
+
+    root = safe_unpack(archive, tmp_path / "out")
+
+    assert (root / "README.copy").read_text() == README
+
+
+def test_safe_unpack_refuses_a_hard_link_to_nothing_in_the_archive(tmp_path):
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members() + [
+        _link("foo-1.0/dangling", "foo-1.0/missing.txt", tarfile.LNKTYPE)])
+    dest = tmp_path / "out"
+
+    with pytest.raises(SourceError, match=r"refusing member 'foo-1\.0/dangling': a hard link to "
+                                          r"'foo-1\.0/missing\.txt', which is not a file earlier"):
+        safe_unpack(archive, dest)
+    assert_nothing_left(dest)
+
+
+def test_safe_unpack_names_a_loop_of_symlinks_as_such(tmp_path):
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members() + [
+        _link("foo-1.0/a", "b", tarfile.SYMTYPE), _link("foo-1.0/b", "a", tarfile.SYMTYPE)])
+
+    with pytest.raises(SourceError, match=r"'foo-1\.0/a': a symlink to 'b', a loop of symlinks"):
+        safe_unpack(archive, tmp_path / "out")
+
+
+WRITES_THROUGH_LINKS = {
+    "a file under a symlinked folder": [
+        _link("foo-1.0/shortcut", "pkg", tarfile.SYMTYPE),
+        _file("foo-1.0/shortcut/evil.py", b"pwned")],
+    "a file that replaces a symlink": [
+        _link("foo-1.0/shortcut", "README.txt", tarfile.SYMTYPE),
+        _file("foo-1.0/shortcut", b"pwned")],
+    "a folder that replaces a symlink": [
+        _link("foo-1.0/shortcut", "pkg", tarfile.SYMTYPE),
+        _dir("foo-1.0/shortcut")],
+}
+
+
+@pytest.mark.parametrize("case", list(WRITES_THROUGH_LINKS), ids=list(WRITES_THROUGH_LINKS))
+def test_safe_unpack_refuses_to_write_through_a_symlink(tmp_path, case):
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members() + WRITES_THROUGH_LINKS[case])
+    dest = tmp_path / "out"
+
+    with pytest.raises(SourceError, match=r"written through the symlink 'foo-1\.0/shortcut'"):
+        safe_unpack(archive, dest)
+    assert_nothing_left(dest)
+
+
+@pytest.mark.parametrize(("member", "problem"), [
+    (_file("foo-1.0/../escape", b"x"), "a '..' path leaves the source tree"),
+    (_file("/tmp/abs", b"x"), "an absolute path"),
+    (_chardev("foo-1.0/null"), "a character device; an sdist holds only files, folders and links"),
+    (_link("foo-1.0/link", "../../etc/passwd", tarfile.SYMTYPE),
+     "a symlink to '../../etc/passwd', outside the source tree"),
+    (_link("foo-1.0/link", "/etc/passwd", tarfile.SYMTYPE),
+     "a symlink to '/etc/passwd', outside the source tree"),
+], ids=["dot-dot", "absolute", "device", "relative symlink", "absolute symlink"])
+def test_safe_unpack_says_what_is_wrong_with_the_member(tmp_path, member, problem):
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members() + [member])
+
+    with pytest.raises(SourceError) as excinfo:
+        safe_unpack(archive, tmp_path / "out")
+
+    assert str(excinfo.value) == f"foo-1.0.tar.gz: refusing member {member[0].name!r}: {problem}"
+
+
 def _zip_symlink(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
     info = zipfile.ZipInfo(name)
     info.external_attr = (0o120777 << 16)
