@@ -30,9 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def output_option(sub: argparse.ArgumentParser) -> None:
+    def output_option(sub: argparse.ArgumentParser, writes: bool = False) -> None:
         sub.add_argument("-o", "--output", type=Path, metavar="DIR",
                          help="output directory: index, records, build order (default: settings)")
+        if writes:
+            sub.add_argument("--wait", action="store_true",
+                             help="if another mirror-builder is writing the output directory, "
+                                  "wait for it instead of stopping with an error")
 
     boot = commands.add_parser(
         "bootstrap", help="build requirements and everything under them from source",
@@ -46,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("-c", "--constraints", dest="constraint_files", action="append",
                       type=Path, default=[], metavar="FILE",
                       help="constrain versions (applies to build environments too)")
-    output_option(boot)
+    output_option(boot, writes=True)
     boot.add_argument("--target", metavar="NAME", action="append",
                       help="build target from settings.yaml; repeat for several, or 'all' "
                            "(default: the first for this machine's architecture)")
@@ -91,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--force", action="store_true",
                          help="with post-release numbering: rebuild even if wheels in the index "
                               "pin this exact version")
-    output_option(rebuild)
+    output_option(rebuild, writes=True)
     rebuild.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
 
     inspect = commands.add_parser(
@@ -114,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     yank.add_argument("requirement", metavar="NAME==VERSION")
     yank.add_argument("--reason", help="shown to users by pip and uv")
     yank.add_argument("--undo", action="store_true", help="take the yank back")
-    output_option(yank)
+    output_option(yank, writes=True)
 
     index = commands.add_parser(
         "index", help="write the index pages again from the files, or check them",
@@ -122,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "files on disk (keeping yanks), or with --check read them back as a client "
                     "would and report any page, hash, size or metadata file that does not match.")
     index.add_argument("--check", action="store_true", help="verify instead of writing")
-    output_option(index)
+    output_option(index, writes=True)
 
     serve = commands.add_parser(
         "serve", help="serve the index over HTTP",
@@ -183,6 +187,15 @@ def _output(args, settings) -> Path:
     return (args.output or settings.output_dir).resolve()
 
 
+def _writing(args, output: Path, console: Console):
+    """Hold the output directory for this command (see outputlock.py)."""
+    from mirror_builder.outputlock import hold_output
+
+    command = " ".join(sys.argv[1:]) or args.command
+    return hold_output(output, command, wait=args.wait, on_wait=lambda holder: console.print(
+        f"waiting for {output}: in use by {holder}", highlight=False))
+
+
 def _images(args, console: Console) -> int:
     from mirror_builder.containers import ImageManager, PodmanService
 
@@ -201,16 +214,22 @@ def _images(args, console: Console) -> int:
 
 def _bootstrap(args, console: Console) -> int:
     from mirror_builder.inputs import read_request
-    from mirror_builder.pipeline import RunOptions, open_pipeline
-    from mirror_builder.progress import RichReporter
 
     settings = _settings(args)
     request = read_request(args.requirements, args.requirement_files, args.constraint_files)
-    from mirror_builder.bootstrap import BootstrapFailed
-
     if args.jobs is not None and args.jobs < 1:
         raise MirrorBuilderError("--jobs must be at least 1")
     targets = settings.select_targets(args.target)
+    with _writing(args, _output(args, settings), console):
+        _bootstrap_targets(args, console, settings, request, targets)
+    return 0
+
+
+def _bootstrap_targets(args, console: Console, settings, request, targets) -> None:
+    from mirror_builder.bootstrap import BootstrapFailed
+    from mirror_builder.pipeline import RunOptions, open_pipeline
+    from mirror_builder.progress import RichReporter
+
     failed = None
     # One target after another, into the same index: each has its own image, resolution and
     # build order; wheels that fit several targets (pure Python) are built once and shared.
@@ -236,7 +255,6 @@ def _bootstrap(args, console: Console) -> int:
         failed = failed or target_failed
     if failed:
         raise failed
-    return 0
 
 
 def _plan(args, console: Console) -> int:
@@ -295,7 +313,7 @@ def _rebuild(args, console: Console) -> int:
     name, version = _pin(args.requirement)
     settings = _settings(args)
     options = RunOptions(output=_output(args, settings), target=args.target)
-    with RichReporter(console) as reporter:
+    with _writing(args, options.output, console), RichReporter(console) as reporter:
         with open_pipeline(settings, options, reporter) as (pipeline, _):
             wheel = pipeline.rebuild(name, version, RebuildRequest(
                 reason=args.reason, bootstrap_missing=args.bootstrap_missing, force=args.force))
@@ -359,7 +377,8 @@ def _yank(args, console: Console) -> int:
 
     name, version = _pin(args.requirement)
     index = WheelIndex(_output(args, _settings(args)))
-    changed = index.yank(name, version, args.reason, undo=args.undo)
+    with _writing(args, index.root, console):
+        changed = index.yank(name, version, args.reason, undo=args.undo)
     if not changed:
         raise MirrorBuilderError(f"{name}=={version} has no wheels in {index.simple_dir}")
     verb = "un-yanked" if args.undo else "yanked"
@@ -380,8 +399,9 @@ def _index(args, console: Console) -> int:
             raise MirrorBuilderError(f"{len(problems)} problems in {index.root}")
         console.print(f"{index.root}: every page, hash, size and metadata file checks out")
         return 0
-    wheels = index.regenerate()
-    sources = index.sources.regenerate()
+    with _writing(args, index.root, console):
+        wheels = index.regenerate()
+        sources = index.sources.regenerate()
     console.print(f"wrote the pages for {wheels} wheels and {sources} sdists in {index.root}")
     return 0
 
