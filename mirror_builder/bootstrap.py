@@ -446,10 +446,25 @@ class Bootstrapper:
                             earlier[0]["wheel"])
             # A first build has no number; a changelog entry calls for a numbered rebuild.
             number = 0 if not wanted and not earlier else self._next_number(candidate, earlier, False)
-            return self._build(candidate, chain, Rebuild(
+            return self._writing(candidate, chain, lambda: self._build(candidate, chain, Rebuild(
                 number=number, numbering=self.settings.rebuild_numbering,
                 reason="changelog" if number else None,
-                changelog=self._settings_for(candidate.name).reasons_for(candidate.version)))
+                changelog=self._settings_for(candidate.name).reasons_for(candidate.version))))
+
+    @staticmethod
+    def _writing(candidate: Candidate, chain: tuple[str, ...], step: Callable[[], BuiltWheel]) -> BuiltWheel:
+        """Run step, turning a failed write (disk full, read-only, permissions) into this
+        package's failure. Every file is written beside its place and renamed into it, so what
+        failed to be written is simply not there."""
+        try:
+            return step()
+        except OSError as exc:
+            # For a copy, filename is the source and filename2 the destination.
+            path = exc.filename2 or exc.filename
+            where = f" to {Path(path).parent}" if path else ""
+            raise PackageError(f"could not write{where}: {exc.strerror or exc}; nothing half-written "
+                               f"was kept", package=candidate.name, version=str(candidate.version),
+                               chain=chain) from exc
 
     def _what_changed(self, candidate: Candidate, record: dict, chain: tuple[str, ...]) -> str | None:
         """Why the wheel recorded by record is not what building now would make, or None when
@@ -529,8 +544,7 @@ class Bootstrapper:
         rebuild first. In our index a post-release rebuild's wheel version (1.0.post1) stands for
         its upstream 1.0."""
         found = [r for r in self.records.for_version(candidate.name, candidate.version)
-                 if (self.index.files_dir / candidate.name / r["wheel"]).is_file()
-                 and self.fits(r["wheel"])]
+                 if self.index.is_listed(candidate.name, r["wheel"]) and self.fits(r["wheel"])]
         if not found and candidate.file.is_wheel:
             record = self.records.read(candidate.name, candidate.file.filename)
             if record is not None:

@@ -21,9 +21,9 @@ import hashlib
 import html
 import io
 import json
+import logging
 import multiprocessing as mp
 import os
-import shutil
 import tempfile
 import time
 import zipfile
@@ -40,7 +40,9 @@ from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, Normali
 from packaging.version import Version
 
 from mirror_builder.errors import MirrorBuilderError
-from mirror_builder.files import atomic_write_text, sha256_of
+from mirror_builder.files import atomic_copy, atomic_write_text, sha256_of
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "1.1"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -69,13 +71,51 @@ class SimpleIndex:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
+        """Hold the index for writing; first finish whatever a killed writer left half done."""
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / ".index.lock").open("w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                self._finish_interrupted()
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- write intents ---------------------------------------------------------------------
+    # A project's two pages (JSON, then HTML) and the root pages are separate files, each
+    # replaced atomically; a writer killed between them leaves pages that disagree. So a writer
+    # first notes which projects it is about to write; the note is removed when it is done, and
+    # the next writer that finds one writes those pages again from the JSON page (written first,
+    # so it is the newest truth), or regenerates everything after an interrupted regeneration.
+    @property
+    def _intent_path(self) -> Path:
+        return self.root / ".writing.json"
+
+    @contextmanager
+    def _intent(self, projects: Iterable[str] | None) -> Iterator[None]:
+        note = {"all": True} if projects is None else {"projects": sorted(projects)}
+        atomic_write_text(self._intent_path, json.dumps(note))
+        yield
+        self._intent_path.unlink(missing_ok=True)
+
+    def _finish_interrupted(self) -> None:
+        try:
+            note = json.loads(self._intent_path.read_text())
+        except FileNotFoundError:
+            return
+        except ValueError:
+            note = {"all": True}
+        log.warning("%s: finishing the pages an interrupted run was writing", self.root)
+        if note.get("all"):
+            self._regenerate_locked()
+        else:
+            for name in note.get("projects", []):
+                files = self.entries(name)
+                if files:
+                    self._write_project(canonicalize_name(name), files)
+            self._write_root(self.projects() + [canonicalize_name(n) for n in note.get("projects", [])
+                                                if self.entries(n)])
+        self._intent_path.unlink(missing_ok=True)
 
     def url(self) -> str:
         return self.simple_dir.resolve().as_uri() + "/"
@@ -107,6 +147,9 @@ class SimpleIndex:
                 requires_python=item.get("requires-python"), yanked=item.get("yanked", False)))
         return found
 
+    def is_listed(self, project: str, filename: str) -> bool:
+        return any(item["filename"] == filename for item in self.entries(project))
+
     def find(self, project: str, version: Version) -> list[IndexedWheel]:
         return [w for w in self.wheels(project) if w.version == version]
 
@@ -118,16 +161,21 @@ class SimpleIndex:
             dest_dir = self.files_dir / name
             dest_dir.mkdir(parents=True, exist_ok=True)
             dest = dest_dir / file.name
-            if dest.exists():
+            if self.is_listed(name, file.name):
                 raise FileExistsError(f"{dest} is already in the index; its files are immutable")
+            if dest.exists():
+                # Renamed into place by a run that was killed before it listed the file: no page
+                # ever offered it, so nobody can have installed it.
+                log.warning("%s: left unlisted by an interrupted run; replacing it", dest)
             # The metadata file first, then the file, then the pages: a page never lists a file
             # (or advertises metadata) that is not there yet.
             metadata = _write_metadata(file, dest_dir) if self.kind == "wheel" else None
-            _atomic_copy(file, dest)
+            atomic_copy(file, dest)
             entry = self._entry(dest, requires_python, metadata, upload_time=time.time())
             files = [f for f in self.entries(name) if f["filename"] != file.name] + [entry]
-            self._write_project(name, files)
-            self._write_root(self.projects() + [name])
+            with self._intent([name]):
+                self._write_project(name, files)
+                self._write_root(self.projects() + [name])
         return self.wheels(name)[[f["filename"] for f in sorted(files, key=lambda f: f["filename"])]
                                  .index(file.name)]
 
@@ -142,7 +190,8 @@ class SimpleIndex:
                     entry["yanked"] = False if undo else (reason or True)
                     changed.append(entry["filename"])
             if changed:
-                self._write_project(name, files)
+                with self._intent([name]):
+                    self._write_project(name, files)
         return changed
 
     def regenerate(self, workers: int | None = None) -> int:
@@ -150,6 +199,10 @@ class SimpleIndex:
         upload times). Projects are independent, so they are spread over the machine's cores.
         Returns the number of files listed."""
         with self.locked():
+            return self._regenerate_locked(workers)
+
+    def _regenerate_locked(self, workers: int | None = None) -> int:
+        with self._intent(None):
             folders = sorted(p for p in self.files_dir.iterdir() if p.is_dir()) \
                 if self.files_dir.is_dir() else []
             workers = workers or min(os.cpu_count() or 1, 8)
@@ -297,10 +350,13 @@ def _write_metadata(wheel: Path, dest_dir: Path, data: bytes | None = None) -> P
     dest = dest_dir / f"{wheel.name}.metadata"
     if not dest.is_file() or dest.read_bytes() != metadata:
         fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(metadata)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     return dest
 
 
@@ -311,17 +367,6 @@ def _requires_python(metadata: Path) -> str | None:
         if line.lower().startswith("requires-python:"):
             return line.split(":", 1)[1].strip() or None
     return None
-
-
-def _atomic_copy(source: Path, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _html_page(title: str, links: list[str]) -> str:

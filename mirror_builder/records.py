@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.files import atomic_write_text
+from mirror_builder.files import atomic_copy, atomic_write_text
 from mirror_builder.provenance import slsa_statement
 
 
@@ -37,7 +36,7 @@ class RecordStore:
     def write(self, record: dict[str, Any], log_path: Path) -> Path:
         name, wheel = record["name"], record["wheel"]
         self.folder(name).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log_path, self.log_path(name, wheel))
+        atomic_copy(log_path, self.log_path(name, wheel))
         atomic_write_text(self.freeze_path(name, wheel), "".join(
             f"{line}\n" for line in record["build_env"]["freeze"]))
         atomic_write_text(self.slsa_path(name, wheel), json.dumps(slsa_statement(record), indent=2))
