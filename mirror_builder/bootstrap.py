@@ -41,7 +41,7 @@ from mirror_builder.buildsystem import read_build_system
 from mirror_builder.builder import BuildOutcome, BuildRequest
 from mirror_builder.containers import ImageRef
 from mirror_builder.errors import (BuildCycleError, BuildError, MirrorBuilderError, PackageError,
-                                   RebuildError, ResolutionError, UpstreamError)
+                                   RebuildError, ResolutionError, SourceError, UpstreamError)
 from mirror_builder.index import IndexedWheel, WheelIndex
 from mirror_builder.logs import about
 from mirror_builder.overrides import PackageSettings, all_package_settings, load_package_settings, render
@@ -424,7 +424,7 @@ class Bootstrapper:
             if any(f.error is exc for f in self.failures):
                 return
             self.failures.append(Failure(
-                pin=f"{exc.package}=={exc.version}" if exc.package else candidate.pin,
+                pin=f"{exc.package}=={exc.version}" if exc.package and exc.version else candidate.pin,
                 chain=exc.chain or chain, message=exc.detail, log_path=exc.log_path, error=exc))
 
     def _produce(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
@@ -446,18 +446,30 @@ class Bootstrapper:
                             earlier[0]["wheel"])
             # A first build has no number; a changelog entry calls for a numbered rebuild.
             number = 0 if not wanted and not earlier else self._next_number(candidate, earlier, False)
-            return self._writing(candidate, chain, lambda: self._build(candidate, chain, Rebuild(
+            return self._as_package_failure(candidate, chain, lambda: self._build(candidate, chain, Rebuild(
                 number=number, numbering=self.settings.rebuild_numbering,
                 reason="changelog" if number else None,
                 changelog=self._settings_for(candidate.name).reasons_for(candidate.version))))
 
     @staticmethod
-    def _writing(candidate: Candidate, chain: tuple[str, ...], step: Callable[[], BuiltWheel]) -> BuiltWheel:
-        """Run step, turning a failed write (disk full, read-only, permissions) into this
-        package's failure. Every file is written beside its place and renamed into it, so what
-        failed to be written is simply not there."""
+    def _as_package_failure(candidate: Candidate, chain: tuple[str, ...],
+                            step: Callable[[], BuiltWheel]) -> BuiltWheel:
+        """Run step; any failure in it is this package's, named with the chain that led here.
+
+        A failed write (disk full, read-only, permissions) is one too: every file is written
+        beside its place and renamed into it, so what failed to be written is simply not there.
+        """
         try:
             return step()
+        except PackageError as exc:
+            if exc.chain or not chain:
+                raise
+            raise type(exc)(exc.detail, package=exc.package or candidate.name,
+                            version=exc.version or str(candidate.version), chain=chain,
+                            log_path=exc.log_path) from exc
+        except (SourceError, UpstreamError) as exc:
+            raise BuildError(str(exc), package=candidate.name, version=str(candidate.version),
+                             chain=chain) from exc
         except OSError as exc:
             # For a copy, filename is the source and filename2 the destination.
             path = exc.filename2 or exc.filename

@@ -245,7 +245,7 @@ def test_an_sdist_reaching_out_of_its_tree_is_refused_before_any_build(tmp_path,
     # six's output holds no setuptools: building anything would have built it first.
     error = fails_cleanly("bootstrap", str(sdist), cwd=tmp_path, output=existing_output)
 
-    assert error == f"error: evil-1.0.tar.gz: refusing member {member!r}: {problem}"
+    assert error == f"error: evil==1.0: evil-1.0.tar.gz: refusing member {member!r}: {problem}"
     assert not (tmp_path / "escape").exists()
     assert not (tmp_path / "abs").exists()
     assert list((tmp_path / "outside").iterdir()) == []
@@ -262,3 +262,14 @@ def test_a_failed_first_bootstrap_leaves_no_output_behind(tmp_path):
     fails_cleanly("bootstrap", str(sdist), cwd=tmp_path, output=output)
 
     assert contents(output) == {}
+
+
+def test_a_refused_sdist_stops_only_itself_under_keep_going(tmp_path):
+    sdist = write_sdist(tmp_path / "dist" / "evil-1.0.tar.gz",
+                        [special_member("evil-1.0/link", tarfile.SYMTYPE, "/etc/passwd")])
+    proc = run_mirror_builder("bootstrap", str(sdist), "six==1.17.0", "--keep-going", "-o", "out",
+                              cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    text = " ".join(proc.stderr.split())
+    assert "failed evil==1.0: evil-1.0.tar.gz: refusing member 'evil-1.0/link'" in text
+    assert list((tmp_path / "out" / "files" / "six").glob("six-1.17.0-*.whl"))
