@@ -2,7 +2,9 @@
 
 Knows nothing of resolution: it lists a project's files, reads a file's core metadata and
 downloads files with their hash checked. Answers are cached on disk, so a second run within the
-cache's lifetime does not ask the index again.
+cache's lifetime does not ask the index again. Past that lifetime, and whenever check_project
+asks, the question is conditional: the cached answer's ETag and Last-Modified go with it, and a
+304 Not Modified reuses the cached answer without downloading it again.
 
 Transient failures (timeouts, connections dropped or cut short, 408/429/5xx) are tried again
 with exponential backoff, a download from its start; then the error says how many attempts were
@@ -19,16 +21,20 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import requests
 import urllib3.exceptions
-from packaging.utils import canonicalize_name
+from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name,
+                             parse_sdist_filename, parse_wheel_filename)
+from packaging.version import InvalidVersion, Version
 from requests.adapters import HTTPAdapter
 
 from mirror_builder.errors import UpstreamError
@@ -45,6 +51,8 @@ TRANSIENT_ERRORS = (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ContentDecodingError)
 MAX_RETRY_AFTER_SECONDS = 60.0
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# PyPI's HTML pages end with this comment; its JSON pages say it in meta["_last-serial"].
+SERIAL_COMMENT = re.compile(r"<!--\s*SERIAL\s+(\d+)\s*-->")
 
 T = TypeVar("T")
 
@@ -62,6 +70,8 @@ class DistributionFile:
     # PEP 658/714: the index serves the file's METADATA at url + ".metadata".
     has_metadata: bool = False
     size: int | None = None
+    # PEP 700 "upload-time" (or the data-upload-time some HTML pages carry), when given.
+    upload_time: datetime | None = None
 
     @property
     def is_sdist(self) -> bool:
@@ -70,6 +80,26 @@ class DistributionFile:
     @property
     def is_wheel(self) -> bool:
         return self.filename.endswith(".whl")
+
+
+@dataclass(frozen=True)
+class ProjectCheck:
+    """What asking the index about a project again found (UpstreamIndex.check_project).
+
+    status is "not-modified" (the index answered 304: nothing was downloaded), "unchanged" (a
+    full answer listing the same files as the cached one: what an index without validators
+    gives), "changed" (the files differ from the cached answer's, which may have been a 404),
+    "new" (nothing usable was cached: first look) or "missing" (the index answered 404).
+    changed is False when the files are known to be the same as the cached answer's: for
+    "not-modified", "unchanged", and "missing" after a cached 404. serial is the index's
+    last serial for the project (X-PyPI-Last-Serial, else the page's own), when known.
+    """
+
+    name: str
+    files: list[DistributionFile]
+    changed: bool
+    status: Literal["not-modified", "unchanged", "changed", "new", "missing"]
+    serial: int | None
 
 
 class DiskCache:
@@ -99,6 +129,34 @@ class DiskCache:
 
     def drop(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Response:
+    """An answer of the index: status 200, 304 (only to a conditional request) or 404.
+    validators: the ETag, Last-Modified and X-PyPI-Last-Serial it gave, as cache entry keys."""
+
+    status: int
+    content_type: str
+    body: str
+    url: str
+    validators: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Fetched(Generic[T]):
+    """A cached-or-asked answer as read by its reader, with what was cached before it."""
+
+    value: T
+    entry: dict[str, Any]  # the cache entry now
+    had_previous: bool  # a usable answer was cached before
+    previous: T | None  # what reading it gave
+    previous_status: int | None  # its HTTP status
+    how: Literal["cached", "not-modified", "full"]  # no request, a 304 or a full answer
+
+
+class _NotJsonApi(UpstreamError):
+    """A JSON API answer that is not a JSON object with an "info" object."""
 
 
 class _Transient(Exception):
@@ -138,25 +196,64 @@ class UpstreamIndex:
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.session = make_session(user_agent)
+        # HTTP requests made (attempts included), 200 answers (pages, metadata and downloads
+        # alike) and 304 answers; file:// URLs count in none. Builds fetch from several threads.
         self.requests_made = 0
+        self.full_responses = 0
+        self.not_modified = 0
+        self._counters_lock = threading.Lock()
 
     # -- listing ---------------------------------------------------------------------------
     def project_files(self, name: str) -> list[DistributionFile]:
-        """All files the index lists for a project ([] when the project does not exist)."""
+        """All files the index lists for a project ([] when the project does not exist): the
+        cached answer within the TTL, else asked again (conditionally when one is cached)."""
+        return self._project_page(name, self.ttl).value
+
+    def check_project(self, name: str) -> ProjectCheck:
+        """Ask the index about a project now, whatever the TTL, conditionally: an unchanged
+        project costs a 304 and no download when the index gives validators; without them, a
+        full answer compared with the cached one. The answer is cached as project_files's."""
+        fetched = self._project_page(name, None)
+        if fetched.entry["status"] == 404:
+            status = "missing"
+            changed = fetched.previous_status != 404
+        elif not fetched.had_previous:
+            status, changed = "new", True
+        elif fetched.how == "not-modified":
+            status, changed = "not-modified", False
+        elif fetched.value == fetched.previous:
+            status, changed = "unchanged", False
+        else:
+            status, changed = "changed", True
+        return ProjectCheck(name=name, files=fetched.value, changed=changed, status=status,
+                            serial=_serial_of(fetched.entry))
+
+    def _project_page(self, name: str, max_age: float | None) -> _Fetched[list[DistributionFile]]:
         url = urllib.parse.urljoin(self.index_url, f"{canonicalize_name(name)}/")
-        entry = self.cache.get(url, self.ttl)
-        if entry is not None:
-            try:
-                return _files_on(entry)
-            except UpstreamError:  # cached before garbage was refused; ask again
-                log.warning("%s: the cached answer is unusable; asking the index again", url)
-                self.cache.drop(url)
-        status, content_type, body, final_url = self._get(url, accept=ACCEPT)
-        entry = {"status": status, "content_type": content_type,
-                 "body": body if status == 200 else "", "url": final_url}
-        files = _files_on(entry)  # garbage raises here, before it could be cached
-        self.cache.put(url, **entry)
-        return files
+        return self._fetch(url, ACCEPT, max_age, _files_on)
+
+    # -- release times ---------------------------------------------------------------------
+    def release_times(self, name: str) -> dict[Version, datetime]:
+        """When each version was released: the earliest upload time of its files, from the
+        project page when it gives upload times (PEP 700), else from the JSON API's project
+        document. {} when neither says; versions that do not parse are left out."""
+        files = self.project_files(name)
+        if any(f.upload_time is not None for f in files):
+            return _earliest((_file_version(f.filename, name), f.upload_time) for f in files)
+        if not self.json_api_url:
+            return {}
+        url = urllib.parse.urljoin(self.json_api_url, f"{canonicalize_name(name)}/json")
+        try:
+            fetched = self._json_api_document(url, self.ttl)
+            times = _release_times_of(fetched.value)
+            listed = {v for v in (_file_version(f.filename, name) for f in files) if v is not None}
+            if fetched.how == "cached" and not listed <= times.keys():
+                # The page lists a release the cached document predates: ask again.
+                times = _release_times_of(self._json_api_document(url, None).value)
+        except _NotJsonApi as exc:  # garbage; failing to reach the index is still an error
+            log.warning("%s; release times unknown", exc)
+            return {}
+        return times
 
     # -- metadata --------------------------------------------------------------------------
     def requires_dist(self, name: str, version: str,
@@ -191,28 +288,67 @@ class UpstreamIndex:
         url = file.url.split("#", 1)[0] + ".metadata"
         entry = self.cache.get(url, None)  # metadata of a released file never changes
         if entry is None:
-            status, _, body, _ = self._get(url)
-            if status != 200:
+            response = self._get(url)
+            if response.status != 200:
                 return None
-            if not _looks_like_core_metadata(body):
+            if not _looks_like_core_metadata(response.body):
                 log.warning("%s: not core metadata (no Metadata-Version header); ignored", url)
                 return None
-            entry = {"body": body}
+            entry = {"body": response.body}
             self.cache.put(url, **entry)
         return entry["body"]
 
     def _release_info(self, url: str) -> dict[str, Any] | None:
         """The "info" object of a JSON API document, or None when there is none or it is not
         one (a garbage answer is not cached)."""
-        entry = self.cache.get(url, self.ttl)
-        if entry is None:
-            status, _, body, _ = self._get(url, accept="application/json")
-            entry = {"status": status, "body": body if status == 200 else ""}
-            if status == 200 and _info_of(body) is None:
-                log.warning("%s: not a JSON API document with an info object; ignored", url)
-                return None
+        try:
+            document = self._json_api_document(url, self.ttl).value
+        except _NotJsonApi as exc:  # garbage; failing to reach the index is still an error
+            log.warning("%s; ignored", exc)
+            return None
+        return document["info"] if document is not None else None
+
+    def _json_api_document(self, url: str, max_age: float | None
+                           ) -> _Fetched[dict[str, Any] | None]:
+        """A JSON API document (None for a 404), cached and revalidated like project pages.
+        An answer that is not a JSON object with an "info" object is an UpstreamError and is
+        not cached."""
+        return self._fetch(url, "application/json", max_age, _json_api_document_of)
+
+    # -- cached answers --------------------------------------------------------------------
+    def _fetch(self, url: str, accept: str, max_age: float | None,
+               read: Callable[[dict[str, Any]], T]) -> _Fetched[T]:
+        """url's answer as read(entry) gives it: the cached answer while it is younger than
+        max_age (None: always ask), else the index's, asked with the cached answer's validators
+        (If-None-Match, If-Modified-Since). A 304 keeps the cached answer and restarts its
+        lifetime; a full answer is read, so that garbage raises before it is cached, and then
+        replaces the cached one. A cached answer that read() refuses is dropped."""
+        previous = self.cache.get(url, None)
+        before: T | None = None
+        if previous is not None:
+            try:
+                before = read(previous)
+            except (UpstreamError, KeyError):  # cached before garbage was refused; ask again
+                log.warning("%s: the cached answer is unusable; asking the index again", url)
+                self.cache.drop(url)
+                previous = None
+        had_previous = previous is not None
+        previous_status = previous.get("status") if previous is not None else None
+        if (previous is not None and max_age is not None
+                and time.time() - previous.get("stored", 0) <= max_age):
+            return _Fetched(before, previous, True, before, previous_status, "cached")
+        response = self._get(url, accept=accept, validators=_request_validators(previous))
+        if response.status == 304 and previous is not None:
+            entry = {k: v for k, v in previous.items() if k not in ("key", "stored")}
+            entry.update(response.validators)  # a 304 may bring new ones
             self.cache.put(url, **entry)
-        return _info_of(entry["body"]) if entry["status"] == 200 else None
+            return _Fetched(before, entry, True, before, previous_status, "not-modified")
+        entry = {"status": response.status, "content_type": response.content_type,
+                 "body": response.body if response.status == 200 else "", "url": response.url,
+                 **response.validators}
+        value = read(entry)  # garbage raises here, before it could be cached
+        self.cache.put(url, **entry)
+        return _Fetched(value, entry, had_previous, before, previous_status, "full")
 
     # -- downloads -------------------------------------------------------------------------
     def download(self, file: DistributionFile, dest_dir: Path) -> Path:
@@ -297,25 +433,38 @@ class UpstreamIndex:
             return backoff
         return max(backoff, min(retry_after, MAX_RETRY_AFTER_SECONDS))
 
-    def _get(self, url: str, accept: str | None = None) -> tuple[int, str, str, str]:
+    def _count(self, counter: str) -> None:
+        with self._counters_lock:
+            setattr(self, counter, getattr(self, counter) + 1)
+
+    def _get(self, url: str, accept: str | None = None,
+             validators: dict[str, str] | None = None) -> _Response:
+        """GET url (validators: conditional request headers; then a 304 may come back)."""
         if url.startswith("file://"):
             return _read_file_url(url)
-        return self._with_retries(f"cannot reach {url}", lambda: self._get_once(url, accept))
+        return self._with_retries(f"cannot reach {url}",
+                                  lambda: self._get_once(url, accept, validators or {}))
 
-    def _get_once(self, url: str, accept: str | None) -> tuple[int, str, str, str]:
-        self.requests_made += 1
+    def _get_once(self, url: str, accept: str | None, validators: dict[str, str]) -> _Response:
+        self._count("requests_made")
+        headers = ({"Accept": accept} if accept else {}) | validators
         try:
-            response = self.session.get(url, timeout=self.timeout,
-                                        headers={"Accept": accept} if accept else None)
+            response = self.session.get(url, timeout=self.timeout, headers=headers or None)
         except requests.RequestException as exc:
             raise self._failure(exc, f"cannot reach {url}") from None
         if response.status_code in TRANSIENT_STATUSES:
             raise _busy(response)
+        if response.status_code == 304 and validators:
+            self._count("not_modified")
+            return _Response(304, "", "", response.url, _response_validators(response))
         if response.status_code not in (200, 404):
             raise UpstreamError(f"{url}: the index answered HTTP {response.status_code}")
         content_type = response.headers.get("Content-Type", "")
-        return (response.status_code, content_type, _decode(response.content, content_type),
-                response.url)
+        body = _decode(response.content, content_type)
+        if response.status_code == 200:
+            self._count("full_responses")
+        return _Response(response.status_code, content_type, body, response.url,
+                         _response_validators(response))
 
     def _stream(self, url: str) -> Iterator[bytes]:
         if url.startswith("file://"):
@@ -327,13 +476,14 @@ class UpstreamIndex:
             with handle:
                 yield from iter(lambda: handle.read(1 << 20), b"")
             return
-        self.requests_made += 1
+        self._count("requests_made")
         try:
             with self.session.get(url, stream=True, timeout=self.timeout) as response:
                 if response.status_code in TRANSIENT_STATUSES:
                     raise _busy(response)
                 if response.status_code != 200:
                     raise UpstreamError(f"{url}: download failed with HTTP {response.status_code}")
+                self._count("full_responses")
                 # urllib3 raises when the body ends before its Content-Length.
                 yield from response.iter_content(1 << 20)
         except requests.RequestException as exc:
@@ -344,6 +494,31 @@ class UpstreamIndex:
         if isinstance(exc, TRANSIENT_ERRORS):
             return _Transient(_reason(exc, self.timeout))
         return UpstreamError(f"{permanent}: {_reason(exc, self.timeout)}")
+
+
+def _request_validators(entry: dict[str, Any] | None) -> dict[str, str]:
+    """The conditional request headers a cached answer allows (a 404 has none worth sending)."""
+    if entry is None or entry.get("status") != 200:
+        return {}
+    headers = {}
+    if isinstance(entry.get("etag"), str):
+        headers["If-None-Match"] = entry["etag"]
+    if isinstance(entry.get("last_modified"), str):
+        headers["If-Modified-Since"] = entry["last_modified"]
+    return headers
+
+
+def _response_validators(response: requests.Response) -> dict[str, Any]:
+    """The answer's ETag, Last-Modified and X-PyPI-Last-Serial, under cache entry keys."""
+    found: dict[str, Any] = {}
+    for header, key in (("ETag", "etag"), ("Last-Modified", "last_modified")):
+        value = response.headers.get(header, "").strip()
+        if value:
+            found[key] = value
+    serial = response.headers.get("X-PyPI-Last-Serial", "").strip()
+    if serial.isdigit():
+        found["serial"] = int(serial)
+    return found
 
 
 def _busy(response: requests.Response) -> _Transient:
@@ -399,16 +574,17 @@ def _decode(body: bytes, content_type: str) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-def _read_file_url(url: str) -> tuple[int, str, str, str]:
+def _read_file_url(url: str) -> _Response:
     path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
     if path.is_dir():
         for name, content_type in (("index.json", PEP691_JSON), ("index.html", "text/html")):
             if (path / name).is_file():
-                return 200, content_type, _decode((path / name).read_bytes(), ""), url
-        return 404, "", "", url
+                return _Response(200, content_type, _decode((path / name).read_bytes(), ""),
+                                 url, {})
+        return _Response(404, "", "", url, {})
     if not path.is_file():
-        return 404, "", "", url
-    return 200, "", _decode(path.read_bytes(), ""), url
+        return _Response(404, "", "", url, {})
+    return _Response(200, "", _decode(path.read_bytes(), ""), url, {})
 
 
 
@@ -438,6 +614,87 @@ def _files_on(entry: dict[str, Any]) -> list[DistributionFile]:
     if entry["status"] == 404:
         return []
     return parse_project_page(entry["body"], entry["content_type"], entry["url"])
+
+
+def _serial_of(entry: dict[str, Any]) -> int | None:
+    """The project's last serial: the X-PyPI-Last-Serial header, else PyPI's mark in the page
+    (meta["_last-serial"] of a JSON page, a <!--SERIAL n--> comment in HTML)."""
+    if isinstance(entry.get("serial"), int):
+        return entry["serial"]
+    body = entry.get("body") or ""
+    if body.lstrip().startswith("{"):
+        try:
+            serial = json.loads(body).get("meta", {}).get("_last-serial")
+        except (ValueError, AttributeError):
+            return None
+        return serial if isinstance(serial, int) and not isinstance(serial, bool) else None
+    match = SERIAL_COMMENT.search(body)
+    return int(match.group(1)) if match else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 upload time as an aware datetime (UTC when it names no zone), or None
+    when it is not one: a bad time costs the release its age, not the page."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _file_version(filename: str, project: str) -> Version | None:
+    """The version of an sdist or a wheel of project, or None when the name is neither."""
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+    except (InvalidSdistFilename, InvalidWheelFilename, InvalidVersion):
+        return None
+    return version if name == canonicalize_name(project) else None
+
+
+def _earliest(pairs: Iterable[tuple[Version | None, datetime | None]]) -> dict[Version, datetime]:
+    times: dict[Version, datetime] = {}
+    for version, moment in pairs:
+        if version is not None and moment is not None:
+            times[version] = min(times.get(version, moment), moment)
+    return times
+
+
+def _json_api_document_of(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """A cached or fetched JSON API document (None for a 404); anything but a JSON object with
+    an "info" object is an UpstreamError."""
+    if entry["status"] != 200:
+        return None
+    try:
+        data = json.loads(entry["body"])
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("info"), dict):
+        raise _NotJsonApi(f"{entry.get('url') or entry.get('key')}: not a JSON API document "
+                            f"with an info object")
+    return data
+
+
+def _release_times_of(document: dict[str, Any] | None) -> dict[Version, datetime]:
+    """Each release's earliest upload time from a JSON API project document's "releases"."""
+    releases = document.get("releases") if document is not None else None
+    if not isinstance(releases, dict):
+        return {}
+    pairs = []
+    for key, files in releases.items():
+        try:
+            version = Version(key)
+        except (InvalidVersion, TypeError):
+            continue
+        for item in files if isinstance(files, list) else ():
+            if isinstance(item, dict):
+                pairs.append((version, _parse_time(item.get("upload_time_iso_8601")
+                                                   or item.get("upload_time"))))
+    return _earliest(pairs)
 
 
 class _NotPep691(Exception):
@@ -494,6 +751,7 @@ def _json_file(item: Any, number: int, page_url: str) -> DistributionFile:
         yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
         has_metadata=bool(metadata),
         size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        upload_time=_parse_time(item.get("upload-time")),
     )
 
 
@@ -513,16 +771,6 @@ def _checked_sha256(value: Any, filename: str, page_url: str) -> str:
 def _looks_like_core_metadata(text: str) -> bool:
     headers = text.replace("\r\n", "\n").split("\n\n", 1)[0]
     return any(line.lower().startswith("metadata-version:") for line in headers.splitlines())
-
-
-def _info_of(body: str) -> dict[str, Any] | None:
-    """The "info" object of a PyPI JSON API document, or None when the body has none."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    info = data.get("info") if isinstance(data, dict) else None
-    return info if isinstance(info, dict) else None
 
 
 def _is_list_of_str(value: Any) -> bool:
@@ -568,5 +816,6 @@ def _parse_html_page(body: str, page_url: str) -> list[DistributionFile]:
             yanked=yanked,
             yanked_reason=attrs.get("data-yanked") or None,
             has_metadata=metadata_key is not None and metadata_value != "false",
+            upload_time=_parse_time(attrs.get("data-upload-time")),
         ))
     return files

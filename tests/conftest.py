@@ -248,3 +248,81 @@ def scripted_index():
     index = ScriptedIndex()
     yield index
     index.close()
+
+
+class RevalidatingIndex(ScriptedIndex):
+    """A ScriptedIndex that honours conditional requests as a caching index does: a 200 reply
+    whose ETag matches the request's If-None-Match or, when there is none, whose Last-Modified
+    is not later than If-Modified-Since, is answered 304 Not Modified, without a body (its
+    ETag and Last-Modified headers are sent again). `requests` records each request's path and
+    headers, `not_modified` counts the 304s of each path."""
+
+    def __init__(self) -> None:
+        import collections
+
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.not_modified: collections.Counter[str] = collections.Counter()
+        super().__init__()
+
+    def headers_sent(self, path: str) -> list[dict[str, str]]:
+        """The headers of each request made for path, in order (names in lower case)."""
+        with self._lock:
+            return [headers for p, headers in self.requests if p == path]
+
+    @staticmethod
+    def is_not_modified(reply: Reply, request_headers: dict[str, str]) -> bool:
+        from email.utils import parsedate_to_datetime
+
+        if reply.status != 200:
+            return False
+        own = {name.lower(): value for name, value in reply.headers}
+        if "if-none-match" in request_headers:
+            tags = [t.strip() for t in request_headers["if-none-match"].split(",")]
+            return "etag" in own and (own["etag"] in tags or "*" in tags)
+        if "if-modified-since" in request_headers and "last-modified" in own:
+            try:
+                return (parsedate_to_datetime(own["last-modified"])
+                        <= parsedate_to_datetime(request_headers["if-modified-since"]))
+            except (TypeError, ValueError):
+                return False
+        return False
+
+    def _handler_class(self):
+        base = super()._handler_class()
+        index = self
+
+        class Handler(base):
+            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                with index._lock:
+                    index.requests.append((self.path, headers))
+                reply = index.next_reply(self.path)
+                if reply is None:
+                    reply = Reply(b"not found", status=404, content_type="text/plain")
+                index._stopping.wait(reply.wait_before)
+                if index.is_not_modified(reply, headers):
+                    with index._lock:
+                        index.not_modified[self.path] += 1
+                    self.send_response(304)
+                    for name, value in reply.headers:
+                        if name.lower() in ("etag", "last-modified", "x-pypi-last-serial"):
+                            self.send_header(name, value)
+                    self.end_headers()
+                    self.close_connection = True
+                    return
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self._send_body(reply)
+
+        return Handler
+
+
+@pytest.fixture
+def revalidating_index():
+    index = RevalidatingIndex()
+    yield index
+    index.close()
