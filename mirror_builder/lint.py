@@ -1,9 +1,9 @@
 """What is configured for whom, and whether it all refers to something real.
 
 Every override file must load, and name a project that exists upstream; every changelog and
-sha256 version must be a version upstream has; every patches folder must name a real project
-(and version) and hold patches; every plugin must load, match its hook signatures and name a
-real project.
+sha256 version must be a version upstream has, and an update.specifier must match one; every
+patches folder must name a real project (and version) and hold patches; every plugin must load,
+match its hook signatures and name a real project.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mirror_builder.errors import SettingsError
 from mirror_builder.overrides import PackageSettings, load_package_settings
 from mirror_builder.plugins import Plugin, load_plugins
 from mirror_builder.resolver import Finder, file_version
-from mirror_builder.settings import Settings
+from mirror_builder.settings import Settings, describe_specifier
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,10 @@ def lint(settings: Settings, finder: Finder) -> list[Finding]:
                     if text != "*" and Version(text) not in known:
                         findings.append(Finding(str(path), f"source.sha256: {package.name} has no "
                                                            f"version {text}"))
+            spec = package.update.specifier
+            if spec and not any(spec.contains(v, prereleases=True) for v in known):
+                findings.append(Finding(str(path), f"update.specifier: no version of {package.name} "
+                                                   f"matches {describe_specifier(spec)}"))
             if package.pre_built and package.source is not None:
                 findings.append(Finding(str(path), "pre_built and source contradict each other"))
     for folder, name, version in _patch_folders(settings.patches_dir):

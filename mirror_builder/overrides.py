@@ -17,6 +17,11 @@ Every key is optional; an unknown key or a bad value is an error naming the file
   cpus:             CPUs for the build container (also sets make's -j)
   pids_limit:       most processes the build container may run at once
   vendor_rust:      true / false: vendor the crates of a Cargo project (default: when found)
+  update:           this package's update policy, each key overriding settings.yaml's update:
+                      track: newer | all | N   specifier: ">=2.1,<2.4"   prereleases: bool
+                      min_release_age: 0 | 12h | 3d | 2w
+                    (not part of the build: it changes which versions are built, not how, so it
+                    is left out of as_dict(), the digest, build records and build keys)
 """
 
 from __future__ import annotations
@@ -26,21 +31,31 @@ import json
 import math
 import re
 import string
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from mirror_builder.errors import SettingsError
-from mirror_builder.settings import YamlReader, read_yaml
+from mirror_builder.settings import (
+    UPDATE_KEYS,
+    UpdatePolicy,
+    YamlReader,
+    describe_specifier,
+    format_duration,
+    read_update_policy,
+    read_yaml,
+)
 
 TEMPLATE_FIELDS = ("name", "version", "jobs")
 KEYS = {"env", "system_packages", "source", "build_dir", "config_settings", "build_requires",
-        "pre_built", "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust"}
+        "pre_built", "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust", "update"}
 _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MEMORY = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
@@ -64,6 +79,28 @@ class SourceOverride:
 
 
 @dataclass(frozen=True)
+class UpdateOverride:
+    """A package's own update policy keys; None: the global one (settings.yaml's update:)."""
+
+    track: str | int | None = None
+    specifier: SpecifierSet | None = None
+    prereleases: bool | None = None
+    min_release_age: timedelta | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in UPDATE_KEYS if getattr(self, k) is not None}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys given, as plain values for listings (`overrides show`)."""
+        shown = self.given()
+        if self.specifier is not None:
+            shown["specifier"] = describe_specifier(self.specifier)
+        if self.min_release_age is not None:
+            shown["min_release_age"] = format_duration(self.min_release_age)
+        return shown
+
+
+@dataclass(frozen=True)
 class PackageSettings:
     name: NormalizedName
     source_file: Path | None = None
@@ -81,6 +118,8 @@ class PackageSettings:
     cpus: float | None = None
     pids_limit: int | None = None
     vendor_rust: bool | None = None
+    # Which versions `update` builds, not how: left out of as_dict() and so of build keys.
+    update: UpdateOverride = field(default_factory=UpdateOverride)
 
     def reasons_for(self, version: Version) -> tuple[str, ...]:
         return self.changelog.get(version, ())
@@ -94,17 +133,26 @@ class PackageSettings:
         defaults = PackageSettings(self.name)
         return [k for k in ("env", "system_packages", "source", "build_dir", "config_settings",
                             "build_requires_add", "build_requires_remove", "pre_built",
-                            "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust")
+                            "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust",
+                            "update")
                 if getattr(self, k) != getattr(defaults, k)]
 
     def as_dict(self) -> dict[str, Any]:
+        """What the package's wheel is built with: recorded in build records and part of their
+        build key. The update policy is not (it decides which versions, not how)."""
         data = asdict(self)
         data.pop("source_file")
+        data.pop("update")
         data["changelog"] = {str(v): list(r) for v, r in sorted(self.changelog.items())}
         return data
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def effective_policy(default: UpdatePolicy, package: PackageSettings) -> UpdatePolicy:
+    """The update policy for one package: its own update: keys, the global policy for the rest."""
+    return replace(default, **package.update.given())
 
 
 def render(template: str, **values: str) -> str:
@@ -179,6 +227,8 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         cpus=float(cpus) if cpus is not None else None,
         pids_limit=pids_limit,
         vendor_rust=reader.value(top, ("vendor_rust",), bool, None),
+        update=UpdateOverride(**read_update_policy(
+            reader, reader.mapping(top.get("update"), ("update",), set(UPDATE_KEYS)), ("update",))),
     )
 
 

@@ -7,16 +7,24 @@ names the file, the line and the dotted key, so a typo never silently falls back
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 from mirror_builder.errors import SettingsError
 
 SETTINGS_FILENAME = "settings.yaml"
 REBUILD_NUMBERINGS = ("build-tag", "post-release")
+TRACK_MODES = ("newer", "all")
+UPDATE_KEYS = ("track", "specifier", "prereleases", "min_release_age")
+_DURATION_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"^(?:[0-9]+[wdhms])+$")
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,37 @@ class BuildSettings:
 
 
 @dataclass(frozen=True)
+class UpdatePolicy:
+    """Which upstream releases `mirror-builder update` builds (see mirror_builder.policy)."""
+
+    # "newer": every release newer than the newest we carry; "all": every release; N: the N newest.
+    track: Literal["newer", "all"] | int = "newer"
+    # Only versions in this set; an empty set allows any.
+    specifier: SpecifierSet = field(default_factory=SpecifierSet)
+    prereleases: bool = False
+    # Cool-down: a release must be this old before it is built.
+    min_release_age: timedelta = timedelta(days=3)
+
+    def describe(self) -> str:
+        """One line for listings, e.g. "track: newer, >=2.1,<2.4, no pre-releases, cool-down 3 d"."""
+        return ", ".join([
+            f"track: {self.track}",
+            describe_specifier(self.specifier) or "any version",
+            "pre-releases" if self.prereleases else "no pre-releases",
+            f"cool-down {format_duration(self.min_release_age)}"
+            if self.min_release_age else "no cool-down",
+        ])
+
+
+@dataclass(frozen=True)
+class CarrySettings:
+    """Who may be carried: files of project names, one a line. None: no such list."""
+
+    allow_list: Path | None = None
+    deny_list: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None
     project_dir: Path
@@ -63,6 +102,8 @@ class Settings:
     allow_prereleases: bool = False
     # How a rebuild is told apart: the PEP 427 build tag (version unchanged) or a .postN version.
     rebuild_numbering: str = "build-tag"
+    update: UpdatePolicy = field(default_factory=UpdatePolicy)
+    carry: CarrySettings = field(default_factory=CarrySettings)
 
     def target(self, name: str | None) -> TargetSettings:
         if name is None:
@@ -210,7 +251,7 @@ def load_settings(path: Path | None = None) -> Settings:
 def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> Settings:
     top = r.mapping(data, (), {"upstream", "targets", "build", "output_dir", "cache_dir",
                                "patches_dir", "overrides_dir", "allow_prereleases",
-                               "rebuild_numbering"})
+                               "rebuild_numbering", "update", "carry"})
     numbering = r.value(top, ("rebuild_numbering",), str, "build-tag")
     if numbering not in REBUILD_NUMBERINGS:
         raise r.fail(("rebuild_numbering",),
@@ -268,6 +309,18 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
         manylinux=r.value(b, ("build", "manylinux"), bool, False),
     )
 
+    u = r.mapping(top.get("update"), ("update",), set(UPDATE_KEYS))
+    update = UpdatePolicy(**read_update_policy(r, u, ("update",)))
+
+    c = r.mapping(top.get("carry"), ("carry",), {"allow_list", "deny_list"})
+    lists: dict[str, Path | None] = {}
+    for name in ("allow_list", "deny_list"):
+        raw = r.value(c, ("carry", name), str, None)
+        lists[name] = resolve_path(raw) if raw is not None else None
+        if lists[name] is not None and not lists[name].is_file():
+            raise r.fail(("carry", name), f"{lists[name]}: no such file")
+    carry = CarrySettings(**lists)
+
     cache_default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mirror-builder")
     return Settings(
         source=source,
@@ -281,4 +334,81 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
         overrides_dir=path_of("overrides_dir", "overrides"),
         allow_prereleases=r.value(top, ("allow_prereleases",), bool, False),
         rebuild_numbering=numbering,
+        update=update,
+        carry=carry,
     )
+
+
+def read_update_policy(r: YamlReader, data: dict[str, Any], key: tuple[str, ...]) -> dict[str, Any]:
+    """The update policy keys given in data (a mapping already checked for unknown keys), parsed
+    and validated; keys not given are left out, so a package's override can fall back to the
+    global value of each one."""
+    found: dict[str, Any] = {}
+    if "track" in data:
+        track = data["track"]
+        if track not in TRACK_MODES and (not isinstance(track, int) or isinstance(track, bool)
+                                         or track <= 0):
+            raise r.fail(key + ("track",), f"must be newer, all or a positive number (the N newest "
+                                           f"releases), got {track!r}")
+        found["track"] = track
+    if "specifier" in data:
+        text = data["specifier"]
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise r.fail(key + ("specifier",), f"expected str, got {text!r}")
+        try:
+            found["specifier"] = SpecifierSet(text)
+        except InvalidSpecifier:
+            raise r.fail(key + ("specifier",), f"{text!r} is not a PEP 440 version specifier "
+                                               f"(e.g. \">=2.1,<2.4\")") from None
+    if "prereleases" in data:
+        found["prereleases"] = r.value(data, key + ("prereleases",), bool, False)
+    if "min_release_age" in data:
+        try:
+            found["min_release_age"] = parse_duration(data["min_release_age"])
+        except ValueError as exc:
+            raise r.fail(key + ("min_release_age",), str(exc)) from None
+    return found
+
+
+def parse_duration(value: object) -> timedelta:
+    """A duration as written in settings: 0, or numbers with units w d h m s ("12h", "3d",
+    "1d12h"). A number without a unit is refused (hours? days?), except 0."""
+    if value == 0 and not isinstance(value, bool):
+        return timedelta(0)
+    text = value.strip() if isinstance(value, str) else None
+    if text == "0":
+        return timedelta(0)
+    if text is None or not _DURATION.match(text):
+        raise ValueError(f"expected a duration like 0, 12h, 3d or 2w (units: w d h m s), "
+                         f"got {value!r}")
+    return timedelta(seconds=sum(int(n) * _DURATION_UNITS[unit]
+                                 for n, unit in re.findall(r"([0-9]+)([wdhms])", text)))
+
+
+def format_duration(duration: timedelta) -> str:
+    """A duration for messages: its largest unit, and the next one when not zero ("3 d", "5 h",
+    "2 d 23 h", "40 s"). Cut down, never rounded up: 2 d 23 h 59 m is not shown as 3 d."""
+    seconds = int(abs(duration).total_seconds())
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    text = ""
+    for i, (unit, size) in enumerate(units):
+        if seconds >= size or unit == "s":
+            text = f"{seconds // size} {unit}"
+            if i + 1 < len(units):
+                next_unit, next_size = units[i + 1]
+                if rest := (seconds % size) // next_size:
+                    text += f" {rest} {next_unit}"
+            break
+    return ("-" if duration < timedelta(0) else "") + text
+
+
+def describe_specifier(specifier: SpecifierSet) -> str:
+    """The specifier with lower bounds first (">=2.1,<2.4"; str() sorts it as "<2.4,>=2.1")."""
+    def order(spec) -> tuple:
+        try:
+            return (0, Version(spec.version.removesuffix(".*")), spec.operator)
+        except InvalidVersion:
+            return (1, spec.version, spec.operator)
+    return ",".join(str(s) for s in sorted(specifier, key=order))

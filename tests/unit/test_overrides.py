@@ -729,12 +729,13 @@ def test_configured_lists_every_key_when_all_are_set(tmp_path):
         memory: 1g
         cpus: 1
         vendor_rust: true
+        update: {{track: all}}
     """)
 
     assert load_package_settings(tmp_path, "demo").configured() == [
         "env", "system_packages", "source", "build_dir", "config_settings", "build_requires_add",
         "build_requires_remove", "pre_built", "changelog", "timeout", "memory", "cpus",
-        "vendor_rust"]
+        "vendor_rust", "update"]
 
 
 EVERY_KEY = f"""
@@ -830,3 +831,128 @@ def test_config_settings_unquoted_number_keeps_the_text_as_written(tmp_path):
     write(tmp_path, "demo", "config_settings:\n  abi: 1.10\n")
 
     assert load_package_settings(tmp_path, "demo").config_settings == {"abi": "1.10"}
+
+
+# -- update: the package's own update policy -------------------------------------------------------
+from datetime import timedelta  # noqa: E402
+
+from packaging.specifiers import SpecifierSet  # noqa: E402
+
+from mirror_builder.overrides import UpdateOverride, effective_policy  # noqa: E402
+from mirror_builder.settings import UpdatePolicy  # noqa: E402
+
+
+def test_update_keys_are_read(tmp_path):
+    write(tmp_path, "torch", """
+        update:
+          track: 3
+          specifier: ">=2.1,<2.4"
+          prereleases: true
+          min_release_age: 2w
+    """)
+
+    assert load_package_settings(tmp_path, "torch").update == UpdateOverride(
+        track=3, specifier=SpecifierSet(">=2.1,<2.4"), prereleases=True,
+        min_release_age=timedelta(weeks=2))
+
+
+def test_update_keys_not_given_stay_none_and_fall_back_to_the_global_policy(tmp_path):
+    write(tmp_path, "torch", "update:\n  min_release_age: 0\n")
+    package = load_package_settings(tmp_path, "torch")
+    default = UpdatePolicy(track=2, specifier=SpecifierSet("<3"), prereleases=True)
+
+    assert package.update == UpdateOverride(min_release_age=timedelta(0))
+    assert effective_policy(default, package) == UpdatePolicy(
+        track=2, specifier=SpecifierSet("<3"), prereleases=True, min_release_age=timedelta(0))
+
+
+def test_a_null_specifier_overrides_the_global_one_with_any_version(tmp_path):
+    write(tmp_path, "torch", "update:\n  specifier: null\n")
+    package = load_package_settings(tmp_path, "torch")
+
+    assert effective_policy(UpdatePolicy(specifier=SpecifierSet("<3")), package).specifier == \
+        SpecifierSet("")
+
+
+@pytest.mark.parametrize("text", ["", "update:\n", "update: {}\n"])
+def test_no_update_keys_is_the_global_policy(tmp_path, text):
+    write(tmp_path, "demo", text)
+    package = load_package_settings(tmp_path, "demo")
+    default = UpdatePolicy(track="all")
+
+    assert package.update == UpdateOverride()
+    assert effective_policy(default, package) == default
+    assert "update" not in package.configured()
+
+
+@pytest.mark.parametrize(("text", "line", "key", "problem"), [
+    ("update:\n  track: none\n", 2, "update.track",
+     "must be newer, all or a positive number (the N newest releases), got 'none'"),
+    ("update:\n  track: 0\n", 2, "update.track",
+     "must be newer, all or a positive number (the N newest releases), got 0"),
+    ("update:\n  specifier: '2.1'\n", 2, "update.specifier",
+     "'2.1' is not a PEP 440 version specifier (e.g. \">=2.1,<2.4\")"),
+    ("update:\n  prereleases: maybe\n", 2, "update.prereleases", "expected bool, got 'maybe'"),
+    ("timeout: 5\nupdate:\n  min_release_age: 3\n", 3, "update.min_release_age",
+     "expected a duration like 0, 12h, 3d or 2w (units: w d h m s), got 3"),
+    ("update:\n  track: all\n  cooldown: 3d\n", 3, "update.cooldown",
+     "unknown key (allowed here: min_release_age, prereleases, specifier, track)"),
+    ("update: newer\n", 1, "update", "expected a mapping, got str"),
+], ids=["bad track", "zero track", "bad specifier", "bad prereleases", "duration without unit",
+        "unknown key", "not a mapping"])
+def test_a_bad_update_key_is_an_error_naming_file_line_and_key(tmp_path, text, line, key, problem):
+    path = write(tmp_path, "demo", text)
+
+    with pytest.raises(SettingsError) as caught:
+        load_package_settings(tmp_path, "demo")
+
+    assert str(caught.value) == f"{path}:{line}: {key}: {problem}"
+
+
+def test_the_update_policy_is_not_part_of_the_build(tmp_path):
+    """It decides which versions are built, not how: as_dict() (build records, build keys)
+    and the digest leave it out, so changing it rebuilds nothing."""
+    write(tmp_path / "a", "demo", EVERY_KEY)
+    write(tmp_path / "b", "demo", EVERY_KEY + "    update: {track: 2, min_release_age: 0}\n")
+    without = load_package_settings(tmp_path / "a", "demo")
+    with_policy = load_package_settings(tmp_path / "b", "demo")
+
+    assert "update" not in with_policy.as_dict()
+    assert with_policy.as_dict() == without.as_dict()
+    assert with_policy.digest() == without.digest()
+
+
+def test_update_override_as_dict_shows_the_keys_given_as_written():
+    override = UpdateOverride(track=2, specifier=SpecifierSet("<2.4,>=2.1"),
+                              min_release_age=timedelta(hours=36))
+
+    assert override.as_dict() == {"track": 2, "specifier": ">=2.1,<2.4", "min_release_age": "1 d 12 h"}
+    assert UpdateOverride().as_dict() == {}
+
+
+# -- lint: an update.specifier must match an upstream version -----------------------------------
+from mirror_builder.lint import lint  # noqa: E402
+from mirror_builder.settings import load_settings  # noqa: E402
+from mirror_builder.upstream import DistributionFile  # noqa: E402
+
+
+class _Finder:
+    def __init__(self, versions: dict[str, list[str]]) -> None:
+        self.versions = versions
+
+    def project_files(self, name: str) -> list[DistributionFile]:
+        return [DistributionFile(f"{name}-{v}.tar.gz", f"https://example.org/{name}-{v}.tar.gz", None)
+                for v in self.versions.get(name, [])]
+
+
+@pytest.mark.parametrize(("specifier", "found"), [(">=2.1,<2.4", False), (">=3", True),
+                                                  ("==2.4rc1", False)])
+def test_lint_reports_an_update_specifier_that_matches_no_version(tmp_path, specifier, found):
+    (tmp_path / "settings.yaml").write_text("overrides_dir: overrides\npatches_dir: patches\n")
+    path = write(tmp_path / "overrides", "torch", f"update:\n  specifier: \"{specifier}\"\n")
+
+    findings = lint(load_settings(tmp_path / "settings.yaml"),
+                    _Finder({"torch": ["2.1.0", "2.3.1", "2.4rc1"]}))
+
+    problem = f"update.specifier: no version of torch matches {specifier}"
+    assert [(f.where, f.problem) for f in findings] == ([(str(path), problem)] if found else [])

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import re
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from mirror_builder.errors import SettingsError
 from mirror_builder.settings import (
     BuildSettings,
+    CarrySettings,
     Settings,
     TargetSettings,
+    UpdatePolicy,
     UpstreamSettings,
     find_settings_file,
+    format_duration,
     load_settings,
+    parse_duration,
 )
 
 
@@ -65,6 +71,9 @@ def test_minimal_file_gives_all_defaults(tmp_path, isolated_home, text):
     assert settings.patches_dir == project / "patches"
     assert settings.cache_dir == isolated_home / ".cache" / "mirror-builder"
     assert settings.allow_prereleases is False
+    assert settings.update == UpdatePolicy(track="newer", specifier=SpecifierSet(""),
+                                           prereleases=False, min_release_age=timedelta(days=3))
+    assert settings.carry == CarrySettings(allow_list=None, deny_list=None)
 
 
 def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
@@ -374,3 +383,159 @@ def test_negative_upstream_counts_are_rejected(tmp_path, key):
     settings_file.write_text(f"upstream:\n  {key}: -1\n")
     with pytest.raises(SettingsError, match=rf"settings.yaml:2: upstream.{key}: must not be negative"):
         load_settings(settings_file)
+
+
+# -- update: the update policy ---------------------------------------------------------------
+def test_every_update_key_can_be_set(tmp_path):
+    path = write_settings(tmp_path, """\
+        update:
+          track: 2
+          specifier: ">=2.1,<2.4"
+          prereleases: true
+          min_release_age: 12h
+        """)
+
+    assert load_settings(path).update == UpdatePolicy(
+        track=2, specifier=SpecifierSet(">=2.1,<2.4"), prereleases=True,
+        min_release_age=timedelta(hours=12))
+
+
+def test_update_keys_not_given_keep_their_defaults(tmp_path):
+    path = write_settings(tmp_path, "update:\n  track: all\n")
+
+    assert load_settings(path).update == UpdatePolicy(track="all")
+
+
+def test_the_shipped_settings_file_shows_the_defaults():
+    shipped = Path(__file__).resolve().parents[2] / "settings.yaml"
+
+    settings = load_settings(shipped)
+
+    assert settings.update == UpdatePolicy()
+    assert settings.carry == CarrySettings()
+
+
+@pytest.mark.parametrize("text", ["specifier: \"\"", "specifier: null", "specifier:"])
+def test_an_empty_or_null_specifier_allows_any_version(tmp_path, text):
+    path = write_settings(tmp_path, f"update:\n  {text}\n")
+
+    assert load_settings(path).update.specifier == SpecifierSet("")
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("0", "must be newer, all or a positive number (the N newest releases), got 0"),
+    ("-2", "must be newer, all or a positive number (the N newest releases), got -2"),
+    ("'3'", "must be newer, all or a positive number (the N newest releases), got '3'"),
+    ("yes", "must be newer, all or a positive number (the N newest releases), got True"),
+    ("latest", "must be newer, all or a positive number (the N newest releases), got 'latest'"),
+    ("1.5", "must be newer, all or a positive number (the N newest releases), got 1.5"),
+    ("null", "must be newer, all or a positive number (the N newest releases), got None"),
+])
+def test_track_must_be_newer_all_or_a_positive_number(tmp_path, value, problem):
+    path = write_settings(tmp_path, f"update:\n  prereleases: false\n  track: {value}\n")
+
+    assert settings_error(path) == f"{path}:3: update.track: {problem}"
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ('"2.1"', "'2.1' is not a PEP 440 version specifier (e.g. \">=2.1,<2.4\")"),
+    ('">=2.1;<2.4"', "'>=2.1;<2.4' is not a PEP 440 version specifier (e.g. \">=2.1,<2.4\")"),
+    ('"torch>=2"', "'torch>=2' is not a PEP 440 version specifier (e.g. \">=2.1,<2.4\")"),
+    ("2.1", "expected str, got 2.1"),
+    ("[\">=2\"]", "expected str, got ['>=2']"),
+])
+def test_a_bad_specifier_is_an_error_naming_file_line_and_key(tmp_path, value, problem):
+    path = write_settings(tmp_path, f"update:\n  specifier: {value}\n")
+
+    assert settings_error(path) == f"{path}:2: update.specifier: {problem}"
+
+
+def test_prereleases_must_be_a_bool(tmp_path):
+    path = write_settings(tmp_path, "update:\n  prereleases: 1\n")
+
+    assert settings_error(path) == f"{path}:2: update.prereleases: expected bool, got 1"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0", timedelta(0)), ("'0'", timedelta(0)), ("0d", timedelta(0)), ("45s", timedelta(seconds=45)),
+    ("90m", timedelta(minutes=90)), ("12h", timedelta(hours=12)), ("3d", timedelta(days=3)),
+    ("2w", timedelta(weeks=2)), ("1d12h", timedelta(days=1, hours=12)),
+])
+def test_min_release_age_takes_durations(tmp_path, value, expected):
+    path = write_settings(tmp_path, f"update:\n  min_release_age: {value}\n")
+
+    assert load_settings(path).update.min_release_age == expected
+
+
+@pytest.mark.parametrize("value", ["3", "'3'", "3 d", "3days", "-1d", "1.5d", "3D", "yes", "null",
+                                   "''", "d"])
+def test_a_bad_min_release_age_is_an_error_naming_file_line_and_key(tmp_path, value):
+    path = write_settings(tmp_path, f"update:\n  min_release_age: {value}\n")
+
+    message = settings_error(path)
+
+    assert message.startswith(f"{path}:2: update.min_release_age: expected a duration like 0, "
+                              f"12h, 3d or 2w (units: w d h m s), got ")
+
+
+def test_an_unknown_update_key_lists_the_allowed_ones(tmp_path):
+    path = write_settings(tmp_path, "update:\n  track: all\n  min_age: 3d\n")
+
+    assert settings_error(path) == (f"{path}:3: update.min_age: unknown key (allowed here: "
+                                    f"min_release_age, prereleases, specifier, track)")
+
+
+@pytest.mark.parametrize(("duration", "text"), [
+    (timedelta(0), "0 s"), (timedelta(seconds=40), "40 s"), (timedelta(hours=5), "5 h"),
+    (timedelta(hours=5, minutes=30, seconds=9), "5 h 30 m"), (timedelta(days=3), "3 d"),
+    (timedelta(days=1, minutes=5), "1 d"), (timedelta(weeks=2), "14 d"),
+    (timedelta(days=3) - timedelta(microseconds=1), "2 d 23 h"), (-timedelta(minutes=5), "-5 m"),
+])
+def test_format_duration_cuts_down_to_two_units(duration, text):
+    assert format_duration(duration) == text
+
+
+def test_parse_duration_refuses_a_bool():
+    with pytest.raises(ValueError):
+        parse_duration(False)
+
+
+# -- carry: allow and deny lists -------------------------------------------------------------
+def test_carry_lists_are_resolved_against_the_settings_files_folder(tmp_path, monkeypatch):
+    path = write_settings(tmp_path, "carry:\n  allow_list: lists/allow.txt\n"
+                                    "  deny_list: ../deny.txt\n")
+    (path.parent / "lists").mkdir()
+    (path.parent / "lists" / "allow.txt").write_text("six\n")
+    (tmp_path / "deny.txt").write_text("evil\n")
+    monkeypatch.chdir(tmp_path)
+    project = path.parent.resolve()
+
+    assert load_settings(path).carry == CarrySettings(allow_list=project / "lists/allow.txt",
+                                                      deny_list=project / "../deny.txt")
+
+
+def test_carry_lists_may_be_null(tmp_path):
+    path = write_settings(tmp_path, "carry:\n  allow_list: null\n  deny_list:\n")
+
+    assert load_settings(path).carry == CarrySettings()
+
+
+@pytest.mark.parametrize("key", ["allow_list", "deny_list"])
+def test_a_carry_list_that_does_not_exist_is_an_error_naming_the_key(tmp_path, key):
+    path = write_settings(tmp_path, f"carry:\n  {key}: missing.txt\n")
+
+    assert settings_error(path) == (f"{path}:2: carry.{key}: "
+                                    f"{path.parent.resolve() / 'missing.txt'}: no such file")
+
+
+def test_a_carry_list_must_be_a_path(tmp_path):
+    path = write_settings(tmp_path, "carry:\n  deny_list: [a, b]\n")
+
+    assert settings_error(path) == f"{path}:2: carry.deny_list: expected str, got ['a', 'b']"
+
+
+def test_an_unknown_carry_key_lists_the_allowed_ones(tmp_path):
+    path = write_settings(tmp_path, "carry:\n  allowlist: x\n")
+
+    assert settings_error(path) == (f"{path}:2: carry.allowlist: unknown key (allowed here: "
+                                    f"allow_list, deny_list)")
