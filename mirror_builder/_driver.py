@@ -154,10 +154,78 @@ def repair(job):
     return 0 if result["status"] == "repaired" else 1
 
 
+IMPORT_PROBE = """
+import importlib, json, sys, traceback
+results = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+        results[name] = None
+    except BaseException:
+        results[name] = traceback.format_exc(limit=3).strip().splitlines()[-1]
+print("MB-IMPORTS " + json.dumps(results), flush=True)
+"""
+
+
+def smoke(job):
+    """Smoke mode: for each candidate wheel, a fresh venv with the wheel and its whole install
+    closure, from our index (read-only at /index) and the staged wheels only, then import its
+    top-level modules. No network: what does not come from those cannot be installed."""
+    results = {}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-home", "LANG": "C.UTF-8",
+           "TMPDIR": "/tmp"}
+    uv_env = dict(env, UV_OFFLINE="1", UV_NO_CACHE="1", UV_PYTHON_DOWNLOADS="never",
+                  UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
+    os.makedirs(env["HOME"], exist_ok=True)
+    os.makedirs(WORK, exist_ok=True)
+    for number, test in enumerate(job["tests"]):
+        started = time.monotonic()
+        result = {"status": "failed", "imports": {}, "freeze": []}
+        results[test["wheel"]] = result
+        env_dir = os.path.join(WORK, f"smoke-{number}")
+        python = os.path.join(env_dir, "bin", "python")
+        say(f"smoke test {test['wheel']}")
+        try:
+            run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
+            install = subprocess.run(
+                ["uv", "pip", "install", "--python", python, "--index-url", job["index_url"],
+                 "--find-links", job["staging"], os.path.join(job["staging"], test["wheel"])],
+                env=uv_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            print(install.stdout, flush=True)
+            if install.returncode != 0:
+                lines = [l.strip() for l in install.stdout.splitlines() if l.strip()]
+                result["error"] = "cannot install it from our index: " + " ".join(lines[-4:])
+                continue
+            result["freeze"] = run(["uv", "pip", "freeze", "--python", python], uv_env).splitlines()
+            probe = subprocess.run([python, "-c", IMPORT_PROBE, *test["imports"]], env=env,
+                                   cwd="/tmp", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+            print(probe.stdout, flush=True)
+            line = next((l for l in probe.stdout.splitlines() if l.startswith("MB-IMPORTS ")), None)
+            if line is None:
+                result["error"] = f"the import check itself failed (status {probe.returncode})"
+                continue
+            result["imports"] = json.loads(line[len("MB-IMPORTS "):])
+            broken = {name: why for name, why in result["imports"].items() if why}
+            if broken:
+                result["error"] = "; ".join(f"import {name} failed: {why}" for name, why in broken.items())
+                continue
+            result["status"] = "passed"
+        except subprocess.CalledProcessError as exc:
+            result["error"] = f"{exc.cmd[0]} failed with status {exc.returncode}"
+        finally:
+            result["seconds"] = round(time.monotonic() - started, 3)
+            shutil.rmtree(env_dir, ignore_errors=True)
+    write_json(os.path.join(job["out"], "result.json"), {"status": "done", "results": results})
+    return 0
+
+
 def main():
     job = json.load(open(sys.argv[1]))
     if job.get("mode") == "repair":
         return repair(job)
+    if job.get("mode") == "smoke":
+        return smoke(job)
     out = job["out"]
     result = {"status": "failed", "stage": "setup", "timings": {}}
     timings = result["timings"]

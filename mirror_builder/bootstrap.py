@@ -42,7 +42,7 @@ from mirror_builder.builder import BuildOutcome, BuildRequest
 from mirror_builder.containers import ImageRef
 from mirror_builder.errors import (BuildCycleError, BuildError, MirrorBuilderError, PackageError,
                                    RebuildError, ResolutionError, SourceError, UpstreamError)
-from mirror_builder.index import IndexedWheel, WheelIndex
+from mirror_builder.index import WheelIndex
 from mirror_builder.logs import about
 from mirror_builder.overrides import PackageSettings, all_package_settings, load_package_settings, render
 from mirror_builder.plugins import BuildContext, PrepareContext, WheelContext, load_plugins
@@ -57,6 +57,8 @@ from mirror_builder.sources import (PreparedSource, find_patches, prepare_source
 from mirror_builder.target import TargetEnvironment
 from mirror_builder.files import atomic_write_text, sha256_of
 from mirror_builder.upstream import DistributionFile, UpstreamIndex
+from mirror_builder.publisher import Outcome as PublishOutcome, Publisher, Staged
+from mirror_builder.smoketest import SmokeTester, top_level_modules
 from mirror_builder.vendoring import VendoredCrate, already_vendored, cargo_manifests
 from mirror_builder.wheelfile import EMBEDDED_RECORD, rebuilt_filename, rebuilt_version, stamp_wheel
 
@@ -82,7 +84,7 @@ class BuiltWheel:
     version: Version
     path: Path
     requires_dist: tuple[str, ...]
-    status: Literal["built", "reused", "pre-built"]
+    status: Literal["built", "reused", "pre-built", "rejected"]
     seconds: float
     chain: tuple[str, ...]
     sha256: str = ""  # hashed once, when the wheel becomes available to the run
@@ -221,7 +223,8 @@ class Bootstrapper:
                  allow_prereleases: bool = False, jobs: int | None = None,
                  keep_going: bool = False, primary: bool = True, manylinux: bool | None = None,
                  image_for: Callable[[ImageRef, tuple[str, ...]], ImageRef] | None = None,
-                 vendorer: Callable[[Path, str, Path], list[VendoredCrate]] | None = None) -> None:
+                 vendorer: Callable[[Path, str, Path], list[VendoredCrate]] | None = None,
+                 smoke_tester: SmokeTester | None = None) -> None:
         self.settings = settings
         self.target = target
         self.image = image
@@ -265,6 +268,9 @@ class Bootstrapper:
         self._plugins = load_plugins(settings.overrides_dir)
         self._newest: dict[NormalizedName, Version] | None = None
         self._rebuild: RebuildRequest | None = None
+        # Installs each built wheel from our index alone before it is published (publisher.py).
+        self.smoke_tester = smoke_tester
+        self.publisher: Publisher | None = None
 
     # -- the two ways in -------------------------------------------------------------------
     def run(self, requirements: Sequence[Requirement]) -> BootstrapReport:
@@ -276,6 +282,7 @@ class Bootstrapper:
             except KeyboardInterrupt:
                 self.tasks.stopping.set()
                 raise
+            self._finish_publishing()
         if self.failures:
             raise BootstrapFailed(self.failures, len(self.report.wheels))
         return self.report
@@ -300,21 +307,61 @@ class Bootstrapper:
         try:
             with self._working(), about(candidate.pin):
                 number = self._next_number(candidate, earlier, request.force)
-                return self._build(candidate, (), Rebuild(
+                self._build(candidate, (), Rebuild(
                     number=number, numbering=self.settings.rebuild_numbering,
                     reason=request.reason,
                     changelog=self._settings_for(name).reasons_for(version)))
+                self._finish_publishing()
+                mine = [f for f in self.failures if f.pin == candidate.pin]
+                if mine:
+                    raise mine[0].error
+                return self._done[(name, version)]
         finally:
             self._rebuild = None
 
     @contextmanager
     def _working(self):
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.publisher = Publisher(
+            index=self.index, records=self.records,
+            rejected=RecordStore(self.index.root / "rejected"),
+            tester=self.smoke_tester, target=self.target, limits=self.settings.build,
+            on_outcome=self._published)
         try:
             yield
         finally:
+            if not self.tasks.stopping.is_set():
+                try:
+                    # What passed its smoke test is kept even when the run stopped on an error.
+                    self._finish_publishing()
+                except Exception:  # noqa: BLE001 - the run's own error is the one to report
+                    log.exception("publishing the wheels built so far failed")
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self._write_outputs()
+
+    def _finish_publishing(self) -> None:
+        if self.publisher is not None:
+            self.publisher.finish()
+
+    def _published(self, outcome: PublishOutcome) -> None:
+        """A staged wheel was smoke-tested: published, or kept out as this package's failure."""
+        staged = outcome.staged
+        key = (staged.name, Version(staged.version))
+        with self._lock:
+            wheel = self._done.get(key)
+            if wheel is not None:
+                kept = dataclasses.replace(
+                    wheel, path=outcome.published or wheel.path,
+                    status=wheel.status if outcome.published else "rejected")
+                self._done[key] = kept
+                self.report.wheels = [kept if w is wheel else w for w in self.report.wheels]
+        if outcome.published is None:
+            error = BuildError(f"kept out of the index: {outcome.result.error}", package=staged.name,
+                               version=staged.version, chain=staged.chain,
+                               log_path=str(self.index.root / "rejected" / "records" / staged.name
+                                            / f"{staged.wheel.name}.log"))
+            self._failed(error, Candidate(staged.name, Version(staged.version), None), staged.chain)
+        self._write_outputs()
 
     # -- closures --------------------------------------------------------------------------
     def _closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
@@ -644,11 +691,12 @@ class Bootstrapper:
             outcome, repair = self._repair(candidate, outcome, package, log_path, here)
             own_seconds += time.monotonic() - repair_started
         publish_started = time.monotonic()
-        published = self._publish(candidate, source, build_system, env, outcome, chain, rebuild,
-                                  origin, repair)
-        outcome.log_path.unlink(missing_ok=True)  # kept beside the record from now on
+        staged = self._stage(candidate, source, build_system, env, outcome, chain, rebuild,
+                             origin, repair)
         own_seconds += time.monotonic() - publish_started
-        return self._finish(candidate, published.path, "built", own_seconds, chain)
+        wheel = self._finish(candidate, staged.wheel, "built", own_seconds, chain)
+        self.publisher.submit(staged)
+        return wheel
 
     def _fetch_source(self, candidate: Candidate, package: PackageSettings
                       ) -> tuple[Candidate, dict, Path]:
@@ -819,9 +867,11 @@ class Bootstrapper:
             memory=package.memory or self.settings.build.memory,
             pids_limit=package.pids_limit or self.settings.build.pids_limit)
 
-    def _publish(self, candidate: Candidate, source: PreparedSource, build_system,
-                 env: Resolution, outcome: BuildOutcome, chain: tuple[str, ...],
-                 rebuild: Rebuild, origin: dict, repair: dict | None = None) -> IndexedWheel:
+    def _stage(self, candidate: Candidate, source: PreparedSource, build_system,
+               env: Resolution, outcome: BuildOutcome, chain: tuple[str, ...],
+               rebuild: Rebuild, origin: dict, repair: dict | None = None) -> Staged:
+        """Stamp the built wheel and stage it: usable by this run's builds at once, published
+        by the publisher once its smoke test passes."""
         assert outcome.wheel is not None
         numbering = rebuild.numbering
         final_name = rebuilt_filename(outcome.wheel.name, rebuild.number, numbering)
@@ -850,15 +900,19 @@ class Bootstrapper:
         embedded = json.dumps(record.to_dict(), indent=2).encode()
         final = stamp_wheel(outcome.wheel, self.work_dir / "stamped", number=rebuild.number,
                             numbering=numbering, embed={EMBEDDED_RECORD: embedded})
-        requires_python = pkginfo.Wheel(str(final)).requires_python
-        # The source and the record go first: a wheel is never in the index without them.
-        self._archive_source(source, candidate)
-        self.records.write(record.to_dict(wheel_sha256=sha256_of(final)), outcome.log_path)
-        published = self.index.add(final, requires_python)
+        metadata = pkginfo.Wheel(str(final))
         outcome.wheel.unlink(missing_ok=True)
-        final.unlink(missing_ok=True)
-        log.info("published %s", final_name)
-        return published
+        if self.smoke_tester is None:
+            raise MirrorBuilderError("no smoke tester: wheels cannot be published")
+        return Staged(
+            name=candidate.name, version=str(candidate.version), chain=chain, wheel=final,
+            record=record.to_dict(wheel_sha256=sha256_of(final)),
+            requires_python=metadata.requires_python,
+            requires_dist=tuple(metadata.requires_dist or ()), log_path=outcome.log_path,
+            image=self.image_for(self.image, package.system_packages),
+            imports=top_level_modules(final),
+            publish_source=lambda: self._archive_source(source, candidate),
+            extras=candidate.extras)
 
     def _record(self, candidate: Candidate, wheel_name: str, wheel_version: str, rebuild: Rebuild,
                 chain: tuple[str, ...], *, source: dict, image: ImageRef,

@@ -19,6 +19,7 @@ from mirror_builder.index import WheelIndex
 from mirror_builder.records import RecordStore
 from mirror_builder.resolver import Candidate
 from mirror_builder.settings import Settings
+from mirror_builder.smoketest import SmokeTester
 from mirror_builder.target import TargetEnvironment
 from mirror_builder.upstream import UpstreamIndex
 from mirror_builder.vendoring import RustVendorer
@@ -65,4 +66,6 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             allow_prereleases=options.allow_prereleases, jobs=options.jobs,
             keep_going=options.keep_going, primary=options.primary, manylinux=options.manylinux,
             image_for=images.with_system_packages,
-            vendorer=RustVendorer(podman, image).vendor), upstream
+            vendorer=RustVendorer(podman, image).vendor,
+            smoke_tester=SmokeTester(podman, builder.driver_dir,
+                                     settings.cache_dir / "state" / f"smoke-{os.getpid()}")), upstream

@@ -121,6 +121,26 @@ class FakeBuilder:
         return BuildOutcome(status="built", wheel=wheel, missing=(), **common)
 
 
+class FakeSmokeTester:
+    """Passes every wheel whose name is not in fails; remembers what it was asked."""
+
+    def __init__(self, fails=()) -> None:
+        self.fails = set(fails)
+        self.tested: list[str] = []
+
+    def run(self, image, index_root, staged, tests, limits, log_path):
+        from mirror_builder.smoketest import SmokeResult
+
+        results = {}
+        for test in tests:
+            self.tested.append(test.wheel.name)
+            failed = test.wheel.name.split("-")[0] in self.fails
+            results[test.wheel.name] = SmokeResult(
+                test.wheel.name, "failed" if failed else "passed",
+                error="import broken failed: ImportError: nope" if failed else "")
+        return results
+
+
 @pytest.fixture
 def bootstrap(tmp_path):
     settings_file = tmp_path / "settings.yaml"
@@ -129,14 +149,14 @@ def bootstrap(tmp_path):
     settings = load_settings(settings_file)
     image = ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test")
 
-    def make(packages, numbering="build-tag"):
+    def make(packages, numbering="build-tag", smoke_fails=()):
         run_settings = dataclasses.replace(settings, rebuild_numbering=numbering)
         builder = FakeBuilder()
         bootstrapper = Bootstrapper(
             settings=run_settings, target=TARGET, image=image,
             finder=FakeIndex(tmp_path, packages), builder=builder,
             index=WheelIndex(tmp_path / "out"), records=RecordStore(tmp_path / "out"),
-            reporter=QuietReporter())
+            reporter=QuietReporter(), smoke_tester=FakeSmokeTester(smoke_fails))
         return bootstrapper, builder
 
     def run(packages, *requirements, numbering="build-tag"):
@@ -346,3 +366,63 @@ def test_every_record_carries_its_build_key(bootstrap):
     keys = [json.loads(p.read_text())["build_key"]
             for p in (bootstrap.output / "records").glob("*/*.build.json")]
     assert len(keys) == 2 and all(len(k) == 64 for k in keys) and keys[0] != keys[1]
+
+
+# -- smoke tests before publishing -----------------------------------------------------------------
+def test_every_built_wheel_is_smoke_tested_before_it_is_in_the_index(bootstrap):
+    bootstrapper, _ = bootstrap.make({
+        "app": {"1.0": Package(build_requires=["tool"], requires_dist=["lib"])},
+        "tool": {"1.0": Package()},
+        "lib": {"1.0": Package(build_requires=["tool"])},
+    })
+    bootstrapper.run([Requirement("app")])
+    tested = {name.split("-")[0] for name in bootstrapper.smoke_tester.tested}
+    assert tested == {"app", "tool", "lib"}
+    index = WheelIndex(bootstrap.output)
+    assert {p for p in index.projects()} == {"app", "tool", "lib"}
+    record = RecordStore(bootstrap.output).for_version("app", Version("1.0"))[0]
+    assert record["smoke_test"]["status"] == "passed"
+
+
+def test_a_wheel_that_fails_its_smoke_test_stays_out_and_the_run_names_it(bootstrap):
+    from mirror_builder.bootstrap import BootstrapFailed
+
+    bootstrapper, _ = bootstrap.make({
+        "app": {"1.0": Package(build_requires=["tool"])},
+        "broken": {"1.0": Package(build_requires=["tool"])},
+        "tool": {"1.0": Package()},
+    }, smoke_fails={"broken"})
+    with pytest.raises(BootstrapFailed) as caught:
+        bootstrapper.run([Requirement("app"), Requirement("broken")])
+    assert "broken==1.0: kept out of the index: import broken failed" in str(caught.value)
+    index = WheelIndex(bootstrap.output)
+    assert index.entries("broken") == [] and index.entries("app")
+    (rejected,) = (bootstrap.output / "rejected" / "records" / "broken").glob("*.build.json")
+    assert json.loads(rejected.read_text())["smoke_test"]["status"] == "failed"
+
+
+def test_a_wheel_that_needs_a_rejected_wheel_is_held_back_with_the_reason(bootstrap):
+    from mirror_builder.bootstrap import BootstrapFailed
+
+    bootstrapper, _ = bootstrap.make({
+        "app": {"1.0": Package(build_requires=["tool"], requires_dist=["broken"])},
+        "broken": {"1.0": Package(build_requires=["tool"])},
+        "tool": {"1.0": Package()},
+    }, smoke_fails={"broken"})
+    with pytest.raises(BootstrapFailed) as caught:
+        bootstrapper.run([Requirement("app")])
+    assert "app==1.0: kept out of the index: held back: it requires broken (failed its smoke " \
+           "test" in str(caught.value)
+    assert WheelIndex(bootstrap.output).entries("app") == []
+    assert WheelIndex(bootstrap.output).entries("tool")
+
+
+def test_wheels_that_require_each_other_are_both_published(bootstrap):
+    bootstrapper, _ = bootstrap.make({
+        "a": {"1.0": Package(build_requires=["tool"], requires_dist=["b"])},
+        "b": {"1.0": Package(build_requires=["tool"], requires_dist=["a"])},
+        "tool": {"1.0": Package()},
+    })
+    bootstrapper.run([Requirement("a")])
+    index = WheelIndex(bootstrap.output)
+    assert index.entries("a") and index.entries("b")
