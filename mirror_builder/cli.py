@@ -147,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     overrides.add_argument("action", choices=["list", "show", "lint"])
     overrides.add_argument("name", nargs="?", metavar="NAME", help="the package, for show")
 
+    history = commands.add_parser(
+        "history", help="show the audit log of build jobs, newest first",
+        description="Show every build job recorded in OUTPUT/jobs/history.jsonl, newest first: "
+                    "when it ended, its id, what triggered it (upstream-release, approved, "
+                    "rebuild, config-change), the package version and target, the rebuild "
+                    "number, the result, how long it took, and the wheel it made or why it "
+                    "did not.")
+    history.add_argument("name", nargs="?", metavar="NAME",
+                         help="only this package's jobs (any spelling of its name)")
+    output_option(history)
+    history.add_argument("--json", action="store_true",
+                         help="the jobs as a JSON list (schema 1), newest first")
+    history.add_argument("--limit", type=int, metavar="N", help="only the newest N jobs")
+
     images = commands.add_parser("images", help="build the targets' container images if needed")
     images.add_argument("--target", metavar="NAME", action="append",
                         help="build target from settings.yaml; repeat for several, or 'all'")
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)
     commands = {"bootstrap": _bootstrap, "plan": _plan, "rebuild": _rebuild, "inspect": _inspect,
                 "yank": _yank, "index": _index, "serve": _serve, "overrides": _overrides,
-                "images": _images}
+                "images": _images, "history": _history}
     try:
         return commands[args.command](args, console)
     except MirrorBuilderError as exc:
@@ -463,6 +477,52 @@ def _overrides(args, console: Console) -> int:
              "plugin": {"origin": item.plugin.origin, "hooks": sorted(item.plugin.hooks)}
              if item.plugin else None}
     sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(shown, default=str)), sort_keys=False))
+    return 0
+
+
+def _history(args, console: Console) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from mirror_builder.jobs import JobLog
+
+    if args.limit is not None and args.limit < 1:
+        raise MirrorBuilderError("--limit must be at least 1")
+    output = _output(args, _settings(args))
+    job_log = JobLog(output)  # read-only: appends are whole lines under the file's own flock
+    if not job_log.exists():
+        if args.json:
+            sys.stdout.write("[]\n")
+        console.print(f"no jobs recorded in {output} yet", highlight=False)
+        return 0
+    records = job_log.read(args.name)
+    # Newest first: by end time, and among equal times the later-appended first.
+    ordered = [r for _, r in sorted(enumerate(records), key=lambda p: (p[1].ended_at, p[0]),
+                                    reverse=True)][:args.limit]
+    if args.json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in ordered], indent=2) + "\n")
+        return 0
+    if not ordered:
+        console.print(f"no jobs recorded for {args.name} in {output}", highlight=False)
+        return 0
+    table = Table(title=Text(f"build jobs{f' of {args.name}' if args.name else ''} in "
+                             f"{output}, newest first"))
+    for column in ("when", "job", "trigger", "package", "target", "rebuild", "result",
+                   "duration", "wheel or message"):
+        table.add_column(column, justify="right" if column in ("rebuild", "duration") else "left")
+    styles = {"built": "green", "failed": "red", "smoke-failed": "red",
+              "waiting-review": "yellow", "denied": "magenta"}
+    for r in ordered:
+        outcome = r.wheel or r.message
+        if r.waiting_for:
+            outcome = "; ".join(filter(None, [outcome, f"waiting for {', '.join(r.waiting_for)}"]))
+        # Text, not markup: messages may hold brackets ("[Errno 28] No space left on device").
+        table.add_row(*map(Text, (r.ended_at[:19].replace("T", " "), r.job.id, r.job.trigger,
+                                  f"{r.job.package}=={r.job.version}", r.job.target,
+                                  "" if r.rebuild_number is None else str(r.rebuild_number))),
+                      Text(r.result, style=styles.get(r.result, "")), f"{r.seconds:.1f} s",
+                      Text(outcome))
+    (Console() if sys.stdout.isatty() else Console(width=200)).print(table)
     return 0
 
 
