@@ -43,6 +43,7 @@ from mirror_builder.containers import ImageRef
 from mirror_builder.errors import (BuildCycleError, BuildError, MirrorBuilderError, PackageError,
                                    RebuildError, ResolutionError, SourceError, UpstreamError)
 from mirror_builder.index import WheelIndex
+from mirror_builder.jobs import Job, JobLog
 from mirror_builder.logs import about
 from mirror_builder.overrides import PackageSettings, all_package_settings, load_package_settings, render
 from mirror_builder.plugins import BuildContext, PrepareContext, WheelContext, load_plugins
@@ -214,6 +215,31 @@ class RebuildRequest:
     force: bool = False
 
 
+@dataclass(frozen=True)
+class JobPolicy:
+    """Why a run builds what it builds: every build is a job with a trigger, logged in the
+    output's audit log. The requested packages get the run's own trigger; what they pull in is
+    a new release of a package we carry, or a package approved along with the run."""
+
+    log: JobLog | None
+    trigger: str = "approved"
+    detail: str = "bootstrap"
+    requested: frozenset[NormalizedName] = frozenset()
+
+    def for_build(self, name: NormalizedName, chain: tuple[str, ...], carried: bool,
+                  changed: str | None, rebuild: RebuildRequest | None) -> tuple[str, str]:
+        if rebuild is not None:
+            return "rebuild", rebuild.reason
+        if changed is not None:
+            return "config-change", changed
+        if name in self.requested or not chain:
+            return self.trigger, self.detail
+        needed = f"needed by {' -> '.join(chain)}"
+        if carried:
+            return "upstream-release", f"a version we do not carry yet, {needed}"
+        return "approved", f"{needed}; approved with {self.detail}"
+
+
 class Bootstrapper:
     def __init__(self, *, settings: Settings, target: TargetEnvironment, image: ImageRef,
                  finder: SourceFinder, builder: WheelBuilder, index: WheelIndex,
@@ -224,7 +250,8 @@ class Bootstrapper:
                  keep_going: bool = False, primary: bool = True, manylinux: bool | None = None,
                  image_for: Callable[[ImageRef, tuple[str, ...]], ImageRef] | None = None,
                  vendorer: Callable[[Path, str, Path], list[VendoredCrate]] | None = None,
-                 smoke_tester: SmokeTester | None = None) -> None:
+                 smoke_tester: SmokeTester | None = None,
+                 job_policy: JobPolicy | None = None) -> None:
         self.settings = settings
         self.target = target
         self.image = image
@@ -271,6 +298,8 @@ class Bootstrapper:
         # Installs each built wheel from our index alone before it is published (publisher.py).
         self.smoke_tester = smoke_tester
         self.publisher: Publisher | None = None
+        self.job_policy = job_policy or JobPolicy(log=JobLog(index.root))
+        self._jobs: dict[tuple[NormalizedName, Version], Job] = {}
 
     # -- the two ways in -------------------------------------------------------------------
     def run(self, requirements: Sequence[Requirement]) -> BootstrapReport:
@@ -278,7 +307,10 @@ class Bootstrapper:
         failing package stops only what needs it; the failures are raised together at the end."""
         with self._working():
             try:
-                self._closure(list(requirements), parent=ROOT, kind="toplevel", context=())
+                # Several versions of one project side by side (pkg==1 pkg==2): one resolution
+                # each, since a resolution holds one version of every project.
+                for layer in _one_per_project(requirements):
+                    self._closure(layer, parent=ROOT, kind="toplevel", context=())
             except KeyboardInterrupt:
                 self.tasks.stopping.set()
                 raise
@@ -307,10 +339,11 @@ class Bootstrapper:
         try:
             with self._working(), about(candidate.pin):
                 number = self._next_number(candidate, earlier, request.force)
-                self._build(candidate, (), Rebuild(
+                self._start_job(candidate, (), None)
+                self._as_package_failure(candidate, (), lambda: self._build(candidate, (), Rebuild(
                     number=number, numbering=self.settings.rebuild_numbering,
                     reason=request.reason,
-                    changelog=self._settings_for(name).reasons_for(version)))
+                    changelog=self._settings_for(name).reasons_for(version))))
                 self._finish_publishing()
                 mine = [f for f in self.failures if f.pin == candidate.pin]
                 if mine:
@@ -355,6 +388,18 @@ class Bootstrapper:
                     status=wheel.status if outcome.published else "rejected")
                 self._done[key] = kept
                 self.report.wheels = [kept if w is wheel else w for w in self.report.wheels]
+        record = staged.record
+        number = record.get("rebuild", {}).get("number")
+        if outcome.published is not None:
+            self._end_job(staged.name, Version(staged.version), "built", rebuild_number=number,
+                          wheel=staged.wheel.name,
+                          log_path=self.records.log_path(staged.name, staged.wheel.name))
+        else:
+            self._end_job(staged.name, Version(staged.version), "smoke-failed",
+                          rebuild_number=number, wheel=staged.wheel.name,
+                          message=outcome.result.error,
+                          log_path=self.index.root / "rejected" / "records" / staged.name
+                          / f"{staged.wheel.name}.log")
         if outcome.published is None:
             error = BuildError(f"kept out of the index: {outcome.result.error}", package=staged.name,
                                version=staged.version, chain=staged.chain,
@@ -483,6 +528,7 @@ class Bootstrapper:
                     return self._finish(candidate, self.index.files_dir / candidate.name /
                                         earlier[0]["wheel"], "reused", 0.0, chain)
                 return self._take_pre_built(candidate, chain)
+            changed = None
             if earlier and earlier[0]["rebuild"]["number"] >= wanted:
                 changed = self._what_changed(candidate, earlier[0], chain)
                 if changed is None:
@@ -493,15 +539,31 @@ class Bootstrapper:
                             earlier[0]["wheel"])
             # A first build has no number; a changelog entry calls for a numbered rebuild.
             number = 0 if not wanted and not earlier else self._next_number(candidate, earlier, False)
+            self._start_job(candidate, chain, changed)
             return self._as_package_failure(candidate, chain, lambda: self._build(candidate, chain, Rebuild(
                 number=number, numbering=self.settings.rebuild_numbering,
                 reason="changelog" if number else None,
                 changelog=self._settings_for(candidate.name).reasons_for(candidate.version))))
 
-    @staticmethod
-    def _as_package_failure(candidate: Candidate, chain: tuple[str, ...],
+    def _start_job(self, candidate: Candidate, chain: tuple[str, ...], changed: str | None) -> Job:
+        trigger, detail = self.job_policy.for_build(
+            candidate.name, chain, carried=bool(self.index.entries(candidate.name)),
+            changed=changed, rebuild=self._rebuild)
+        job = Job.start(trigger, candidate.name, str(candidate.version), self.target.name, detail)
+        with self._lock:
+            self._jobs[(candidate.name, candidate.version)] = job
+        return job
+
+    def _end_job(self, name: NormalizedName, version: Version, result: str, **details) -> None:
+        with self._lock:
+            job = self._jobs.pop((name, version), None)
+        if job is not None and self.job_policy.log is not None:
+            self.job_policy.log.append(job.finish(result, **details))
+
+    def _as_package_failure(self, candidate: Candidate, chain: tuple[str, ...],
                             step: Callable[[], BuiltWheel]) -> BuiltWheel:
-        """Run step; any failure in it is this package's, named with the chain that led here.
+        """Run step; any failure in it is this package's, named with the chain that led here,
+        and ends its job as failed.
 
         A failed write (disk full, read-only, permissions) is one too: every file is written
         beside its place and renamed into it, so what failed to be written is simply not there.
@@ -509,21 +571,29 @@ class Bootstrapper:
         try:
             return step()
         except PackageError as exc:
-            if exc.chain or not chain:
-                raise
-            raise type(exc)(exc.detail, package=exc.package or candidate.name,
-                            version=exc.version or str(candidate.version), chain=chain,
-                            log_path=exc.log_path) from exc
+            self._end_job(candidate.name, candidate.version, "failed", message=exc.detail,
+                          log_path=exc.log_path)
+            raise self._with_chain(exc, candidate, chain) from exc
         except (SourceError, UpstreamError) as exc:
+            self._end_job(candidate.name, candidate.version, "failed", message=str(exc))
             raise BuildError(str(exc), package=candidate.name, version=str(candidate.version),
                              chain=chain) from exc
         except OSError as exc:
             # For a copy, filename is the source and filename2 the destination.
             path = exc.filename2 or exc.filename
             where = f" to {Path(path).parent}" if path else ""
-            raise PackageError(f"could not write{where}: {exc.strerror or exc}; nothing half-written "
-                               f"was kept", package=candidate.name, version=str(candidate.version),
+            message = f"could not write{where}: {exc.strerror or exc}; nothing half-written was kept"
+            self._end_job(candidate.name, candidate.version, "failed", message=message)
+            raise PackageError(message, package=candidate.name, version=str(candidate.version),
                                chain=chain) from exc
+
+    @staticmethod
+    def _with_chain(exc: PackageError, candidate: Candidate, chain: tuple[str, ...]) -> PackageError:
+        if exc.chain or not chain:
+            return exc
+        return type(exc)(exc.detail, package=exc.package or candidate.name,
+                         version=exc.version or str(candidate.version), chain=chain,
+                         log_path=exc.log_path)
 
     def _what_changed(self, candidate: Candidate, record: dict, chain: tuple[str, ...]) -> str | None:
         """Why the wheel recorded by record is not what building now would make, or None when
@@ -895,7 +965,10 @@ class Bootstrapper:
                                   for w in env_wheels]})
         self._plugin_hook(candidate, "check_wheel", lambda: WheelContext(
             candidate.name, candidate.version, outcome.wheel, package))
-        record = dataclasses.replace(record, repair=repair)
+        job = self._jobs.get((candidate.name, candidate.version))
+        record = dataclasses.replace(record, repair=repair, job={
+            "id": job.id, "trigger": job.trigger, "detail": job.detail,
+            "started_at": job.started_at} if job else None)
         record = dataclasses.replace(record, build_key=self._build_key(record))
         embedded = json.dumps(record.to_dict(), indent=2).encode()
         final = stamp_wheel(outcome.wheel, self.work_dir / "stamped", number=rebuild.number,
@@ -1027,6 +1100,20 @@ class Bootstrapper:
         for name in [f"graph.{self.target.name}.json"] + (["graph.json"] if self.primary else []):
             atomic_write_text(out / name, json.dumps(graph, indent=2))
         self.report.edges = edges
+
+
+def _one_per_project(requirements: Sequence[Requirement]) -> list[list[Requirement]]:
+    """Split requirements into layers that name each project at most once, in the given order."""
+    layers: list[list[Requirement]] = []
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        for layer in layers:
+            if all(canonicalize_name(r.name) != name for r in layer):
+                layer.append(requirement)
+                break
+        else:
+            layers.append([requirement])
+    return layers
 
 
 def _is_pure(filename: str) -> bool:

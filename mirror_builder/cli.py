@@ -239,6 +239,21 @@ def _bootstrap(args, console: Console) -> int:
     return 0
 
 
+def _bootstrap_jobs(args, request):
+    """A bootstrap is the reviewed way in: what it builds counts as approved by whoever runs it."""
+    import getpass
+
+    from packaging.utils import canonicalize_name
+
+    from mirror_builder.bootstrap import JobPolicy
+    from mirror_builder.jobs import JobLog
+
+    asked = " ".join(str(r) for r in request.requirements)
+    return JobPolicy(log=JobLog(_output(args, _settings(args))), trigger="approved",
+                     detail=f"bootstrap {asked} (run by {getpass.getuser()})",
+                     requested=frozenset(canonicalize_name(r.name) for r in request.requirements))
+
+
 def _bootstrap_targets(args, console: Console, settings, request, targets) -> None:
     from mirror_builder.bootstrap import BootstrapFailed
     from mirror_builder.pipeline import RunOptions, open_pipeline
@@ -252,7 +267,7 @@ def _bootstrap_targets(args, console: Console, settings, request, targets) -> No
                              refresh=args.refresh and number == 0, allow_prereleases=args.pre,
                              constraints=request.constraints, direct=request.direct,
                              jobs=args.jobs, keep_going=args.keep_going, primary=number == 0,
-                             manylinux=args.manylinux)
+                             manylinux=args.manylinux, job_policy=_bootstrap_jobs(args, request))
         if len(targets) > 1:
             console.rule(f"target {target.name}")
         with RichReporter(console) as reporter:
@@ -370,9 +385,18 @@ def _inspect(args, console: Console) -> int:
             raise MirrorBuilderError(f"{name}=={version} has no build records in {store.root}")
         title = f"{name} {version}"
     newest = records[0]
+    from mirror_builder.jobs import JobLog
+
+    log_of_jobs = JobLog(_output(args, settings))
+    jobs = {}
+    for record in records:
+        job_id = (record.get("job") or {}).get("id")
+        found = log_of_jobs.find(job_id) if job_id and log_of_jobs.exists() else None
+        if found is not None:
+            jobs[job_id] = found.to_dict()
     # Machine-readable forms go to stdout verbatim (rich would wrap long lines).
     if args.json:
-        sys.stdout.write(json.dumps(inspect_document(records), indent=2) + "\n")
+        sys.stdout.write(json.dumps(inspect_document(records, jobs), indent=2) + "\n")
     elif args.freeze:
         sys.stdout.write("".join(f"{line}\n" for line in newest["build_env"]["freeze"]))
     elif args.log or args.slsa:
@@ -382,7 +406,7 @@ def _inspect(args, console: Console) -> int:
                                      f"kept beside the index the wheel was published to")
         sys.stdout.write(path.read_text())
     else:
-        render_records(Console(), title, records)
+        render_records(Console(), title, records, jobs)
     return 0
 
 

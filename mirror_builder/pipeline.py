@@ -12,7 +12,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 
 from mirror_builder import __version__
-from mirror_builder.bootstrap import Bootstrapper, Reporter, UpstreamFinder
+from mirror_builder.bootstrap import Bootstrapper, JobPolicy, Reporter, UpstreamFinder
 from mirror_builder.builder import Builder
 from mirror_builder.containers import ImageManager, PodmanService
 from mirror_builder.index import WheelIndex
@@ -37,6 +37,7 @@ class RunOptions:
     keep_going: bool = False
     primary: bool = True  # the first target of a run writes the plain build-order.json
     manylinux: bool | None = None  # None: build.manylinux from settings
+    job_policy: JobPolicy | None = None  # None: builds are jobs approved with a bootstrap
 
 
 def upstream_for(settings: Settings, refresh: bool = False) -> UpstreamIndex:
@@ -67,5 +68,6 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             keep_going=options.keep_going, primary=options.primary, manylinux=options.manylinux,
             image_for=images.with_system_packages,
             vendorer=RustVendorer(podman, image).vendor,
+            job_policy=options.job_policy,
             smoke_tester=SmokeTester(podman, builder.driver_dir,
                                      settings.cache_dir / "state" / f"smoke-{os.getpid()}")), upstream

@@ -130,7 +130,7 @@ def decide(offers: Iterable[Offer], carried: Iterable[Version], policy: UpdatePo
                                 if policy.track > 1 else "the newest")
         else:
             decision = Decision(version, False, f"not among the {policy.track} newest"
-                                if policy.track > 1 else f"not the newest (track: 1)")
+                                if policy.track > 1 else "not the newest (track: 1)")
         decisions[version] = decision
     return [decisions[v] for v in sorted(decisions, reverse=True)]
 

@@ -57,6 +57,8 @@ class BuildRecord:
     build_key: str | None = None
     # auditwheel's repair to a manylinux tag: tool, command, from and to, and its wheels.
     repair: dict | None = None
+    # The build job that made it: id, trigger (why it was built), detail, start time.
+    job: dict | None = None
     mirror_builder_version: str = __version__
     schema: str = RECORD_SCHEMA
 

@@ -11,10 +11,12 @@ from rich.table import Table
 INSPECT_SCHEMA = "mirror-builder/inspect/v1"
 
 
-def render_records(console: Console, title: str, records: list[dict[str, Any]]) -> None:
-    """The newest build in full, then the rebuild history."""
+def render_records(console: Console, title: str, records: list[dict[str, Any]],
+                   jobs: dict[str, dict[str, Any]] | None = None) -> None:
+    """The newest build in full (with the job that made it), then the rebuild history."""
     newest = records[0]
-    console.print(Panel(_details(newest), title=f"{title}: {newest['wheel']}", expand=False))
+    console.print(Panel(_details(newest, (jobs or {}).get((newest.get("job") or {}).get("id", ""))),
+                        title=f"{title}: {newest['wheel']}", expand=False))
     if len(records) > 1 or newest["rebuild"]["number"]:
         history = Table(title="rebuild history (newest first)")
         for column in ("number", "wheel", "built", "reason"):
@@ -28,10 +30,22 @@ def render_records(console: Console, title: str, records: list[dict[str, Any]]) 
         console.print(history)
 
 
-def _details(record: dict[str, Any]) -> Group:
+def _details(record: dict[str, Any], job_result: dict[str, Any] | None = None) -> Group:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
+    job = record.get("job")
+    if job:
+        ended = (f"; {job_result['result']} at {job_result['ended_at'][:19]} after "
+                 f"{job_result['seconds']:.1f} s; log {job_result['log_path']}") if job_result else ""
+        table.add_row("job", f"{job['id']}: {job['trigger']} ({job['detail']}), started "
+                             f"{job['started_at'][:19]}{ended}")
+    smoke = record.get("smoke_test")
+    if smoke:
+        imported = ", ".join(smoke["imports"]) or "no modules"
+        table.add_row("smoke test", f"{smoke['status']}: installed from our index alone, imported "
+                                    f"{imported} ({smoke['seconds']:.1f} s)"
+                                    + (f"; {smoke['error']}" if smoke["error"] else ""))
     source = record["source"]
     origin = source.get("origin", {"kind": "sdist"})
     described = {"sdist": "source (sdist from the index)",
@@ -74,5 +88,7 @@ def _details(record: dict[str, Any]) -> Group:
     return Group(table)
 
 
-def inspect_document(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"schema": INSPECT_SCHEMA, "records": records}
+def inspect_document(records: list[dict[str, Any]],
+                     jobs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The records, and how each one's job ended (from the audit log), by job id."""
+    return {"schema": INSPECT_SCHEMA, "records": records, "jobs": jobs or {}}
