@@ -58,7 +58,9 @@ from mirror_builder.sources import (PreparedSource, find_patches, prepare_source
 from mirror_builder.target import TargetEnvironment
 from mirror_builder.files import atomic_write_text, sha256_of
 from mirror_builder.upstream import DistributionFile, UpstreamIndex
+from mirror_builder.policy import CarryRules
 from mirror_builder.publisher import Outcome as PublishOutcome, Publisher, Staged
+from mirror_builder.review import NeedsReview, Request, ReviewQueue
 from mirror_builder.smoketest import SmokeTester, top_level_modules
 from mirror_builder.vendoring import VendoredCrate, already_vendored, cargo_manifests
 from mirror_builder.wheelfile import EMBEDDED_RECORD, rebuilt_filename, rebuilt_version, stamp_wheel
@@ -102,6 +104,10 @@ class Failure:
     message: str
     log_path: str | None
     error: PackageError = field(compare=False, repr=False)
+
+
+class CarryRefused(PackageError):
+    """The allow or deny list, or a review, says this package is not to be carried."""
 
 
 class BootstrapFailed(MirrorBuilderError):
@@ -213,6 +219,7 @@ class RebuildRequest:
     reason: str
     bootstrap_missing: bool = False
     force: bool = False
+    trigger: str = "rebuild"  # or config-change, when update rebuilds for a changed override
 
 
 @dataclass(frozen=True)
@@ -229,7 +236,7 @@ class JobPolicy:
     def for_build(self, name: NormalizedName, chain: tuple[str, ...], carried: bool,
                   changed: str | None, rebuild: RebuildRequest | None) -> tuple[str, str]:
         if rebuild is not None:
-            return "rebuild", rebuild.reason
+            return rebuild.trigger, rebuild.reason
         if changed is not None:
             return "config-change", changed
         if name in self.requested or not chain:
@@ -251,7 +258,8 @@ class Bootstrapper:
                  image_for: Callable[[ImageRef, tuple[str, ...]], ImageRef] | None = None,
                  vendorer: Callable[[Path, str, Path], list[VendoredCrate]] | None = None,
                  smoke_tester: SmokeTester | None = None,
-                 job_policy: JobPolicy | None = None) -> None:
+                 job_policy: JobPolicy | None = None,
+                 review: ReviewQueue | None = None) -> None:
         self.settings = settings
         self.target = target
         self.image = image
@@ -299,6 +307,10 @@ class Bootstrapper:
         self.smoke_tester = smoke_tester
         self.publisher: Publisher | None = None
         self.job_policy = job_policy or JobPolicy(log=JobLog(index.root))
+        # Who may be carried (allow and deny lists), and, for update, the review queue that a
+        # package we do not carry yet must pass first (None: a bootstrap approves its tree).
+        self.carry_rules = CarryRules.load(settings.carry)
+        self.review = review
         self._jobs: dict[tuple[NormalizedName, Version], Job] = {}
 
     # -- the two ways in -------------------------------------------------------------------
@@ -449,6 +461,7 @@ class Bootstrapper:
                                  preferred=preferred, direct=self.direct, context=context,
                                  distributions=distributions, any_file=self._any_file)
             chains = {c.name: context + _path_to(resolution, c.name) for c in resolution}
+            self._check_carry(resolution, chains)
             for candidate in resolution:  # all at once: each starts fetching and resolving now
                 self._start(candidate, chains[candidate.name])
             failed = False
@@ -472,6 +485,37 @@ class Bootstrapper:
             preferred = {name: c.version for name, c in resolution.pins.items()}
             log.info("built metadata differs from upstream's; resolving again")
         raise BuildError("the resolution did not settle after 10 rounds", chain=context)
+
+    def _check_carry(self, resolution: Resolution, chains: Mapping[NormalizedName, tuple[str, ...]]
+                     ) -> None:
+        """The allow and deny lists hold for every command; under review, a package we do not
+        carry yet (and no person approved) stops the job until someone does."""
+        needed: dict[NormalizedName, Request] = {}
+        for candidate in resolution:
+            chain = chains[candidate.name]
+            why_not = self.carry_rules.why_not(candidate.name)
+            if why_not:
+                raise CarryRefused(f"{why_not}, so it cannot be built", package=candidate.name,
+                                   version=str(candidate.version), chain=chain)
+            if self.review is None or self._is_carried(candidate):
+                continue
+            if self.review.is_rejected(candidate.name):
+                entry = self.review.get(candidate.name)
+                raise CarryRefused(f"rejected in review by {entry.decided_by}"
+                                   + (f" ({entry.note})" if entry.note else ""),
+                                   package=candidate.name, version=str(candidate.version), chain=chain)
+            parent, requirement = next(iter(resolution.why.get(candidate.name, ())), (None, ""))
+            needed[candidate.name] = Request(by=parent or "the job's own request",
+                                             requirement=requirement, chain=chain)
+        if needed:
+            first = next(iter(needed.values()))
+            raise NeedsReview(needed, chain=first.chain)
+
+    def _is_carried(self, candidate: Candidate) -> bool:
+        return (candidate.name in self.job_policy.requested
+                or bool(self.index.entries(candidate.name))
+                or (candidate.name, candidate.version) in self._done
+                or self.review is not None and self.review.is_approved(candidate.name))
 
     def _consistent(self, resolution: Resolution) -> bool:
         for candidate in resolution:
@@ -570,8 +614,16 @@ class Bootstrapper:
         """
         try:
             return step()
+        except NeedsReview as exc:
+            job = self._jobs.get((candidate.name, candidate.version))
+            self._end_job(candidate.name, candidate.version, "waiting-review", message=exc.detail,
+                          waiting_for=tuple(exc.needed))
+            if exc.job is None:
+                exc.job = job
+            raise
         except PackageError as exc:
-            self._end_job(candidate.name, candidate.version, "failed", message=exc.detail,
+            result = "denied" if isinstance(exc, CarryRefused) else "failed"
+            self._end_job(candidate.name, candidate.version, result, message=exc.detail,
                           log_path=exc.log_path)
             raise self._with_chain(exc, candidate, chain) from exc
         except (SourceError, UpstreamError) as exc:
@@ -607,22 +659,11 @@ class Bootstrapper:
                 source.get("origin", {}).get("kind", "sdist") == "sdist" and \
                 source["sha256"] != candidate.file.sha256:
             return "the sdist's sha256 changed"
-        patches = [{"name": str(p.relative_to(p.parent.parent)), "sha256": sha256_of(p)}
-                   for p in find_patches(self.settings.patches_dir, candidate.name, candidate.version)]
-        if patches != record["patches"]:
-            return "its patches changed"
-        if record["settings"]["package"] != _as_json(package.as_dict()):
-            return "its overrides changed"
-        if record["settings"].get("plugin") != _as_json(self._plugin_record(candidate.name)):
-            return "its plugin changed"
-        if bool(record.get("repair")) != (self.manylinux and not _is_pure(record["wheel"])):
-            return "the manylinux repair setting changed"
-        if record["target"]["name"] != self.target.name:
-            # Built for another target, and its tags fit this one (a pure wheel, say): shared,
-            # not built again per target; its record says where it was built.
-            return None
-        if record["image"]["id"] != self.image_for(self.image, package.system_packages).id:
-            return "the build image changed"
+        changed = self.config_change(candidate.name, candidate.version, record)
+        if changed is not None or record["target"]["name"] != self.target.name:
+            # (Built for another target, and its tags fit this one (a pure wheel, say): shared,
+            # not built again per target; its record says where it was built.)
+            return changed
         # The build environment: resolve it as a build would, and compare the exact wheels.
         pin = candidate.pin
         static = [Requirement(r) for r in record["build_system"]["requires"]]
@@ -641,6 +682,25 @@ class Bootstrapper:
                          key=lambda w: w.build_tag, default=None)
             if newest is None or newest.sha256 != sha256:
                 return f"its build environment changed ({filename} was rebuilt or removed)"
+        return None
+
+    def config_change(self, name: NormalizedName, version: Version, record: dict) -> str | None:
+        """What changed in how we build this package (its patches, overrides, plugin, repair
+        setting or image) since record's build, or None. Local and cheap: no resolution."""
+        package = self._settings_for(name)
+        patches = [{"name": str(p.relative_to(p.parent.parent)), "sha256": sha256_of(p)}
+                   for p in find_patches(self.settings.patches_dir, name, version)]
+        if patches != record["patches"]:
+            return "its patches changed"
+        if record["settings"]["package"] != _as_json(package.as_dict()):
+            return "its overrides changed"
+        if record["settings"].get("plugin") != _as_json(self._plugin_record(name)):
+            return "its plugin changed"
+        if bool(record.get("repair")) != (self.manylinux and not _is_pure(record["wheel"])):
+            return "the manylinux repair setting changed"
+        if record["target"]["name"] == self.target.name and \
+                record["image"]["id"] != self.image_for(self.image, package.system_packages).id:
+            return "the build image changed"
         return None
 
     def _build_key(self, record: BuildRecord) -> str:

@@ -17,6 +17,7 @@ from mirror_builder.builder import Builder
 from mirror_builder.containers import ImageManager, PodmanService
 from mirror_builder.index import WheelIndex
 from mirror_builder.records import RecordStore
+from mirror_builder.review import ReviewQueue
 from mirror_builder.resolver import Candidate
 from mirror_builder.settings import Settings
 from mirror_builder.smoketest import SmokeTester
@@ -38,6 +39,7 @@ class RunOptions:
     primary: bool = True  # the first target of a run writes the plain build-order.json
     manylinux: bool | None = None  # None: build.manylinux from settings
     job_policy: JobPolicy | None = None  # None: builds are jobs approved with a bootstrap
+    review: bool = False  # a package we do not carry waits for review (update), or is approved
 
 
 def upstream_for(settings: Settings, refresh: bool = False) -> UpstreamIndex:
@@ -69,5 +71,6 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             image_for=images.with_system_packages,
             vendorer=RustVendorer(podman, image).vendor,
             job_policy=options.job_policy,
+            review=ReviewQueue(options.output) if options.review else None,
             smoke_tester=SmokeTester(podman, builder.driver_dir,
                                      settings.cache_dir / "state" / f"smoke-{os.getpid()}")), upstream
