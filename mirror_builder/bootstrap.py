@@ -1043,7 +1043,8 @@ class Bootstrapper:
             requires_python=metadata.requires_python,
             requires_dist=tuple(metadata.requires_dist or ()), log_path=outcome.log_path,
             image=self.image_for(self.image, package.system_packages),
-            imports=top_level_modules(final),
+            imports=(top_level_modules(final) if package.smoke_test is True
+                     else None if package.smoke_test is False else package.smoke_test),
             publish_source=lambda: self._archive_source(source, candidate),
             extras=candidate.extras)
 

@@ -17,6 +17,8 @@ Every key is optional; an unknown key or a bad value is an error naming the file
   cpus:             CPUs for the build container (also sets make's -j)
   pids_limit:       most processes the build container may run at once
   vendor_rust:      true / false: vendor the crates of a Cargo project (default: when found)
+  smoke_test:       false: publish without the smoke test; {imports: [module, ...]}: import
+                    these instead of the wheel's top-level modules
   update:           this package's update policy, each key overriding settings.yaml's update:
                       track: newer | all | N   specifier: ">=2.1,<2.4"   prereleases: bool
                       min_release_age: 0 | 12h | 3d | 2w
@@ -55,7 +57,8 @@ from mirror_builder.settings import (
 
 TEMPLATE_FIELDS = ("name", "version", "jobs")
 KEYS = {"env", "system_packages", "source", "build_dir", "config_settings", "build_requires",
-        "pre_built", "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust", "update"}
+        "pre_built", "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust", "update",
+        "smoke_test"}
 _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MEMORY = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
@@ -120,6 +123,9 @@ class PackageSettings:
     vendor_rust: bool | None = None
     # Which versions `update` builds, not how: left out of as_dict() and so of build keys.
     update: UpdateOverride = field(default_factory=UpdateOverride)
+    # Checked before publishing, not part of the build: True (the wheel's top-level modules),
+    # False (no smoke test), or the modules to import.
+    smoke_test: bool | tuple[str, ...] = True
 
     def reasons_for(self, version: Version) -> tuple[str, ...]:
         return self.changelog.get(version, ())
@@ -134,7 +140,7 @@ class PackageSettings:
         return [k for k in ("env", "system_packages", "source", "build_dir", "config_settings",
                             "build_requires_add", "build_requires_remove", "pre_built",
                             "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust",
-                            "update")
+                            "update", "smoke_test")
                 if getattr(self, k) != getattr(defaults, k)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -143,6 +149,7 @@ class PackageSettings:
         data = asdict(self)
         data.pop("source_file")
         data.pop("update")
+        data.pop("smoke_test")
         data["changelog"] = {str(v): list(r) for v, r in sorted(self.changelog.items())}
         return data
 
@@ -227,9 +234,22 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         cpus=float(cpus) if cpus is not None else None,
         pids_limit=pids_limit,
         vendor_rust=reader.value(top, ("vendor_rust",), bool, None),
+        smoke_test=_smoke_test(reader, top),
         update=UpdateOverride(**read_update_policy(
             reader, reader.mapping(top.get("update"), ("update",), set(UPDATE_KEYS)), ("update",))),
     )
+
+
+def _smoke_test(reader: YamlReader, top: dict) -> bool | tuple[str, ...]:
+    value = top.get("smoke_test", True)
+    if isinstance(value, bool):
+        return value
+    spec = reader.mapping(value, ("smoke_test",), {"imports"})
+    modules = _strings(reader, spec, ("smoke_test", "imports"))
+    for module in modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise reader.fail(("smoke_test", "imports"), f"{module!r} is not a module name")
+    return tuple(modules)
 
 
 def _strings(reader: YamlReader, data: dict, key: tuple[str, ...]) -> list[str]:

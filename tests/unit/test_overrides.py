@@ -956,3 +956,22 @@ def test_lint_reports_an_update_specifier_that_matches_no_version(tmp_path, spec
 
     problem = f"update.specifier: no version of torch matches {specifier}"
     assert [(f.where, f.problem) for f in findings] == ([(str(path), problem)] if found else [])
+
+
+# -- smoke_test ---------------------------------------------------------------------------------
+def test_smoke_test_is_on_by_default_and_can_be_turned_off_or_given_modules(tmp_path):
+    assert load_package_settings(tmp_path, "demo").smoke_test is True
+    write(tmp_path, "demo", "smoke_test: false\n")
+    assert load_package_settings(tmp_path, "demo").smoke_test is False
+    write(tmp_path, "demo", "smoke_test: {imports: [demo, demo.sub]}\n")
+    assert load_package_settings(tmp_path, "demo").smoke_test == ("demo", "demo.sub")
+
+
+def test_smoke_test_modules_must_be_module_names(tmp_path):
+    path, message = load_error(tmp_path, "smoke_test: {imports: [demo-pkg]}\n")
+    assert message == f"{path}:1: smoke_test.imports: 'demo-pkg' is not a module name"
+
+
+def test_the_smoke_test_setting_is_not_part_of_how_the_wheel_is_built(tmp_path):
+    write(tmp_path, "demo", "smoke_test: false\n")
+    assert "smoke_test" not in load_package_settings(tmp_path, "demo").as_dict()
