@@ -17,12 +17,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory, so readers see old or new, never half."""
+def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write through a temporary file in the same directory, so readers see old or new, never half.
+    mkstemp makes files only their owner can read; the index is read by others (a smoke-test
+    container's unprivileged user, a web server), hence mode."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

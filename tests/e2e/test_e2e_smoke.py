@@ -81,13 +81,6 @@ def test_pip_cannot_install_it_from_our_index(badimport_run, tmp_path):
     assert not list((venv / "lib").glob("python3*/site-packages/badimport*"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: mirror_builder/files.py atomic_write_text leaves mkstemp's mode 0600 on the index pages "
-    "it writes (OUTPUT/simple/index.html, simple/<project>/index.html, index.json), while the "
-    "smoke-test container reads the index as uid 1000: uv fails with 'failed to read from file "
-    "`/index/simple/six/index.html`: Permission denied (os error 13)', so every wheel with an "
-    "install dependency in the index (needsdep -> six) fails its smoke test and is kept out. "
-    "Passes with os.chmod(tmp, 0o644) before the os.replace."))
 def test_the_smoke_test_installs_the_install_closure_from_our_index(tmp_path, fixtures_dir):
     sdist = make_sdist(fixtures_dir / "needsdep", tmp_path / "dist", "needsdep", "1.0")
     run_mirror_builder("bootstrap", str(sdist), "-o", "out", cwd=tmp_path)
