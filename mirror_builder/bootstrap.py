@@ -326,6 +326,10 @@ class Bootstrapper:
             except KeyboardInterrupt:
                 self.tasks.stopping.set()
                 raise
+            except NeedsReview as exc:
+                # Wheels already built that need what waits for review are held, not tested.
+                self._finish_publishing(exc)
+                raise
             self._finish_publishing()
         if self.failures:
             raise BootstrapFailed(self.failures, len(self.report.wheels))
@@ -384,9 +388,17 @@ class Bootstrapper:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self._write_outputs()
 
-    def _finish_publishing(self) -> None:
-        if self.publisher is not None:
-            self.publisher.finish()
+    def _finish_publishing(self, review: NeedsReview | None = None) -> None:
+        if self.publisher is None:
+            return
+        held = self.publisher.finish(hold=frozenset(review.needed) if review else frozenset())
+        for staged in held:
+            key = (staged.name, Version(staged.version))
+            job = self._jobs.get(key)
+            self._end_job(staged.name, key[1], "waiting-review", message=review.detail,
+                          waiting_for=tuple(sorted(review.needed)))
+            if review.job is None and staged.name in self.job_policy.requested:
+                review.job = job
 
     def _published(self, outcome: PublishOutcome) -> None:
         """A staged wheel was smoke-tested: published, or kept out as this package's failure."""

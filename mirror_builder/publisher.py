@@ -83,11 +83,19 @@ class Publisher:
             self._threads.append(thread)
         thread.start()
 
-    def finish(self) -> list[Outcome]:
+    def finish(self, hold: frozenset[NormalizedName] = frozenset()) -> list[Staged]:
         """Wait for the smoke tests under way, then test what is still waiting: a wheel whose
-        closure is incomplete fails there with the installer's own explanation."""
+        closure is incomplete fails there with the installer's own explanation. Wheels whose
+        closure needs a package in hold (waiting for review) are neither tested nor published:
+        they are returned, and their job waits with them."""
         for thread in list(self._threads):
             thread.join()
+        held: list[Staged] = []
+        with self._lock:
+            for staged in list(self._pending):
+                if set(self._closure(staged, self._pool())[1]) & hold:
+                    self._pending.remove(staged)
+                    held.append(staged)
         with self._running:
             while True:
                 with self._lock:
@@ -97,7 +105,7 @@ class Publisher:
                 if not batch:
                     break
                 self._process(batch)
-        return self.outcomes
+        return held
 
     # -- readiness -------------------------------------------------------------------------
     def _drain(self) -> None:
