@@ -473,7 +473,7 @@ class Bootstrapper:
                                  preferred=preferred, direct=self.direct, context=context,
                                  distributions=distributions, any_file=self._any_file)
             chains = {c.name: context + _path_to(resolution, c.name) for c in resolution}
-            self._check_carry(resolution, chains)
+            self._check_carry(resolution, chains, parent)
             for candidate in resolution:  # all at once: each starts fetching and resolving now
                 self._start(candidate, chains[candidate.name])
             failed = False
@@ -498,8 +498,8 @@ class Bootstrapper:
             log.info("built metadata differs from upstream's; resolving again")
         raise BuildError("the resolution did not settle after 10 rounds", chain=context)
 
-    def _check_carry(self, resolution: Resolution, chains: Mapping[NormalizedName, tuple[str, ...]]
-                     ) -> None:
+    def _check_carry(self, resolution: Resolution, chains: Mapping[NormalizedName, tuple[str, ...]],
+                     parent: str = ROOT) -> None:
         """The allow and deny lists hold for every command; under review, a package we do not
         carry yet (and no person approved) stops the job until someone does."""
         needed: dict[NormalizedName, Request] = {}
@@ -516,8 +516,8 @@ class Bootstrapper:
                 raise CarryRefused(f"rejected in review by {entry.decided_by}"
                                    + (f" ({entry.note})" if entry.note else ""),
                                    package=candidate.name, version=str(candidate.version), chain=chain)
-            parent, requirement = next(iter(resolution.why.get(candidate.name, ())), (None, ""))
-            needed[candidate.name] = Request(by=parent or "the job's own request",
+            parent_pin, requirement = next(iter(resolution.why.get(candidate.name, ())), (None, ""))
+            needed[candidate.name] = Request(by=parent_pin or parent or "the job's own request",
                                              requirement=requirement, chain=chain)
         if needed:
             first = next(iter(needed.values()))
@@ -635,8 +635,12 @@ class Bootstrapper:
             raise
         except PackageError as exc:
             result = "denied" if isinstance(exc, CarryRefused) else "failed"
-            self._end_job(candidate.name, candidate.version, result, message=exc.detail,
-                          log_path=exc.log_path)
+            own = canonicalize_name(exc.package or candidate.name) == candidate.name and \
+                (not exc.version or exc.version == str(candidate.version))
+            # A dependency's failure is named as such in this job's message.
+            self._end_job(candidate.name, candidate.version, result,
+                          message=exc.detail if own else str(exc),
+                          log_path=exc.log_path if own else None)
             raise self._with_chain(exc, candidate, chain) from exc
         except (SourceError, UpstreamError) as exc:
             self._end_job(candidate.name, candidate.version, "failed", message=str(exc))
@@ -700,14 +704,9 @@ class Bootstrapper:
         """What changed in how we build this package (its patches, overrides, plugin, repair
         setting or image) since record's build, or None. Local and cheap: no resolution."""
         package = self._settings_for(name)
-        patches = [{"name": str(p.relative_to(p.parent.parent)), "sha256": sha256_of(p)}
-                   for p in find_patches(self.settings.patches_dir, name, version)]
-        if patches != record["patches"]:
-            return "its patches changed"
-        if record["settings"]["package"] != _as_json(package.as_dict()):
-            return "its overrides changed"
-        if record["settings"].get("plugin") != _as_json(self._plugin_record(name)):
-            return "its plugin changed"
+        changed = local_config_change(self.settings, package, self._plugins, version, record)
+        if changed is not None:
+            return changed
         if bool(record.get("repair")) != (self.manylinux and not _is_pure(record["wheel"])):
             return "the manylinux repair setting changed"
         if record["target"]["name"] == self.target.name and \
@@ -1126,12 +1125,7 @@ class Bootstrapper:
         return wheel
 
     def _plugin_record(self, name: NormalizedName) -> dict | None:
-        plugin = self._plugins.get(name)
-        if plugin is None:
-            return None
-        path = Path(plugin.origin)
-        return {"origin": plugin.origin, "hooks": sorted(plugin.hooks),
-                "sha256": sha256_of(path) if path.is_file() else None}
+        return plugin_record(self._plugins, name)
 
     def _settings_for(self, name: NormalizedName) -> PackageSettings:
         if name not in self._package_settings:
@@ -1173,6 +1167,34 @@ class Bootstrapper:
         for name in [f"graph.{self.target.name}.json"] + (["graph.json"] if self.primary else []):
             atomic_write_text(out / name, json.dumps(graph, indent=2))
         self.report.edges = edges
+
+
+def plugin_record(plugins: Mapping, name: NormalizedName) -> dict | None:
+    plugin = plugins.get(name)
+    if plugin is None:
+        return None
+    path = Path(plugin.origin)
+    return {"origin": plugin.origin, "hooks": sorted(plugin.hooks),
+            "sha256": sha256_of(path) if path.is_file() else None}
+
+
+def local_config_change(settings: Settings, package: PackageSettings, plugins: Mapping,
+                        version: Version, record: dict) -> str | None:
+    """What changed in the files that say how a package is built (patches, its overrides, its
+    plugin, its target's Containerfile) since record's build; no podman needed."""
+    patches = [{"name": str(p.relative_to(p.parent.parent)), "sha256": sha256_of(p)}
+               for p in find_patches(settings.patches_dir, package.name, version)]
+    if patches != record["patches"]:
+        return "its patches changed"
+    if record["settings"]["package"] != _as_json(package.as_dict()):
+        return "its overrides changed"
+    if record["settings"].get("plugin") != _as_json(plugin_record(plugins, package.name)):
+        return "its plugin changed"
+    target = next((t for t in settings.targets if t.name == record["target"]["name"]), None)
+    if target is not None and target.containerfile.is_file() and \
+            sha256_of(target.containerfile) != record["image"].get("containerfile_sha256"):
+        return "its image's Containerfile changed"
+    return None
 
 
 def _one_per_project(requirements: Sequence[Requirement]) -> list[list[Requirement]]:

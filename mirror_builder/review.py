@@ -143,6 +143,9 @@ class ReviewQueue:
             return {}
         try:
             raw = json.loads(self.queue_path.read_text())
+            for item in raw["packages"]:
+                if item["state"] not in ("pending", "approved", "rejected"):
+                    raise ValueError(f"{item['name']} has the unknown state {item['state']!r}")
             return {canonicalize_name(item["name"]): Entry(
                 name=canonicalize_name(item["name"]), state=item["state"],
                 first_seen=item["first_seen"],

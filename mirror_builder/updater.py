@@ -19,7 +19,9 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.bootstrap import Bootstrapper, BootstrapFailed, JobPolicy, RebuildRequest
+from mirror_builder.bootstrap import (Bootstrapper, BootstrapFailed, CarryRefused, JobPolicy,
+                                      RebuildRequest, local_config_change)
+from mirror_builder.plugins import load_plugins
 from mirror_builder.errors import PackageError
 from mirror_builder.index import WheelIndex
 from mirror_builder.jobs import Job, JobLog
@@ -78,7 +80,12 @@ class Updater:
                 wanted.append((name, decision.version, decision))
         if dry_run:
             return report
+        waiting = {(j.pin, j.target): j for j in self.queue.waiting()}
         for name, version, decision in wanted:
+            already = waiting.get((f"{name}=={version}", self.target))
+            if already is not None:  # resume_waiting's, once what it waits for is decided
+                report.waiting[already.pin] = list(already.waiting_for)
+                continue
             self.run_job(name, version, "upstream-release",
                          f"new upstream release {version} ({decision.reason})", report)
         self._rebuild_changed(carried, report)
@@ -114,9 +121,10 @@ class Updater:
                 if entry is None or entry.get("yanked"):
                     continue
                 wheel_version = Version(record["wheel_version"])
-                self.index.yank(name, wheel_version, f"yanked upstream: {reason}")
-                report.yanked.append(record["wheel"])
-                log.warning("%s: yanked upstream (%s); yanked in our index too", record["wheel"], reason)
+                changed = self.index.yank(name, wheel_version, f"yanked upstream: {reason}")
+                report.yanked.extend(changed)
+                for wheel in changed:
+                    log.warning("%s: yanked upstream (%s); yanked in our index too", wheel, reason)
                 ours = {e["filename"]: e for e in self.index.entries(name)}
 
     def decide_for(self, name: NormalizedName, report: UpdateReport) -> list[Decision]:
@@ -153,6 +161,7 @@ class Updater:
         pin = f"{name}=={version}"
         policy = JobPolicy(log=self.jobs, trigger=trigger, detail=detail,
                            requested=frozenset({name}))
+        started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         with self.open_bootstrapper(policy) as bootstrapper:
             bootstrapper.failures = []
             try:
@@ -165,6 +174,12 @@ class Updater:
                 return False
             except PackageError as exc:
                 report.failed[pin] = str(exc)
+                if not any(j.job.package == name and j.job.version == str(version)
+                           and j.ended_at >= started for j in self.jobs.read(name)):
+                    # Refused before any build started (deny list, rejected in review): a job too.
+                    result = "denied" if isinstance(exc, CarryRefused) else "failed"
+                    self.jobs.append(Job.start(trigger, name, str(version), self.target, detail)
+                                     .finish(result, message=str(exc)))
                 return False
         report.built.append(pin)
         return True
@@ -172,14 +187,15 @@ class Updater:
     def _wait_for_review(self, name: NormalizedName, version: Version, trigger: str, detail: str,
                          exc: NeedsReview, report: UpdateReport) -> None:
         pin = f"{name}=={version}"
-        job = exc.job or Job.start(trigger, name, str(version), self.target, detail)
+        own = exc.job is not None and (exc.job.package, exc.job.version) == (name, str(version))
+        job = exc.job if own else Job.start(trigger, name, str(version), self.target, detail)
         for needed, request in exc.needed.items():
             self.queue.ask(needed, Request(by=request.by, requirement=request.requirement,
                                            chain=request.chain, job=job.id))
         waiting_for = tuple(sorted(exc.needed))
         self.queue.wait(WaitingJob(job.id, trigger, detail, name, str(version), self.target,
                                    waiting_for))
-        if exc.job is None:  # (a job the bootstrapper had started has been logged already)
+        if not own:  # (a job the bootstrapper had started for this pin has been logged already)
             self.jobs.append(job.finish("waiting-review", message=exc.detail, waiting_for=waiting_for))
         report.waiting[pin] = list(waiting_for)
         log.warning("%s: waiting for review of %s", pin, ", ".join(waiting_for))
@@ -209,15 +225,18 @@ class Updater:
     def _rebuild_changed(self, carried: list[NormalizedName], report: UpdateReport) -> None:
         """Trigger 4: a change to a package's overrides, patches or image rebuilds the versions
         we carry of it (each with the next rebuild number)."""
+        plugins = load_plugins(self.settings.overrides_dir)
         candidates = []
         for name in carried:
+            package = load_package_settings(self.settings.overrides_dir, name)
             for version in self.records.versions(name):
                 newest = self.records.for_version(name, version)
                 if newest and newest[0].get("built_from_source", True) and \
-                        newest[0]["target"]["name"] == self.target:
+                        newest[0]["target"]["name"] == self.target and \
+                        local_config_change(self.settings, package, plugins, version, newest[0]):
                     candidates.append((name, version, newest[0]))
         if not candidates:
-            return
+            return  # nothing changed in our files: no need to start podman
         with self.open_bootstrapper(JobPolicy(log=self.jobs)) as bootstrapper:
             for name, version, record in candidates:
                 changed = bootstrapper.config_change(name, version, record)

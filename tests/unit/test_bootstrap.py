@@ -665,10 +665,6 @@ def test_a_failed_build_is_a_failed_job_with_the_message_and_its_log(gate):
     assert result.log_path == str(gate.output / "logs" / "app-2.0.log")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Bootstrapper._as_package_failure ends the job of a package whose build dependency failed "
-    "with message=exc.detail, the dependency's own text ('the compiler said no'), which does "
-    "not say that it was tool==1.0 that failed"))
 def test_a_job_that_fails_because_a_build_dependency_failed_names_the_dependency(gate):
     bootstrapper, _ = gate({"app": {"2.0": Package(build_requires=["tool"])},
                             "tool": {"1.0": Package(fails=True)}}, review=False)

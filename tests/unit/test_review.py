@@ -197,10 +197,6 @@ def test_a_damaged_waiting_file_is_an_error_naming_it(queue, text):
     assert queue.waiting_path.read_text() == text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ReviewQueue._read_queue takes any string as an entry's state (State is a Literal, never "
-    "checked): a queue.json whose state reads 'aproved' is silently neither approved nor "
-    "rejected instead of an error naming the file"))
 def test_an_unknown_state_in_the_queue_file_is_an_error_naming_it(queue):
     queue.ask("six", six_for_app())
     document = json.loads(queue.queue_path.read_text())

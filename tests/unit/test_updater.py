@@ -236,11 +236,6 @@ def test_a_second_update_with_nothing_new_runs_no_job(mirror):
     assert mirror.pipelines.builds == ["app"]  # the first update's build only
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Updater._rebuild_changed opens the bootstrapper (the pipeline: podman and the image) "
-    "whenever any carried version was built from source, to ask config_change(); so an update "
-    "with nothing new still opens it, though its docstring and the README say it does so only "
-    "when there is a job to run"))
 def test_a_second_update_with_nothing_new_never_opens_the_bootstrapper(mirror):
     mirror.release("app", "2.0")
     mirror.update()
@@ -301,10 +296,6 @@ def test_a_yanked_release_we_do_not_carry_is_not_built(mirror):
     assert [d.version for d in report.decisions["app"]] == [Version("1.0")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Updater._mirror_yanks reports only the record's own wheel, but WheelIndex.yank yanks every "
-    "wheel of that version (with build-tag numbering, the rebuilds share it): the other wheels "
-    "are yanked without being reported (the return value of index.yank is ignored)"))
 def test_an_upstream_yank_yanks_and_reports_every_rebuild_of_that_version(mirror):
     from mirror_builder.bootstrap import RebuildRequest
 
@@ -364,22 +355,11 @@ def test_a_job_that_needs_a_package_we_do_not_carry_waits_for_review(waiting):
     assert waiting.new_jobs() == [("app", "2.0", "upstream-release", "waiting-review")]
 
 
-def test_the_review_queue_names_the_package_that_needs_it(waiting, request):
-    if request.node.callspec.params["waiting"] == "build":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "Bootstrapper._check_carry takes who needs a package from resolution.why, whose "
-            "parent is None for a build environment's own requirements; it does not get the "
-            "_settle(parent=...) pin, so the queue says six is needed by 'the job's own "
-            "request' instead of by app==2.0")))
+def test_the_review_queue_names_the_package_that_needs_it(waiting):
     (asked,) = waiting.queue.get("six").requests
     assert (asked.by, asked.requirement) == ("app==2.0", "six>=1")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Updater.run runs a job for every release the policy admits, also one already waiting "
-    "for review (queue.waiting()): each update starts it again, logs another 'waiting-review' "
-    "job and replaces the waiting job's id, so the queue's request names a job that no longer "
-    "waits"))
 def test_an_update_while_a_job_waits_for_review_does_not_start_it_again(waiting):
     (before,) = waiting.queue.waiting()
     report = waiting.update()
@@ -425,11 +405,6 @@ def test_after_rejection_the_waiting_job_ends_denied(waiting):
     assert waiting.pipelines.opened == 0  # nothing to build
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Updater._wait_for_review takes NeedsReview.job as the waiting job, but that is the job of "
-    "whichever package met the uncarried one: when lib==2.0, a dependency the job builds, needs "
-    "newtool to build, WaitingJob('app==2.0').job_id and the queue's Request.job are lib's job, "
-    "and app==2.0's own job is never logged waiting-review (it ends built, beside a waiting lib)"))
 def test_a_job_whose_dependency_waits_for_review_is_the_job_that_waits(mirror):
     mirror.release("lib", "1.0")
     mirror.bootstrap("lib==1.0")
@@ -449,11 +424,6 @@ def test_a_job_whose_dependency_waits_for_review_is_the_job_that_waits(mirror):
     assert asked.job == waiting_job.job_id
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Updater.run_job logs no job when the bootstrapper refuses the release before starting a "
-    "job of its own (CarryRefused from _check_carry at the top level: deny or allow list, or "
-    "rejected in review): report.failed names it, but OUTPUT/jobs/history.jsonl has no record "
-    "(NeedsReview gets one through _wait_for_review; other PackageErrors do not)"))
 def test_a_release_refused_by_the_deny_list_is_a_denied_job(mirror):
     deny = mirror.root / "deny.txt"
     deny.write_text("six\n")
