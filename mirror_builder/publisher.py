@@ -20,6 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 from mirror_builder.containers import ImageRef
+from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.index import WheelIndex
 from mirror_builder.records import RecordStore
 from mirror_builder.settings import BuildSettings
@@ -110,6 +111,7 @@ class Publisher:
     # -- readiness -------------------------------------------------------------------------
     def _drain(self) -> None:
         while self._running.acquire(blocking=False):
+            batch: list[Staged] = []
             try:
                 with self._lock:
                     batch = self._take_ready()
@@ -118,6 +120,9 @@ class Publisher:
                 if not batch:
                     return
                 self._process(batch)
+            except Exception as exc:  # noqa: BLE001 - on this thread, nobody else would see it
+                for staged in batch:
+                    self._could_not_publish(staged, SmokeResult(staged.wheel.name, "failed"), exc)
             finally:
                 self._running.release()
 
@@ -199,7 +204,26 @@ class Publisher:
             log_path.unlink(missing_ok=True)
         self._hold_back_dependents(batch, results)
         for staged in batch:
-            self._settle(staged, results[staged.wheel.name])
+            try:
+                self._settle(staged, results[staged.wheel.name])
+            except (OSError, MirrorBuilderError) as exc:
+                self._could_not_publish(staged, results[staged.wheel.name], exc)
+
+    def _could_not_publish(self, staged: Staged, result: SmokeResult, exc: Exception) -> None:
+        """Publishing failed (a full disk, say): the package's failure. Every file is renamed
+        into place, so the index shows the wheel whole or not at all."""
+        if isinstance(exc, OSError):
+            path = exc.filename2 or exc.filename
+            why = f"could not write{f' to {Path(path).parent}' if path else ''}: {exc.strerror or exc}"
+        else:
+            why = str(exc)
+        failed = dataclasses.replace(result, status="failed",
+                                     error=f"{why}; nothing half-written was kept")
+        with self._lock:
+            self._rejected[staged.name] = failed.error
+            self.outcomes.append(Outcome(staged, failed, None))
+        log.error("%s: %s", staged.pin, failed.error)
+        self.on_outcome(Outcome(staged, failed, None))
 
     def _hold_back_dependents(self, batch: list[Staged], results: dict[str, SmokeResult]) -> None:
         """Wheels tested together (an install cycle) may have passed with one that failed: those

@@ -9,6 +9,7 @@ was. The resolution cases ask the real PyPI.
 
 import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -31,11 +32,16 @@ def existing_output(tmp_path_factory) -> Path:
     return work / "out"
 
 
+AUDIT_LOG = "jobs/history.jsonl"  # meant to grow: a failed job is recorded there
+
+
 def contents(output: Path) -> dict[str, str]:
-    """Every file of an output with its sha256 (nothing, if there is no output)."""
+    """Every file of an output with its sha256 (nothing, if there is no output), but the lock
+    and the audit log."""
     if not output.exists():
         return {}
-    return {name: digest for name, digest in tree_digest(output).items() if name != LOCK_FILE}
+    return {name: digest for name, digest in tree_digest(output).items()
+            if name not in (LOCK_FILE, AUDIT_LOG)}
 
 
 def fails_cleanly(*args: str, cwd: Path, output: Path, settings: Path | None = None) -> str:
@@ -130,7 +136,7 @@ def line_of(path: Path, text: str) -> int:
     (("  pids_limit: 4096", "  pids_limit: lots"), "pids_limit: lots",
      "build.pids_limit: expected int, got 'lots'"),
     (("output_dir: output", "outptu_dir: output"), "outptu_dir",
-     "outptu_dir: unknown key (allowed here: allow_prereleases, build, cache_dir, output_dir, "),
+     "outptu_dir: unknown key (allowed here: allow_prereleases, build, cache_dir, carry, "),
     (("  timeout_seconds: 60", "  timeout_seconds: [60"), "retries:",
      "not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence that "
      "starts at line {start})"),
@@ -262,6 +268,10 @@ def test_a_failed_first_bootstrap_leaves_no_output_behind(tmp_path):
     fails_cleanly("bootstrap", str(sdist), cwd=tmp_path, output=output)
 
     assert contents(output) == {}
+    # ... but the refused sdist's job is in the audit log, with why.
+    (job,) = [json.loads(line) for line in (output / AUDIT_LOG).read_text().splitlines()]
+    assert (job["package"], job["version"], job["result"]) == ("evil", "1.0", "failed")
+    assert "refusing member 'evil-1.0/link'" in job["message"]
 
 
 def test_a_refused_sdist_stops_only_itself_under_keep_going(tmp_path):

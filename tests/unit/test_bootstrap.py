@@ -711,3 +711,27 @@ def test_a_rebuild_is_a_job_with_the_rebuild_trigger_and_number(gate, request_, 
     assert rebuilt.job.id != first.job.id
     embedded = read_embedded_record(wheel.path)["job"]
     assert (embedded["id"], embedded["trigger"]) == (rebuilt.job.id, trigger)
+
+
+def test_a_wheel_that_cannot_be_written_into_the_index_is_that_packages_failure(bootstrap, monkeypatch):
+    import errno
+
+    from mirror_builder.bootstrap import BootstrapFailed
+
+    bootstrapper, _ = bootstrap.make({
+        "app": {"1.0": Package(build_requires=["tool"])},
+        "tool": {"1.0": Package()},
+    })
+    real_add = WheelIndex.add
+
+    def full_disk(self, file, requires_python=None):
+        if file.name.startswith("app-"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.files_dir / "app" / ".x.part"))
+        return real_add(self, file, requires_python)
+
+    monkeypatch.setattr(WheelIndex, "add", full_disk)
+    with pytest.raises(BootstrapFailed) as caught:
+        bootstrapper.run([Requirement("app")])
+    assert "app==1.0: kept out of the index: could not write to" in str(caught.value)
+    assert "No space left on device; nothing half-written was kept" in str(caught.value)
+    assert WheelIndex(bootstrap.output).entries("tool")
