@@ -25,6 +25,7 @@ from mirror_builder.buildsystem import LEGACY_REQUIRES
 from mirror_builder.errors import BuildCycleError, MirrorBuilderError
 from mirror_builder.lint import configured
 from mirror_builder.overrides import PackageSettings, render
+from mirror_builder.policy import CarryRules
 from mirror_builder.resolver import Candidate, resolve
 from mirror_builder.settings import Settings
 from mirror_builder.target import TargetEnvironment
@@ -59,6 +60,7 @@ class Planner:
         self.configured = configured(settings)
         self.any_file = frozenset(n for n, c in self.configured.items() if c.settings and
                                   (c.settings.source is not None or c.settings.pre_built))
+        self.carry_rules = CarryRules.load(settings.carry)
         self.planned: dict[tuple, PlannedPackage] = {}
         self.order: list[PlannedPackage] = []
         self._visiting: list[tuple] = []
@@ -98,6 +100,9 @@ class Planner:
             if self.finder.dependencies(candidate) is None:
                 planned.note = ("install requirements unknown until built: upstream serves no "
                                 "metadata for this version")
+            why_not = self.carry_rules.why_not(candidate.name)
+            if why_not:  # a bootstrap would refuse it: say so in the plan
+                planned.note = f"{why_not}: a bootstrap would refuse it"
             if planned.build_requires:
                 self._closure([Requirement(r) for r in planned.build_requires],
                               parent=candidate.pin, kind="build-system")

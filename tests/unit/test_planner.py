@@ -81,3 +81,16 @@ def test_a_package_with_no_sdist_and_no_override_is_named(planner):
                                                  r"\(wheels only\)"):
         Planner(load_settings(make.overrides.parent / "settings.yaml"), finder, TARGET).plan(
             [Requirement("dep")])
+
+
+def test_the_plan_says_which_packages_the_deny_list_would_refuse(tmp_path):
+    (tmp_path / "deny.txt").write_text("# never\nlib\n")
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text("cache_dir: cache\noverrides_dir: overrides\n"
+                             "carry: {deny_list: deny.txt}\n")
+    plan = Planner(load_settings(settings_file), FakeIndex(tmp_path, {
+        "app": {"1.0": Package(requires_dist=["lib"])}, "lib": {"1.0": Package()},
+    }), TARGET).plan([Requirement("app")])
+    notes = {p.candidate.name: p.note for p in plan.order}
+    assert notes["lib"] == f"lib is on the deny list ({tmp_path / 'deny.txt'}:2): a bootstrap would refuse it"
+    assert notes["app"] == ""
