@@ -174,7 +174,9 @@ def smoke(job):
     results = {}
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-home", "LANG": "C.UTF-8",
            "TMPDIR": "/tmp"}
-    uv_env = dict(env, UV_OFFLINE="1", UV_NO_CACHE="1", UV_PYTHON_DOWNLOADS="never",
+    # One cache for the container's tests (on its throw-away /tmp): closures overlap, and a
+    # wheel unpacked for one test is hardlinked into the next test's venv.
+    uv_env = dict(env, UV_OFFLINE="1", UV_CACHE_DIR="/tmp/uv-cache", UV_PYTHON_DOWNLOADS="never",
                   UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
     os.makedirs(env["HOME"], exist_ok=True)
     os.makedirs(WORK, exist_ok=True)

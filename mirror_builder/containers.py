@@ -68,6 +68,8 @@ class RunSpec:
     memory: str | None = None
     pids_limit: int | None = None
     cpus: float | None = None
+    # Relative CPU weight against other containers (podman's default is 1024).
+    cpu_shares: int | None = None
     # The image's file system read-only: only the mounts marked writable can be written.
     read_only_root: bool = False
 
@@ -218,6 +220,8 @@ class PodmanService:
             kwargs["memswap_limit"] = spec.memory
         if spec.pids_limit:
             kwargs["pids_limit"] = spec.pids_limit
+        if spec.cpu_shares:
+            kwargs["cpu_shares"] = spec.cpu_shares
         if spec.cpus:
             kwargs["cpu_period"] = 100_000
             kwargs["cpu_quota"] = int(spec.cpus * 100_000)

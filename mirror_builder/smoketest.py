@@ -106,7 +106,9 @@ class SmokeTester:
                        mounts=tuple(mounts), environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
                        workdir="/tmp", user=f"{BUILDER_UID}:{BUILDER_UID}", network=False,
                        timeout_seconds=limits.timeout_seconds, memory=limits.memory,
-                       pids_limit=limits.pids_limit, read_only_root=True)
+                       pids_limit=limits.pids_limit, read_only_root=True,
+                       # Builds beside it are on the run's critical path; a smoke test rarely is.
+                       cpu_shares=128)
         try:
             run = self.podman.run(spec, log_path)
             reported = _read_results(out_dir / "result.json")
