@@ -18,6 +18,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 from mirror_builder.containers import ImageRef
 from mirror_builder.errors import MirrorBuilderError
@@ -71,7 +72,7 @@ class Publisher:
     limits: BuildSettings
     on_outcome: Callable[[Outcome], None]
     _pending: list[Staged] = field(default_factory=list)
-    _accepted: dict[NormalizedName, Staged] = field(default_factory=dict)
+    _accepted: list[Staged] = field(default_factory=list)
     _rejected: dict[NormalizedName, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _running: threading.Lock = field(default_factory=threading.Lock)
@@ -136,17 +137,17 @@ class Publisher:
     def _take_ready(self) -> list[Staged]:
         """Wheels whose whole install closure is in the index or already published here: a
         wheel is never tested against one whose own test is still to come."""
-        return [s for s in self._pending if not self._closure(s, self._accepted)[1]]
+        return [s for s in self._pending if not self._closure(s, _by_name(self._accepted))[1]]
 
     def _take_held_back(self) -> list[Staged]:
         """Wheels that need a project which failed its own smoke test: they cannot pass."""
         pool = self._pool()
         return [s for s in self._pending if self._closure(s, pool)[0] & set(self._rejected)]
 
-    def _pool(self) -> dict[NormalizedName, Staged]:
-        return {s.name: s for s in self._pending} | self._accepted
+    def _pool(self, *more: Staged) -> dict[NormalizedName, list[Staged]]:
+        return _by_name([*self._pending, *self._accepted, *more])
 
-    def _closure(self, staged: Staged, pool: dict[NormalizedName, Staged]
+    def _closure(self, staged: Staged, pool: dict[NormalizedName, list[Staged]]
                  ) -> tuple[set[NormalizedName], list[NormalizedName]]:
         """The projects of staged's install closure that come from pool (staged wheels), and
         those that neither pool nor the index can provide."""
@@ -165,22 +166,28 @@ class Publisher:
                 if key in seen or name == staged.name:
                     continue
                 seen.add(key)
-                if name in pool and name not in self._rejected:
+                # The version matters: another version of the project will not install.
+                matches = [s for s in pool.get(name, ()) if name not in self._rejected
+                           and requirement.specifier.contains(Version(s.version), prereleases=True)]
+                if matches:
                     from_pool.add(name)
-                    todo.append((pool[name].requires_dist, frozenset(requirement.extras)))
+                    todo.append((matches[0].requires_dist, frozenset(requirement.extras)))
+                elif any(requirement.specifier.contains(w.version, prereleases=True)
+                         for w in self.index.wheels(name)):
+                    continue
                 elif name in self._rejected:
                     from_pool.add(name)
-                elif not self.index.entries(name):
+                else:
                     missing.append(name)
         return from_pool, missing
 
     # -- testing and publishing ------------------------------------------------------------
     def _process(self, batch: list[Staged]) -> None:
         with self._lock:
-            held = {s.pin: sorted(self._closure(s, self._pool() | {b.name: b for b in batch})[0]
+            held = {s.pin: sorted(self._closure(s, self._pool(*batch))[0]
                                   & set(self._rejected)) for s in batch}
             staged_wheels = [s.wheel for s in self._pending] + \
-                [s.wheel for s in self._accepted.values()] + [s.wheel for s in batch]
+                [s.wheel for s in self._accepted] + [s.wheel for s in batch]
         results: dict[str, SmokeResult] = {}
         to_test = []
         for staged in batch:
@@ -235,7 +242,7 @@ class Publisher:
     def _hold_back_dependents(self, batch: list[Staged], results: dict[str, SmokeResult]) -> None:
         """Wheels tested together (an install cycle) may have passed with one that failed: those
         cannot be published without it."""
-        pool = self._pool() | {s.name: s for s in batch}
+        pool = self._pool(*batch)
         changed = True
         while changed:
             changed = False
@@ -262,7 +269,7 @@ class Publisher:
             published = self.index.add(staged.wheel, staged.requires_python).path
             staged.log_path.unlink(missing_ok=True)  # kept beside the record from now on
             with self._lock:
-                self._accepted[staged.name] = staged
+                self._accepted.append(staged)
             log.info("published %s (smoke test %s)", staged.wheel.name, result.status)
         else:
             self.rejected.write(record, staged.log_path)
@@ -276,3 +283,10 @@ class Publisher:
             self.outcomes.append(outcome)
         self.on_outcome(outcome)
 
+
+
+def _by_name(staged: list[Staged]) -> dict[NormalizedName, list[Staged]]:
+    found: dict[NormalizedName, list[Staged]] = {}
+    for item in staged:
+        found.setdefault(item.name, []).append(item)
+    return found

@@ -50,25 +50,25 @@ class SmokeResult:
 
 
 def top_level_modules(wheel: Path) -> tuple[str, ...]:
-    """What a user would import: top_level.txt when the wheel has one, else the top of its tree."""
+    """What a user would import: the top of the wheel's tree, narrowed to top_level.txt when the
+    wheel has one. top_level.txt alone is not enough: setuptools lists there what the project
+    declares, also an optional extension that was not built (PyYAML's _yaml without libyaml)."""
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
+        in_tree = set()
+        for name in names:
+            top = name.split("/", 1)[0]
+            if top.endswith((".dist-info", ".data")):
+                continue
+            if "/" in name:
+                in_tree.add(top)
+            elif name.endswith(".py"):
+                in_tree.add(top[:-3])
+            elif name.endswith((".so", ".pyd")):
+                in_tree.add(top.split(".", 1)[0])
         listed = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/top_level.txt")]
-        if listed:
-            found = archive.read(listed[0]).decode("utf-8", "replace").split()
-        else:
-            found = []
-            for name in names:
-                top = name.split("/", 1)[0]
-                if top.endswith((".dist-info", ".data")):
-                    continue
-                if "/" in name:
-                    found.append(top)
-                elif name.endswith(".py"):
-                    found.append(top[:-3])
-                elif name.endswith((".so", ".pyd")):
-                    found.append(top.split(".", 1)[0])
-    modules = {m.replace("/", ".") for m in found}
+        declared = set(archive.read(listed[0]).decode("utf-8", "replace").split()) if listed else set()
+    modules = {m.replace("/", ".") for m in (declared & in_tree or in_tree)}
     return tuple(sorted(m for m in modules if all(part.isidentifier() for part in m.split("."))
                         and m not in NOT_IMPORTED))
 

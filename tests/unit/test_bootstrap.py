@@ -735,3 +735,45 @@ def test_a_wheel_that_cannot_be_written_into_the_index_is_that_packages_failure(
     assert "app==1.0: kept out of the index: could not write to" in str(caught.value)
     assert "No space left on device; nothing half-written was kept" in str(caught.value)
     assert WheelIndex(bootstrap.output).entries("tool")
+
+
+def test_a_wheel_waits_for_the_version_of_a_dependency_it_requires_not_just_the_project(tmp_path):
+    """httpx2 2.16.2 requires httpcore2==2.16.2; httpcore2 2.16.0 in the index is no use to it."""
+    from mirror_builder.publisher import Publisher, Staged
+    from mirror_builder.settings import BuildSettings
+
+    index = WheelIndex(tmp_path / "out")
+    from test_index import make_wheel
+    index.add(make_wheel(tmp_path / "built", "httpcore2-2.16.0-py3-none-any.whl"))
+    tested = []
+
+    class Tester:
+        def run(self, image, index_root, staged, tests, limits, log_path):
+            from mirror_builder.smoketest import SmokeResult
+            tested.extend(t.wheel.name for t in tests)
+            return {t.wheel.name: SmokeResult(t.wheel.name, "passed") for t in tests}
+
+    image = ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test")
+
+    def staged(name, version, requires=()):
+        wheel = make_wheel(tmp_path / "staged", f"{name}-{version}-py3-none-any.whl")
+        log_path = tmp_path / "logs" / f"{name}.log"
+        log_path.parent.mkdir(exist_ok=True)
+        log_path.write_text("log\n")
+        return Staged(name=name, version=version, chain=(), wheel=wheel, record={"name": name,
+                      "wheel": wheel.name, "build_env": {"freeze": []}}, requires_python=None,
+                      requires_dist=tuple(requires), log_path=log_path, image=image,
+                      imports=(name,), publish_source=lambda: None)
+
+    class Records:  # what is written beside the index is not the point here
+        def write(self, record, log_path):
+            pass
+
+    publisher = Publisher(index=index, records=Records(), rejected=Records(), tester=Tester(),
+                          target=TARGET, limits=BuildSettings(), on_outcome=lambda outcome: None)
+    publisher._pending.append(staged("httpx2", "2.16.2", ["httpcore2==2.16.2"]))
+    assert publisher._take_ready() == []  # only 2.16.0 is in the index
+    publisher._pending.append(staged("httpcore2", "2.16.2"))
+    publisher.finish()
+    assert tested.index("httpcore2-2.16.2-py3-none-any.whl") < tested.index("httpx2-2.16.2-py3-none-any.whl")
+    assert index.entries("httpx2")

@@ -1,0 +1,34 @@
+"""Which modules a smoke test imports: what the wheel really holds, as a user would import it."""
+
+import zipfile
+
+from mirror_builder.smoketest import top_level_modules
+
+
+def wheel_with(tmp_path, members, top_level=None):
+    path = tmp_path / "demo-1.0-cp311-cp311-linux_x86_64.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member in members:
+            archive.writestr(member, "")
+        if top_level is not None:
+            archive.writestr("demo-1.0.dist-info/top_level.txt", "\n".join(top_level) + "\n")
+        archive.writestr("demo-1.0.dist-info/METADATA", "Name: demo\n")
+    return path
+
+
+def test_packages_modules_and_extensions_at_the_top_of_the_tree_are_imported(tmp_path):
+    wheel = wheel_with(tmp_path, ["demo/__init__.py", "helper.py",
+                                  "_speedups.cpython-311-x86_64-linux-gnu.so",
+                                  "demo-1.0.data/scripts/tool"])
+    assert top_level_modules(wheel) == ("_speedups", "demo", "helper")
+
+
+def test_top_level_txt_narrows_the_tree_but_cannot_add_what_is_not_there(tmp_path):
+    # PyYAML built without libyaml declares _yaml but ships only yaml/.
+    wheel = wheel_with(tmp_path, ["yaml/__init__.py", "extra/__init__.py"], top_level=["_yaml", "yaml"])
+    assert top_level_modules(wheel) == ("yaml",)
+
+
+def test_a_project_s_own_tests_and_docs_are_not_imported(tmp_path):
+    wheel = wheel_with(tmp_path, ["demo/__init__.py", "tests/__init__.py", "docs/conf.py"])
+    assert top_level_modules(wheel) == ("demo",)
