@@ -50,9 +50,9 @@ class SmokeResult:
 
 
 def top_level_modules(wheel: Path) -> tuple[str, ...]:
-    """What a user would import: the top of the wheel's tree, narrowed to top_level.txt when the
-    wheel has one. top_level.txt alone is not enough: setuptools lists there what the project
-    declares, also an optional extension that was not built (PyYAML's _yaml without libyaml)."""
+    """What a user would import: the public modules at the top of the wheel's tree, narrowed to
+    top_level.txt when the wheel has one. top_level.txt alone is not enough: setuptools lists
+    there what the project declares, also an optional extension that was not built."""
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         in_tree = set()
@@ -69,8 +69,13 @@ def top_level_modules(wheel: Path) -> tuple[str, ...]:
         listed = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/top_level.txt")]
         declared = set(archive.read(listed[0]).decode("utf-8", "replace").split()) if listed else set()
     modules = {m.replace("/", ".") for m in (declared & in_tree or in_tree)}
-    return tuple(sorted(m for m in modules if all(part.isidentifier() for part in m.split("."))
-                        and m not in NOT_IMPORTED))
+    modules = {m for m in modules if all(part.isidentifier() for part in m.split("."))
+               and m not in NOT_IMPORTED}
+    # Private top-level modules (_cffi_backend, _yaml) are what the public ones import, and
+    # some are shims for an optional extension that was not built: imported only when the wheel
+    # has nothing public.
+    public = {m for m in modules if not m.startswith("_")}
+    return tuple(sorted(public or modules))
 
 
 class SmokeTester:

@@ -20,7 +20,16 @@ def test_packages_modules_and_extensions_at_the_top_of_the_tree_are_imported(tmp
     wheel = wheel_with(tmp_path, ["demo/__init__.py", "helper.py",
                                   "_speedups.cpython-311-x86_64-linux-gnu.so",
                                   "demo-1.0.data/scripts/tool"])
-    assert top_level_modules(wheel) == ("_speedups", "demo", "helper")
+    assert top_level_modules(wheel) == ("demo", "helper")
+
+
+def test_private_modules_are_imported_only_when_the_wheel_has_nothing_public(tmp_path):
+    # PyYAML ships a _yaml shim that fails without its optional C extension; yaml is the API.
+    assert top_level_modules(wheel_with(tmp_path, ["yaml/__init__.py", "_yaml/__init__.py"])) == ("yaml",)
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    assert top_level_modules(wheel_with(lone, ["_cffi_backend.cpython-311-x86_64-linux-gnu.so"])) \
+        == ("_cffi_backend",)
 
 
 def test_top_level_txt_narrows_the_tree_but_cannot_add_what_is_not_there(tmp_path):
