@@ -56,7 +56,7 @@ from mirror_builder.settings import BuildSettings, Settings
 from mirror_builder.sources import (PreparedSource, find_patches, prepare_source, sdist_from_git,
                                     sdist_from_url)
 from mirror_builder.target import TargetEnvironment
-from mirror_builder.files import atomic_write_text, sha256_of
+from mirror_builder.files import atomic_write_text, failed_write, sha256_of
 from mirror_builder.upstream import DistributionFile, UpstreamIndex
 from mirror_builder.policy import CarryRules
 from mirror_builder.publisher import Outcome as PublishOutcome, Publisher, Staged
@@ -647,10 +647,7 @@ class Bootstrapper:
             raise BuildError(str(exc), package=candidate.name, version=str(candidate.version),
                              chain=chain) from exc
         except OSError as exc:
-            # For a copy, filename is the source and filename2 the destination.
-            path = exc.filename2 or exc.filename
-            where = f" to {Path(path).parent}" if path else ""
-            message = f"could not write{where}: {exc.strerror or exc}; nothing half-written was kept"
+            message = failed_write(exc)
             self._end_job(candidate.name, candidate.version, "failed", message=message)
             raise PackageError(message, package=candidate.name, version=str(candidate.version),
                                chain=chain) from exc

@@ -87,13 +87,6 @@ class Builder:
 
     def build(self, request: BuildRequest, work_dir: Path) -> BuildOutcome:
         label = request.label
-        out_dir = Path(tempfile.mkdtemp(prefix="out-", dir=work_dir))
-        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=work_dir))
-        # A fresh scratch directory is the build's /tmp: on disk (a large build needs gigabytes),
-        # and with the read-only root, the only other place the build can write is /out.
-        scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=work_dir))
-        os.chown(out_dir, BUILDER_UID, BUILDER_UID)
-        os.chown(scratch, BUILDER_UID, BUILDER_UID)
         wheel_mounts = []
         container_wheels = []
         for wheel in request.env_wheels:
@@ -113,10 +106,8 @@ class Builder:
             "jobs": request.jobs,
             "source_date_epoch": _source_date_epoch(request.source.sdist),
         }
-        (job_dir / "job.json").write_text(json.dumps(job, indent=2))
-        # mkdtemp makes 0700 directories; the build runs as an unprivileged user.
-        os.chmod(job_dir, 0o755)
-        os.chmod(job_dir / "job.json", 0o644)
+        folders = JobFolders.create(work_dir, job)
+        out_dir, job_dir, scratch = folders.out, folders.job, folders.scratch
         command = ("python3", "/mb/mb_driver.py", "/job/job.json")
         spec = RunSpec(
             image=request.image.tag,
@@ -142,7 +133,7 @@ class Builder:
                            f"{len(request.env_wheels)} wheels in the build environment\n")
         try:
             run = self.podman.run(spec, request.log_path)
-            result, unreadable = _read_result(out_dir)
+            result, unreadable = read_result(out_dir)
             if run.timed_out:
                 raise self._error(request, f"build timed out after {request.limits.timeout_seconds} s "
                                            f"(the timeout setting, or the package's timeout override)")
@@ -178,25 +169,17 @@ class Builder:
                 environment=result.get("environment", {}),
             )
         finally:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            shutil.rmtree(job_dir, ignore_errors=True)
-            shutil.rmtree(scratch, ignore_errors=True)
+            folders.remove()
 
     def repair(self, wheel: Path, tools: tuple[Path, ...], image: ImageRef, limits: BuildSettings,
                log_path: Path, work_dir: Path, label: str) -> tuple[Path, dict]:
         """Repair a platform wheel to a manylinux tag with auditwheel (from our own wheels, in a
         container without network, as unprivileged as a build). Returns the repaired wheel and
         what to record about it."""
-        out_dir = Path(tempfile.mkdtemp(prefix="repair-", dir=work_dir))
-        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=work_dir))
-        scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=work_dir))
-        os.chown(out_dir, BUILDER_UID, BUILDER_UID)
-        os.chown(scratch, BUILDER_UID, BUILDER_UID)
         job = {"mode": "repair", "out": "/out", "wheel": f"/in/{wheel.name}",
                "wheels": [f"/wheels/{w.name}" for w in tools], "wheels_dir": "/wheels"}
-        (job_dir / "job.json").write_text(json.dumps(job))
-        os.chmod(job_dir, 0o755)
-        os.chmod(job_dir / "job.json", 0o644)
+        folders = JobFolders.create(work_dir, job, prefix="repair-")
+        out_dir, job_dir, scratch = folders.out, folders.job, folders.scratch
         spec = RunSpec(
             image=image.tag, command=["python3", "/mb/mb_driver.py", "/job/job.json"],
             mounts=(Mount(wheel, f"/in/{wheel.name}"), Mount(job_dir, "/job"),
@@ -210,8 +193,7 @@ class Builder:
         name, version = label.split("==")
         try:
             run = self.podman.run(spec, log_path)
-            result_file = out_dir / "result.json"
-            result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+            result, _ = read_result(out_dir)
             if run.exit_code != 0 or result.get("status") != "repaired":
                 raise BuildError(f"{result.get('error') or 'the repair container failed'}"
                                  f"{_tail(log_path)}", package=name, version=version,
@@ -221,9 +203,7 @@ class Builder:
             return repaired, {"tool": result["tool"], "command": result["command"],
                               "from": wheel.name, "to": result["wheel"]}
         finally:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            shutil.rmtree(job_dir, ignore_errors=True)
-            shutil.rmtree(scratch, ignore_errors=True)
+            folders.remove()
 
     @staticmethod
     def _error(request: BuildRequest, message: str) -> BuildError:
@@ -231,10 +211,38 @@ class Builder:
                           chain=request.chain, log_path=str(request.log_path))
 
 
+@dataclass(frozen=True)
+class JobFolders:
+    """A driver run's three folders: /out for its result, /job with job.json, and a fresh scratch
+    folder for its /tmp: on disk (a large build needs gigabytes), and with the read-only root,
+    the only other place it can write."""
+
+    out: Path
+    job: Path
+    scratch: Path
+
+    @classmethod
+    def create(cls, work_dir: Path, job: dict, prefix: str = "") -> "JobFolders":
+        work_dir.mkdir(parents=True, exist_ok=True)
+        folders = cls(*(Path(tempfile.mkdtemp(prefix=f"{prefix}{kind}-", dir=work_dir))
+                        for kind in ("out", "job", "scratch")))
+        os.chown(folders.out, BUILDER_UID, BUILDER_UID)
+        os.chown(folders.scratch, BUILDER_UID, BUILDER_UID)
+        (folders.job / "job.json").write_text(json.dumps(job, indent=2))
+        # mkdtemp makes 0700 directories; the driver runs as an unprivileged user.
+        os.chmod(folders.job, 0o755)
+        os.chmod(folders.job / "job.json", 0o644)
+        return folders
+
+    def remove(self) -> None:
+        for folder in (self.out, self.job, self.scratch):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 _RESULT_LIMIT = 16 << 20
 
 
-def _read_result(out_dir: Path) -> tuple[dict, str | None]:
+def read_result(out_dir: Path) -> tuple[dict, str | None]:
     """The driver's result.json, read without trusting it: the build ran in the same container
     as the driver and could have replaced the file with a link to somewhere on the host."""
     path = out_dir / "result.json"

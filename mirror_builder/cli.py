@@ -682,6 +682,8 @@ def _print_update(console: Console, report, counts: dict, dry_run: bool) -> None
 def _review(args, console: Console) -> int:
     from dataclasses import asdict
 
+    from packaging.utils import canonicalize_name
+
     from mirror_builder.review import ReviewQueue
 
     settings = _settings(args)
@@ -732,7 +734,7 @@ def _review(args, console: Console) -> int:
         with RichReporter(console) as reporter:
             updater, factory, _ = _updater(args, settings, output, reporter)
             try:
-                waited = [j for j in queue.waiting() if canonicalize(args.name) in j.waiting_for]
+                waited = [j for j in queue.waiting() if canonicalize_name(args.name) in j.waiting_for]
                 if state == "approved" and not waited:
                     _build_approved(updater, args.name, report)
                 updater.resume_waiting(report)
@@ -740,12 +742,6 @@ def _review(args, console: Console) -> int:
                 factory.close()
     _print_update(console, report, {"requests": 0, "full_responses": 0, "not_modified": 0}, False)
     return 1 if report.failed else 0
-
-
-def canonicalize(name: str) -> str:
-    from packaging.utils import canonicalize_name
-
-    return canonicalize_name(name)
 
 
 def _build_approved(updater, name: str, report) -> None:

@@ -42,3 +42,12 @@ def atomic_copy(source: Path, dest: Path, mode: int = 0o644) -> None:
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def failed_write(exc: OSError) -> str:
+    """A failed write (disk full, read-only, permissions) in words. Every file here is written
+    beside its place and renamed into it, so what failed is simply not there."""
+    # For a copy, filename is the source and filename2 the destination.
+    path = exc.filename2 or exc.filename
+    where = f" to {Path(path).parent}" if path else ""
+    return f"could not write{where}: {exc.strerror or exc}; nothing half-written was kept"

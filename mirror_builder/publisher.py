@@ -22,6 +22,7 @@ from packaging.version import Version
 
 from mirror_builder.containers import ImageRef
 from mirror_builder.errors import MirrorBuilderError
+from mirror_builder.files import failed_write
 from mirror_builder.index import WheelIndex
 from mirror_builder.records import RecordStore
 from mirror_builder.settings import BuildSettings
@@ -78,7 +79,6 @@ class Publisher:
     _running: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
     _finishing: threading.Event = field(default_factory=threading.Event)
-    outcomes: list[Outcome] = field(default_factory=list)
 
     def submit(self, staged: Staged) -> None:
         """Stage a wheel; smoke tests run on another thread, so the build goes on."""
@@ -226,16 +226,10 @@ class Publisher:
     def _could_not_publish(self, staged: Staged, result: SmokeResult, exc: Exception) -> None:
         """Publishing failed (a full disk, say): the package's failure. Every file is renamed
         into place, so the index shows the wheel whole or not at all."""
-        if isinstance(exc, OSError):
-            path = exc.filename2 or exc.filename
-            why = f"could not write{f' to {Path(path).parent}' if path else ''}: {exc.strerror or exc}"
-        else:
-            why = str(exc)
-        failed = dataclasses.replace(result, status="failed",
-                                     error=f"{why}; nothing half-written was kept")
+        why = failed_write(exc) if isinstance(exc, OSError) else f"{exc}; nothing half-written was kept"
+        failed = dataclasses.replace(result, status="failed", error=why)
         with self._lock:
             self._rejected[staged.name] = failed.error
-            self.outcomes.append(Outcome(staged, failed, None))
         log.error("%s: %s", staged.pin, failed.error)
         self.on_outcome(Outcome(staged, failed, None))
 
@@ -279,8 +273,6 @@ class Publisher:
             log.warning("%s failed its smoke test and stays out of the index: %s",
                         staged.pin, result.error)
         outcome = Outcome(staged, result, published)
-        with self._lock:
-            self.outcomes.append(outcome)
         self.on_outcome(outcome)
 
 

@@ -7,20 +7,16 @@ modules are imported. Only what passes is published. Many wheels share one conta
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mirror_builder.builder import BUILDER_UID, JobFolders, read_result
 from mirror_builder.containers import ImageRef, Mount, PodmanService, RunSpec
 from mirror_builder.settings import BuildSettings
 
-BUILDER_UID = 1000
 # Top-level packages that hold a project's own tests or docs: importing them needs test tools.
 NOT_IMPORTED = frozenset({"test", "tests", "testing", "docs", "doc", "examples", "example",
                           "benchmarks", "scripts"})
@@ -88,24 +84,17 @@ class SmokeTester:
             tests: Sequence[SmokeTest], limits: BuildSettings, log_path: Path) -> dict[str, SmokeResult]:
         """Smoke-test each of tests; staged are the wheels (tests' own among them) that may
         complete an install closure besides the index. Keyed by wheel file name."""
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        out_dir = Path(tempfile.mkdtemp(prefix="smoke-out-", dir=self.work_dir))
-        job_dir = Path(tempfile.mkdtemp(prefix="smoke-job-", dir=self.work_dir))
-        scratch = Path(tempfile.mkdtemp(prefix="smoke-tmp-", dir=self.work_dir))
-        for folder in (out_dir, scratch):
-            os.chown(folder, BUILDER_UID, BUILDER_UID)
         for folder in (index_root / "simple", index_root / "files"):
             folder.mkdir(parents=True, exist_ok=True)
         job = {"mode": "smoke", "out": "/out", "index_url": "file:///index/simple/",
                "staging": "/staging",
                "tests": [{"wheel": t.wheel.name, "imports": list(t.imports)} for t in tests]}
-        (job_dir / "job.json").write_text(json.dumps(job))
-        os.chmod(job_dir, 0o755)
-        os.chmod(job_dir / "job.json", 0o644)
+        folders = JobFolders.create(self.work_dir, job, prefix="smoke-")
         mounts = [Mount(index_root / "simple", "/index/simple"),
                   Mount(index_root / "files", "/index/files"),
-                  Mount(job_dir, "/job"), Mount(self.driver_dir, "/mb"),
-                  Mount(out_dir, "/out", read_only=False), Mount(scratch, "/tmp", read_only=False)]
+                  Mount(folders.job, "/job"), Mount(self.driver_dir, "/mb"),
+                  Mount(folders.out, "/out", read_only=False),
+                  Mount(folders.scratch, "/tmp", read_only=False)]
         mounts += [Mount(path, f"/staging/{path.name}") for path in {p.name: p for p in staged}.values()]
         spec = RunSpec(image=image.tag, command=["python3", "/mb/mb_driver.py", "/job/job.json"],
                        mounts=tuple(mounts), environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
@@ -116,10 +105,11 @@ class SmokeTester:
                        cpu_shares=128)
         try:
             run = self.podman.run(spec, log_path)
-            reported = _read_results(out_dir / "result.json")
+            # Package code ran in that container too (imports): read its report as untrusted.
+            reported = read_result(folders.out)[0].get("results")
+            reported = reported if isinstance(reported, dict) else {}
         finally:
-            for folder in (out_dir, job_dir, scratch):
-                shutil.rmtree(folder, ignore_errors=True)
+            folders.remove()
         results = {}
         for test in tests:
             got = reported.get(test.wheel.name)
@@ -135,17 +125,3 @@ class SmokeTester:
                 image=image.tag)
         return results
 
-
-def _read_results(path: Path) -> dict[str, dict]:
-    # Package code ran in that container too (imports): read its report without trusting it.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return {}
-    with os.fdopen(fd) as handle:
-        try:
-            data = json.loads(handle.read(16 << 20))
-        except ValueError:
-            return {}
-    results = data.get("results") if isinstance(data, dict) else None
-    return results if isinstance(results, dict) else {}

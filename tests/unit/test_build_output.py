@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mirror_builder.builder import _built_wheel, _check_freeze, _read_result
+from mirror_builder.builder import _built_wheel, _check_freeze, read_result
 from mirror_builder.errors import BuildError
 
 
@@ -18,11 +18,11 @@ def request(env_wheels=()):
 
 def test_the_result_is_read_when_it_is_a_plain_json_object(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps({"status": "built"}))
-    assert _read_result(tmp_path) == ({"status": "built"}, None)
+    assert read_result(tmp_path) == ({"status": "built"}, None)
 
 
 def test_no_result_is_an_empty_one(tmp_path):
-    assert _read_result(tmp_path) == ({}, None)
+    assert read_result(tmp_path) == ({}, None)
 
 
 def test_a_result_that_links_to_a_host_file_is_not_followed(tmp_path):
@@ -31,14 +31,14 @@ def test_a_result_that_links_to_a_host_file_is_not_followed(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     os.symlink(secret, out / "result.json")
-    result, problem = _read_result(out)
+    result, problem = read_result(out)
     assert result == {} and "unreadable result" in problem
 
 
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", '"built"'])
 def test_a_result_that_is_not_a_json_object_is_a_clear_failure(tmp_path, text):
     (tmp_path / "result.json").write_text(text)
-    assert _read_result(tmp_path) == ({}, "the build left a result that is not a JSON object")
+    assert read_result(tmp_path) == ({}, "the build left a result that is not a JSON object")
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "", None, 3, ".hidden.whl"])
