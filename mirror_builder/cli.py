@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from mirror_builder import __version__
-from mirror_builder.errors import MirrorBuilderError
+from mirror_builder.errors import MirrorBuilderError, UsageError
 from mirror_builder.logs import PackageFilter
 
 log = logging.getLogger("mirror_builder")
@@ -24,10 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a package's whole wheel tree from source in network-isolated podman "
                     "containers, and publish it as a wheels-only index.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--settings", type=Path, metavar="FILE",
-                        help="settings file (default: ./settings.yaml, else the checkout's own)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
-    parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks on errors")
+    _global_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def output_option(sub: argparse.ArgumentParser, writes: bool = False) -> None:
@@ -193,7 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
     images = commands.add_parser("images", help="build the targets' container images if needed")
     images.add_argument("--target", metavar="NAME", action="append",
                         help="build target from settings.yaml; repeat for several, or 'all'")
+    for command in commands.choices.values():
+        _global_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, default) -> None:
+    """--settings, -v and --debug: before the command, and after it too (with default SUPPRESS
+    there, so that a value given before the command is not reset by the command's parser)."""
+    flag = {} if default is None else {"default": default}
+    parser.add_argument("--settings", type=Path, metavar="FILE", **flag,
+                        help="settings file (default: ./settings.yaml, else the checkout's own)")
+    parser.add_argument("-v", "--verbose", action="store_true", **flag, help="log each step")
+    parser.add_argument("--debug", action="store_true", **flag,
+                        help="debug logs and tracebacks on errors")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,10 +224,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             console.print_exception()
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: wheels already published stay in the index")
         return 130
+    except Exception as exc:  # a bug or an unforeseen OS error: one line unless asked for more
+        if args.debug:
+            console.print_exception()
+        else:
+            console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run again with --debug "
+                          f"for the traceback)", highlight=False, soft_wrap=True)
+        return 1
 
 
 def _settings(args):
@@ -226,8 +243,15 @@ def _settings(args):
     return load_settings(args.settings)
 
 
-def _output(args, settings) -> Path:
-    return (args.output or settings.output_dir).resolve()
+def _output(args, settings, *, existing: bool = False) -> Path:
+    """The output directory; with existing, it must be there already (commands that read or
+    amend an index must not create an empty one where a typo points)."""
+    output = (args.output or settings.output_dir).resolve()
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output} is a file, not an output directory")
+    if existing and not output.is_dir():
+        raise UsageError(f"{output}: no such output directory (bootstrap creates one)")
+    return output
 
 
 def _writing(args, output: Path, console: Console):
@@ -370,7 +394,7 @@ def _rebuild(args, console: Console) -> int:
 
     name, version = _pin(args.requirement)
     settings = _settings(args)
-    options = RunOptions(output=_output(args, settings), target=args.target)
+    options = RunOptions(output=_output(args, settings, existing=True), target=args.target)
     with _writing(args, options.output, console), RichReporter(console) as reporter:
         with open_pipeline(settings, options, reporter) as (pipeline, _):
             wheel = pipeline.rebuild(name, version, RebuildRequest(
@@ -443,7 +467,7 @@ def _yank(args, console: Console) -> int:
     from mirror_builder.index import WheelIndex
 
     name, version = _pin(args.requirement)
-    index = WheelIndex(_output(args, _settings(args)))
+    index = WheelIndex(_output(args, _settings(args), existing=True))
     with _writing(args, index.root, console):
         changed = index.yank(name, version, args.reason, undo=args.undo)
     if not changed:
@@ -457,7 +481,7 @@ def _yank(args, console: Console) -> int:
 def _index(args, console: Console) -> int:
     from mirror_builder.index import WheelIndex, verify
 
-    index = WheelIndex(_output(args, _settings(args)))
+    index = WheelIndex(_output(args, _settings(args), existing=True))
     if args.check:
         problems = verify(index) + verify(index.sources)
         for problem in problems:
@@ -541,7 +565,7 @@ def _history(args, console: Console) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise MirrorBuilderError("--limit must be at least 1")
-    output = _output(args, _settings(args))
+    output = _output(args, _settings(args), existing=True)
     job_log = JobLog(output)  # read-only: appends are whole lines under the file's own flock
     if not job_log.exists():
         if args.json:
@@ -630,7 +654,7 @@ def _update(args, console: Console) -> int:
     from mirror_builder.progress import RichReporter
 
     settings = _settings(args)
-    output = _output(args, settings)
+    output = _output(args, settings, existing=True)
     if not (output / "simple").is_dir():
         raise MirrorBuilderError(f"{output} holds no index yet; bootstrap what to carry first")
     with _writing(args, output, console), RichReporter(console) as reporter:
@@ -687,7 +711,7 @@ def _review(args, console: Console) -> int:
     from mirror_builder.review import ReviewQueue
 
     settings = _settings(args)
-    output = _output(args, settings)
+    output = _output(args, settings, existing=True)
     queue = ReviewQueue(output)
     if args.action in ("show", "approve", "reject") and not args.name:
         raise MirrorBuilderError(f"review {args.action} needs a package NAME")

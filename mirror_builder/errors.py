@@ -9,6 +9,11 @@ class MirrorBuilderError(Exception):
     """Base class: the message says what went wrong and what to do about it."""
 
 
+class UsageError(MirrorBuilderError):
+    """The command line asks for something impossible (a port in use, a file where a directory
+    belongs); the CLI exits with status 2, as argparse does for malformed arguments."""
+
+
 class SettingsError(MirrorBuilderError):
     """A settings or override file is malformed; the message names the file, line and key."""
 

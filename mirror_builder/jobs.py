@@ -21,7 +21,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,8 @@ class JobLog:
     """OUTPUT/jobs/history.jsonl: every job that ended, oldest first, one JSON line each."""
 
     def __init__(self, output_dir: Path) -> None:
-        self.folder = Path(output_dir) / "jobs"
+        self.root = Path(output_dir)
+        self.folder = self.root / "jobs"
         self.path = self.folder / "history.jsonl"
 
     def exists(self) -> bool:
@@ -150,6 +151,7 @@ class JobLog:
 
     def append(self, result: JobResult) -> None:
         """Add one record; once this returns, it is on disk (fsynced) and survives a crash."""
+        result = self._relative(result)
         line = (json.dumps(result.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
         if not self.folder.is_dir():
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -209,18 +211,34 @@ class JobLog:
                 log.debug("%s:%d: skipping a line cut short by a crash", self.path, number)
                 continue
             try:
-                records.append(JobResult.from_dict(json.loads(raw)))
+                records.append(self._relative(JobResult.from_dict(json.loads(raw))))
             except ValueError as exc:
                 raise MirrorBuilderError(
                     f"{self.path}:{number}: not a valid job record ({exc}); the log was changed "
                     f"by something other than mirror-builder") from None
         if tail:
             try:
-                records.append(JobResult.from_dict(json.loads(tail)))
+                records.append(self._relative(JobResult.from_dict(json.loads(tail))))
             except ValueError:
                 log.warning("%s:%d: skipping the last line, cut short by a crash while it was "
                             "written", self.path, len(lines))
         return records
+
+
+    def _relative(self, result: JobResult) -> JobResult:
+        """Logs under the output directory are named relative to it, so that a copied or moved
+        output still points at its own logs (older lines kept absolute paths)."""
+        if result.log_path is None or not os.path.isabs(result.log_path):
+            return result
+        try:
+            inside = Path(result.log_path).resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return result
+        return replace(result, log_path=str(inside))
+
+    def log_file(self, result: JobResult) -> Path | None:
+        """Where a job's log is now."""
+        return None if result.log_path is None else self.root / result.log_path
 
 
 def _close_torn_line(tail: bytes) -> bytes:
