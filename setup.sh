@@ -30,6 +30,34 @@ install_missing() {
 }
 install_missing "${packages[@]}"
 
+# Containers run in user namespaces of their own (podman's --userns=auto): podman gives each one
+# a slice of the subordinate ids of the name "containers" (no login account is needed), so uid
+# 1000 or root in a build is an id no account on the host has. The range is podman's documented
+# example, 2147483647 up to 4294967294: far above what useradd hands out to accounts or to their
+# subordinate ids (SUB_UID_MAX is 600100000). A "containers" entry that exists is kept as it is.
+SUBID_START=2147483647
+SUBID_COUNT=2147483648
+add_subid_range() {  # the subordinate id file, and the database whose ids it must not overlap
+    local file=$1 db=$2 clash
+    touch "$file"
+    grep -q '^containers:' "$file" && return
+    clash=$(awk -F: -v s="$SUBID_START" -v n="$SUBID_COUNT" \
+                '!/^#/ && NF >= 3 && $2 < s + n && s < $2 + $3 { print $0 }' "$file"
+            getent "$db" | awk -F: -v s="$SUBID_START" -v n="$SUBID_COUNT" -v db="$db" \
+                '$3 >= s && $3 < s + n { print db " entry " $1 }')
+    if [[ -n $clash ]]; then
+        echo "setup: the id range $SUBID_START+$SUBID_COUNT for podman's user namespaces overlaps" \
+             "$(tr '\n' ' ' <<<"$clash")in $file; add a free range for \"containers\" there by hand" >&2
+        exit 1
+    fi
+    # A last line without its newline must not swallow ours.
+    [[ -s $file && -n $(tail -c1 "$file") ]] && echo >>"$file"
+    echo "containers:$SUBID_START:$SUBID_COUNT" >>"$file"
+    echo "setup: added containers:$SUBID_START:$SUBID_COUNT to $file (ids for container user namespaces)"
+}
+add_subid_range /etc/subuid passwd
+add_subid_range /etc/subgid group
+
 # The package, in its own virtual environment (no system-wide pip installs).
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv

@@ -222,6 +222,16 @@ def smoke(job):
     return 0
 
 
+def user_namespace():
+    """This container's user namespace, read before any package code runs: the host checks it
+    against what podman says and puts it in the build record."""
+    maps = {}
+    for kind in ("uid_map", "gid_map"):
+        with open(f"/proc/self/{kind}") as handle:
+            maps[kind] = "\n".join(" ".join(line.split()) for line in handle if line.strip())
+    return maps
+
+
 def main():
     job = json.load(open(sys.argv[1]))
     if job.get("mode") == "repair":
@@ -229,7 +239,7 @@ def main():
     if job.get("mode") == "smoke":
         return smoke(job)
     out = job["out"]
-    result = {"status": "failed", "stage": "setup", "timings": {}}
+    result = {"status": "failed", "stage": "setup", "timings": {}, "user_namespace": user_namespace()}
     timings = result["timings"]
 
     def write_result():

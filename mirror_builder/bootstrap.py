@@ -1082,7 +1082,9 @@ class Bootstrapper:
                      "capabilities": "all dropped", "no_new_privileges": True,
                      "root_filesystem": "read-only; writable: /out and a fresh /tmp",
                      "memory": limits.memory, "pids_limit": limits.pids_limit,
-                     "timeout_seconds": limits.timeout_seconds, "cpus": package.cpus}
+                     "timeout_seconds": limits.timeout_seconds, "cpus": package.cpus,
+                     **({"user_namespace": dict(outcome.user_namespace)}
+                        if outcome and outcome.user_namespace else {})}
             if built_from_source else {"network": "n/a: not built", "user": "", "capabilities": "",
                                        "no_new_privileges": False, "memory": "", "pids_limit": 0,
                                        "timeout_seconds": 0, "cpus": None,

@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +28,8 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from mirror_builder.buildsystem import BuildSystem
-from mirror_builder.containers import ImageRef, Mount, PodmanService, RunSpec
+from mirror_builder.containers import (ImageRef, Mount, PodmanService, RunResult, RunSpec,
+                                       give_back, id_map_text)
 from mirror_builder.errors import BuildError
 from mirror_builder.settings import BuildSettings
 from mirror_builder.sources import PreparedSource
@@ -36,7 +37,7 @@ from mirror_builder.wheelcheck import WheelRejected, check_built_wheel
 
 log = logging.getLogger(__name__)
 
-BUILDER_UID = 1000  # the image's unprivileged "builder" user
+BUILDER_UID = 1000  # the image's unprivileged "builder" user (in the run's user namespace)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class BuildOutcome:
     container_seconds: float
     timings: Mapping[str, float]
     environment: Mapping[str, str] = field(default_factory=dict)
+    # The build container's user namespace: {"uid_map": ..., "gid_map": ...} (see RunResult).
+    user_namespace: Mapping[str, str] = field(default_factory=dict)
 
 
 class Builder:
@@ -143,9 +146,11 @@ class Builder:
                 if run.oom_killed and "memory limit" not in reason:
                     reason += f" (the memory limit ({request.limits.memory}) killed a process)"
                 raise self._error(request, f"{reason}{_tail(request.log_path)}")
+            user_namespace = _user_namespace(result.get("user_namespace"), run, request)
             wheel = None
             if result["status"] == "built":
-                built = _built_wheel(out_dir, result.get("wheel"), request)
+                built = _built_wheel(out_dir, result.get("wheel"),
+                                     lambda message: self._error(request, message))
                 _check_freeze(result.get("freeze", ""), request)
                 try:
                     check_built_wheel(built, request.source.name, Version(request.source.version))
@@ -153,6 +158,7 @@ class Builder:
                     raise self._error(request, f"the build's wheel was rejected: {exc}") from None
                 wheel = work_dir / built.name
                 shutil.move(built, wheel)
+                give_back(wheel)
             return BuildOutcome(
                 status=result["status"],
                 wheel=wheel,
@@ -167,6 +173,7 @@ class Builder:
                 container_seconds=run.seconds,
                 timings=result.get("timings", {}),
                 environment=result.get("environment", {}),
+                user_namespace=user_namespace,
             )
         finally:
             folders.remove()
@@ -198,8 +205,11 @@ class Builder:
                 raise BuildError(f"{result.get('error') or 'the repair container failed'}"
                                  f"{_tail(log_path)}", package=name, version=version,
                                  log_path=str(log_path))
-            repaired = work_dir / result["wheel"]
-            shutil.move(out_dir / "dist" / result["wheel"], repaired)
+            built = _built_wheel(out_dir, result.get("wheel"), lambda message: BuildError(
+                message, package=name, version=version, log_path=str(log_path)), maker="repair")
+            repaired = work_dir / built.name
+            shutil.move(built, repaired)
+            give_back(repaired)
             return repaired, {"tool": result["tool"], "command": result["command"],
                               "from": wheel.name, "to": result["wheel"]}
         finally:
@@ -226,10 +236,10 @@ class JobFolders:
         work_dir.mkdir(parents=True, exist_ok=True)
         folders = cls(*(Path(tempfile.mkdtemp(prefix=f"{prefix}{kind}-", dir=work_dir))
                         for kind in ("out", "job", "scratch")))
-        os.chown(folders.out, BUILDER_UID, BUILDER_UID)
-        os.chown(folders.scratch, BUILDER_UID, BUILDER_UID)
+        # out and scratch are mounted writable, so podman gives them to the container's user
+        # (its ids in the run's user namespace; see Mount). job is read-only: mkdtemp makes
+        # 0700 directories, and the driver runs as an unprivileged user.
         (folders.job / "job.json").write_text(json.dumps(job, indent=2))
-        # mkdtemp makes 0700 directories; the driver runs as an unprivileged user.
         os.chmod(folders.job, 0o755)
         os.chmod(folders.job / "job.json", 0o644)
         return folders
@@ -265,22 +275,36 @@ def read_result(out_dir: Path) -> tuple[dict, str | None]:
     return result, None
 
 
-def _built_wheel(out_dir: Path, name: object, request: BuildRequest) -> Path:
-    """The wheel the backend named, only if it is a plain file right in /out/dist."""
+def _built_wheel(out_dir: Path, name: object, fail: Callable[[str], BuildError],
+                 maker: str = "backend") -> Path:
+    """The wheel the backend (or the repair) named, only if it is a plain file right in
+    /out/dist; otherwise fail(message) is raised."""
     dist = out_dir / "dist"
     if not isinstance(name, str) or not name or "/" in name or name.startswith(".") or "\0" in name:
-        raise Builder._error(request, f"the backend named its wheel {name!r}, which is not a file name")
+        raise fail(f"the {maker} named its wheel {name!r}, which is not a file name")
     if not dist.is_dir() or dist.is_symlink():
-        raise Builder._error(request, "the build's output folder was replaced by something else")
+        raise fail("the build's output folder was replaced by something else")
     wheel = dist / name
     try:
         mode = wheel.lstat().st_mode
     except OSError:
-        raise Builder._error(request, f"the backend reported {name}, but did not write it") from None
+        raise fail(f"the {maker} reported {name}, but did not write it") from None
     if not stat.S_ISREG(mode):
-        raise Builder._error(request, f"the build's wheel was rejected: {name} is not a regular "
-                                      f"file (a symbolic link or device would reach outside the build)")
+        raise fail(f"the build's wheel was rejected: {name} is not a regular "
+                   f"file (a symbolic link or device would reach outside the build)")
     return wheel
+
+
+def _user_namespace(reported: object, run: RunResult, request: BuildRequest) -> dict[str, str]:
+    """The user namespace the driver read inside the container (/proc/self/uid_map and gid_map,
+    before any package code ran), only if it is the one podman says it set up: the build could
+    have rewritten the driver's report."""
+    said = {"uid_map": run.uid_map, "gid_map": run.gid_map}
+    if not isinstance(reported, dict) or \
+            {key: id_map_text(reported.get(key)) for key in said} != said or not all(said.values()):
+        raise Builder._error(request, "the build reported a user namespace other than the one podman "
+                                      "gave its container; the build is not trusted")
+    return said
 
 
 def _check_freeze(freeze: str, request: BuildRequest) -> None:

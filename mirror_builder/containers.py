@@ -7,6 +7,10 @@
 Everything else asks for a run with mounts and gets back an exit status and a log file; no other
 module builds a podman argument. Two workarounds for this kind of machine live in the shipped
 containers.conf (runc instead of crun, explicit ulimits), passed through CONTAINERS_CONF.
+
+Every run has a user namespace of its own (podman's --userns=auto): its ids, root and the builder
+user included, are ids from the subordinate range of "containers" in /etc/subuid and /etc/subgid
+(./setup.sh adds it), which no account on the host has. A process that escaped would be nobody.
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ OWNER_LABEL = "io.mirror-builder.owner-pid"
 BASE_PACKAGES = "python3,python3-venv,ca-certificates"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
+# Podman's --userns=auto (as root) takes each container's ids from this name's subordinate ranges.
+SUBID_NAME = "containers"
+SUBUID_FILE = Path("/etc/subuid")
+SUBGID_FILE = Path("/etc/subgid")
+# What ./setup.sh adds when the name has no range (podman's documented example).
+SUBID_DEFAULT = "containers:2147483647:2147483648"
 
 
 def podman_environment() -> dict[str, str]:
@@ -48,6 +58,10 @@ def podman_environment() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Mount:
+    """A host path in the container. A writable one is given to the run's user first (podman's
+    U option chowns it, recursively and following no links, to the ids that user has on the host
+    in the run's user namespace), so it must be a folder made for the run."""
+
     source: Path
     target: str
     read_only: bool = True
@@ -81,6 +95,78 @@ class RunResult:
     seconds: float
     # The kernel's OOM killer ended a process of the container (its memory limit was reached).
     oom_killed: bool = False
+    # The run's user namespace as podman set it up, in /proc/PID/uid_map's form: one
+    # "inside outside count" line per range ("" if podman did not say).
+    uid_map: str = ""
+    gid_map: str = ""
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """A subordinate id range: count ids from start."""
+
+    start: int
+    count: int
+
+    def __contains__(self, host_id: object) -> bool:
+        return isinstance(host_id, int) and self.start <= host_id < self.start + self.count
+
+
+def subordinate_ids(path: Path, name: str = SUBID_NAME) -> tuple[IdRange, ...]:
+    """name's ranges in a subordinate id file (/etc/subuid or /etc/subgid)."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return ()
+    ranges = []
+    for line in lines:
+        fields = line.strip().split(":")
+        if len(fields) == 3 and fields[0] == name and fields[1].isdigit() and fields[2].isdigit() \
+                and int(fields[2]) > 0:
+            ranges.append(IdRange(int(fields[1]), int(fields[2])))
+    return tuple(ranges)
+
+
+def check_subordinate_ids(subuid: Path = SUBUID_FILE, subgid: Path = SUBGID_FILE) -> None:
+    """Containers cannot start without ids for their user namespaces: say how to add them
+    (podman's own message is "could not find enough available IDs")."""
+    for path in (subuid, subgid):
+        if not subordinate_ids(path):
+            raise ContainerError(
+                f"containers run in user namespaces of their own, which need a subordinate id "
+                f"range for \"{SUBID_NAME}\" in {path}; run ./setup.sh (it adds "
+                f"{SUBID_DEFAULT} to /etc/subuid and /etc/subgid) or add a free range there")
+
+
+def id_map_text(text: object) -> str:
+    """A uid_map/gid_map in one canonical form, "inside outside count" per line, from
+    /proc/PID/uid_map's columns or podman's "inside:outside:count" entries ("" if malformed)."""
+    if isinstance(text, list | tuple):
+        text = "\n".join(str(entry) for entry in text)
+    if not isinstance(text, str):
+        return ""
+    lines = []
+    for line in text.replace(":", " ").splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3 or not all(f.isdigit() for f in fields):
+            return ""
+        lines.append(" ".join(str(int(f)) for f in fields))
+    return "\n".join(lines)
+
+
+def give_back(path: Path) -> None:
+    """Make what a container wrote at path (a file, or a folder and all it holds) the host user's
+    again: lchown every entry, following no links. Only for paths made for that run, and only
+    after it ended."""
+    uid, gid = os.getuid(), os.getgid()
+    os.lchown(path, uid, gid)
+    if path.is_symlink() or not path.is_dir():
+        return
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), uid, gid)
 
 
 @dataclass(frozen=True)
@@ -115,6 +201,7 @@ class PodmanService:
     def __enter__(self) -> "PodmanService":
         if shutil.which("podman") is None:
             raise ContainerError("podman is not installed; run the README's set-up command (./setup.sh)")
+        check_subordinate_ids()
         import podman  # the one import of podman-py in the project
 
         # A unix socket path must stay under ~100 bytes, so it lives in a short temp dir.
@@ -202,10 +289,17 @@ class PodmanService:
     def _run(self, client, spec: RunSpec, log_path: Path, APIError) -> RunResult:
         kwargs = dict(
             mounts=[{"type": "bind", "source": str(m.source), "target": m.target,
-                     "read_only": m.read_only} for m in spec.mounts],
+                     "read_only": m.read_only,
+                     # podman-py's name for the U option (see Mount)
+                     "chown": not m.read_only} for m in spec.mounts],
             environment=spec.environment,
             working_dir=spec.workdir,
             user=spec.user,
+            # Always: a process that escaped the container is an id no account has. With
+            # overlay on this kernel the image's layers are mapped, not copied: no cost per run.
+            # Podman 4.3's API needs both: the mode alone is ignored, the mappings alone too.
+            userns_mode="auto",
+            idmappings={"AutoUserNs": True},
             cap_drop=["ALL"],
             no_new_privileges=True,
             labels={OWNER_LABEL: str(os.getpid())},
@@ -261,6 +355,7 @@ class PodmanService:
             live.finish(header, output)
             container.reload()
             oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            id_mappings = (container.attrs.get("HostConfig") or {}).get("IDMappings") or {}
         except APIError as exc:
             raise ContainerError(f"podman failed while running {spec.command[0]}: {exc}") from None
         finally:
@@ -271,7 +366,9 @@ class PodmanService:
             with log_path.open("a") as out:
                 out.write(f"\n[mirror-builder] killed after the {spec.timeout_seconds:.0f} s timeout\n")
         return RunResult(exit_code=int(exit_code), timed_out=timed_out.is_set(),
-                         seconds=time.monotonic() - started, oom_killed=oom_killed)
+                         seconds=time.monotonic() - started, oom_killed=oom_killed,
+                         uid_map=id_map_text(id_mappings.get("UidMap")),
+                         gid_map=id_map_text(id_mappings.get("GidMap")))
 
     def _remove_later(self, container_id: str) -> None:
         import podman

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import tomlkit
 
-from mirror_builder.containers import ImageRef, Mount, PodmanService, RunSpec
+from mirror_builder.containers import ImageRef, Mount, PodmanService, RunSpec, give_back
 from mirror_builder.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -133,12 +133,16 @@ class RustVendorer:
         with log_path.open("a") as out:
             out.write(f"[mirror-builder] {label}: vendoring crates ({' '.join(command)}), "
                       f"network allowed, no package code runs\n")
-        # Root in the container owns nothing but the mounted tree (which root on the host owns);
-        # every capability is still dropped.
+        # Root in the container is an id of its own user namespace, not the host's root, and
+        # owns nothing but the mounted tree (podman gives it the tree for the run; the tree is
+        # this build's, unpacked for it); every capability is still dropped.
         result = self.podman.run(RunSpec(image=self.image.tag, command=command,
                                          mounts=tuple(mounts), environment=environment,
                                          workdir="/src", user="0:0", network=True,
                                          timeout_seconds=1800), log_path)
+        # The container has ended: the tree is the host's again (on an error it is not, and
+        # the next preparation unpacks a fresh one).
+        give_back(tree)
         if result.exit_code != 0:
             tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
             raise SourceError(f"{label}: cargo vendor failed ({' | '.join(tail[-2:])}); log: {log_path}")

@@ -7,13 +7,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from mirror_builder.builder import _built_wheel, _check_freeze, read_result
+from mirror_builder.builder import Builder, _built_wheel, _check_freeze, read_result
 from mirror_builder.errors import BuildError
 
 
 def request(env_wheels=()):
     return SimpleNamespace(source=SimpleNamespace(name="demo", version="1.0"), chain=("top==2",),
                            log_path=Path("/logs/demo-1.0.log"), env_wheels=tuple(map(Path, env_wheels)))
+
+
+def fail(message):
+    """How a build step reports a refused wheel: a BuildError naming the package."""
+    return Builder._error(request(), message)
 
 
 def test_the_result_is_read_when_it_is_a_plain_json_object(tmp_path):
@@ -45,27 +50,27 @@ def test_a_result_that_is_not_a_json_object_is_a_clear_failure(tmp_path, text):
 def test_a_wheel_name_that_is_not_a_plain_file_name_is_refused(tmp_path, name):
     (tmp_path / "dist").mkdir()
     with pytest.raises(BuildError, match="which is not a file name") as caught:
-        _built_wheel(tmp_path, name, request())
+        _built_wheel(tmp_path, name, fail)
     assert "demo==1.0" in str(caught.value) and "required by: top==2" in str(caught.value)
 
 
 def test_a_dist_folder_that_is_a_link_is_refused(tmp_path):
     os.symlink("/etc", tmp_path / "dist")
     with pytest.raises(BuildError, match="output folder was replaced"):
-        _built_wheel(tmp_path, "passwd", request())
+        _built_wheel(tmp_path, "passwd", fail)
 
 
 def test_a_wheel_that_is_a_link_is_refused(tmp_path):
     (tmp_path / "dist").mkdir()
     os.symlink("/etc/passwd", tmp_path / "dist" / "demo-1.0-py3-none-any.whl")
     with pytest.raises(BuildError, match="is not a regular file"):
-        _built_wheel(tmp_path, "demo-1.0-py3-none-any.whl", request())
+        _built_wheel(tmp_path, "demo-1.0-py3-none-any.whl", fail)
 
 
 def test_a_wheel_the_backend_named_but_did_not_write_is_a_clear_failure(tmp_path):
     (tmp_path / "dist").mkdir()
     with pytest.raises(BuildError, match="did not write it"):
-        _built_wheel(tmp_path, "demo-1.0-py3-none-any.whl", request())
+        _built_wheel(tmp_path, "demo-1.0-py3-none-any.whl", fail)
 
 
 def test_the_freeze_must_list_exactly_the_mounted_wheels():

@@ -66,7 +66,9 @@ def make_record(**changes) -> BuildRecord:
         sandbox={"network": "none", "user": "builder (uid 1000)", "capabilities": "all dropped",
                  "no_new_privileges": True, "memory": "8g", "pids_limit": 4096,
                  "timeout_seconds": 3600, "cpus": None,
-                 "root_filesystem": "read-only; writable: /out and a fresh /tmp"},
+                 "root_filesystem": "read-only; writable: /out and a fresh /tmp",
+                 "user_namespace": {"uid_map": "0 2147483647 65534",
+                                    "gid_map": "0 2147483647 65534"}},
         command=["python3", "/mb/mb_driver.py", "/job/job.json"],
         environment={"SOURCE_DATE_EPOCH": "1620000000", "PYTHONHASHSEED": "0"},
         started_at="2024-03-01T10:00:00.123456+00:00",
@@ -242,13 +244,32 @@ def test_schema_describes_every_property_in_one_line(schema):
     walk(schema["properties"], "")
 
 
+# Keys a record may lack: records of builds made before builds had a user namespace of their own,
+# and of wheels not built here, have none.
+OPTIONAL = {"sandbox": {"user_namespace"}}
+
+
 @pytest.mark.parametrize("nested", ["source", "build_env", "rebuild", "image", "sandbox"])
 def test_schema_describes_the_keys_of_nested_objects(schema, nested):
     keys = set(as_written(make_record().to_dict())[nested])
 
     assert schema["properties"][nested]["type"] == "object"
-    assert set(schema["properties"][nested]["required"]) == keys
+    assert set(schema["properties"][nested]["required"]) == keys - OPTIONAL.get(nested, set())
     assert set(schema["properties"][nested]["properties"]) == keys
+
+
+def test_a_record_without_a_user_namespace_still_validates(schema):
+    data = as_written(make_record().to_dict(wheel_sha256=WHEEL_SHA))
+    del data["sandbox"]["user_namespace"]
+
+    validate(schema, data)
+
+
+def test_a_user_namespace_of_several_ranges_validates(schema):
+    data = as_written(make_record().to_dict(wheel_sha256=WHEEL_SHA))
+    data["sandbox"]["user_namespace"]["uid_map"] = "0 2147483647 1000\n1000 2147484647 64534"
+
+    validate(schema, data)
 
 
 def test_a_record_beside_the_index_validates(schema):
@@ -285,6 +306,9 @@ def test_a_record_missing_a_required_key_fails_validation(schema, missing):
     (("seconds",), "12.5"),
     (("build_env", "wheels"), [{"filename": "x.whl"}]),
     (("sandbox", "no_new_privileges"), "yes"),
+    (("sandbox", "user_namespace", "uid_map"), "0:2147483647:65534"),
+    (("sandbox", "user_namespace", "gid_map"), ""),
+    (("sandbox", "user_namespace", "owner"), "root"),
     (("started_at",), 1709287200),
     (("surprise",), 1),
 ])
