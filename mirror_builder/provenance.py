@@ -15,6 +15,9 @@ from typing import Any
 from mirror_builder import __version__
 
 RECORD_SCHEMA = "mirror-builder/build-record/v1"
+# Fields only the record beside the index has: the embedded copy cannot hold the hash of the
+# wheel it is part of, and the smoke test runs after the record was embedded.
+OUTSIDE_ONLY_FIELDS = ("wheel_sha256", "smoke_test")
 SLSA_BUILD_TYPE = "urn:mirror-builder:build-type:sdist-to-wheel:v1"
 
 

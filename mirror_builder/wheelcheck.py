@@ -4,7 +4,8 @@ The build ran code we did not write, so its wheel is untrusted input: its file m
 file, its name and metadata must say the package and version we asked for, and no path in its
 archive or its RECORD may point outside the install tree (an installer that honours such a path
 writes wherever the wheel says). stamp_wheel later rewrites RECORD, so a bad RECORD has to be
-caught here, before it is laundered.
+caught here, before it is laundered. wheelverify.py runs the same archive and RECORD checks on
+any wheel a user hands to `inspect` or `verify-wheel`.
 """
 
 from __future__ import annotations
@@ -58,26 +59,46 @@ def _check_filename(filename: str, project: NormalizedName, version: Version) ->
 
 def _check_archive(archive: zipfile.ZipFile, filename: str, project: NormalizedName,
                    version: Version) -> None:
+    _raise_first(archive_problems(archive, filename))
+    dist_info = check_identity(archive, filename, project, version)
+    _raise_first(record_problems(archive, filename, dist_info))
+
+
+def archive_problems(archive: zipfile.ZipFile, filename: str) -> list[str]:
+    """Members stored twice, paths outside the install tree, symbolic links: every one found."""
     members = archive.infolist()
     names = [m.filename for m in members]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise WheelRejected(f"{filename}: the archive holds {duplicates[0]} more than once")
+    problems = [f"{filename}: the archive holds {name} more than once"
+                for name in sorted({n for n in names if names.count(n) > 1})]
     for member in members:
-        _check_member_path(member.filename, filename, "archive member")
+        problems += filter(None, [_path_problem(member.filename, filename, "archive member")])
         if stat.S_ISLNK(member.external_attr >> 16):
-            raise WheelRejected(f"{filename}: archive member {member.filename} is a symbolic link")
+            problems.append(f"{filename}: archive member {member.filename} is a symbolic link")
+    return problems
+
+
+def check_identity(archive: zipfile.ZipFile, filename: str, project: NormalizedName,
+                   version: Version) -> str:
+    """Raise WheelRejected unless the .dist-info directory and METADATA are project==version
+    and every .data entry is in a known install scheme; returns the .dist-info directory."""
+    names = archive.namelist()
     dist_info = _dist_info(names, filename, project, version)
     _check_metadata(archive.read(f"{dist_info}/METADATA"), filename, project, version)
     _check_data_dir(names, filename, dist_info)
-    _check_record(archive, filename, dist_info)
+    return dist_info
 
 
-def _check_member_path(path: str, filename: str, where: str) -> None:
+def _raise_first(problems: list[str]) -> None:
+    if problems:
+        raise WheelRejected(problems[0])
+
+
+def _path_problem(path: str, filename: str, where: str) -> str | None:
     pure = PurePosixPath(path)
     if (not path or path.startswith("/") or "\\" in path or ".." in pure.parts
             or (len(path) > 1 and path[1] == ":")):
-        raise WheelRejected(f"{filename}: {where} {path!r} points outside the install tree")
+        return f"{filename}: {where} {path!r} points outside the install tree"
+    return None
 
 
 def _dist_info(names: list[str], filename: str, project: NormalizedName, version: Version) -> str:
@@ -113,36 +134,47 @@ def _check_data_dir(names: list[str], filename: str, dist_info: str) -> None:
                 raise WheelRejected(f"{filename}: {name} is in an unknown install scheme {scheme!r}")
 
 
-def _check_record(archive: zipfile.ZipFile, filename: str, dist_info: str) -> None:
+def record_problems(archive: zipfile.ZipFile, filename: str, dist_info: str) -> list[str]:
+    """Every way RECORD and the archive disagree: a member not listed (RECORD itself and its
+    signatures aside), listed without a sha256, with another hash or size, a listed file the
+    archive lacks, a path outside the install tree or listed twice."""
     try:
         rows = list(csv.reader(io.StringIO(archive.read(f"{dist_info}/RECORD").decode("utf-8"))))
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise WheelRejected(f"{filename}: RECORD is unreadable: {exc}") from None
+        return [f"{filename}: RECORD is unreadable: {exc}"]
+    problems: list[str] = []
     listed: dict[str, tuple[str, str]] = {}
     for row in rows:
         if not row:
             continue
         if len(row) != 3:
-            raise WheelRejected(f"{filename}: RECORD row {row!r} does not have 3 fields")
+            return [f"{filename}: RECORD row {row!r} does not have 3 fields"]
         path, digest, size = row
-        _check_member_path(path, filename, "RECORD entry")
+        problem = _path_problem(path, filename, "RECORD entry")
+        if problem:
+            return [problem]
+        if path in listed:
+            problems.append(f"{filename}: RECORD lists {path} more than once")
         listed[path] = (digest, size)
+    unhashed = {f"{dist_info}/{u}" for u in _UNHASHED}
     for member in archive.infolist():
-        if member.is_dir() or member.filename in {f"{dist_info}/{u}" for u in _UNHASHED}:
+        if member.is_dir() or member.filename in unhashed:
             continue
         if member.filename not in listed:
-            raise WheelRejected(f"{filename}: {member.filename} is not listed in RECORD")
+            problems.append(f"{filename}: {member.filename} is not listed in RECORD")
+            continue
         digest, size = listed[member.filename]
         algorithm, _, expected = digest.partition("=")
         if algorithm != "sha256":
-            raise WheelRejected(f"{filename}: RECORD gives {member.filename} no sha256 hash")
+            problems.append(f"{filename}: RECORD gives {member.filename} no sha256 hash")
+            continue
         actual = _record_hash(archive.read(member))
         if actual != expected or (size and size != str(member.file_size)):
-            raise WheelRejected(f"{filename}: {member.filename} does not match its RECORD entry")
-    extra = sorted(p for p, (digest, _) in listed.items()
-                   if digest and p not in set(archive.namelist()))
-    if extra:
-        raise WheelRejected(f"{filename}: RECORD lists {extra[0]}, which the archive does not hold")
+            problems.append(f"{filename}: {member.filename} does not match its RECORD entry")
+    held = set(archive.namelist())
+    problems += [f"{filename}: RECORD lists {p}, which the archive does not hold"
+                 for p, (digest, _) in sorted(listed.items()) if digest and p not in held]
+    return problems
 
 
 def _record_hash(data: bytes) -> str:
