@@ -89,6 +89,14 @@ class CarrySettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """`mirror-builder serve` and `tokens`."""
+
+    # The read tokens (see tokens.py); when set, serve admits only requests that carry one.
+    tokens_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None
     project_dir: Path
@@ -104,6 +112,7 @@ class Settings:
     rebuild_numbering: str = "build-tag"
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     carry: CarrySettings = field(default_factory=CarrySettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     def target(self, name: str | None) -> TargetSettings:
         if name is None:
@@ -251,7 +260,7 @@ def load_settings(path: Path | None = None) -> Settings:
 def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> Settings:
     top = r.mapping(data, (), {"upstream", "targets", "build", "output_dir", "cache_dir",
                                "patches_dir", "overrides_dir", "allow_prereleases",
-                               "rebuild_numbering", "update", "carry"})
+                               "rebuild_numbering", "update", "carry", "serve"})
     numbering = r.value(top, ("rebuild_numbering",), str, "build-tag")
     if numbering not in REBUILD_NUMBERINGS:
         raise r.fail(("rebuild_numbering",),
@@ -321,6 +330,13 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
             raise r.fail(("carry", name), f"{lists[name]}: no such file")
     carry = CarrySettings(**lists)
 
+    s = r.mapping(top.get("serve"), ("serve",), {"tokens_file"})
+    # Not checked for existence: `tokens add` makes the file; serve reports it missing.
+    tokens_file = r.value(s, ("serve", "tokens_file"), str, None)
+    if tokens_file is not None and not tokens_file.strip():
+        raise r.fail(("serve", "tokens_file"), "expected a file path or null, got an empty string")
+    serve = ServeSettings(tokens_file=resolve_path(tokens_file) if tokens_file else None)
+
     cache_default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mirror-builder")
     return Settings(
         source=source,
@@ -336,6 +352,7 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
         rebuild_numbering=numbering,
         update=update,
         carry=carry,
+        serve=serve,
     )
 
 

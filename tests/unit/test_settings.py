@@ -539,3 +539,26 @@ def test_an_unknown_carry_key_lists_the_allowed_ones(tmp_path):
 
     assert settings_error(path) == (f"{path}:2: carry.allowlist: unknown key (allowed here: "
                                     f"allow_list, deny_list)")
+
+
+# -- serve: the tokens file --------------------------------------------------------------------
+def test_the_tokens_file_is_resolved_against_the_settings_files_folder_and_may_be_absent(tmp_path):
+    from mirror_builder.settings import ServeSettings
+
+    path = write_settings(tmp_path, "serve:\n  tokens_file: private/tokens\n")
+    # Not required to exist: `mirror-builder tokens add` makes it.
+    assert load_settings(path).serve == ServeSettings(
+        tokens_file=path.parent.resolve() / "private/tokens")
+    assert load_settings(write_settings(tmp_path, "serve:\n  tokens_file: null\n")).serve == \
+        ServeSettings(tokens_file=None)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("serve:\n  tokens_file: 3\n", "serve.tokens_file: expected str, got 3"),
+    ("serve:\n  tokens_file: ''\n", "serve.tokens_file: expected a file path or null"),
+    ("serve:\n  token_file: x\n", "serve.token_file: unknown key (allowed here: tokens_file)"),
+])
+def test_a_bad_serve_setting_is_an_error_naming_file_line_and_key(tmp_path, text, problem):
+    path = write_settings(tmp_path, text)
+
+    assert settings_error(path).startswith(f"{path}:2: {problem}")
