@@ -634,8 +634,10 @@ def test_each_build_appends_one_built_job_to_the_history_with_its_wheel_and_log(
         assert result.job.target == TARGET.name
         assert result.rebuild_number == 0
         assert result.wheel == f"{result.job.package}-{result.job.version}-py3-none-any.whl"
-        assert result.log_path == str(records.log_path(result.job.package, result.wheel))
-        assert Path(result.log_path).is_file()
+        # Named relative to the output, so a moved output keeps its logs.
+        assert gate.jobs.log_file(result) == records.log_path(result.job.package, result.wheel)
+        assert not Path(result.log_path).is_absolute()
+        assert gate.jobs.log_file(result).is_file()
         beside = records.read(result.job.package, result.wheel)["job"]
         inside = read_embedded_record(
             gate.output / "files" / result.job.package / result.wheel)["job"]
@@ -662,7 +664,7 @@ def test_a_failed_build_is_a_failed_job_with_the_message_and_its_log(gate):
     (result,) = gate.jobs.read()
     assert (result.job.package, result.result, result.wheel) == ("app", "failed", None)
     assert result.message == "the compiler said no"
-    assert result.log_path == str(gate.output / "logs" / "app-2.0.log")
+    assert gate.jobs.log_file(result) == gate.output / "logs" / "app-2.0.log"
 
 
 def test_a_job_that_fails_because_a_build_dependency_failed_names_the_dependency(gate):
@@ -684,7 +686,7 @@ def test_a_wheel_that_fails_its_smoke_test_is_a_smoke_failed_job(gate):
     assert (result.result, result.wheel) == ("smoke-failed", "app-2.0-py3-none-any.whl")
     assert "import broken failed" in result.message
     rejected = gate.output / "rejected" / "records" / "app"
-    assert result.log_path == str(rejected / "app-2.0-py3-none-any.whl.log")
+    assert gate.jobs.log_file(result) == rejected / "app-2.0-py3-none-any.whl.log"
     record = json.loads((rejected / "app-2.0-py3-none-any.whl.build.json").read_text())
     assert (record["job"]["id"], record["job"]["trigger"]) == (result.job.id, result.job.trigger)
 
