@@ -13,8 +13,11 @@ demo=1
 
 # System packages: podman (driven through its API service), runc (crun fails on this kind of
 # machine's cgroup layout), mmdebstrap (base images come from Debian's packages: no registry is
-# reachable), patch (applies patches/), uidmap (podman's user namespace helpers).
-packages=(podman runc mmdebstrap uidmap patch ca-certificates)
+# reachable), patch (applies patches/), uidmap (podman's user namespace helpers), nginx and
+# openssl (the production recipe's web server, which the tests run on loopback with a
+# certificate they make; Debian may start its default site on port 80 as it installs nginx, which
+# the tests never use: each runs its own nginx with its own configuration).
+packages=(podman runc mmdebstrap uidmap patch ca-certificates nginx openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 # Install those of the given Debian packages that are not installed yet.
 install_missing() {
