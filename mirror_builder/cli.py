@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser(
         "inspect", help="show how a wheel was built",
         description="Show the build record of NAME==VERSION in the index (every rebuild, newest "
-                    "first) or of a wheel file from anywhere (the record travels inside it).")
+                    "first) or of a wheel file from anywhere. A wheel file is verified first: "
+                    "its RECORD, the record inside it, and its sha256 against the record beside "
+                    "the index in OUTPUT; a wheel that is not what its record claims is shown as "
+                    "NOT VERIFIED (exit status 1).")
     inspect.add_argument("what", metavar="NAME==VERSION|WHEEL")
     output_option(inspect)
     shown = inspect.add_mutually_exclusive_group()
@@ -107,6 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--freeze", action="store_true", help="the newest build environment's freeze")
     shown.add_argument("--slsa", action="store_true",
                        help="the newest build's in-toto statement (SLSA provenance v1)")
+    inspect.add_argument("--require-index", action="store_true",
+                         help="for a WHEEL: exit 1 unless its sha256 matches the record beside "
+                              "the index in OUTPUT (without it, a wheel with no such record is "
+                              "shown as unverified and the exit status is 0)")
+
+    verify = commands.add_parser(
+        "verify-wheel", help="check that wheel files are the ones their build records describe",
+        description="For each FILE: check that every archive member matches RECORD, that the "
+                    "build record inside it names this wheel, and that the file's sha256 matches "
+                    "the record kept beside the index in OUTPUT (records/<project>/"
+                    "<wheel>.build.json). Exit status 0 only if every file verifies: a record "
+                    "inside a wheel alone proves nothing (anyone can copy one in).")
+    verify.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    output_option(verify)
+    verify.add_argument("--json", action="store_true",
+                        help="the verdicts as JSON (schema mirror-builder/verify-wheel/v1)")
 
     yank = commands.add_parser(
         "yank", help="mark a version's wheels yanked (PEP 592); nothing is deleted",
@@ -126,15 +145,36 @@ def build_parser() -> argparse.ArgumentParser:
     output_option(index, writes=True)
 
     serve = commands.add_parser(
-        "serve", help="serve the index over HTTP",
+        "serve", help="serve the index over HTTP(S), public or with read tokens",
         description="Serve OUTPUT over HTTP: /simple/ (PEP 503 HTML and PEP 691 JSON, chosen by "
                     "the Accept header), /files/ (wheels and their .metadata, with ETag, "
-                    "Last-Modified and byte ranges), and /sources/simple/ (the sdists).")
+                    "Last-Modified and byte ranges), and /sources/simple/ (the sdists). With "
+                    "--tokens (or serve.tokens_file in settings), every request needs a read "
+                    "token (HTTP Basic); with --certfile and --keyfile, HTTPS.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    serve.add_argument("--port", type=_port_number, default=8080,
+                       help="port, 0 for any free one (default: %(default)s)")
     serve.add_argument("--access-log", type=Path, metavar="FILE",
                        help="write the request log to FILE instead of standard error")
+    serve.add_argument("--tokens", type=Path, metavar="FILE",
+                       help="admit only requests with a read token from FILE (default: "
+                            "serve.tokens_file in settings; see mirror-builder tokens)")
+    serve.add_argument("--certfile", type=Path, metavar="FILE",
+                       help="serve HTTPS with this certificate chain (PEM); needs --keyfile")
+    serve.add_argument("--keyfile", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
     output_option(serve)
+
+    tokens = commands.add_parser(
+        "tokens", help="the read tokens of a private index (serve, nginx)",
+        description="add NAME: make a read token, store its bcrypt hash and print the token, "
+                    "once. list: the token names and when each was made. revoke NAME: remove "
+                    "it; a running serve stops admitting it at once. The file is htpasswd's "
+                    "format, so nginx's auth_basic_user_file reads it too.")
+    tokens.add_argument("action", choices=["add", "list", "revoke"])
+    tokens.add_argument("name", nargs="?", metavar="NAME",
+                        help="the token's name: the user name clients give with it")
+    tokens.add_argument("--file", type=Path, metavar="FILE",
+                        help="the tokens file (default: serve.tokens_file in settings)")
 
     overrides = commands.add_parser(
         "overrides", help="what is configured for which package, and a check of it all",
@@ -187,6 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--target", metavar="NAME", help="build target for approve")
     output_option(review, writes=True)
 
+    nginx = commands.add_parser(
+        "nginx-config", help="print an nginx site that serves the index in production",
+        description="Print a server block for Debian's nginx (/etc/nginx/conf.d/) that serves "
+                    "OUTPUT as `serve` does: PEP 691 by Accept, .metadata files, only the "
+                    "index's own files, no links followed; with --tokens, HTTP Basic auth "
+                    "against the tokens file; with --certfile/--keyfile, TLS.")
+    output_option(nginx)
+    nginx.add_argument("--listen", default="443", metavar="[ADDRESS:]PORT",
+                       help="nginx's listen address (default: %(default)s)")
+    nginx.add_argument("--server-name", default="_", metavar="NAME",
+                       help="the host name clients use (default: any)")
+    nginx.add_argument("--tokens", type=Path, metavar="FILE",
+                       help="require a token from this file (default: serve.tokens_file in "
+                            "settings; see mirror-builder tokens)")
+    nginx.add_argument("--certfile", type=Path, metavar="FILE", help="TLS certificate (PEM)")
+    nginx.add_argument("--keyfile", type=Path, metavar="FILE", help="its private key (PEM)")
+
     images = commands.add_parser("images", help="build the targets' container images if needed")
     images.add_argument("--target", metavar="NAME", action="append",
                         help="build target from settings.yaml; repeat for several, or 'all'")
@@ -216,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)
     commands = {"bootstrap": _bootstrap, "plan": _plan, "rebuild": _rebuild, "inspect": _inspect,
-                "yank": _yank, "index": _index, "serve": _serve, "overrides": _overrides,
-                "images": _images, "history": _history, "update": _update, "review": _review}
+                "verify-wheel": _verify_wheel,
+                "yank": _yank, "index": _index, "serve": _serve, "tokens": _tokens, "overrides": _overrides,
+                "images": _images, "history": _history, "update": _update, "review": _review,
+                "nginx-config": _nginx_config}
     try:
         return commands[args.command](args, console)
     except MirrorBuilderError as exc:
@@ -405,62 +464,101 @@ def _rebuild(args, console: Console) -> int:
 
 
 def _inspect(args, console: Console) -> int:
+    from mirror_builder.jobs import JobLog
     from mirror_builder.records import RecordStore
-    from mirror_builder.views import inspect_document, render_records
-    from mirror_builder.wheelfile import read_embedded_record
+    from mirror_builder.views import inspect_document, render_records, render_verdict, verdict_line
 
-    what = args.what
-    settings = _settings(args)
-    store = RecordStore(_output(args, settings))
-    if what.endswith(".whl"):
-        path = Path(what)
-        if not path.is_file():
-            raise MirrorBuilderError(f"{path}: no such wheel file")
-        record = read_embedded_record(path)
-        if record is None:
-            # A pre-built wheel carries no record, but its record is beside the index.
-            from packaging.utils import parse_wheel_filename
-
-            from mirror_builder.files import sha256_of
-
-            beside = store.read(parse_wheel_filename(path.name)[0], path.name)
-            if beside is None or beside.get("wheel_sha256") != sha256_of(path):
-                raise MirrorBuilderError(f"{path.name} was not built by mirror-builder: it carries "
-                                         f"no build record in its .dist-info")
-            record = beside
-        beside = store.read(record["name"], record["wheel"])
-        records = [beside or record]
-        title = f"{record['name']} {record['version']}"
+    output = _output(args, _settings(args))
+    store = RecordStore(output)
+    verdict = None
+    if args.what.endswith(".whl"):
+        verdict = _verified_wheel(Path(args.what), store)
+        records = [verdict.record] if verdict.record else []
+        title = f"{records[0]['name']} {records[0]['version']}" if records else ""
+        if verdict.status == "unverified":
+            title = f"{title} (claimed, unverified)"
     else:
-        name, version = _pin(what)
+        name, version = _pin(args.what)
         records = store.for_version(name, version)
         if not records:
             raise MirrorBuilderError(f"{name}=={version} has no build records in {store.root}")
         title = f"{name} {version}"
-    newest = records[0]
-    from mirror_builder.jobs import JobLog
-
-    log_of_jobs = JobLog(_output(args, settings))
+    failed = verdict is not None and (
+        verdict.status == "failed" or (args.require_index and verdict.status != "verified"))
+    log_of_jobs = JobLog(output)
     jobs = {}
     for record in records:
         job_id = (record.get("job") or {}).get("id")
         found = log_of_jobs.find(job_id) if job_id and log_of_jobs.exists() else None
         if found is not None:
             jobs[job_id] = found.to_dict()
-    # Machine-readable forms go to stdout verbatim (rich would wrap long lines).
+    # Machine-readable forms go to stdout verbatim (rich would wrap long lines); the verdict of a
+    # wheel that is not verified goes to stderr beside them.
+    machine = args.json or args.freeze or args.log or args.slsa
+    if machine and verdict is not None and verdict.status != "verified":
+        console.print(verdict_line(verdict), soft_wrap=True)
     if args.json:
-        sys.stdout.write(json.dumps(inspect_document(records, jobs), indent=2) + "\n")
+        sys.stdout.write(json.dumps(inspect_document(records, jobs, verdict), indent=2) + "\n")
+    elif machine and (failed or not records):
+        return 1  # no record describes this file: its log or freeze would be another file's
     elif args.freeze:
-        sys.stdout.write("".join(f"{line}\n" for line in newest["build_env"]["freeze"]))
+        sys.stdout.write("".join(f"{line}\n" for line in records[0]["build_env"]["freeze"]))
     elif args.log or args.slsa:
+        newest = records[0]
         path = (store.log_path if args.log else store.slsa_path)(newest["name"], newest["wheel"])
-        if not path.is_file():
+        if (verdict is not None and verdict.status != "verified") or not path.is_file():
             raise MirrorBuilderError(f"{newest['wheel']}: {path.name} is not in {store.root}; it is "
                                      f"kept beside the index the wheel was published to")
         sys.stdout.write(path.read_text())
     else:
-        render_records(Console(), title, records, jobs)
-    return 0
+        shown = Console()
+        if verdict is not None:
+            render_verdict(shown, verdict)
+        try:
+            if records:
+                render_records(shown, title, records, jobs,
+                               file_sha256=verdict.sha256 if verdict is not None else None)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            if verdict is None or verdict.status == "verified":
+                raise
+            # An unverified claim is anyone's JSON: it may lack what a real record has.
+            raise MirrorBuilderError(f"the record inside {verdict.path.name} is malformed "
+                                     f"({type(exc).__name__}: {exc}); --json shows it as it is"
+                                     ) from None
+    return 1 if failed else 0
+
+
+def _verified_wheel(path: Path, store):
+    """A wheel file's verdict; a wheel that nothing describes is an error, as it always was."""
+    from mirror_builder.wheelverify import verify_wheel
+
+    if not path.is_file():
+        raise MirrorBuilderError(f"{path}: no such wheel file")
+    verdict = verify_wheel(path, store)
+    if verdict.describes_nothing:
+        raise MirrorBuilderError(f"{path.name} was not built by mirror-builder: it carries no "
+                                 f"build record in its .dist-info")
+    return verdict
+
+
+def _verify_wheel(args, console: Console) -> int:
+    from rich.text import Text
+
+    from mirror_builder.records import RecordStore
+    from mirror_builder.views import verdict_line, verify_document
+    from mirror_builder.wheelverify import verify_wheel
+
+    store = RecordStore(_output(args, _settings(args)))
+    verdicts = [verify_wheel(path, store) for path in args.files]
+    if args.json:
+        sys.stdout.write(json.dumps(verify_document(verdicts), indent=2) + "\n")
+    else:
+        shown = Console()
+        for verdict in verdicts:
+            shown.print(verdict_line(verdict, name_file=True), soft_wrap=True)
+            if verdict.sha256:
+                shown.print(Text(f"  sha256 {verdict.sha256}"), soft_wrap=True)
+    return 0 if all(v.status == "verified" for v in verdicts) else 1
 
 
 def _yank(args, console: Console) -> int:
@@ -497,15 +595,86 @@ def _index(args, console: Console) -> int:
     return 0
 
 
-def _serve(args, console: Console) -> int:
-    from mirror_builder.server import serve
+def _nginx_config(args, console: Console) -> int:
+    from mirror_builder.nginxconf import NginxSite, render_site
 
-    root = _output(args, _settings(args))
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else path.absolute()
+
+    settings = _settings(args)
+    site = NginxSite(root=_output(args, settings, existing=True), listen=args.listen,
+                     server_name=args.server_name,
+                     tokens_file=absolute(args.tokens or settings.serve.tokens_file),
+                     certfile=absolute(args.certfile), keyfile=absolute(args.keyfile))
+    sys.stdout.write(render_site(site))
+    return 0
+
+
+def _port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is out of range (1 to 65535, or 0 for any "
+                                         f"free port)")
+    return port
+
+
+def _serve(args, console: Console) -> int:
+    from mirror_builder.server import ServeOptions, serve
+
+    settings = _settings(args)
+    root = _output(args, settings)
     if not (root / "simple").is_dir():
-        raise MirrorBuilderError(f"{root} holds no index yet; run mirror-builder bootstrap first")
+        raise UsageError(f"{root} holds no index yet; run mirror-builder bootstrap first")
+    options = ServeOptions(root=root, host=args.host, port=args.port, access_log=args.access_log,
+                           tokens_file=args.tokens or settings.serve.tokens_file,
+                           certfile=args.certfile, keyfile=args.keyfile)
     # Plain print: the commands must stay copy-pasteable (rich would wrap them).
-    serve(root, args.host, args.port, args.access_log,
-          print_fn=lambda text: print(text, flush=True))
+    serve(options, print_fn=lambda text: print(text, flush=True))
+    return 0
+
+
+def _tokens(args, console: Console) -> int:
+    from mirror_builder.tokens import add_token, read_tokens, revoke_token
+
+    path = args.file or _settings(args).serve.tokens_file
+    if path is None:
+        raise UsageError("which tokens file? give --file FILE, or set serve.tokens_file in "
+                         "settings.yaml")
+    if args.action in ("add", "revoke") and not args.name:
+        raise UsageError(f"tokens {args.action} needs the token's NAME")
+    if args.action == "list":
+        if args.name:
+            raise UsageError("tokens list takes no NAME")
+        listed = read_tokens(path, missing_ok=True).tokens
+        for token in listed:
+            print(f"{token.name}\t{token.created or '-'}")
+        if not listed:
+            console.print(f"no tokens in {path}", highlight=False, markup=False)
+        return 0
+    if args.action == "revoke":
+        revoke_token(path, args.name)
+        console.print(f"revoked {args.name!r} in {path}; a running serve refuses it from its next "
+                      f"request (nginx reads the file on every request)", highlight=False, markup=False)
+        return 0
+    token = add_token(path, args.name)
+    # The token alone on standard output (TOKEN=$(mirror-builder tokens add ci) works); the
+    # explanation on standard error, without it, so a captured log does not hold it twice.
+    print(token, flush=True)
+    index = f"https://{args.name}:TOKEN@HOST/simple/"
+    console.print(
+        f"Added the read token {args.name!r} to {path}; it is printed above, this once only "
+        f"(the file keeps only its hash).\n"
+        f"Clients give it as user name {args.name} and password TOKEN (HTTP Basic), in the "
+        f"index URL:\n"
+        f"  pip install --index-url {index} --only-binary :all: PACKAGE\n"
+        f"  uv pip install --index-url {index} --only-binary :all: PACKAGE\n"
+        f"or, to keep it out of commands and logs, with the plain URL "
+        f"https://HOST/simple/ and a line in ~/.netrc (or the file NETRC names):\n"
+        f"  machine HOST login {args.name} password TOKEN",
+        highlight=False, soft_wrap=True, markup=False)
     return 0
 
 

@@ -17,6 +17,16 @@ def clean_environment(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))} | extra
 
 
+def tls_client_environment(**extra: str) -> dict[str, str]:
+    """clean_environment(), without the machine's CA bundles (requests lets REQUESTS_CA_BUNDLE
+    and CURL_CA_BUNDLE win over pip's --cert; /etc/pip.conf may name one too): only the test's
+    own CA, given as --cert or SSL_CERT_FILE, decides what the installers trust."""
+    env = clean_environment(PIP_CONFIG_FILE=os.devnull)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR", "SSL_CERT_FILE"):
+        env.pop(name, None)
+    return env | extra
+
+
 def write_settings(folder: Path, **keys: str) -> Path:
     """A settings file like the repository's, with some top-level keys changed."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -789,3 +799,32 @@ def local_upstream(tmp_path, pypi_download_cache):
     upstream = LocalUpstream(tmp_path / "upstream", pypi_cache=pypi_download_cache)
     yield upstream
     upstream.close()
+
+
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path    # what clients trust
+    cert: Path  # the server's certificate, signed by ca, for 127.0.0.1 and localhost
+    key: Path
+
+
+def make_certificate(folder: Path) -> Certificates:
+    """A throw-away CA and a server certificate it signed, made with the openssl CLI. Not one
+    self-signed certificate: rustls (uv) refuses a CA certificate used as the server's own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, csr, ext = (folder / "cert.pem", folder / "key.pem", folder / "server.csr",
+                           folder / "server.ext")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["/usr/bin/openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
+            str(ca), "-days", "2", "-subj", "/CN=mirror-builder test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+            "-subj", "/CN=localhost")
+    ext.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n"
+                   "keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return Certificates(ca=ca, cert=cert, key=key)
