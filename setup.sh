@@ -69,7 +69,7 @@ fi
 
 # Targets for another architecture build under qemu user emulation: when settings.yaml has one,
 # install qemu and register it with binfmt_misc (not mounted on a fresh machine).
-if .venv/bin/python -c 'import sys; from mirror_builder.settings import load_settings, host_debian_arch
+if .venv/bin/python -c 'import sys; from mirror_builder.config.settings import load_settings, host_debian_arch
 sys.exit(0 if any(t.arch != host_debian_arch() for t in load_settings().targets) else 1)'; then
     install_missing qemu-user-static binfmt-support
     if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then

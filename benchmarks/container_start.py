@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mirror_builder.builder import BUILDER_UID, JobFolders
-from mirror_builder.containers import ImageManager, Mount, PodmanService, RunSpec
-from mirror_builder.settings import load_settings
+from mirror_builder.build.builder import BUILDER_UID, JobFolders
+from mirror_builder.sandbox.containers import ImageManager, Mount, PodmanService, RunSpec
+from mirror_builder.config.settings import load_settings
 
 
 def without_user_namespace(create):

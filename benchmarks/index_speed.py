@@ -17,7 +17,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from mirror_builder.index import WheelIndex, verify
+from mirror_builder.index.wheelindex import WheelIndex, verify
 
 
 def make_wheel(folder: Path, name: str, version: str) -> Path:

@@ -453,7 +453,7 @@ class LocalUpstream:
         from packaging.utils import canonicalize_name, parse_sdist_filename
         from packaging.version import Version
 
-        from mirror_builder.upstream import UpstreamIndex
+        from mirror_builder.resolve.upstream import UpstreamIndex
 
         if self._pypi is None:
             self._pypi = UpstreamIndex("https://pypi.org/simple/", cache_dir=self.pypi_cache)

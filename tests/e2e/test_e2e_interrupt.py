@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import REPO, clean_environment, run_mirror_builder
-from mirror_builder.index import WheelIndex, verify
+from mirror_builder.index.wheelindex import WheelIndex, verify
 
 pytestmark = pytest.mark.e2e
 

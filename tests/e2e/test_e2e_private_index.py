@@ -15,7 +15,7 @@ import uv
 
 from conftest import (REPO, STEVEDORE, clean_environment, fresh_venv, make_certificate,
                       tls_client_environment)
-from mirror_builder.tokens import add_token
+from mirror_builder.serve.tokens import add_token
 
 pytestmark = pytest.mark.e2e
 

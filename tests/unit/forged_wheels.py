@@ -11,9 +11,9 @@ import json
 import zipfile
 from pathlib import Path
 
-from mirror_builder.provenance import BuildRecord, Rebuild
-from mirror_builder.records import RecordStore
-from mirror_builder.wheelfile import EMBEDDED_RECORD, stamp_wheel
+from mirror_builder.provenance.record import BuildRecord, Rebuild
+from mirror_builder.provenance.store import RecordStore
+from mirror_builder.provenance.stamp import EMBEDDED_RECORD, stamp_wheel
 
 MODULE = b'GREETING = "hello"\n'
 

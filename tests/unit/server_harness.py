@@ -14,11 +14,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mirror_builder.accesslog import AccessLogger, access_logger
-from mirror_builder.httpauth import TokenAuthenticator
-from mirror_builder.index import WheelIndex
-from mirror_builder.listener import bind
-from mirror_builder.server import make_app
+from mirror_builder.serve.accesslog import AccessLogger, access_logger
+from mirror_builder.serve.httpauth import TokenAuthenticator
+from mirror_builder.index.wheelindex import WheelIndex
+from mirror_builder.serve.listener import bind
+from mirror_builder.serve.server import make_app
 
 WHEEL = "demo-1.0-py3-none-any.whl"
 

@@ -16,16 +16,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.bootstrap import Bootstrapper, RebuildRequest
-from mirror_builder.builder import BuildOutcome
-from mirror_builder.containers import ImageRef
+from mirror_builder.engine.bootstrap import Bootstrapper, RebuildRequest
+from mirror_builder.build.builder import BuildOutcome
+from mirror_builder.sandbox.containers import ImageRef
 from mirror_builder.errors import BuildCycleError, BuildError, RebuildError
-from mirror_builder.index import WheelIndex
-from mirror_builder.progress import QuietReporter
-from mirror_builder.records import RecordStore
-from mirror_builder.settings import load_settings
-from mirror_builder.target import TargetEnvironment
-from mirror_builder.upstream import DistributionFile
+from mirror_builder.index.wheelindex import WheelIndex
+from mirror_builder.cli.progress import QuietReporter
+from mirror_builder.provenance.store import RecordStore
+from mirror_builder.config.settings import load_settings
+from mirror_builder.resolve.target import TargetEnvironment
+from mirror_builder.resolve.upstream import DistributionFile
 
 TARGET = TargetEnvironment("test", {
     "implementation_name": "cpython", "implementation_version": "3.11.2", "os_name": "posix",
@@ -129,7 +129,7 @@ class FakeSmokeTester:
         self.tested: list[str] = []
 
     def run(self, image, index_root, staged, tests, limits, log_path):
-        from mirror_builder.smoketest import SmokeResult
+        from mirror_builder.index.smoketest import SmokeResult
 
         results = {}
         for test in tests:
@@ -385,7 +385,7 @@ def test_every_built_wheel_is_smoke_tested_before_it_is_in_the_index(bootstrap):
 
 
 def test_a_wheel_that_fails_its_smoke_test_stays_out_and_the_run_names_it(bootstrap):
-    from mirror_builder.bootstrap import BootstrapFailed
+    from mirror_builder.engine.bootstrap import BootstrapFailed
 
     bootstrapper, _ = bootstrap.make({
         "app": {"1.0": Package(build_requires=["tool"])},
@@ -402,7 +402,7 @@ def test_a_wheel_that_fails_its_smoke_test_stays_out_and_the_run_names_it(bootst
 
 
 def test_a_wheel_that_needs_a_rejected_wheel_is_held_back_with_the_reason(bootstrap):
-    from mirror_builder.bootstrap import BootstrapFailed
+    from mirror_builder.engine.bootstrap import BootstrapFailed
 
     bootstrapper, _ = bootstrap.make({
         "app": {"1.0": Package(build_requires=["tool"], requires_dist=["broken"])},
@@ -439,7 +439,7 @@ def make_bootstrapper(root, packages, *, settings_yaml="", review=None, job_poli
                       smoke_fails=(), numbering="build-tag"):
     """(Bootstrapper, FakeBuilder) over FakeIndex(root, packages), publishing to root/out, with
     root/settings.yaml as the fixture writes it plus settings_yaml."""
-    from mirror_builder.bootstrap import Bootstrapper as _Bootstrapper
+    from mirror_builder.engine.bootstrap import Bootstrapper as _Bootstrapper
 
     settings_file = root / "settings.yaml"
     settings_file.write_text(BASE_SETTINGS + settings_yaml)
@@ -458,9 +458,9 @@ def make_bootstrapper(root, packages, *, settings_yaml="", review=None, job_poli
 def gate(tmp_path):
     """make(packages, review=True, requested=("app",)): a Bootstrapper whose jobs go through the
     review queue (gate.queue) as update's do, logged in gate.jobs; review=False is a bootstrap."""
-    from mirror_builder.bootstrap import JobPolicy
-    from mirror_builder.jobs import JobLog
-    from mirror_builder.review import ReviewQueue
+    from mirror_builder.engine.bootstrap import JobPolicy
+    from mirror_builder.jobs.log import JobLog
+    from mirror_builder.jobs.review import ReviewQueue
 
     out = tmp_path / "out"
 
@@ -488,7 +488,7 @@ def published(output):
 
 
 def test_under_review_a_package_we_do_not_carry_stops_the_job_before_anything_is_built(gate):
-    from mirror_builder.review import NeedsReview
+    from mirror_builder.jobs.review import NeedsReview
 
     bootstrapper, builder = gate(needs_six())
     with pytest.raises(NeedsReview) as raised:
@@ -504,7 +504,7 @@ def test_under_review_a_package_we_do_not_carry_stops_the_job_before_anything_is
 
 
 def test_a_package_approved_in_review_is_built_by_the_next_run_as_an_approved_job(gate):
-    from mirror_builder.review import NeedsReview
+    from mirror_builder.jobs.review import NeedsReview
 
     bootstrapper, _ = gate(needs_six())
     with pytest.raises(NeedsReview):
@@ -523,7 +523,7 @@ def test_a_package_approved_in_review_is_built_by_the_next_run_as_an_approved_jo
 
 
 def test_a_package_rejected_in_review_is_refused_naming_who_rejected_it(gate):
-    from mirror_builder.bootstrap import CarryRefused
+    from mirror_builder.engine.bootstrap import CarryRefused
 
     gate.queue.decide("six", "rejected", "alice", note="unmaintained")
     bootstrapper, builder = gate(needs_six())
@@ -557,7 +557,7 @@ def test_without_a_review_queue_a_bootstrap_builds_the_whole_tree_and_nothing_wa
 @pytest.mark.parametrize("review", [False, True], ids=["bootstrap", "update"])
 def test_the_deny_list_refuses_a_package_in_any_resolution_naming_the_file_and_line(
         gate, app, review):
-    from mirror_builder.bootstrap import CarryRefused
+    from mirror_builder.engine.bootstrap import CarryRefused
 
     deny = gate.root / "deny.txt"
     deny.write_text("# never carried\nsix  # see CVE-0000\n")
@@ -572,7 +572,7 @@ def test_the_deny_list_refuses_a_package_in_any_resolution_naming_the_file_and_l
 
 
 def test_the_deny_list_refuses_a_package_already_in_the_index_when_a_rebuild_needs_it(gate):
-    from mirror_builder.bootstrap import CarryRefused
+    from mirror_builder.engine.bootstrap import CarryRefused
 
     packages = {"app": {"2.0": Package(build_requires=["six"])}, "six": {"1.17.0": Package()}}
     gate(packages, review=False)[0].run([Requirement("app==2.0")])
@@ -586,7 +586,7 @@ def test_the_deny_list_refuses_a_package_already_in_the_index_when_a_rebuild_nee
 
 
 def test_the_deny_list_refuses_the_requested_package_itself(gate):
-    from mirror_builder.bootstrap import CarryRefused
+    from mirror_builder.engine.bootstrap import CarryRefused
 
     deny = gate.root / "deny.txt"
     deny.write_text("app\n")
@@ -598,7 +598,7 @@ def test_the_deny_list_refuses_the_requested_package_itself(gate):
 
 
 def test_the_allow_list_refuses_a_package_it_does_not_name(gate):
-    from mirror_builder.bootstrap import CarryRefused
+    from mirror_builder.engine.bootstrap import CarryRefused
 
     allow = gate.root / "allow.txt"
     allow.write_text("app\n")
@@ -619,7 +619,7 @@ def test_the_allow_list_refuses_a_package_it_does_not_name(gate):
 
 # -- every build is a job, logged in OUTPUT/jobs/history.jsonl -------------------------------------
 def test_each_build_appends_one_built_job_to_the_history_with_its_wheel_and_log(gate):
-    from mirror_builder.wheelfile import read_embedded_record
+    from mirror_builder.provenance.stamp import read_embedded_record
 
     bootstrapper, _ = gate({"app": {"2.0": Package(build_requires=["tool"])},
                             "tool": {"1.0": Package()}}, review=False, trigger="approved",
@@ -698,7 +698,7 @@ def test_a_wheel_that_fails_its_smoke_test_is_a_smoke_failed_job(gate):
      "its overrides changed"),
 ], ids=["rebuild", "config-change"])
 def test_a_rebuild_is_a_job_with_the_rebuild_trigger_and_number(gate, request_, trigger, detail):
-    from mirror_builder.wheelfile import read_embedded_record
+    from mirror_builder.provenance.stamp import read_embedded_record
 
     packages = {"app": {"2.0": Package()}}
     gate(packages, review=False)[0].run([Requirement("app==2.0")])
@@ -718,7 +718,7 @@ def test_a_rebuild_is_a_job_with_the_rebuild_trigger_and_number(gate, request_, 
 def test_a_wheel_that_cannot_be_written_into_the_index_is_that_packages_failure(bootstrap, monkeypatch):
     import errno
 
-    from mirror_builder.bootstrap import BootstrapFailed
+    from mirror_builder.engine.bootstrap import BootstrapFailed
 
     bootstrapper, _ = bootstrap.make({
         "app": {"1.0": Package(build_requires=["tool"])},
@@ -741,8 +741,8 @@ def test_a_wheel_that_cannot_be_written_into_the_index_is_that_packages_failure(
 
 def test_a_wheel_waits_for_the_version_of_a_dependency_it_requires_not_just_the_project(tmp_path):
     """httpx2 2.16.2 requires httpcore2==2.16.2; httpcore2 2.16.0 in the index is no use to it."""
-    from mirror_builder.publisher import Publisher, Staged
-    from mirror_builder.settings import BuildSettings
+    from mirror_builder.index.publisher import Publisher, Staged
+    from mirror_builder.config.settings import BuildSettings
 
     index = WheelIndex(tmp_path / "out")
     from test_index import make_wheel
@@ -751,7 +751,7 @@ def test_a_wheel_waits_for_the_version_of_a_dependency_it_requires_not_just_the_
 
     class Tester:
         def run(self, image, index_root, staged, tests, limits, log_path):
-            from mirror_builder.smoketest import SmokeResult
+            from mirror_builder.index.smoketest import SmokeResult
             tested.extend(t.wheel.name for t in tests)
             return {t.wheel.name: SmokeResult(t.wheel.name, "passed") for t in tests}
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mirror_builder.builder import Builder, _built_wheel, _check_freeze, read_result
+from mirror_builder.build.builder import Builder, _built_wheel, _check_freeze, read_result
 from mirror_builder.errors import BuildError
 
 

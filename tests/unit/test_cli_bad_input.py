@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from mirror_builder import cli
-from mirror_builder.jobs import Job, JobLog
+from mirror_builder.cli import app as cli
+from mirror_builder.jobs.log import Job, JobLog
 
 from conftest import REPO, clean_environment, error_lines, tree_digest
 

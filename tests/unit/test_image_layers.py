@@ -3,7 +3,7 @@ needs the same set."""
 
 from pathlib import Path
 
-from mirror_builder.containers import ImageManager, ImageRef
+from mirror_builder.sandbox.containers import ImageManager, ImageRef
 
 
 class FakePodman:

@@ -1,4 +1,4 @@
-"""Specification of mirror_builder.index: the wheels-only PEP 503 / PEP 691 index on disk."""
+"""Specification of mirror_builder.index.wheelindex: the wheels-only PEP 503 / PEP 691 index on disk."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from mirror_builder.index import API_VERSION, IndexedWheel, WheelIndex
+from mirror_builder.index.wheelindex import API_VERSION, IndexedWheel, WheelIndex
 
 
 def make_wheel(directory: Path, filename: str, *, payload: str = "VALUE = 1\n") -> Path:
@@ -268,7 +268,7 @@ def test_url_is_the_file_uri_of_the_simple_folder(index, built):
 
 
 # -- core metadata (PEP 658/714), yanks, regeneration, the source archive ---------------------
-from mirror_builder.index import SimpleIndex, verify  # noqa: E402
+from mirror_builder.index.wheelindex import SimpleIndex, verify  # noqa: E402
 
 
 def test_every_wheel_gets_its_metadata_file_advertised_with_its_hash(index, built):

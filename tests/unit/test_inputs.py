@@ -1,4 +1,4 @@
-"""Specification of mirror_builder.inputs: what the user asks to build."""
+"""Specification of mirror_builder.resolve.inputs: what the user asks to build."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from mirror_builder.errors import MirrorBuilderError
-from mirror_builder.inputs import Request, read_request
+from mirror_builder.resolve.inputs import Request, read_request
 
 
 def write(path: Path, text: str) -> Path:

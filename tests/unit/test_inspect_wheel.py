@@ -11,7 +11,7 @@ import pytest
 
 from forged_wheels import (embedded_member, plain_wheel, publish, read_members,
                            sha256_hex, write_wheel)
-from mirror_builder.cli import main
+from mirror_builder.cli.app import main
 
 SETTINGS = Path(__file__).resolve().parents[2] / "settings.yaml"
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from mirror_builder.index import WheelIndex, verify
-from mirror_builder.outputlock import hold_output
-from mirror_builder.upstream import parse_project_page
+from mirror_builder.index.wheelindex import WheelIndex, verify
+from mirror_builder.index.outputlock import hold_output
+from mirror_builder.resolve.upstream import parse_project_page
 from test_index import make_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 ADD_ALL = """
 import sys
 from pathlib import Path
-from mirror_builder.index import WheelIndex
+from mirror_builder.index.wheelindex import WheelIndex
 index = WheelIndex(Path(sys.argv[1]))
 print("ready", flush=True)
 for wheel in sorted(Path(sys.argv[2]).iterdir()):
@@ -96,7 +96,7 @@ def test_a_regeneration_killed_midway_is_finished_by_the_next_writer(tmp_path, w
     index = WheelIndex(root)
     for wheel in sorted(wheels.iterdir()):
         index.add(wheel)
-    regenerate = ("import sys; from pathlib import Path; from mirror_builder.index import WheelIndex;"
+    regenerate = ("import sys; from pathlib import Path; from mirror_builder.index.wheelindex import WheelIndex;"
                   "index = WheelIndex(Path(sys.argv[1])); print('ready', flush=True);"
                   "index.regenerate(workers=1)")
     for attempt in range(100):  # until a kill lands while the pages are being written

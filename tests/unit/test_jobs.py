@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror_builder.cli import main
+from mirror_builder.cli.app import main
 from mirror_builder.errors import MirrorBuilderError
-from mirror_builder.jobs import RESULTS, TRIGGERS, Job, JobLog, JobResult
+from mirror_builder.jobs.log import RESULTS, TRIGGERS, Job, JobLog, JobResult
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mirror_builder.errors import UsageError
-from mirror_builder.nginxconf import NginxSite, render_site
+from mirror_builder.serve.nginx import NginxSite, render_site
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from mirror_builder.outputlock import OutputBusy, hold_output
+from mirror_builder.index.outputlock import OutputBusy, hold_output
 
 
 def test_a_second_writer_is_refused_with_who_holds_the_output(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from packaging.version import Version
 
 from mirror_builder.errors import SettingsError
-from mirror_builder.overrides import PackageSettings, load_package_settings
+from mirror_builder.config.overrides import PackageSettings, load_package_settings
 
 
 def write(overrides: Path, name: str, text: str) -> Path:
@@ -232,7 +232,7 @@ def test_digest_changes_when_the_changelog_changes(tmp_path, changed):
 # Every overrides key, and its bad values (each a SettingsError "file:line: key: problem")
 # =================================================================================================
 
-from mirror_builder.overrides import SourceOverride, all_package_settings  # noqa: E402
+from mirror_builder.config.overrides import SourceOverride, all_package_settings  # noqa: E402
 
 HEX_A = "a" * 64
 HEX_B = "0123456789abcdef" * 4
@@ -838,8 +838,8 @@ from datetime import timedelta  # noqa: E402
 
 from packaging.specifiers import SpecifierSet  # noqa: E402
 
-from mirror_builder.overrides import UpdateOverride, effective_policy  # noqa: E402
-from mirror_builder.settings import UpdatePolicy  # noqa: E402
+from mirror_builder.config.overrides import UpdateOverride, effective_policy  # noqa: E402
+from mirror_builder.config.settings import UpdatePolicy  # noqa: E402
 
 
 def test_update_keys_are_read(tmp_path):
@@ -931,9 +931,9 @@ def test_update_override_as_dict_shows_the_keys_given_as_written():
 
 
 # -- lint: an update.specifier must match an upstream version -----------------------------------
-from mirror_builder.lint import lint  # noqa: E402
-from mirror_builder.settings import load_settings  # noqa: E402
-from mirror_builder.upstream import DistributionFile  # noqa: E402
+from mirror_builder.config.lint import lint  # noqa: E402
+from mirror_builder.config.settings import load_settings  # noqa: E402
+from mirror_builder.resolve.upstream import DistributionFile  # noqa: E402
 
 
 class _Finder:

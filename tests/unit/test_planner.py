@@ -4,8 +4,8 @@ import pytest
 from packaging.requirements import Requirement
 
 from mirror_builder.errors import BuildCycleError, MirrorBuilderError
-from mirror_builder.planner import Planner
-from mirror_builder.settings import load_settings
+from mirror_builder.engine.planner import Planner
+from mirror_builder.config.settings import load_settings
 from test_bootstrap import TARGET, FakeIndex, Package
 
 
@@ -68,7 +68,7 @@ def test_a_pre_built_package_is_marked_and_has_no_build_requirements(planner):
 def test_a_package_with_no_sdist_and_no_override_is_named(planner):
     class WheelsOnly(FakeIndex):
         def project_files(self, name):
-            from mirror_builder.upstream import DistributionFile
+            from mirror_builder.resolve.upstream import DistributionFile
             return [DistributionFile(f"{name}-1.0-py3-none-any.whl", "https://example.invalid/w", None)]
 
     make = planner

@@ -7,7 +7,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from mirror_builder.errors import BuildError, SettingsError
-from mirror_builder.plugins import load_plugins
+from mirror_builder.config.plugins import load_plugins
 from test_bootstrap import FakeBuilder, Package, bootstrap  # noqa: F401  (the fixture)
 
 
@@ -21,7 +21,7 @@ GOOD = """
 
     import json
 
-    from mirror_builder.plugins import BuildContext, PrepareContext, WheelContext
+    from mirror_builder.config.plugins import BuildContext, PrepareContext, WheelContext
 
 
     def prepare_source(context: PrepareContext) -> None:
@@ -54,10 +54,10 @@ def test_a_plugin_file_is_loaded_with_its_hooks(tmp_path):
     ("def prepare_source(ctx):\n    pass\n",
      "hook prepare_source must be `def prepare_source(context: PrepareContext) -> None`, "
      "not `def prepare_source(ctx)`"),
-    ("from mirror_builder.plugins import BuildContext\n"
+    ("from mirror_builder.config.plugins import BuildContext\n"
      "def build_environment(context: BuildContext, extra) -> dict[str, str]:\n    return {}\n",
      "hook build_environment must be `def build_environment(context: BuildContext) -> dict[str,str]`"),
-    ("from mirror_builder.plugins import BuildContext\n"
+    ("from mirror_builder.config.plugins import BuildContext\n"
      "def build_environment(context: BuildContext) -> dict:\n    return {}\n",
      "hook build_environment must be"),
     ("def prepare_sources(context):\n    pass\n",
@@ -95,7 +95,7 @@ def test_hooks_run_in_the_build_path(bootstrap):
 
 def test_a_failing_check_keeps_the_wheel_out_of_the_index(bootstrap):
     write_plugin(bootstrap.overrides, "app", """
-        from mirror_builder.plugins import WheelContext
+        from mirror_builder.config.plugins import WheelContext
 
         def check_wheel(context: WheelContext) -> None:
             raise ValueError("no tests directory allowed")

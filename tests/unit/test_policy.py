@@ -11,9 +11,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from mirror_builder.errors import SettingsError
-from mirror_builder.overrides import PackageSettings, UpdateOverride
-from mirror_builder.policy import CarryRules, Decision, Offer, decide, effective_policy
-from mirror_builder.settings import CarrySettings, UpdatePolicy
+from mirror_builder.config.overrides import PackageSettings, UpdateOverride
+from mirror_builder.jobs.policy import CarryRules, Decision, Offer, decide, effective_policy
+from mirror_builder.config.settings import CarrySettings, UpdatePolicy
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
 OLD = NOW - timedelta(days=30)

@@ -14,8 +14,8 @@ import pytest
 from packaging.version import Version
 
 import mirror_builder
-from mirror_builder.overrides import PackageSettings
-from mirror_builder.provenance import RECORD_SCHEMA, SLSA_BUILD_TYPE, BuildRecord, Rebuild, slsa_statement
+from mirror_builder.config.overrides import PackageSettings
+from mirror_builder.provenance.record import RECORD_SCHEMA, SLSA_BUILD_TYPE, BuildRecord, Rebuild, slsa_statement
 
 SCHEMA_PATH = Path(mirror_builder.__file__).parent / "data" / "build-record.schema.json"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from mirror_builder.rebuilds import RebuildCounter
+from mirror_builder.provenance.rebuilds import RebuildCounter
 
 V1 = Version("1.0")
 

@@ -1,4 +1,4 @@
-"""Specification of mirror_builder.resolver, against an in-memory index (no network, no podman).
+"""Specification of mirror_builder.resolve.resolver, against an in-memory index (no network, no podman).
 
 The target is deliberately not the host: CPython 3.9.18 on aarch64 Linux, while the tests run on
 the project's own interpreter (3.11+, usually x86_64). Markers and requires-python must be judged
@@ -17,9 +17,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.errors import ResolutionError
-from mirror_builder.resolver import Candidate, Resolution, resolve
-from mirror_builder.target import TargetEnvironment
-from mirror_builder.upstream import DistributionFile
+from mirror_builder.resolve.resolver import Candidate, Resolution, resolve
+from mirror_builder.resolve.target import TargetEnvironment
+from mirror_builder.resolve.upstream import DistributionFile
 
 # Every key target.PROBE_SCRIPT reports, as a CPython 3.9 aarch64 Linux image would report it.
 AARCH64_PY39 = TargetEnvironment("el9-aarch64-py39", {

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from mirror_builder.errors import MirrorBuilderError
-from mirror_builder.review import Request, ReviewQueue, WaitingJob
+from mirror_builder.jobs.review import Request, ReviewQueue, WaitingJob
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import time
 import pytest
 from packaging.requirements import Requirement
 
-from mirror_builder.bootstrap import BootstrapFailed
-from mirror_builder.scheduler import BuildSlots, CycleError, WaitGraph
+from mirror_builder.engine.bootstrap import BootstrapFailed
+from mirror_builder.engine.scheduler import BuildSlots, CycleError, WaitGraph
 from test_bootstrap import FakeBuilder, Package, bootstrap  # noqa: F401  (the fixture)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, clean_environment, error_lines, make_certificate
-from mirror_builder.tokens import add_token
+from mirror_builder.serve.tokens import add_token
 from server_harness import WHEEL, demo_index
 
 

@@ -7,8 +7,8 @@ import zipfile
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from mirror_builder.index import WheelIndex
-from mirror_builder.server import HTML_TYPE, JSON_TYPE, make_app, negotiate
+from mirror_builder.index.wheelindex import WheelIndex
+from mirror_builder.serve.server import HTML_TYPE, JSON_TYPE, make_app, negotiate
 
 
 @pytest.mark.parametrize("accept, chosen", [

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-import mirror_builder.httpauth as httpauth
-from mirror_builder.tokens import add_token, revoke_token
+import mirror_builder.serve.httpauth as httpauth
+from mirror_builder.serve.tokens import add_token, revoke_token
 from server_harness import WHEEL, LiveServer, demo_index, server_errors
 
 PATHS = ["/", "/simple/", "/simple/demo/", "/simple/missing/", "/simple/Demo", "/simple",

@@ -1,4 +1,4 @@
-"""Specification of mirror_builder.settings: defaults, path resolution and strict validation."""
+"""Specification of mirror_builder.config.settings: defaults, path resolution and strict validation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from mirror_builder.errors import SettingsError
-from mirror_builder.settings import (
+from mirror_builder.config.settings import (
     BuildSettings,
     CarrySettings,
     Settings,
@@ -543,7 +543,7 @@ def test_an_unknown_carry_key_lists_the_allowed_ones(tmp_path):
 
 # -- serve: the tokens file --------------------------------------------------------------------
 def test_the_tokens_file_is_resolved_against_the_settings_files_folder_and_may_be_absent(tmp_path):
-    from mirror_builder.settings import ServeSettings
+    from mirror_builder.config.settings import ServeSettings
 
     path = write_settings(tmp_path, "serve:\n  tokens_file: private/tokens\n")
     # Not required to exist: `mirror-builder tokens add` makes it.

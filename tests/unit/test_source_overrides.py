@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from mirror_builder.buildsystem import LEGACY_BACKEND
+from mirror_builder.prepare.buildsystem import LEGACY_BACKEND
 from mirror_builder.errors import SourceError
-from mirror_builder.sources import (
+from mirror_builder.prepare.sources import (
     OverrideSource,
     edit_build_requires,
     prepare_source,

@@ -1,4 +1,4 @@
-"""Specification of mirror_builder.sources: safe unpacking, patch discovery and patch application."""
+"""Specification of mirror_builder.prepare.sources: safe unpacking, patch discovery and patch application."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from packaging.version import Version
 
 from mirror_builder.errors import SourceError
-from mirror_builder.sources import (
+from mirror_builder.prepare.sources import (
     AppliedPatch,
     PreparedSource,
     apply_patches,

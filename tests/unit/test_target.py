@@ -7,7 +7,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.tags import Tag
 
-from mirror_builder.target import TargetEnvironment
+from mirror_builder.resolve.target import TargetEnvironment
 
 
 def linux(machine: str = "x86_64", python: str = "3.11.2", libc: str = "2.36") -> TargetEnvironment:

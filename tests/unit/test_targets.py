@@ -3,10 +3,10 @@
 import pytest
 from packaging.version import Version
 
-from mirror_builder.containers import check_emulation
+from mirror_builder.sandbox.containers import check_emulation
 from mirror_builder.errors import ContainerError, SettingsError
-from mirror_builder.settings import TargetSettings, host_debian_arch, load_settings
-from mirror_builder.target import TargetEnvironment
+from mirror_builder.config.settings import TargetSettings, host_debian_arch, load_settings
+from mirror_builder.resolve.target import TargetEnvironment
 
 
 @pytest.fixture
@@ -74,11 +74,11 @@ MARKERS = {"implementation_name": "cpython", "implementation_version": "3.11.2",
     ("demo-1.0-cp311-cp311-manylinux_2_39_x86_64.whl", False),  # a newer glibc
 ])
 def test_a_wheel_counts_for_a_target_only_when_its_tags_fit(tmp_path, filename, fits):
-    from mirror_builder.bootstrap import Bootstrapper
-    from mirror_builder.containers import ImageRef
-    from mirror_builder.index import WheelIndex
-    from mirror_builder.progress import QuietReporter
-    from mirror_builder.records import RecordStore
+    from mirror_builder.engine.bootstrap import Bootstrapper
+    from mirror_builder.sandbox.containers import ImageRef
+    from mirror_builder.index.wheelindex import WheelIndex
+    from mirror_builder.cli.progress import QuietReporter
+    from mirror_builder.provenance.store import RecordStore
 
     (tmp_path / "settings.yaml").write_text("cache_dir: cache\n")
     bootstrapper = Bootstrapper(

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from mirror_builder.errors import UsageError
-from mirror_builder.tokens import (BCRYPT_COST, TokensFileError, add_token, read_tokens,
+from mirror_builder.serve.tokens import (BCRYPT_COST, TokensFileError, add_token, read_tokens,
                                    revoke_token, verify)
 
 WHEN = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)

@@ -9,14 +9,14 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from mirror_builder.index import WheelIndex
-from mirror_builder.jobs import JobLog
-from mirror_builder.policy import Decision
-from mirror_builder.records import RecordStore
-from mirror_builder.review import ReviewQueue, WaitingJob
-from mirror_builder.settings import load_settings
-from mirror_builder.updater import Updater, UpdateReport, one_bootstrapper
-from mirror_builder.upstream import DistributionFile, ProjectCheck
+from mirror_builder.index.wheelindex import WheelIndex
+from mirror_builder.jobs.log import JobLog
+from mirror_builder.jobs.policy import Decision
+from mirror_builder.provenance.store import RecordStore
+from mirror_builder.jobs.review import ReviewQueue, WaitingJob
+from mirror_builder.config.settings import load_settings
+from mirror_builder.jobs.updater import Updater, UpdateReport, one_bootstrapper
+from mirror_builder.resolve.upstream import DistributionFile, ProjectCheck
 from test_bootstrap import BASE_SETTINGS, TARGET, Package, make_bootstrapper
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
@@ -297,7 +297,7 @@ def test_a_yanked_release_we_do_not_carry_is_not_built(mirror):
 
 
 def test_an_upstream_yank_yanks_and_reports_every_rebuild_of_that_version(mirror):
-    from mirror_builder.bootstrap import RebuildRequest
+    from mirror_builder.engine.bootstrap import RebuildRequest
 
     bootstrapper, _ = make_bootstrapper(mirror.root, mirror.packages)
     bootstrapper.rebuild("app", Version("1.0"), RebuildRequest(reason="test"))

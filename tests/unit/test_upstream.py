@@ -1,4 +1,4 @@
-"""Specification of mirror_builder.upstream: page parsing, and UpstreamIndex over a file:// index.
+"""Specification of mirror_builder.resolve.upstream: page parsing, and UpstreamIndex over a file:// index.
 
 No network: the index is a directory made in tmp_path, laid out like a static simple index
 (simple/<project>/index.json or index.html, files under packages/).
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mirror_builder.errors import UpstreamError
-from mirror_builder.upstream import (PEP691_JSON, DistributionFile, UpstreamIndex,
+from mirror_builder.resolve.upstream import (PEP691_JSON, DistributionFile, UpstreamIndex,
                                      parse_project_page)
 
 PAGE_URL = "https://example.invalid/simple/demo/"

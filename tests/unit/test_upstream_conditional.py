@@ -19,7 +19,7 @@ from packaging.version import Version
 
 from conftest import Reply
 from mirror_builder.errors import UpstreamError
-from mirror_builder.upstream import PEP691_JSON, ProjectCheck, UpstreamIndex
+from mirror_builder.resolve.upstream import PEP691_JSON, ProjectCheck, UpstreamIndex
 
 SHA = "a" * 64
 ETAG = '"page-v1"'

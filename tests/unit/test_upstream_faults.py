@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Reply
-from mirror_builder import upstream as upstream_module
+from mirror_builder.resolve import upstream as upstream_module
 from mirror_builder.errors import UpstreamError
-from mirror_builder.upstream import PEP691_JSON, DistributionFile, UpstreamIndex, parse_project_page
+from mirror_builder.resolve.upstream import PEP691_JSON, DistributionFile, UpstreamIndex, parse_project_page
 
 TIMEOUT = 0.3
 TOO_LATE = 1.5  # seconds a scripted reply waits: well past TIMEOUT

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from mirror_builder.builder import _user_namespace
-from mirror_builder.containers import (IdRange, RunResult, check_subordinate_ids, give_back,
+from mirror_builder.build.builder import _user_namespace
+from mirror_builder.sandbox.containers import (IdRange, RunResult, check_subordinate_ids, give_back,
                                        id_map_text, subordinate_ids)
 from mirror_builder.errors import BuildError, ContainerError
-from mirror_builder.views import _id_ranges
+from mirror_builder.cli.views import _id_ranges
 
 PODMAN = RunResult(exit_code=0, timed_out=False, seconds=1.0,
                    uid_map="0 2147483647 65534", gid_map="0 2147483647 65534")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror_builder.containers import ImageRef, Mount, RunSpec
+from mirror_builder.sandbox.containers import ImageRef, Mount, RunSpec
 from mirror_builder.errors import SourceError
-from mirror_builder.vendoring import (
+from mirror_builder.prepare.vendoring import (
     VENDOR_DIR,
     RustVendorer,
     VendoredCrate,
@@ -347,7 +347,7 @@ def test_vendor_runs_cargo_vendor_locked_with_network_and_the_tree_mounted(
 
 def test_vendor_without_a_host_ca_bundle_mounts_only_the_tree(tmp_path, rust_tree, monkeypatch,
                                                                no_proxy_env):
-    monkeypatch.setattr("mirror_builder.vendoring.host_ca_bundle", lambda: None)
+    monkeypatch.setattr("mirror_builder.prepare.vendoring.host_ca_bundle", lambda: None)
     podman = FakePodman()
 
     RustVendorer(podman, IMAGE).vendor(rust_tree, "demo==1.0", tmp_path / "demo.log")
@@ -369,7 +369,7 @@ def test_vendor_ignores_an_ssl_cert_file_that_does_not_exist(tmp_path, rust_tree
 
 
 def test_vendor_passes_the_hosts_proxy_settings(tmp_path, rust_tree, monkeypatch, no_proxy_env):
-    monkeypatch.setattr("mirror_builder.vendoring.host_ca_bundle", lambda: None)
+    monkeypatch.setattr("mirror_builder.prepare.vendoring.host_ca_bundle", lambda: None)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("no_proxy", "localhost")
     podman = FakePodman()
@@ -384,7 +384,7 @@ def test_vendor_passes_the_hosts_proxy_settings(tmp_path, rust_tree, monkeypatch
 
 def test_vendor_of_several_projects_syncs_the_others_and_without_locks_is_not_locked(
         tmp_path, no_proxy_env, monkeypatch):
-    monkeypatch.setattr("mirror_builder.vendoring.host_ca_bundle", lambda: None)
+    monkeypatch.setattr("mirror_builder.prepare.vendoring.host_ca_bundle", lambda: None)
     tree = tmp_path / "tree"
     put(tree, "a/Cargo.toml")
     put(tree, "b/Cargo.toml")

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 from packaging.version import Version
 
-from mirror_builder.wheelcheck import WheelRejected, check_built_wheel
+from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
 
 
 def record_line(path: str, data: bytes) -> str:

@@ -20,7 +20,7 @@ import pytest
 from packaging.version import Version
 
 from mirror_builder.errors import MirrorBuilderError
-from mirror_builder.wheelfile import (
+from mirror_builder.provenance.stamp import (
     EMBEDDED_RECORD,
     read_embedded_record,
     rebuilt_filename,

@@ -14,8 +14,8 @@ import pytest
 
 from forged_wheels import (embedded_member, plain_wheel, publish, read_members, record_hash,
                            sha256_hex, write_wheel)
-from mirror_builder.records import RecordStore
-from mirror_builder.wheelverify import VERIFICATION_SCHEMA, verify_wheel
+from mirror_builder.provenance.store import RecordStore
+from mirror_builder.provenance.verify import VERIFICATION_SCHEMA, verify_wheel
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Build one package version in the sandbox and check what comes out."""

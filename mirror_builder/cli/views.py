@@ -1,0 +1,155 @@
+"""What `inspect` shows: a wheel's provenance, readable (rich) or as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from mirror_builder.provenance.verify import Verdict
+
+INSPECT_SCHEMA = "mirror-builder/inspect/v1"
+VERIFY_SCHEMA = "mirror-builder/verify-wheel/v1"
+_VERDICT_STYLES = {"verified": "green", "unverified": "yellow", "failed": "bold red"}
+
+
+def verdict_line(verdict: Verdict, name_file: bool = False) -> Text:
+    """One line: verified / unverified / NOT VERIFIED, and why (Text: reasons may hold brackets)."""
+    subject = f"{verdict.path}: " if name_file else ""
+    if verdict.status == "verified":
+        return Text(f"verified: {subject}sha256 matches the record beside the index at "
+                    f"{verdict.index_record_path}", style=_VERDICT_STYLES["verified"])
+    if verdict.status == "failed":
+        return Text(f"NOT VERIFIED: {subject}{'; '.join(verdict.reasons)}",
+                    style=_VERDICT_STYLES["failed"])
+    return Text(f"unverified: {subject}no record beside an index to compare with (looked for "
+                f"{verdict.index_record_path}); the record inside the wheel is only a claim: its "
+                f"RECORD is consistent, but anyone can copy a record into a wheel and rewrite "
+                f"RECORD", style=_VERDICT_STYLES["unverified"])
+
+
+def render_verdict(console: Console, verdict: Verdict) -> None:
+    """The verdict first, plainly, then the given file's own sha256 (never a record's)."""
+    console.print(verdict_line(verdict), soft_wrap=True)
+    if verdict.sha256:
+        console.print(Text(f"sha256 {verdict.sha256}  {verdict.path}"), soft_wrap=True)
+
+
+def verify_document(verdicts: list[Verdict]) -> dict[str, Any]:
+    return {"schema": VERIFY_SCHEMA, "verified": all(v.status == "verified" for v in verdicts),
+            "wheels": [v.to_dict() for v in verdicts]}
+
+
+def render_records(console: Console, title: str, records: list[dict[str, Any]],
+                   jobs: dict[str, dict[str, Any]] | None = None,
+                   file_sha256: str | None = None) -> None:
+    """The newest build in full (with the job that made it), then the rebuild history.
+    file_sha256: the sha256 of the wheel file inspected, shown instead of the record's."""
+    newest = records[0]
+    console.print(Panel(_details(newest, (jobs or {}).get((newest.get("job") or {}).get("id", "")),
+                                 file_sha256),
+                        title=f"{title}: {newest['wheel']}", expand=False))
+    if len(records) > 1 or newest["rebuild"]["number"]:
+        history = Table(title="rebuild history (newest first)")
+        for column in ("number", "wheel", "built", "reason"):
+            history.add_column(column)
+        for record in records:
+            rebuild = record["rebuild"]
+            reasons = [rebuild["reason"]] if rebuild.get("reason") else []
+            reasons += [f"changelog: {c}" for c in rebuild.get("changelog", [])]
+            history.add_row(str(rebuild["number"]), record["wheel"], record["started_at"][:19],
+                            "; ".join(reasons) or "first build")
+        console.print(history)
+
+
+def _details(record: dict[str, Any], job_result: dict[str, Any] | None = None,
+             file_sha256: str | None = None) -> Group:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    job = record.get("job")
+    if job:
+        ended = (f"; {job_result['result']} at {job_result['ended_at'][:19]} after "
+                 f"{job_result['seconds']:.1f} s; log {job_result['log_path']}") if job_result else ""
+        table.add_row("job", f"{job['id']}: {job['trigger']} ({job['detail']}), started "
+                             f"{job['started_at'][:19]}{ended}")
+    smoke = record.get("smoke_test")
+    if smoke:
+        imported = ", ".join(smoke["imports"]) or "no modules"
+        table.add_row("smoke test", f"{smoke['status']}: installed from our index alone, imported "
+                                    f"{imported} ({smoke['seconds']:.1f} s)"
+                                    + (f"; {smoke['error']}" if smoke["error"] else ""))
+    source = record["source"]
+    origin = source.get("origin", {"kind": "sdist"})
+    described = {"sdist": "source (sdist from the index)",
+                 "url": f"source (override: {origin.get('url')})",
+                 "git": f"source (override: {origin.get('repository')} {origin.get('tag')}, "
+                        f"commit {origin.get('commit', '')[:12]})"}
+    table.add_row("built from", described.get(origin["kind"], "source")
+                  if record.get("built_from_source", True)
+                  else "[bold red]NOT built from source: the upstream wheel (pre_built)[/]")
+    table.add_row("source", f"{source['url']}\nsha256 {source['sha256']}")
+    patches = record["patches"]
+    table.add_row("patches", "\n".join(f"{p['name']}  sha256 {p['sha256'][:16]}…" for p in patches)
+                  or "none")
+    image = record["image"]
+    table.add_row("image", f"{image['tag']}\nid {image['id'][:19]}…  base {image['base']}\n"
+                           f"Containerfile sha256 {image['containerfile_sha256'][:16]}…, "
+                           f"{len(image.get('system_packages', []))} system packages")
+    target = record["target"]
+    table.add_row("target", f"{target['name']}: {target['platform_python_implementation']} "
+                            f"{target['python_full_version']} on {target['sys_platform']} "
+                            f"{target['platform_machine']}")
+    table.add_row("backend", f"{record['build_system']['backend']}; requires "
+                             f"{', '.join(record['build_system']['requires']) or 'nothing'}"
+                             + (f"; asked for {', '.join(record['backend_requires'])}"
+                                if record["backend_requires"] else ""))
+    table.add_row("build env", "\n".join(record["build_env"]["freeze"]) or "empty")
+    sandbox = record["sandbox"]
+    table.add_row("sandbox", f"network {sandbox['network']}, {sandbox['user']}, capabilities "
+                             f"{sandbox['capabilities']}, memory {sandbox['memory']}, "
+                             f"pids {sandbox['pids_limit']}, timeout {sandbox['timeout_seconds']} s")
+    if isinstance(sandbox.get("user_namespace"), dict):
+        table.add_row("user namespace", "; ".join(
+            f"{kind}s {_id_ranges(sandbox['user_namespace'].get(f'{kind}_map', ''))}"
+            for kind in ("uid", "gid")))
+    table.add_row("timing", f"{record['started_at'][:19]} for {record['seconds']:.1f} s "
+                            f"(exit status {record['exit_status']})")
+    rebuild = record["rebuild"]
+    table.add_row("rebuild", f"number {rebuild['number']} ({rebuild['numbering']})"
+                             + (f": {rebuild['reason']}" if rebuild.get("reason") else ""))
+    table.add_row("settings", f"sha256 {record['settings_sha256'][:16]}…")
+    if file_sha256:
+        table.add_row("file sha256", file_sha256)
+    elif record.get("wheel_sha256"):
+        table.add_row("wheel sha256", record["wheel_sha256"])
+    table.add_row("tool", f"mirror-builder {record['mirror_builder_version']}")
+    return Group(table)
+
+
+def _id_ranges(id_map: str) -> str:
+    """A uid_map's lines ("inside outside count") as "0-65533 are host 2147483647-2147549180"
+    (a map in another form, as it is: a record read from a wheel is not trusted to be well-formed)."""
+    ranges = []
+    for line in str(id_map).splitlines():
+        fields = line.split()
+        if len(fields) != 3 or not all(field.isdigit() for field in fields):
+            return escape(repr(id_map))
+        inside, outside, count = (int(field) for field in fields)
+        ranges.append(f"{inside}-{inside + count - 1} are host {outside}-{outside + count - 1}")
+    return ", ".join(ranges) or escape(repr(id_map))
+
+
+def inspect_document(records: list[dict[str, Any]],
+                     jobs: dict[str, dict[str, Any]] | None = None,
+                     verdict: Verdict | None = None) -> dict[str, Any]:
+    """The records, and how each one's job ended (from the audit log), by job id; for a wheel
+    file, the verification (its own schema) too."""
+    document = {"schema": INSPECT_SCHEMA, "records": records, "jobs": jobs or {}}
+    if verdict is not None:
+        document["verification"] = verdict.to_dict()
+    return document

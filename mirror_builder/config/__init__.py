@@ -1,0 +1,1 @@
+"""Settings: settings.yaml, per-package overrides and plugins, and their checks."""

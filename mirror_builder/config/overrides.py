@@ -1,0 +1,382 @@
+"""Per-package settings: overrides/<canonical-name>.yaml, validated on load.
+
+Every key is optional; an unknown key or a bad value is an error naming the file, line and key.
+
+  env:              {NAME: value} for the build; templates ${name} ${version} ${jobs}
+  system_packages:  [Debian package, ...] added in a per-package image layer (cached by content)
+  source:           where the source comes from instead of the PyPI sdist:
+                      url: https://.../foo-${version}.tar.gz   sha256: {version: hex} or hex
+                      git: URL   tag: v${version}
+  build_dir:        the project's folder inside the source tree (a monorepo's subfolder)
+  config_settings:  {key: value or [values]} passed to the PEP 517 hooks
+  build_requires:   {add: [req, ...], remove: [name, ...]} edited into pyproject.toml
+  pre_built:        true: take the upstream wheel instead of building (marked in provenance)
+  changelog:        {version: [reason, ...]}; each reason raises that version's rebuild number
+  timeout:          seconds for one build container
+  memory:           memory limit for the build container (e.g. 16g)
+  cpus:             CPUs for the build container (also sets make's -j)
+  pids_limit:       most processes the build container may run at once
+  vendor_rust:      true / false: vendor the crates of a Cargo project (default: when found)
+  smoke_test:       false: publish without the smoke test; {imports: [module, ...]}: import
+                    these instead of the wheel's top-level modules
+  update:           this package's update policy, each key overriding settings.yaml's update:
+                      track: newer | all | N   specifier: ">=2.1,<2.4"   prereleases: bool
+                      min_release_age: 0 | 12h | 3d | 2w
+                    (not part of the build: it changes which versions are built, not how, so it
+                    is left out of as_dict(), the digest, build records and build keys)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import string
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from mirror_builder.errors import SettingsError
+from mirror_builder.config.settings import (
+    UPDATE_KEYS,
+    UpdatePolicy,
+    YamlReader,
+    describe_specifier,
+    format_duration,
+    read_update_policy,
+    read_yaml,
+)
+
+TEMPLATE_FIELDS = ("name", "version", "jobs")
+KEYS = {"env", "system_packages", "source", "build_dir", "config_settings", "build_requires",
+        "pre_built", "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust", "update",
+        "smoke_test"}
+_DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MEMORY = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SourceOverride:
+    url: str | None = None
+    sha256: dict[str, str] = field(default_factory=dict)  # version ("*" for any) -> hex
+    git: str | None = None
+    tag: str | None = None
+
+    def url_for(self, name: str, version: Version) -> str:
+        return render(self.url or "", name=name, version=str(version))
+
+    def sha256_for(self, version: Version) -> str | None:
+        for key, value in self.sha256.items():
+            if key == "*" or Version(key) == version:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class UpdateOverride:
+    """A package's own update policy keys; None: the global one (settings.yaml's update:)."""
+
+    track: str | int | None = None
+    specifier: SpecifierSet | None = None
+    prereleases: bool | None = None
+    min_release_age: timedelta | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in UPDATE_KEYS if getattr(self, k) is not None}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys given, as plain values for listings (`overrides show`)."""
+        shown = self.given()
+        if self.specifier is not None:
+            shown["specifier"] = describe_specifier(self.specifier)
+        if self.min_release_age is not None:
+            shown["min_release_age"] = format_duration(self.min_release_age)
+        return shown
+
+
+@dataclass(frozen=True)
+class PackageSettings:
+    name: NormalizedName
+    source_file: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    system_packages: tuple[str, ...] = ()
+    source: SourceOverride | None = None
+    build_dir: str | None = None
+    config_settings: dict[str, str | list[str]] = field(default_factory=dict)
+    build_requires_add: tuple[str, ...] = ()
+    build_requires_remove: tuple[NormalizedName, ...] = ()
+    pre_built: bool = False
+    changelog: dict[Version, tuple[str, ...]] = field(default_factory=dict)
+    timeout: int | None = None
+    memory: str | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    vendor_rust: bool | None = None
+    # Which versions `update` builds, not how: left out of as_dict() and so of build keys.
+    update: UpdateOverride = field(default_factory=UpdateOverride)
+    # Checked before publishing, not part of the build: True (the wheel's top-level modules),
+    # False (no smoke test), or the modules to import.
+    smoke_test: bool | tuple[str, ...] = True
+
+    def reasons_for(self, version: Version) -> tuple[str, ...]:
+        return self.changelog.get(version, ())
+
+    def environment(self, version: Version, jobs: int) -> dict[str, str]:
+        return {k: render(v, name=self.name, version=str(version), jobs=str(jobs))
+                for k, v in self.env.items()}
+
+    def configured(self) -> list[str]:
+        """The keys this package sets, for listings."""
+        defaults = PackageSettings(self.name)
+        return [k for k in ("env", "system_packages", "source", "build_dir", "config_settings",
+                            "build_requires_add", "build_requires_remove", "pre_built",
+                            "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust",
+                            "update", "smoke_test")
+                if getattr(self, k) != getattr(defaults, k)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the package's wheel is built with: recorded in build records and part of their
+        build key. The update policy is not (it decides which versions, not how)."""
+        data = asdict(self)
+        data.pop("source_file")
+        data.pop("update")
+        data.pop("smoke_test")
+        data["changelog"] = {str(v): list(r) for v, r in sorted(self.changelog.items())}
+        return data
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def effective_policy(default: UpdatePolicy, package: PackageSettings) -> UpdatePolicy:
+    """The update policy for one package: its own update: keys, the global policy for the rest."""
+    return replace(default, **package.update.given())
+
+
+def render(template: str, **values: str) -> str:
+    return string.Template(template).substitute(values)
+
+
+def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
+    canonical = canonicalize_name(name)
+    path = overrides_dir / f"{canonical}.yaml"
+    if not path.is_file():
+        return PackageSettings(canonical)
+    reader, data = read_yaml(path)
+    top = reader.mapping(data, (), KEYS)
+
+    env = {}
+    reader.mapping(top.get("env"), ("env",), _Anything())
+    for key, value in _scalars_as_written(reader, ("env",), "expected a string"):
+        env[key] = _template(reader, ("env", key), value)
+
+    system_packages = tuple(_strings(reader, top, ("system_packages",)))
+    for package in system_packages:
+        if not _DEBIAN_PACKAGE.match(package):
+            raise reader.fail(("system_packages",), f"{package!r} is not a Debian package name")
+
+    config_settings: dict[str, str | list[str]] = {}
+    raw = reader.mapping(top.get("config_settings"), ("config_settings",), _Anything())
+    for key, value in raw.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            config_settings[str(key)] = value
+    for key, value in _scalars_as_written(reader, ("config_settings",),
+                                          "expected a string or a list of strings",
+                                          allow_lists=True):
+        config_settings[key] = value
+
+    requires = reader.mapping(top.get("build_requires"), ("build_requires",), {"add", "remove"})
+    add = _strings(reader, requires, ("build_requires", "add"))
+    for text in add:
+        try:
+            Requirement(text)
+        except InvalidRequirement as exc:
+            raise reader.fail(("build_requires", "add"), f"{text!r}: {exc}") from None
+    remove = tuple(canonicalize_name(n) for n in _strings(reader, requires, ("build_requires", "remove")))
+
+    build_dir = reader.value(top, ("build_dir",), str, None)
+    if build_dir is not None and (build_dir.startswith("/") or ".." in Path(build_dir).parts):
+        raise reader.fail(("build_dir",), "must be a relative path inside the source tree")
+
+    timeout = reader.positive(top, ("timeout",), 0) if "timeout" in top else None
+    memory = reader.value(top, ("memory",), str, None)
+    if memory is not None and not _MEMORY.match(memory):
+        raise reader.fail(("memory",), f"expected a size like 8g or 512m, got {memory!r}")
+    cpus = reader.value(top, ("cpus",), (int, float), None)
+    if cpus is not None and (isinstance(cpus, bool) or not math.isfinite(cpus) or cpus <= 0):
+        raise reader.fail(("cpus",), f"must be a positive number, got {cpus!r}")
+
+    pids_limit = reader.positive(top, ("pids_limit",), 0) if "pids_limit" in top else None
+
+    return PackageSettings(
+        name=canonical,
+        source_file=path,
+        env=env,
+        system_packages=system_packages,
+        source=_source(reader, top.get("source")),
+        build_dir=build_dir,
+        config_settings=config_settings,
+        build_requires_add=tuple(add),
+        build_requires_remove=remove,
+        pre_built=reader.value(top, ("pre_built",), bool, False),
+        changelog=_changelog(reader, top.get("changelog")),
+        timeout=timeout,
+        memory=memory,
+        cpus=float(cpus) if cpus is not None else None,
+        pids_limit=pids_limit,
+        vendor_rust=reader.value(top, ("vendor_rust",), bool, None),
+        smoke_test=_smoke_test(reader, top),
+        update=UpdateOverride(**read_update_policy(
+            reader, reader.mapping(top.get("update"), ("update",), set(UPDATE_KEYS)), ("update",))),
+    )
+
+
+def _smoke_test(reader: YamlReader, top: dict) -> bool | tuple[str, ...]:
+    value = top.get("smoke_test", True)
+    if isinstance(value, bool):
+        return value
+    spec = reader.mapping(value, ("smoke_test",), {"imports"})
+    modules = _strings(reader, spec, ("smoke_test", "imports"))
+    for module in modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise reader.fail(("smoke_test", "imports"), f"{module!r} is not a module name")
+    return tuple(modules)
+
+
+def _strings(reader: YamlReader, data: dict, key: tuple[str, ...]) -> list[str]:
+    value = data.get(key[-1])
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise reader.fail(key, "expected a list of strings")
+    return value
+
+
+def _template(reader: YamlReader, key: tuple[str, ...], text: str,
+              fields: tuple[str, ...] = TEMPLATE_FIELDS) -> str:
+    try:
+        string.Template(text).substitute({f: "" for f in fields})
+    except (KeyError, ValueError) as exc:
+        raise reader.fail(key, f"unknown template {exc} (known here: "
+                               f"{', '.join('${' + f + '}' for f in fields)})") from None
+    return text
+
+
+def _scalars_as_written(reader: YamlReader, key: tuple[str, ...], problem: str,
+                        allow_lists: bool = False) -> list[tuple[str, str]]:
+    """A mapping's scalar values as written in the file: an unquoted 1.10 stays "1.10"
+    (YAML would make it the float 1.1)."""
+    node = reader.nodes.get(key)
+    found = []
+    for key_node, value_node in node.value if node is not None else ():
+        where = key + (str(key_node.value),)
+        if isinstance(value_node, yaml.ScalarNode) and not value_node.tag.endswith((":bool", ":null")):
+            found.append((str(key_node.value), value_node.value))
+        elif not (allow_lists and isinstance(value_node, yaml.SequenceNode) and all(
+                isinstance(v, yaml.ScalarNode) and v.tag.endswith(":str") for v in value_node.value)):
+            raise reader.fail(where, problem)
+    return found
+
+
+def _source(reader: YamlReader, data: Any) -> SourceOverride | None:
+    if data is None:
+        return None
+    key = ("source",)
+    body = reader.mapping(data, key, {"url", "sha256", "git", "tag"})
+    url = reader.value(body, key + ("url",), str, None)
+    git = reader.value(body, key + ("git",), str, None)
+    if (url is None) == (git is None):
+        raise reader.fail(key, "give either url (with sha256) or git (with tag)")
+    if url is not None and "tag" in body:
+        raise reader.fail(key + ("tag",), "tag goes with git, not with url")
+    if git is not None and "sha256" in body:
+        raise reader.fail(key + ("sha256",), "sha256 goes with url; a git source records its commit")
+    sha256: dict[str, str] = {}
+    if url is not None:
+        # A source is fetched before anything about the build (such as ${jobs}) is known.
+        _template(reader, key + ("url",), url, ("name", "version"))
+        raw = body.get("sha256")
+        if raw is None:
+            raise reader.fail(key, "a source url needs sha256 (one hash, or version: hash)")
+        if isinstance(raw, str):
+            sha256 = {"*": raw}
+        elif not isinstance(raw, dict):
+            raise reader.fail(key + ("sha256",), "expected a hash or a mapping of version to hash")
+        else:
+            node = reader.nodes.get(key + ("sha256",))
+            pairs = [(str(k.value), v.value) for k, v in node.value] if node else []
+            for version, value in pairs:
+                try:
+                    Version(version)
+                except InvalidVersion:
+                    raise reader.fail(key + ("sha256", version), "not a version") from None
+                sha256[version] = str(value)
+        for version, value in sha256.items():
+            if not _SHA256.match(value):
+                raise reader.fail(key + ("sha256",), f"{value!r} is not a sha256 (64 hex digits)")
+        return SourceOverride(url=url, sha256=sha256)
+    tag = reader.value(body, key + ("tag",), str, None)
+    if tag is None:
+        raise reader.fail(key, "a git source needs tag (e.g. v${version})")
+    _template(reader, key + ("tag",), tag, ("name", "version"))
+    return SourceOverride(git=git, tag=tag)
+
+
+def _changelog(reader: YamlReader, data: object) -> dict[Version, tuple[str, ...]]:
+    if data is None:
+        return {}
+    node = reader.nodes.get(("changelog",))
+    if node is None:
+        raise reader.fail(("changelog",), "expected a mapping of version to reasons")
+    changelog: dict[Version, tuple[str, ...]] = {}
+    # Read from the YAML nodes, so a key is the version as written: unquoted 1.10 is 1.10 here,
+    # not the float 1.1.
+    for key_node, value_node in node.value:
+        key = ("changelog", str(key_node.value))
+        try:
+            version = Version(str(key_node.value))
+        except InvalidVersion:
+            raise reader.fail(key, f"{key_node.value!r} is not a version") from None
+        if version in changelog:
+            raise reader.fail(key, f"version {version} appears twice in the changelog")
+        if isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":str"):
+            items = [value_node]
+        elif isinstance(value_node, yaml.SequenceNode):
+            items = value_node.value
+        else:
+            raise reader.fail(key, "expected a list of reasons (strings)")
+        reasons = []
+        for item in items:
+            if not isinstance(item, yaml.ScalarNode) or not item.tag.endswith(":str") or not item.value:
+                raise reader.fail(key, "expected a list of reasons (strings)")
+            reasons.append(item.value)
+        changelog[version] = tuple(reasons)
+    return changelog
+
+
+class _Anything(set):
+    """An 'allowed keys' set that allows every key (for mappings the user names)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def all_package_settings(overrides_dir: Path) -> list[PackageSettings]:
+    if not overrides_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(overrides_dir.glob("*.yaml")):
+        if canonicalize_name(path.stem) != path.stem:
+            raise SettingsError(f"{path}: override files are named by canonical project name: "
+                                f"{canonicalize_name(path.stem)}.yaml")
+        found.append(load_package_settings(overrides_dir, path.stem))
+    return found

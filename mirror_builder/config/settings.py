@@ -1,0 +1,432 @@
+"""Load and validate settings.yaml into frozen, typed values.
+
+Every key is checked on load: an unknown key, a wrong type or a bad value is a SettingsError that
+names the file, the line and the dotted key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from mirror_builder import PROJECT_DIR
+from mirror_builder.errors import SettingsError
+
+SETTINGS_FILENAME = "settings.yaml"
+REBUILD_NUMBERINGS = ("build-tag", "post-release")
+TRACK_MODES = ("newer", "all")
+UPDATE_KEYS = ("track", "specifier", "prereleases", "min_release_age")
+_DURATION_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"^(?:[0-9]+[wdhms])+$")
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    index_url: str = "https://pypi.org/simple/"
+    # PyPI's JSON API, used for dependency metadata when the index does not serve PEP 658 files
+    # (some registry proxies strip them). None disables it.
+    json_api_url: str | None = "https://pypi.org/pypi/"
+    cache_ttl_seconds: int = 6 * 3600
+    timeout_seconds: int = 60
+    retries: int = 4
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    name: str
+    containerfile: Path
+    distribution: str = "bookworm"
+    arch: str = "amd64"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    timeout_seconds: int = 3600
+    memory: str = "8g"
+    pids_limit: int = 4096
+    # Builds at once; None: what the machine's cores and memory allow.
+    jobs: int | None = None
+    # Repair platform wheels to a manylinux tag with auditwheel, so they install elsewhere too.
+    manylinux: bool = False
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    """Which upstream releases `mirror-builder update` builds (see mirror_builder.jobs.policy)."""
+
+    # "newer": every release newer than the newest we carry; "all": every release; N: the N newest.
+    track: Literal["newer", "all"] | int = "newer"
+    # Only versions in this set; an empty set allows any.
+    specifier: SpecifierSet = field(default_factory=SpecifierSet)
+    prereleases: bool = False
+    # Cool-down: a release must be this old before it is built.
+    min_release_age: timedelta = timedelta(days=3)
+
+    def describe(self) -> str:
+        """One line for listings, e.g. "track: newer, >=2.1,<2.4, no pre-releases, cool-down 3 d"."""
+        return ", ".join([
+            f"track: {self.track}",
+            describe_specifier(self.specifier) or "any version",
+            "pre-releases" if self.prereleases else "no pre-releases",
+            f"cool-down {format_duration(self.min_release_age)}"
+            if self.min_release_age else "no cool-down",
+        ])
+
+
+@dataclass(frozen=True)
+class CarrySettings:
+    """Who may be carried: files of project names, one a line. None: no such list."""
+
+    allow_list: Path | None = None
+    deny_list: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """`mirror-builder serve` and `tokens`."""
+
+    # The read tokens (see tokens.py); when set, serve admits only requests that carry one.
+    tokens_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Path | None
+    project_dir: Path
+    upstream: UpstreamSettings
+    targets: tuple[TargetSettings, ...]
+    build: BuildSettings
+    output_dir: Path
+    cache_dir: Path
+    patches_dir: Path
+    overrides_dir: Path
+    allow_prereleases: bool = False
+    # How a rebuild is told apart: the PEP 427 build tag (version unchanged) or a .postN version.
+    rebuild_numbering: str = "build-tag"
+    update: UpdatePolicy = field(default_factory=UpdatePolicy)
+    carry: CarrySettings = field(default_factory=CarrySettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+
+    def target(self, name: str | None) -> TargetSettings:
+        if name is None:
+            return self.default_target()
+        for target in self.targets:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.targets)
+        raise SettingsError(f"unknown target {name!r}; {self.describe()} defines: {known}")
+
+    def default_target(self) -> TargetSettings:
+        """The first target for this machine's own architecture (no emulation needed)."""
+        native = host_debian_arch()
+        return next((t for t in self.targets if t.arch == native), self.targets[0])
+
+    def select_targets(self, names: list[str] | None) -> list[TargetSettings]:
+        """--target values: names, or "all"; none given means the default target."""
+        if not names:
+            return [self.default_target()]
+        if "all" in names:
+            return list(self.targets)
+        return [self.target(name) for name in dict.fromkeys(names)]
+
+    def describe(self) -> str:
+        return str(self.source) if self.source else "the built-in settings"
+
+
+def host_debian_arch() -> str:
+    import platform
+
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "ppc64le": "ppc64el",
+            "s390x": "s390x", "i686": "i386"}.get(machine, machine)
+
+
+@dataclass
+class YamlReader:
+    """Walks a YAML document, remembering each key's line for error messages."""
+
+    path: Path
+    lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # Mapping nodes by key path, for keys that must be read as written (a version "1.10" is a
+    # float 1.1 once YAML has converted it).
+    nodes: dict[tuple[str, ...], yaml.MappingNode] = field(default_factory=dict)
+
+    def fail(self, key: tuple[str, ...], problem: str) -> SettingsError:
+        line = self.lines.get(key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        dotted = ".".join(key) if key else "(top level)"
+        return SettingsError(f"{where}: {dotted}: {problem}")
+
+    def index_lines(self, node: yaml.Node, key: tuple[str, ...] = ()) -> None:
+        if isinstance(node, yaml.MappingNode):
+            self.nodes[key] = node
+            for k, v in node.value:
+                child = key + (str(k.value),)
+                self.lines[child] = k.start_mark.line + 1
+                self.index_lines(v, child)
+
+    def mapping(self, data: Any, key: tuple[str, ...], allowed: set[str]) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise self.fail(key, f"expected a mapping, got {type(data).__name__}")
+        for name in data:
+            if name not in allowed:
+                raise self.fail(key + (str(name),),
+                                f"unknown key (allowed here: {', '.join(sorted(allowed))})")
+        return data
+
+    def value(self, data: dict[str, Any], key: tuple[str, ...], kind: type | tuple[type, ...],
+              default: Any) -> Any:
+        if key[-1] not in data:
+            return default
+        value = data[key[-1]]
+        if value is None and default is None:
+            return None
+        # bool is an int in Python; a YAML "yes" must not pass as a number.
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(key, f"expected {names}, got {value!r}")
+        return value
+
+    def positive(self, data: dict[str, Any], key: tuple[str, ...], default: int) -> int:
+        value = self.value(data, key, int, default)
+        if value <= 0:
+            raise self.fail(key, f"must be a positive number, got {value}")
+        return value
+
+    def not_negative(self, data: dict[str, Any], key: tuple[str, ...], default: int) -> int:
+        value = self.value(data, key, int, default)
+        if value < 0:
+            raise self.fail(key, f"must not be negative, got {value}")
+        return value
+
+
+def find_settings_file(explicit: Path | None = None) -> Path | None:
+    """The settings file: the one given, else ./settings.yaml, else the checkout's own."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise SettingsError(f"{explicit}: settings file not found")
+        return explicit
+    for candidate in (Path.cwd() / SETTINGS_FILENAME,
+                      PROJECT_DIR / SETTINGS_FILENAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_yaml(source: Path) -> tuple[YamlReader, Any]:
+    """Parse a YAML file, keeping each key's line for error messages."""
+    text = source.read_text(encoding="utf-8")
+    reader = YamlReader(source)
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else str(source)
+        raise SettingsError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"
+                            f"{_yaml_context(exc)}") from None
+    if node is not None:
+        reader.index_lines(node)
+    return reader, data
+
+
+def _yaml_context(exc: yaml.YAMLError) -> str:
+    """Where the construct YAML was reading began, when that is another line: an unclosed
+    bracket is reported where the parser gave up, often lines after the mistake."""
+    context, start, mark = (getattr(exc, name, None) for name in
+                            ("context", "context_mark", "problem_mark"))
+    if not context or start is None or (mark is not None and start.line == mark.line):
+        return ""
+    return f" ({context} that starts at line {start.line + 1})"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    source = find_settings_file(path)
+    if source is None:
+        return _build(YamlReader(Path(SETTINGS_FILENAME)), {}, None, Path.cwd())
+    reader, data = read_yaml(source)
+    return _build(reader, data, source, source.resolve().parent)
+
+
+def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> Settings:
+    top = r.mapping(data, (), {"upstream", "targets", "build", "output_dir", "cache_dir",
+                               "patches_dir", "overrides_dir", "allow_prereleases",
+                               "rebuild_numbering", "update", "carry", "serve"})
+    numbering = r.value(top, ("rebuild_numbering",), str, "build-tag")
+    if numbering not in REBUILD_NUMBERINGS:
+        raise r.fail(("rebuild_numbering",),
+                     f"must be one of {', '.join(REBUILD_NUMBERINGS)}, got {numbering!r}")
+
+    def path_of(key: str, default: str) -> Path:
+        return resolve_path(r.value(top, (key,), str, default))
+
+    def resolve_path(raw: str) -> Path:
+        path = Path(os.path.expanduser(os.path.expandvars(raw)))
+        return path if path.is_absolute() else project_dir / path
+
+    up = r.mapping(top.get("upstream"), ("upstream",),
+                   {"index_url", "json_api_url", "cache_ttl_seconds", "timeout_seconds", "retries"})
+    defaults = UpstreamSettings()
+    index_url = r.value(up, ("upstream", "index_url"), str, defaults.index_url)
+    if not index_url.startswith(("https://", "http://", "file://")):
+        raise r.fail(("upstream", "index_url"), f"must be an http(s):// or file:// URL, got {index_url!r}")
+    upstream = UpstreamSettings(
+        index_url=index_url.rstrip("/") + "/",
+        json_api_url=r.value(up, ("upstream", "json_api_url"), str, defaults.json_api_url)
+        if up.get("json_api_url", "") is not None else None,
+        cache_ttl_seconds=r.not_negative(up, ("upstream", "cache_ttl_seconds"), defaults.cache_ttl_seconds),
+        timeout_seconds=r.positive(up, ("upstream", "timeout_seconds"), defaults.timeout_seconds),
+        retries=r.not_negative(up, ("upstream", "retries"), defaults.retries),
+    )
+
+    raw_targets = top.get("targets")
+    if raw_targets is None:
+        raw_targets = {"bookworm-x86_64": {"containerfile": "containerfiles/bookworm/Containerfile"}}
+    if not isinstance(raw_targets, dict) or not raw_targets:
+        raise r.fail(("targets",), "expected a non-empty mapping of target name to settings")
+    targets = []
+    for name, body in raw_targets.items():
+        key = ("targets", str(name))
+        body = r.mapping(body, key, {"containerfile", "distribution", "arch"})
+        if "containerfile" not in body:
+            raise r.fail(key, "missing key 'containerfile'")
+        containerfile = resolve_path(r.value(body, key + ("containerfile",), str, ""))
+        targets.append(TargetSettings(
+            name=str(name),
+            containerfile=containerfile,
+            distribution=r.value(body, key + ("distribution",), str, "bookworm"),
+            arch=r.value(body, key + ("arch",), str, "amd64"),
+        ))
+
+    b = r.mapping(top.get("build"), ("build",), {"timeout_seconds", "memory", "pids_limit", "jobs",
+                                                 "manylinux"})
+    build_defaults = BuildSettings()
+    build = BuildSettings(
+        timeout_seconds=r.positive(b, ("build", "timeout_seconds"), build_defaults.timeout_seconds),
+        memory=r.value(b, ("build", "memory"), str, build_defaults.memory),
+        pids_limit=r.positive(b, ("build", "pids_limit"), build_defaults.pids_limit),
+        jobs=r.positive(b, ("build", "jobs"), 1) if b.get("jobs") is not None else None,
+        manylinux=r.value(b, ("build", "manylinux"), bool, False),
+    )
+
+    u = r.mapping(top.get("update"), ("update",), set(UPDATE_KEYS))
+    update = UpdatePolicy(**read_update_policy(r, u, ("update",)))
+
+    c = r.mapping(top.get("carry"), ("carry",), {"allow_list", "deny_list"})
+    lists: dict[str, Path | None] = {}
+    for name in ("allow_list", "deny_list"):
+        raw = r.value(c, ("carry", name), str, None)
+        lists[name] = resolve_path(raw) if raw is not None else None
+        if lists[name] is not None and not lists[name].is_file():
+            raise r.fail(("carry", name), f"{lists[name]}: no such file")
+    carry = CarrySettings(**lists)
+
+    s = r.mapping(top.get("serve"), ("serve",), {"tokens_file"})
+    # Not checked for existence: `tokens add` makes the file; serve reports it missing.
+    tokens_file = r.value(s, ("serve", "tokens_file"), str, None)
+    if tokens_file is not None and not tokens_file.strip():
+        raise r.fail(("serve", "tokens_file"), "expected a file path or null, got an empty string")
+    serve = ServeSettings(tokens_file=resolve_path(tokens_file) if tokens_file else None)
+
+    cache_default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mirror-builder")
+    return Settings(
+        source=source,
+        project_dir=project_dir,
+        upstream=upstream,
+        targets=tuple(targets),
+        build=build,
+        output_dir=path_of("output_dir", "output"),
+        cache_dir=path_of("cache_dir", cache_default),
+        patches_dir=path_of("patches_dir", "patches"),
+        overrides_dir=path_of("overrides_dir", "overrides"),
+        allow_prereleases=r.value(top, ("allow_prereleases",), bool, False),
+        rebuild_numbering=numbering,
+        update=update,
+        carry=carry,
+        serve=serve,
+    )
+
+
+def read_update_policy(r: YamlReader, data: dict[str, Any], key: tuple[str, ...]) -> dict[str, Any]:
+    """The update policy keys given in data (a mapping already checked for unknown keys), parsed
+    and validated; keys not given are left out, so a package's override can fall back to the
+    global value of each one."""
+    found: dict[str, Any] = {}
+    if "track" in data:
+        track = data["track"]
+        if track not in TRACK_MODES and (not isinstance(track, int) or isinstance(track, bool)
+                                         or track <= 0):
+            raise r.fail(key + ("track",), f"must be newer, all or a positive number (the N newest "
+                                           f"releases), got {track!r}")
+        found["track"] = track
+    if "specifier" in data:
+        text = data["specifier"]
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise r.fail(key + ("specifier",), f"expected str, got {text!r}")
+        try:
+            found["specifier"] = SpecifierSet(text)
+        except InvalidSpecifier:
+            raise r.fail(key + ("specifier",), f"{text!r} is not a PEP 440 version specifier "
+                                               f"(e.g. \">=2.1,<2.4\")") from None
+    if "prereleases" in data:
+        found["prereleases"] = r.value(data, key + ("prereleases",), bool, False)
+    if "min_release_age" in data:
+        try:
+            found["min_release_age"] = parse_duration(data["min_release_age"])
+        except ValueError as exc:
+            raise r.fail(key + ("min_release_age",), str(exc)) from None
+    return found
+
+
+def parse_duration(value: object) -> timedelta:
+    """A duration as written in settings: 0, or numbers with units w d h m s ("12h", "3d",
+    "1d12h"). A number without a unit is refused (hours? days?), except 0."""
+    if value == 0 and not isinstance(value, bool):
+        return timedelta(0)
+    text = value.strip() if isinstance(value, str) else None
+    if text == "0":
+        return timedelta(0)
+    if text is None or not _DURATION.match(text):
+        raise ValueError(f"expected a duration like 0, 12h, 3d or 2w (units: w d h m s), "
+                         f"got {value!r}")
+    return timedelta(seconds=sum(int(n) * _DURATION_UNITS[unit]
+                                 for n, unit in re.findall(r"([0-9]+)([wdhms])", text)))
+
+
+def format_duration(duration: timedelta) -> str:
+    """A duration for messages: its largest unit, and the next one when not zero ("3 d", "5 h",
+    "2 d 23 h", "40 s"). Cut down, never rounded up: 2 d 23 h 59 m is not shown as 3 d."""
+    seconds = int(abs(duration).total_seconds())
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    text = ""
+    for i, (unit, size) in enumerate(units):
+        if seconds >= size or unit == "s":
+            text = f"{seconds // size} {unit}"
+            if i + 1 < len(units):
+                next_unit, next_size = units[i + 1]
+                if rest := (seconds % size) // next_size:
+                    text += f" {rest} {next_unit}"
+            break
+    return ("-" if duration < timedelta(0) else "") + text
+
+
+def describe_specifier(specifier: SpecifierSet) -> str:
+    """The specifier with lower bounds first (">=2.1,<2.4"; str() sorts it as "<2.4,>=2.1")."""
+    def order(spec) -> tuple:
+        try:
+            return (0, Version(spec.version.removesuffix(".*")), spec.operator)
+        except InvalidVersion:
+            return (1, spec.version, spec.operator)
+    return ",".join(str(s) for s in sorted(specifier, key=order))

@@ -1,0 +1,1 @@
+"""The order of work: resolve closures, schedule builds, plan, wire a run together."""

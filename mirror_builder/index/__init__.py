@@ -1,0 +1,1 @@
+"""The wheels-only index: pages, publishing after smoke tests, the output lock."""

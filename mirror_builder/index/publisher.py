@@ -1,0 +1,284 @@
+"""Publish built wheels only once they are shown to install from our index alone.
+
+A built wheel is staged: the run's other builds can use it at once (build environments), but the
+index gets it only when (1) every project of its install closure has a wheel in the index or the
+stage, and (2) a smoke test (smoketest.py) installed it with that closure, offline, and imported
+it. Wheels that become ready together share one container start. A wheel that fails stays out of
+the index; its record, with the reason, goes to OUTPUT/rejected/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from mirror_builder.sandbox.containers import ImageRef
+from mirror_builder.errors import MirrorBuilderError
+from mirror_builder.files import failed_write
+from mirror_builder.index.wheelindex import WheelIndex
+from mirror_builder.provenance.store import RecordStore
+from mirror_builder.config.settings import BuildSettings
+from mirror_builder.index.smoketest import SmokeResult, SmokeTest, SmokeTester
+from mirror_builder.resolve.target import TargetEnvironment
+
+log = logging.getLogger(__name__)
+
+GATHER_SECONDS = 1.0
+
+
+@dataclass
+class Staged:
+    """A built wheel waiting for its smoke test."""
+
+    name: NormalizedName
+    version: str
+    chain: tuple[str, ...]
+    wheel: Path
+    record: dict
+    requires_python: str | None
+    requires_dist: tuple[str, ...]
+    log_path: Path
+    image: ImageRef
+    imports: tuple[str, ...] | None  # None: the package's overrides skip the smoke test
+    publish_source: Callable[[], None]  # archive its sdist beside the index
+    extras: frozenset[str] = frozenset()
+
+    @property
+    def pin(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    staged: Staged
+    result: SmokeResult
+    published: Path | None  # the wheel in the index, when it passed
+
+
+@dataclass
+class Publisher:
+    index: WheelIndex
+    records: RecordStore
+    rejected: RecordStore
+    tester: SmokeTester
+    target: TargetEnvironment
+    limits: BuildSettings
+    on_outcome: Callable[[Outcome], None]
+    _pending: list[Staged] = field(default_factory=list)
+    _accepted: list[Staged] = field(default_factory=list)
+    _rejected: dict[NormalizedName, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _running: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _finishing: threading.Event = field(default_factory=threading.Event)
+
+    def submit(self, staged: Staged) -> None:
+        """Stage a wheel; smoke tests run on another thread, so the build goes on."""
+        with self._lock:
+            self._pending.append(staged)
+            thread = threading.Thread(target=self._drain, name=f"publish {staged.pin}", daemon=True)
+            self._threads.append(thread)
+        thread.start()
+
+    def finish(self, hold: frozenset[NormalizedName] = frozenset()) -> list[Staged]:
+        """Wait for the smoke tests under way, then test what is still waiting: a wheel whose
+        closure is incomplete fails there with the installer's own explanation. Wheels whose
+        closure needs a package in hold (waiting for review) are neither tested nor published:
+        they are returned, and their job waits with them."""
+        self._finishing.set()  # no more gathering: the run's builds are done
+        for thread in list(self._threads):
+            thread.join()
+        held: list[Staged] = []
+        with self._lock:
+            for staged in list(self._pending):
+                if set(self._closure(staged, self._pool())[1]) & hold:
+                    self._pending.remove(staged)
+                    held.append(staged)
+        with self._running:
+            while True:
+                with self._lock:
+                    batch = self._take_ready() or self._take_held_back() or list(self._pending)
+                    for staged in batch:
+                        self._pending.remove(staged)
+                if not batch:
+                    break
+                self._process(batch)
+        return held
+
+    # -- readiness -------------------------------------------------------------------------
+    def _drain(self) -> None:
+        # Gather: wheels staged moments apart share one container start (each start costs a
+        # third of a second of CPU that the builds beside it would rather have).
+        self._finishing.wait(GATHER_SECONDS)
+        while self._running.acquire(blocking=False):
+            batch: list[Staged] = []
+            try:
+                with self._lock:
+                    batch = self._take_ready()
+                    for staged in batch:
+                        self._pending.remove(staged)
+                if not batch:
+                    return
+                self._process(batch)
+            except Exception as exc:  # noqa: BLE001 - on this thread, nobody else would see it
+                for staged in batch:
+                    self._could_not_publish(staged, SmokeResult(staged.wheel.name, "failed"), exc)
+            finally:
+                self._running.release()
+
+    def _take_ready(self) -> list[Staged]:
+        """Wheels whose whole install closure is in the index or already published here: a
+        wheel is never tested against one whose own test is still to come."""
+        return [s for s in self._pending if not self._closure(s, _by_name(self._accepted))[1]]
+
+    def _take_held_back(self) -> list[Staged]:
+        """Wheels that need a project which failed its own smoke test: they cannot pass."""
+        pool = self._pool()
+        return [s for s in self._pending if self._closure(s, pool)[0] & set(self._rejected)]
+
+    def _pool(self, *more: Staged) -> dict[NormalizedName, list[Staged]]:
+        return _by_name([*self._pending, *self._accepted, *more])
+
+    def _closure(self, staged: Staged, pool: dict[NormalizedName, list[Staged]]
+                 ) -> tuple[set[NormalizedName], list[NormalizedName]]:
+        """The projects of staged's install closure that come from pool (staged wheels), and
+        those that neither pool nor the index can provide."""
+        from_pool: set[NormalizedName] = set()
+        missing: list[NormalizedName] = []
+        seen: set[tuple[NormalizedName, frozenset[str]]] = set()
+        todo = [(staged.requires_dist, staged.extras)]
+        while todo:
+            requires, extras = todo.pop()
+            for text in requires:
+                requirement = Requirement(text)
+                if not self.target.applies(requirement, extras):
+                    continue
+                name = canonicalize_name(requirement.name)
+                key = (name, frozenset(requirement.extras))
+                if key in seen or name == staged.name:
+                    continue
+                seen.add(key)
+                # The version matters: another version of the project will not install.
+                matches = [s for s in pool.get(name, ()) if name not in self._rejected
+                           and requirement.specifier.contains(Version(s.version), prereleases=True)]
+                if matches:
+                    from_pool.add(name)
+                    todo.append((matches[0].requires_dist, frozenset(requirement.extras)))
+                elif any(requirement.specifier.contains(w.version, prereleases=True)
+                         for w in self.index.wheels(name)):
+                    continue
+                elif name in self._rejected:
+                    from_pool.add(name)
+                else:
+                    missing.append(name)
+        return from_pool, missing
+
+    # -- testing and publishing ------------------------------------------------------------
+    def _process(self, batch: list[Staged]) -> None:
+        with self._lock:
+            held = {s.pin: sorted(self._closure(s, self._pool(*batch))[0]
+                                  & set(self._rejected)) for s in batch}
+            staged_wheels = [s.wheel for s in self._pending] + \
+                [s.wheel for s in self._accepted] + [s.wheel for s in batch]
+        results: dict[str, SmokeResult] = {}
+        to_test = []
+        for staged in batch:
+            if held[staged.pin]:
+                reasons = "; ".join(f"{n} ({self._rejected[n]})" for n in held[staged.pin])
+                results[staged.wheel.name] = SmokeResult(
+                    staged.wheel.name, "failed", image=staged.image.tag,
+                    error=f"held back: it requires {reasons}")
+            elif staged.imports is None:
+                results[staged.wheel.name] = SmokeResult(
+                    staged.wheel.name, "skipped", image=staged.image.tag,
+                    error="skipped by the package's overrides (smoke_test: false)")
+            else:
+                to_test.append(staged)
+        for image in {s.image.tag: s.image for s in to_test}.values():
+            group = [s for s in to_test if s.image.tag == image.tag]
+            log_path = group[0].log_path.parent / f"smoke-{group[0].name}-{group[0].version}.log"
+            log.info("smoke-testing %s", ", ".join(s.pin for s in group))
+            results |= self.tester.run(image, self.index.root, staged_wheels,
+                                       [SmokeTest(s.wheel, s.imports or ()) for s in group],
+                                       self.limits, log_path)
+            # The smoke test's output goes into each failed wheel's own log.
+            text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+            for staged in group:
+                if results[staged.wheel.name].status != "passed":
+                    with staged.log_path.open("a") as out:
+                        out.write(f"\n[mirror-builder] smoke test of {staged.wheel.name}\n{text}")
+            log_path.unlink(missing_ok=True)
+        self._hold_back_dependents(batch, results)
+        for staged in batch:
+            try:
+                self._settle(staged, results[staged.wheel.name])
+            except (OSError, MirrorBuilderError) as exc:
+                self._could_not_publish(staged, results[staged.wheel.name], exc)
+
+    def _could_not_publish(self, staged: Staged, result: SmokeResult, exc: Exception) -> None:
+        """Publishing failed (a full disk, say): the package's failure. Every file is renamed
+        into place, so the index shows the wheel whole or not at all."""
+        why = failed_write(exc) if isinstance(exc, OSError) else f"{exc}; nothing half-written was kept"
+        failed = dataclasses.replace(result, status="failed", error=why)
+        with self._lock:
+            self._rejected[staged.name] = failed.error
+        log.error("%s: %s", staged.pin, failed.error)
+        self.on_outcome(Outcome(staged, failed, None))
+
+    def _hold_back_dependents(self, batch: list[Staged], results: dict[str, SmokeResult]) -> None:
+        """Wheels tested together (an install cycle) may have passed with one that failed: those
+        cannot be published without it."""
+        pool = self._pool(*batch)
+        changed = True
+        while changed:
+            changed = False
+            failed = set(self._rejected) | {s.name for s in batch
+                                            if results[s.wheel.name].status == "failed"}
+            for staged in batch:
+                result = results[staged.wheel.name]
+                if result.status == "failed":
+                    continue
+                needs = sorted(self._closure(staged, pool)[0] & failed)
+                if needs:
+                    results[staged.wheel.name] = dataclasses.replace(
+                        result, status="failed",
+                        error=f"held back: it requires {', '.join(needs)}, which failed its smoke test")
+                    changed = True
+
+    def _settle(self, staged: Staged, result: SmokeResult) -> None:
+        published = None
+        record = staged.record | {"smoke_test": result.to_dict()}
+        if result.status in ("passed", "skipped"):
+            # The source and the record go first: a wheel is never in the index without them.
+            staged.publish_source()
+            self.records.write(record, staged.log_path)
+            published = self.index.add(staged.wheel, staged.requires_python).path
+            staged.log_path.unlink(missing_ok=True)  # kept beside the record from now on
+            with self._lock:
+                self._accepted.append(staged)
+            log.info("published %s (smoke test %s)", staged.wheel.name, result.status)
+        else:
+            self.rejected.write(record, staged.log_path)
+            staged.log_path.unlink(missing_ok=True)
+            with self._lock:
+                self._rejected[staged.name] = f"failed its smoke test: {result.error}"
+            log.warning("%s failed its smoke test and stays out of the index: %s",
+                        staged.pin, result.error)
+        outcome = Outcome(staged, result, published)
+        self.on_outcome(outcome)
+
+
+
+def _by_name(staged: list[Staged]) -> dict[NormalizedName, list[Staged]]:
+    found: dict[NormalizedName, list[Staged]] = {}
+    for item in staged:
+        found.setdefault(item.name, []).append(item)
+    return found

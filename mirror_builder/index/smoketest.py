@@ -1,0 +1,127 @@
+"""Smoke-test built wheels before they enter the index.
+
+Each wheel is installed with its whole install closure into a fresh venv in a container with no
+network, from our index (mounted read-only) plus the wheels staged in this run, and its top-level
+modules are imported. Only what passes is published. Many wheels share one container start.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from mirror_builder.build.builder import BUILDER_UID, JobFolders, read_result
+from mirror_builder.sandbox.containers import ImageRef, Mount, PodmanService, RunSpec
+from mirror_builder.config.settings import BuildSettings
+
+# Top-level packages that hold a project's own tests or docs: importing them needs test tools.
+NOT_IMPORTED = frozenset({"test", "tests", "testing", "docs", "doc", "examples", "example",
+                          "benchmarks", "scripts"})
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    wheel: Path  # staged, exactly the file that will be published
+    imports: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    wheel: str
+    status: Literal["passed", "failed", "skipped"]
+    imports: dict[str, str | None] = field(default_factory=dict)
+    freeze: tuple[str, ...] = ()
+    error: str = ""
+    seconds: float = 0.0
+    image: str = ""
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "image": self.image, "imports": dict(self.imports),
+                "installed": list(self.freeze), "error": self.error, "seconds": self.seconds,
+                "how": "installed with its install closure from our index alone (read-only, no "
+                       "network) into a fresh venv, then its top-level modules imported"}
+
+
+def top_level_modules(wheel: Path) -> tuple[str, ...]:
+    """What a user would import: the public modules at the top of the wheel's tree, narrowed to
+    top_level.txt when the wheel has one. top_level.txt alone is not enough: setuptools lists
+    there what the project declares, also an optional extension that was not built."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        in_tree = set()
+        for name in names:
+            top = name.split("/", 1)[0]
+            if top.endswith((".dist-info", ".data")):
+                continue
+            if "/" in name:
+                in_tree.add(top)
+            elif name.endswith(".py"):
+                in_tree.add(top[:-3])
+            elif name.endswith((".so", ".pyd")):
+                in_tree.add(top.split(".", 1)[0])
+        listed = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/top_level.txt")]
+        declared = set(archive.read(listed[0]).decode("utf-8", "replace").split()) if listed else set()
+    modules = {m.replace("/", ".") for m in (declared & in_tree or in_tree)}
+    modules = {m for m in modules if all(part.isidentifier() for part in m.split("."))
+               and m not in NOT_IMPORTED}
+    # Private top-level modules (_cffi_backend, _yaml) are what the public ones import, and
+    # some are shims for an optional extension that was not built: imported only when the wheel
+    # has nothing public.
+    public = {m for m in modules if not m.startswith("_")}
+    return tuple(sorted(public or modules))
+
+
+class SmokeTester:
+    def __init__(self, podman: PodmanService, driver_dir: Path, work_dir: Path) -> None:
+        self.podman = podman
+        self.driver_dir = driver_dir
+        self.work_dir = work_dir
+
+    def run(self, image: ImageRef, index_root: Path, staged: Sequence[Path],
+            tests: Sequence[SmokeTest], limits: BuildSettings, log_path: Path) -> dict[str, SmokeResult]:
+        """Smoke-test each of tests; staged are the wheels (tests' own among them) that may
+        complete an install closure besides the index. Keyed by wheel file name."""
+        for folder in (index_root / "simple", index_root / "files"):
+            folder.mkdir(parents=True, exist_ok=True)
+        job = {"mode": "smoke", "out": "/out", "index_url": "file:///index/simple/",
+               "staging": "/staging",
+               "tests": [{"wheel": t.wheel.name, "imports": list(t.imports)} for t in tests]}
+        folders = JobFolders.create(self.work_dir, job, prefix="smoke-")
+        mounts = [Mount(index_root / "simple", "/index/simple"),
+                  Mount(index_root / "files", "/index/files"),
+                  Mount(folders.job, "/job"), Mount(self.driver_dir, "/mb"),
+                  Mount(folders.out, "/out", read_only=False),
+                  Mount(folders.scratch, "/tmp", read_only=False)]
+        mounts += [Mount(path, f"/staging/{path.name}") for path in {p.name: p for p in staged}.values()]
+        spec = RunSpec(image=image.tag, command=["python3", "/mb/mb_driver.py", "/job/job.json"],
+                       mounts=tuple(mounts), environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
+                       workdir="/tmp", user=f"{BUILDER_UID}:{BUILDER_UID}", network=False,
+                       timeout_seconds=limits.timeout_seconds, memory=limits.memory,
+                       pids_limit=limits.pids_limit, read_only_root=True,
+                       # Builds beside it are on the run's critical path; a smoke test rarely is.
+                       cpu_shares=128)
+        try:
+            run = self.podman.run(spec, log_path)
+            # Package code ran in that container too (imports): read its report as untrusted.
+            reported = read_result(folders.out)[0].get("results")
+            reported = reported if isinstance(reported, dict) else {}
+        finally:
+            folders.remove()
+        results = {}
+        for test in tests:
+            got = reported.get(test.wheel.name)
+            if got is None:
+                why = "timed out" if run.timed_out else f"the smoke-test container exited with status {run.exit_code}"
+                results[test.wheel.name] = SmokeResult(test.wheel.name, "failed", error=why,
+                                                       image=image.tag)
+                continue
+            results[test.wheel.name] = SmokeResult(
+                wheel=test.wheel.name, status="passed" if got.get("status") == "passed" else "failed",
+                imports=dict(got.get("imports") or {}), freeze=tuple(got.get("freeze") or ()),
+                error=str(got.get("error") or ""), seconds=float(got.get("seconds") or 0.0),
+                image=image.tag)
+        return results
+

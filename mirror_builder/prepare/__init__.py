@@ -1,0 +1,1 @@
+"""Prepare a source tree: unpack safely, patch, read [build-system], vendor crates."""

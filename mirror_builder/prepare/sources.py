@@ -1,0 +1,387 @@
+"""Turn a candidate into a prepared source tree: fetch, verify, unpack safely, patch.
+
+Patching is plain text manipulation and runs on the host; nothing here runs package code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from mirror_builder.errors import SourceError
+from mirror_builder.files import sha256_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppliedPatch:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """An unpacked, patched source tree ready to be mounted into a build container."""
+
+    name: str
+    version: str
+    sdist: Path
+    sdist_sha256: str
+    tree: Path
+    patches: tuple[AppliedPatch, ...]
+    project_dir: str = ""  # the folder inside tree that holds pyproject.toml / setup.py
+
+    @property
+    def project(self) -> Path:
+        return self.tree / self.project_dir if self.project_dir else self.tree
+
+
+def find_patches(patches_dir: Path, name: str, version: Version | str) -> list[Path]:
+    """patches/<name>/*.patch (every version) and patches/<name>-<version>/*.patch, by file name."""
+    canonical = canonicalize_name(name)
+    found = []
+    if patches_dir.is_dir():
+        for folder in patches_dir.iterdir():
+            if not folder.is_dir():
+                continue
+            folder_name = canonicalize_name(folder.name)
+            if folder_name == canonical or _is_version_folder(folder.name, canonical, version):
+                found.extend(p for p in folder.glob("*.patch") if p.is_file())
+    return sorted(found, key=lambda p: (p.name, str(p)))
+
+
+def _is_version_folder(folder: str, canonical: str, version: Version | str) -> bool:
+    base, sep, folder_version = folder.rpartition("-")
+    if not sep or canonicalize_name(base) != canonical:
+        return False
+    try:
+        return Version(folder_version) == Version(str(version))
+    except ValueError:
+        return False
+
+
+def safe_unpack(archive: Path, dest: Path) -> Path:
+    """Unpack an sdist into dest, refusing path escapes, links out of the tree and device files.
+
+    Every member is checked before anything is written, so a refused archive leaves nothing
+    behind. Returns the source root: the single top-level directory of the archive.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    try:
+        if archive.name.endswith(".zip"):
+            _unpack_zip(archive, dest)
+        else:
+            with tarfile.open(archive) as tar:
+                _check_tar_members(archive, tar.getmembers())
+                # The 'data' filter (PEP 706) checks again as it writes, and strips set-uid bits
+                # and ownership.
+                tar.extractall(dest, filter="data")
+    except tarfile.FilterError as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        member = exc.tarinfo.name if exc.tarinfo else "?"
+        raise SourceError(f"{archive.name}: refusing member {member!r}: {exc}") from None
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, KeyError) as exc:
+        # KeyError: tarfile's way of saying a hard link names no member.
+        shutil.rmtree(dest, ignore_errors=True)
+        raise SourceError(f"{archive.name}: cannot unpack: {exc}") from None
+    except SourceError:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    entries = [p for p in dest.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return dest
+
+
+def _check_member_name(archive: Path, name: str) -> None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    drive_letter = bool(path.parts) and ":" in path.parts[0]
+    if path.is_absolute() or drive_letter:
+        raise SourceError(f"{archive.name}: refusing member {name!r}: an absolute path")
+    if ".." in path.parts:
+        raise SourceError(f"{archive.name}: refusing member {name!r}: a '..' path leaves the "
+                          f"source tree")
+
+
+def _check_tar_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
+    """Refuse the archive unless every member stays inside the tree once unpacked.
+
+    Links are followed inside the archive itself, whatever order they come in, rather than
+    trusting the file system at extraction time (the data filter's realpath checks have had
+    bypasses)."""
+    symlinks = {_parts(m.name): m for m in members if m.issym()}
+    files_so_far: set[tuple[str, ...]] = set()
+    for member in members:
+        _check_member_name(archive, member.name)
+        what = f"{archive.name}: refusing member {member.name!r}"
+        if member.isdev() or member.isfifo():
+            kind = "character device" if member.ischr() else "block device" if member.isblk() \
+                else "fifo"
+            raise SourceError(f"{what}: a {kind}; an sdist holds only files, folders and links")
+        if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            raise SourceError(f"{what}: an unknown kind of tar entry ({member.type!r})")
+        through = _symlink_on_the_way(_parts(member.name), member, symlinks)
+        if through is not None:
+            raise SourceError(f"{what}: it would be written through the symlink {through!r}")
+        if member.issym() or member.islnk():
+            _check_link(what, member, symlinks, files_so_far)
+        if member.isfile() or member.islnk():
+            files_so_far.add(_parts(member.name))
+
+
+def _check_link(what: str, member: tarfile.TarInfo,
+                symlinks: dict[tuple[str, ...], tarfile.TarInfo],
+                files_so_far: set[tuple[str, ...]]) -> None:
+    kind = "a symlink" if member.issym() else "a hard link"
+    # A symlink's target is taken from its own folder, a hard link's from the top of the tree.
+    folder = _parts(member.name)[:-1] if member.issym() else ()
+    try:
+        target = _resolve_in_tree(folder, member.linkname, symlinks)
+    except _LinkLeaves as exc:
+        raise SourceError(f"{what}: {kind} to {member.linkname!r}, {exc}") from None
+    if member.islnk() and target not in files_so_far:
+        raise SourceError(f"{what}: {kind} to {member.linkname!r}, which is not a file earlier "
+                          f"in the archive")
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    return tuple(p for p in name.split("/") if p not in ("", "."))
+
+
+def _symlink_on_the_way(parts: tuple[str, ...], member: tarfile.TarInfo,
+                        symlinks: dict[tuple[str, ...], tarfile.TarInfo]) -> str | None:
+    """The symlink member that member's path goes through (or replaces), if any."""
+    for end in range(1, len(parts) + 1):
+        link = symlinks.get(parts[:end])
+        if link is not None and link is not member:
+            return link.name
+    return None
+
+
+_MAX_LINKS_FOLLOWED = 40  # as the kernel's own limit on symlinks in one path
+
+
+class _LinkLeaves(Exception):
+    """A link that leads out of the source tree, or nowhere; the message says which."""
+
+
+def _resolve_in_tree(folder: tuple[str, ...], target: str,
+                     symlinks: dict[tuple[str, ...], tarfile.TarInfo]) -> tuple[str, ...]:
+    """Where target, taken from folder, ends up in the unpacked tree, following the archive's
+    own symlinks."""
+    if target.startswith("/"):
+        raise _LinkLeaves("outside the source tree")
+    path = list(folder)
+    pending = list(reversed(target.split("/")))
+    followed = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not path:
+                raise _LinkLeaves("outside the source tree")
+            path.pop()
+            continue
+        path.append(part)
+        link = symlinks.get(tuple(path))
+        if link is None:
+            continue
+        followed += 1
+        if followed > _MAX_LINKS_FOLLOWED:
+            raise _LinkLeaves("a loop of symlinks")
+        if link.linkname.startswith("/"):
+            raise _LinkLeaves(f"outside the source tree (through {link.name!r})")
+        path.pop()
+        pending.extend(reversed(link.linkname.split("/")))
+    return tuple(path)
+
+
+def _unpack_zip(archive: Path, dest: Path) -> None:
+    root = dest.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            _check_member_name(archive, info.filename)
+            target = (dest / info.filename).resolve()
+            if not target.is_relative_to(root):
+                raise SourceError(f"{archive.name}: refusing member with unsafe path {info.filename!r}")
+            mode = (info.external_attr >> 16) & 0o170000
+            if mode and mode not in (0o100000, 0o040000):
+                raise SourceError(f"{archive.name}: refusing special file {info.filename!r}")
+        zf.extractall(dest)
+
+
+def apply_patches(tree: Path, patches: list[Path], *, package: str) -> tuple[AppliedPatch, ...]:
+    """Apply each patch with `patch -p1`, checking first that it applies cleanly."""
+    applied = []
+    for patch in patches:
+        for args in (["--dry-run"], []):
+            # --fuzz=0: a hunk whose context does not match exactly is an error, not a guess;
+            # the patch path is absolute because patch changes into the tree before reading it.
+            proc = subprocess.run(
+                ["patch", "-p1", "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch",
+                 *args, "-d", str(tree), "-i", str(patch.resolve())],
+                capture_output=True, text=True)
+            if proc.returncode != 0:
+                output = (proc.stdout + proc.stderr).strip().splitlines()
+                reason = output[-1] if output else f"exit status {proc.returncode}"
+                raise SourceError(f"{package}: patch {patch} does not apply: {reason}")
+        applied.append(AppliedPatch(name=str(patch.relative_to(patch.parent.parent)),
+                                    sha256=sha256_of(patch)))
+        log.info("%s: applied %s", package, patch.name)
+    return tuple(applied)
+
+
+def prepare_source(sdist: Path, sdist_sha256: str, name: str, version: Version, *,
+                   work_dir: Path, patches_dir: Path, build_dir: str | None = None,
+                   requires_add: tuple[str, ...] = (),
+                   requires_remove: tuple[str, ...] = ()) -> PreparedSource:
+    label = f"{name}=={version}"
+    tree = safe_unpack(sdist, work_dir / f"{canonicalize_name(name)}-{version}")
+    patches = apply_patches(tree, find_patches(patches_dir, name, version), package=label)
+    project = tree / build_dir if build_dir else tree
+    if not project.is_dir():
+        raise SourceError(f"{label}: build_dir {build_dir!r} is not a folder of the source tree")
+    edit_build_requires(project, requires_add, requires_remove, package=label)
+    return PreparedSource(name=str(name), version=str(version), sdist=sdist,
+                          sdist_sha256=sdist_sha256, tree=tree, patches=patches,
+                          project_dir=build_dir or "")
+
+
+def edit_build_requires(project: Path, add: tuple[str, ...], remove: tuple[str, ...],
+                        *, package: str) -> bool:
+    """Add and remove [build-system] requires in pyproject.toml with tomlkit, keeping the file's
+    own formatting and comments. Returns True when the file changed."""
+    if not add and not remove:
+        return False
+    import tomlkit
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from mirror_builder.prepare.buildsystem import LEGACY_BACKEND, LEGACY_REQUIRES
+
+    path = project / "pyproject.toml"
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.is_file() else tomlkit.document()
+    if "build-system" not in document:
+        table = tomlkit.table()
+        table["requires"] = list(LEGACY_REQUIRES)
+        table["build-backend"] = LEGACY_BACKEND
+        document["build-system"] = table
+    build_system = document["build-system"]
+    if "requires" not in build_system:
+        build_system["requires"] = tomlkit.array()
+    requires = build_system["requires"]
+
+    def name_of(text: str) -> str:
+        # The sdist's own entries may be malformed (the reason to remove one), so a name is
+        # read leniently; only a malformed entry that stays is an error.
+        try:
+            return canonicalize_name(Requirement(text).name)
+        except InvalidRequirement:
+            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", text)
+            if match is None:
+                raise SourceError(f"{package}: pyproject.toml [build-system] requires has an "
+                                  f"entry that is not a requirement: {text!r}") from None
+            return canonicalize_name(match.group(1))
+
+    removing = {canonicalize_name(n) for n in remove} | \
+        {canonicalize_name(Requirement(a).name) for a in add}
+    missing = set(canonicalize_name(n) for n in remove) - {name_of(str(r)) for r in requires}
+    if missing:
+        raise SourceError(f"{package}: build_requires.remove names {', '.join(sorted(missing))}, "
+                          f"which [build-system] requires does not list")
+    for index in reversed(range(len(requires))):
+        if name_of(str(requires[index])) in removing:
+            del requires[index]
+    for text in add:
+        requires.append(text)
+    for entry in requires:
+        try:
+            Requirement(str(entry))
+        except InvalidRequirement as exc:
+            raise SourceError(f"{package}: pyproject.toml [build-system] requires {str(entry)!r} "
+                              f"is not a requirement ({exc}); remove it with "
+                              f"build_requires.remove") from None
+    path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    log.info("%s: build requires edited: +%s -%s", package, list(add), list(remove))
+    return True
+
+
+@dataclass(frozen=True)
+class OverrideSource:
+    """An sdist-like archive made from a source override, and where it came from."""
+
+    archive: Path
+    origin: dict
+
+
+def sdist_from_url(url: str, sha256: str, name: str, version: str, *, download,
+                   work_dir: Path, dest_dir: Path) -> OverrideSource:
+    """Download a release archive, check its sha256, and repack it as <name>-<version>.tar.gz."""
+    label = f"{name}=={version}"
+    filename = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "source.tar.gz"
+    fetched = download(url, filename, sha256, dest_dir)
+    tree = safe_unpack(fetched, work_dir / f"override-{canonicalize_name(name)}-{version}")
+    archive = repack_as_sdist(tree, name, version, dest_dir)
+    log.info("%s: source from %s", label, url)
+    return OverrideSource(archive, {"kind": "url", "url": url, "sha256": sha256,
+                                    "filename": filename})
+
+
+def sdist_from_git(repository: str, tag: str, name: str, version: str, *, dest_dir: Path,
+                   work_dir: Path) -> OverrideSource:
+    """Clone one tag (on the host: a preparation step, it runs no package code) and archive it."""
+    clone = work_dir / f"git-{canonicalize_name(name)}-{version}"
+    if clone.exists():
+        shutil.rmtree(clone)
+    proc = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", tag,
+                           repository, str(clone)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SourceError(f"{name}=={version}: cannot clone {repository} at {tag}: "
+                          f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    prefix = f"{canonicalize_name(name).replace('-', '_')}-{version}"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    archive = dest_dir / f"{prefix}.tar.gz"
+    subprocess.run(["git", "-C", str(clone), "archive", "--format=tar.gz", f"--prefix={prefix}/",
+                    "-o", str(archive), "HEAD"], check=True)
+    shutil.rmtree(clone, ignore_errors=True)
+    return OverrideSource(archive, {"kind": "git", "repository": repository, "tag": tag,
+                                    "commit": commit})
+
+
+def repack_as_sdist(tree: Path, name: str, version: str, dest_dir: Path) -> Path:
+    """A deterministic tar.gz of tree named like an sdist: sorted members, fixed owner and time."""
+    prefix = f"{canonicalize_name(name).replace('-', '_')}-{version}"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    archive = dest_dir / f"{prefix}.tar.gz"
+    tmp = archive.with_name(f".{archive.name}.part")
+
+    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 315532800
+        return info
+
+    import gzip
+
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for path in sorted(tree.rglob("*")):
+            tar.add(path, arcname=f"{prefix}/{path.relative_to(tree)}", recursive=False,
+                    filter=normalize)
+    os.replace(tmp, archive)
+    return archive

@@ -1,0 +1,152 @@
+"""Fetch what a build would download, before the build: Rust crates, vendored with cargo.
+
+Builds run without network, so a Cargo project (maturin, setuptools-rust) gets its crates here,
+in a preparation container that is the only step allowed to reach the network and that runs no
+package code (`cargo vendor` reads manifests and lock files; it runs no build scripts). The lock
+file is honoured (`--locked`); .cargo/config.toml then points cargo at the vendored copy, and the
+build sets CARGO_NET_OFFLINE.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomlkit
+
+from mirror_builder.sandbox.containers import ImageRef, Mount, PodmanService, RunSpec, give_back
+from mirror_builder.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+VENDOR_DIR = "mirror-builder-vendor"
+SKIP_DIRS = {"target", "vendor", VENDOR_DIR, ".git", "node_modules"}
+
+
+@dataclass(frozen=True)
+class VendoredCrate:
+    name: str
+    version: str
+    checksum: str | None
+
+
+def cargo_manifests(tree: Path) -> list[Path]:
+    """The Cargo projects in a source tree: each Cargo.lock's manifest, else the top-most
+    Cargo.toml files (a workspace member is vendored through its workspace)."""
+    locks, manifests = [], []
+    for root, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        here = Path(root)
+        if "Cargo.lock" in files and "Cargo.toml" in files:
+            locks.append(here / "Cargo.toml")
+        elif "Cargo.toml" in files:
+            manifests.append(here / "Cargo.toml")
+    if locks:
+        return locks
+    top = [m for m in manifests
+           if not any(other != m and m.parent.is_relative_to(other.parent) for other in manifests)]
+    return sorted(top)
+
+
+def already_vendored(tree: Path) -> bool:
+    """True when the sdist already carries its crates (it replaces crates-io in its own config)."""
+    for config in list(tree.glob(".cargo/config*")) + list(tree.glob("*/.cargo/config*")):
+        try:
+            data = tomllib.loads(config.read_text())
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+            continue
+        source = data.get("source")
+        crates_io = source.get("crates-io") if isinstance(source, dict) else None
+        if isinstance(crates_io, dict) and crates_io.get("replace-with"):
+            return True
+    return False
+
+
+def write_cargo_config(tree: Path) -> Path:
+    """Point cargo at the vendored crates, keeping anything the project's config already says."""
+    config = tree / ".cargo" / "config.toml"
+    config.parent.mkdir(exist_ok=True)
+    document = tomlkit.parse(config.read_text()) if config.is_file() else tomlkit.document()
+    source = document.setdefault("source", tomlkit.table(is_super_table=True))
+    source["crates-io"] = {"replace-with": "mirror-builder-vendored"}
+    # A relative directory is relative to the folder that holds .cargo/.
+    source["mirror-builder-vendored"] = {"directory": VENDOR_DIR}
+    net = document.setdefault("net", tomlkit.table())
+    net["offline"] = True
+    config.write_text(tomlkit.dumps(document))
+    return config
+
+
+def vendored_crates(tree: Path) -> list[VendoredCrate]:
+    """What was vendored, from the lock files: name, version and checksum of every registry crate."""
+    crates = {}
+    for lock in sorted(tree.rglob("Cargo.lock")):
+        if any(part in SKIP_DIRS for part in lock.relative_to(tree).parts):
+            continue
+        for package in tomllib.loads(lock.read_text()).get("package", []):
+            if str(package.get("source", "")).startswith("registry+"):
+                crate = VendoredCrate(package["name"], package["version"], package.get("checksum"))
+                crates[(crate.name, crate.version)] = crate
+    return sorted(crates.values(), key=lambda c: (c.name, c.version))
+
+
+def host_ca_bundle() -> Path | None:
+    """The host's CA bundle: a preparation container must trust what the host trusts (a
+    corporate proxy's CA, for one)."""
+    for candidate in (os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+class RustVendorer:
+    def __init__(self, podman: PodmanService, image: ImageRef) -> None:
+        self.podman = podman
+        self.image = image
+
+    def vendor(self, tree: Path, label: str, log_path: Path) -> list[VendoredCrate]:
+        manifests = cargo_manifests(tree)
+        if not manifests:
+            return []
+        locked = all(m.with_name("Cargo.lock").is_file() for m in manifests)
+        relative = [str(m.relative_to(tree)) for m in manifests]
+        command = ["cargo", "vendor", "--versioned-dirs", "--manifest-path", f"/src/{relative[0]}"]
+        for extra in relative[1:]:
+            command += ["--sync", f"/src/{extra}"]
+        if locked:
+            command.insert(2, "--locked")
+        command.append(f"/src/{VENDOR_DIR}")
+        mounts = [Mount(tree, "/src", read_only=False)]
+        environment = {"CARGO_HOME": "/tmp/cargo-home", "HOME": "/tmp"}
+        ca = host_ca_bundle()
+        if ca is not None:
+            mounts.append(Mount(ca, "/etc/mirror-builder-host-ca.crt"))
+            environment |= {"CARGO_HTTP_CAINFO": "/etc/mirror-builder-host-ca.crt",
+                            "SSL_CERT_FILE": "/etc/mirror-builder-host-ca.crt"}
+        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+            if name in os.environ:
+                environment[name] = os.environ[name]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as out:
+            out.write(f"[mirror-builder] {label}: vendoring crates ({' '.join(command)}), "
+                      f"network allowed, no package code runs\n")
+        # Root in the container is an id of its own user namespace, not the host's root, and
+        # owns nothing but the mounted tree (podman gives it the tree for the run; the tree is
+        # this build's, unpacked for it); every capability is still dropped.
+        result = self.podman.run(RunSpec(image=self.image.tag, command=command,
+                                         mounts=tuple(mounts), environment=environment,
+                                         workdir="/src", user="0:0", network=True,
+                                         timeout_seconds=1800), log_path)
+        # The container has ended: the tree is the host's again (on an error it is not, and
+        # the next preparation unpacks a fresh one).
+        give_back(tree)
+        if result.exit_code != 0:
+            tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+            raise SourceError(f"{label}: cargo vendor failed ({' | '.join(tail[-2:])}); log: {log_path}")
+        write_cargo_config(tree)
+        crates = vendored_crates(tree)
+        log.info("%s: vendored %d crates", label, len(crates))
+        return crates

@@ -1,0 +1,1 @@
+"""Provenance: build records, their store, rebuild numbers, stamping, verification."""

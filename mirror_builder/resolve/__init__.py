@@ -1,0 +1,1 @@
+"""Resolve: talk to indexes, pin versions for a target, read the user's requests."""

@@ -1,0 +1,6 @@
+"""The sandbox: podman (the only code that talks to it) and the in-container driver."""
+
+from pathlib import Path
+
+# Runs inside the build container (copied in as /mb/mb_driver.py); never imported on the host.
+DRIVER = Path(__file__).parent / "driver.py"
