@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mirror_builder.build.builder import BUILDER_UID, JobFolders
-from mirror_builder.sandbox.containers import ImageManager, Mount, PodmanService, RunSpec
+from mirror_builder.sandbox.jobfolders import BUILDER_UID, JobFolders
+from mirror_builder.sandbox.images import ImageManager
+from mirror_builder.sandbox.podman import Mount, PodmanService, RunSpec
 from mirror_builder.config.settings import load_settings
 
 

@@ -1,173 +1,64 @@
-"""Build one package version for one target, in a network-less container.
-
-Inputs are files and names (the prepared source, the exact wheels of its build environment, the
-image, limits); outputs are files (the wheel, its pip freeze, its log). Bootstrap and rebuild both
-call this one step, and a scheduler could hand it to another machine without the rest noticing.
-"""
+"""Build one package version, or repair its wheel, in a network-less podman container, from the
+requests of build/request.py; everything the build leaves is checked before the host trusts it."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
 
-import packaging
-import pyproject_hooks
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from mirror_builder.prepare.buildsystem import BuildSystem
-from mirror_builder.sandbox import DRIVER
-from mirror_builder.sandbox.containers import (ImageRef, Mount, PodmanService, RunResult, RunSpec,
-                                       give_back, id_map_text)
+from mirror_builder.build.request import BuildRequest, BuildResult, RepairRequest, RepairResult
+from mirror_builder.sandbox.podman import Mount, PodmanService, RunResult, RunSpec
+from mirror_builder.sandbox.userns import give_back, id_map_text
 from mirror_builder.errors import BuildError
-from mirror_builder.config.settings import BuildSettings
-from mirror_builder.prepare.sources import PreparedSource
+from mirror_builder.sandbox.jobfolders import BUILDER_UID, DRIVER_COMMAND, JobFolders, read_result
 from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
 
 log = logging.getLogger(__name__)
 
-BUILDER_UID = 1000  # the image's unprivileged "builder" user (in the run's user namespace)
-
-
-@dataclass(frozen=True)
-class BuildRequest:
-    source: PreparedSource
-    build_system: BuildSystem
-    env_wheels: tuple[Path, ...]
-    image: ImageRef
-    limits: BuildSettings
-    log_path: Path
-    environment: Mapping[str, str] = field(default_factory=dict)
-    config_settings: Mapping[str, str] = field(default_factory=dict)
-    jobs: int = 2
-    chain: tuple[str, ...] = ()
-    # The project's folder inside the source tree (overrides' build_dir), "" for the root.
-    project_dir: str = ""
-    cpus: float | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.source.name}=={self.source.version}"
-
-
-@dataclass(frozen=True)
-class BuildOutcome:
-    status: Literal["built", "needs"]
-    wheel: Path | None
-    backend_requires: tuple[str, ...]
-    missing: tuple[str, ...]
-    freeze: str
-    log_path: Path
-    command: tuple[str, ...]
-    started_at: str
-    ended_at: str
-    seconds: float
-    container_seconds: float
-    timings: Mapping[str, float]
-    environment: Mapping[str, str] = field(default_factory=dict)
-    # The build container's user namespace: {"uid_map": ..., "gid_map": ...} (see RunResult).
-    user_namespace: Mapping[str, str] = field(default_factory=dict)
 
 
 class Builder:
-    """Runs the in-container driver (see _driver.py) for each build request."""
+    """Builds and repairs with the in-container driver (sandbox/driver.py) in podman. Safe to
+    use from several threads; it keeps nothing of a run."""
 
-    def __init__(self, podman: PodmanService, state_dir: Path) -> None:
+    def __init__(self, podman: PodmanService, driver_dir: Path, work_dir: Path) -> None:
         self.podman = podman
-        self.state_dir = state_dir
-        self.driver_dir = _assemble_driver(state_dir / "driver")
+        self.driver_dir = driver_dir
+        self.work_dir = work_dir
 
-    def build(self, request: BuildRequest, work_dir: Path) -> BuildOutcome:
-        label = request.label
-        wheel_mounts = []
-        container_wheels = []
-        for wheel in request.env_wheels:
-            target = f"/wheels/{wheel.name}"
-            wheel_mounts.append(Mount(wheel, target))
-            container_wheels.append(target)
-        job = {
-            "source": "/src",
-            "project_dir": request.project_dir,
-            "out": "/out",
-            "wheels": container_wheels,
-            "wheels_dir": "/wheels",
-            "backend": request.build_system.backend,
-            "backend_path": list(request.build_system.backend_path),
-            "config_settings": dict(request.config_settings),
-            "environment": dict(request.environment),
-            "jobs": request.jobs,
-            "source_date_epoch": _source_date_epoch(request.source.sdist),
-        }
-        folders = JobFolders.create(work_dir, job)
-        out_dir, job_dir, scratch = folders.out, folders.job, folders.scratch
-        command = ("python3", "/mb/mb_driver.py", "/job/job.json")
-        spec = RunSpec(
-            image=request.image.tag,
-            command=list(command),
-            mounts=(Mount(request.source.tree, "/src"), Mount(job_dir, "/job"),
-                    Mount(self.driver_dir, "/mb"), Mount(out_dir, "/out", read_only=False),
-                    Mount(scratch, "/tmp", read_only=False), *wheel_mounts),
-            environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
-            workdir="/tmp",
-            user=f"{BUILDER_UID}:{BUILDER_UID}",
-            network=False,
-            timeout_seconds=request.limits.timeout_seconds,
-            memory=request.limits.memory,
-            pids_limit=request.limits.pids_limit,
-            cpus=request.cpus,
-            read_only_root=True,
-        )
+    def build(self, request: BuildRequest) -> BuildResult:
+        wheel_mounts = [Mount(wheel.path, f"/wheels/{wheel.name}") for wheel in request.env.wheels]
+        folders = JobFolders.create(self.work_dir,
+                                    _build_job(request, [mount.target for mount in wheel_mounts]))
+        spec = self._build_spec(request, folders, wheel_mounts)
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
-        request.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with request.log_path.open("a") as log_file:
-            log_file.write(f"[mirror-builder] {label}: image {request.image.tag}, network none, "
-                           f"{len(request.env_wheels)} wheels in the build environment\n")
+        _log_start(request)
         try:
             run = self.podman.run(spec, request.log_path)
-            result, unreadable = read_result(out_dir)
-            if run.timed_out:
-                raise self._error(request, f"build timed out after {request.limits.timeout_seconds} s "
-                                           f"(the timeout setting, or the package's timeout override)")
-            if run.exit_code != 0 or result.get("status") not in ("built", "needs"):
-                reason = result.get("error") or unreadable or \
-                    f"the build container exited with status {run.exit_code}"
-                if run.oom_killed and "memory limit" not in reason:
-                    reason += f" (the memory limit ({request.limits.memory}) killed a process)"
-                raise self._error(request, f"{reason}{_tail(request.log_path)}")
+            result = self._checked_result(request, run, folders.out)
             user_namespace = _user_namespace(result.get("user_namespace"), run, request)
             wheel = None
             if result["status"] == "built":
-                built = _built_wheel(out_dir, result.get("wheel"),
-                                     lambda message: self._error(request, message))
-                _check_freeze(result.get("freeze", ""), request)
-                try:
-                    check_built_wheel(built, request.source.name, Version(request.source.version))
-                except WheelRejected as exc:
-                    raise self._error(request, f"the build's wheel was rejected: {exc}") from None
-                wheel = work_dir / built.name
-                shutil.move(built, wheel)
-                give_back(wheel)
-            return BuildOutcome(
+                wheel = self._take_wheel(request, folders.out, result)
+            return BuildResult(
                 status=result["status"],
                 wheel=wheel,
                 backend_requires=tuple(result.get("requires", ())),
                 missing=tuple(result.get("missing", ())),
                 freeze=result.get("freeze", ""),
                 log_path=request.log_path,
-                command=command,
+                command=DRIVER_COMMAND,
                 started_at=started_at.isoformat(),
                 ended_at=datetime.now(timezone.utc).isoformat(),
                 seconds=time.monotonic() - started,
@@ -179,17 +70,66 @@ class Builder:
         finally:
             folders.remove()
 
-    def repair(self, wheel: Path, tools: tuple[Path, ...], image: ImageRef, limits: BuildSettings,
-               log_path: Path, work_dir: Path, label: str) -> tuple[Path, dict]:
+    def _build_spec(self, request: BuildRequest, folders: JobFolders,
+                    wheel_mounts: list[Mount]) -> RunSpec:
+        limits = request.runtime.limits
+        return RunSpec(
+            image=request.runtime.image.tag,
+            command=list(DRIVER_COMMAND),
+            mounts=(Mount(request.source.tree, "/src"), Mount(folders.job, "/job"),
+                    Mount(self.driver_dir, "/mb"), Mount(folders.out, "/out", read_only=False),
+                    Mount(folders.scratch, "/tmp", read_only=False), *wheel_mounts),
+            environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
+            workdir="/tmp",
+            user=f"{BUILDER_UID}:{BUILDER_UID}",
+            network=False,
+            timeout_seconds=limits.timeout_seconds,
+            memory=limits.memory,
+            pids_limit=limits.pids_limit,
+            cpus=request.runtime.cpus,
+            read_only_root=True,
+        )
+
+    def _checked_result(self, request: BuildRequest, run: RunResult, out_dir: Path) -> dict:
+        """The driver's result, only if the container ran to a "built" or "needs" answer."""
+        limits = request.runtime.limits
+        result, unreadable = read_result(out_dir)
+        if run.timed_out:
+            raise self._error(request, f"build timed out after {limits.timeout_seconds} s "
+                                       f"(the timeout setting, or the package's timeout override)")
+        if run.exit_code != 0 or result.get("status") not in ("built", "needs"):
+            reason = result.get("error") or unreadable or \
+                f"the build container exited with status {run.exit_code}"
+            if run.oom_killed and "memory limit" not in reason:
+                reason += f" (the memory limit ({limits.memory}) killed a process)"
+            raise self._error(request, f"{reason}{_tail(request.log_path)}")
+        return result
+
+    def _take_wheel(self, request: BuildRequest, out_dir: Path, result: dict) -> Path:
+        """Check the built wheel and its freeze, then move it out of the job's folders."""
+        built = _built_wheel(out_dir, result.get("wheel"),
+                             lambda message: self._error(request, message))
+        _check_freeze(result.get("freeze", ""), request)
+        try:
+            check_built_wheel(built, request.source.name, Version(request.source.version))
+        except WheelRejected as exc:
+            raise self._error(request, f"the build's wheel was rejected: {exc}") from None
+        wheel = self.work_dir / built.name
+        shutil.move(built, wheel)
+        give_back(wheel)
+        return wheel
+
+    def repair(self, request: RepairRequest) -> RepairResult:
         """Repair a platform wheel to a manylinux tag with auditwheel (from our own wheels, in a
-        container without network, as unprivileged as a build). Returns the repaired wheel and
-        what to record about it."""
+        container without network, as unprivileged as a build)."""
+        wheel, tools, log_path = request.wheel, request.tools, request.log_path
+        image, limits = request.runtime.image, request.runtime.limits
         job = {"mode": "repair", "out": "/out", "wheel": f"/in/{wheel.name}",
                "wheels": [f"/wheels/{w.name}" for w in tools], "wheels_dir": "/wheels"}
-        folders = JobFolders.create(work_dir, job, prefix="repair-")
+        folders = JobFolders.create(self.work_dir, job, prefix="repair-")
         out_dir, job_dir, scratch = folders.out, folders.job, folders.scratch
         spec = RunSpec(
-            image=image.tag, command=["python3", "/mb/mb_driver.py", "/job/job.json"],
+            image=image.tag, command=list(DRIVER_COMMAND),
             mounts=(Mount(wheel, f"/in/{wheel.name}"), Mount(job_dir, "/job"),
                     Mount(self.driver_dir, "/mb"), Mount(out_dir, "/out", read_only=False),
                     Mount(scratch, "/tmp", read_only=False),
@@ -198,7 +138,7 @@ class Builder:
             user=f"{BUILDER_UID}:{BUILDER_UID}", network=False,
             timeout_seconds=limits.timeout_seconds, memory=limits.memory,
             pids_limit=limits.pids_limit, read_only_root=True)
-        name, version = label.split("==")
+        name, version = request.label.split("==")
         try:
             run = self.podman.run(spec, log_path)
             result, _ = read_result(out_dir)
@@ -208,11 +148,11 @@ class Builder:
                                  log_path=str(log_path))
             built = _built_wheel(out_dir, result.get("wheel"), lambda message: BuildError(
                 message, package=name, version=version, log_path=str(log_path)), maker="repair")
-            repaired = work_dir / built.name
+            repaired = self.work_dir / built.name
             shutil.move(built, repaired)
             give_back(repaired)
-            return repaired, {"tool": result["tool"], "command": result["command"],
-                              "from": wheel.name, "to": result["wheel"]}
+            return RepairResult(repaired, {"tool": result["tool"], "command": result["command"],
+                                           "from": wheel.name, "to": result["wheel"]})
         finally:
             folders.remove()
 
@@ -222,58 +162,28 @@ class Builder:
                           chain=request.chain, log_path=str(request.log_path))
 
 
-@dataclass(frozen=True)
-class JobFolders:
-    """A driver run's three folders: /out for its result, /job with job.json, and a fresh scratch
-    folder for its /tmp: on disk (a large build needs gigabytes), and with the read-only root,
-    the only other place it can write."""
-
-    out: Path
-    job: Path
-    scratch: Path
-
-    @classmethod
-    def create(cls, work_dir: Path, job: dict, prefix: str = "") -> "JobFolders":
-        work_dir.mkdir(parents=True, exist_ok=True)
-        folders = cls(*(Path(tempfile.mkdtemp(prefix=f"{prefix}{kind}-", dir=work_dir))
-                        for kind in ("out", "job", "scratch")))
-        # out and scratch are mounted writable, so podman gives them to the container's user
-        # (its ids in the run's user namespace; see Mount). job is read-only: mkdtemp makes
-        # 0700 directories, and the driver runs as an unprivileged user.
-        (folders.job / "job.json").write_text(json.dumps(job, indent=2))
-        os.chmod(folders.job, 0o755)
-        os.chmod(folders.job / "job.json", 0o644)
-        return folders
-
-    def remove(self) -> None:
-        for folder in (self.out, self.job, self.scratch):
-            shutil.rmtree(folder, ignore_errors=True)
+def _build_job(request: BuildRequest, container_wheels: list[str]) -> dict:
+    """The job.json the driver reads inside the container."""
+    return {
+        "source": "/src",
+        "project_dir": request.source.project_dir,
+        "out": "/out",
+        "wheels": container_wheels,
+        "wheels_dir": "/wheels",
+        "backend": request.build_system.backend,
+        "backend_path": list(request.build_system.backend_path),
+        "config_settings": dict(request.env.config_settings),
+        "environment": dict(request.env.environment),
+        "jobs": request.env.jobs,
+        "source_date_epoch": _source_date_epoch(request.source.sdist.path),
+    }
 
 
-_RESULT_LIMIT = 16 << 20
-
-
-def read_result(out_dir: Path) -> tuple[dict, str | None]:
-    """The driver's result.json, read without trusting it: the build ran in the same container
-    as the driver and could have replaced the file with a link to somewhere on the host."""
-    path = out_dir / "result.json"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return {}, None
-    except OSError as exc:
-        return {}, f"the build left an unreadable result ({exc.strerror})"
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return {}, "the build left a result that is not a plain file"
-        data = handle.read(_RESULT_LIMIT + 1)
-    try:
-        result = json.loads(data) if len(data) <= _RESULT_LIMIT else None
-    except ValueError:
-        result = None
-    if not isinstance(result, dict):
-        return {}, "the build left a result that is not a JSON object"
-    return result, None
+def _log_start(request: BuildRequest) -> None:
+    request.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with request.log_path.open("a") as log_file:
+        log_file.write(f"[mirror-builder] {request.label}: image {request.runtime.image.tag}, "
+                       f"network none, {len(request.env.wheels)} wheels in the build environment\n")
 
 
 def _built_wheel(out_dir: Path, name: object, fail: Callable[[str], BuildError],
@@ -311,7 +221,7 @@ def _user_namespace(reported: object, run: RunResult, request: BuildRequest) -> 
 def _check_freeze(freeze: str, request: BuildRequest) -> None:
     """The freeze the driver reports must list exactly the wheels the host mounted."""
     expected = set()
-    for wheel in request.env_wheels:
+    for wheel in request.env.wheels:
         name, version, _, _ = parse_wheel_filename(wheel.name)
         expected.add((name, version))
     reported = set()
@@ -353,19 +263,3 @@ def _source_date_epoch(sdist: Path) -> int:
     return max(int(newest), 315532800)
 
 
-def _assemble_driver(path: Path) -> Path:
-    """The driver script and the pure-Python libraries it needs, to mount read-only at /mb."""
-    if path.exists():
-        shutil.rmtree(path)
-    lib = path / "lib"
-    lib.mkdir(parents=True)
-    shutil.copy2(DRIVER, path / "mb_driver.py")
-    for module in (packaging, pyproject_hooks):
-        source = Path(module.__file__).parent
-        shutil.copytree(source, lib / source.name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
-    os.chmod(path, 0o755)
-    return path

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mirror_builder.engine.bootstrap import BootstrapReport, BuiltWheel, Failure
+from mirror_builder.engine.model import BootstrapReport, BuiltWheel, Failure
 
 
 class RichReporter:
@@ -29,6 +29,7 @@ class RichReporter:
         self._tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
         self._critical = ""  # recomputed when a package finishes, not on every event
+        self.report: BootstrapReport | None = None  # the run's report, once watch() is called
 
     def __enter__(self) -> "RichReporter":
         self.progress.start()
@@ -50,9 +51,8 @@ class RichReporter:
             task = self._tasks.pop(wheel.pin, None)
             if task is not None:
                 self.progress.remove_task(task)
-            report = getattr(self, "report", None)
-            if report is not None and report.wheels:
-                path, seconds = critical_path(report)
+            if self.report is not None and self.report.wheels:
+                path, seconds = critical_path(self.report)
                 if len(path) > 1:
                     self._critical = (f"; critical path so far {seconds:.0f} s: "
                                       f"{' -> '.join(path[-3:])}")
@@ -63,7 +63,7 @@ class RichReporter:
         self.console.print(f"{mark} {wheel.path.name} [dim]({wheel.seconds:.1f} s; "
                            f"{self.done} done, {elapsed:.0f} s elapsed)[/]")
 
-    def watch(self, report: BootstrapReport) -> None:
+    def run_started(self, report: BootstrapReport) -> None:
         """Follow a run's report, to show its critical path so far."""
         self.report = report
 
@@ -138,6 +138,9 @@ class QuietReporter:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+
+    def run_started(self, report: BootstrapReport) -> None:
+        pass
 
     def activity(self, pin: str, text: str) -> None:
         with self._lock:

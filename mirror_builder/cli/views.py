@@ -71,6 +71,25 @@ def _details(record: dict[str, Any], job_result: dict[str, Any] | None = None,
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
+    _job_rows(table, record, job_result)
+    _source_rows(table, record)
+    _environment_rows(table, record)
+    table.add_row("timing", f"{record['started_at'][:19]} for {record['seconds']:.1f} s "
+                            f"(exit status {record['exit_status']})")
+    rebuild = record["rebuild"]
+    table.add_row("rebuild", f"number {rebuild['number']} ({rebuild['numbering']})"
+                             + (f": {rebuild['reason']}" if rebuild.get("reason") else ""))
+    table.add_row("settings", f"sha256 {record['settings_sha256'][:16]}…")
+    if file_sha256:
+        table.add_row("file sha256", file_sha256)
+    elif record.get("wheel_sha256"):
+        table.add_row("wheel sha256", record["wheel_sha256"])
+    table.add_row("tool", f"mirror-builder {record['mirror_builder_version']}")
+    return Group(table)
+
+
+def _job_rows(table: Table, record: dict[str, Any], job_result: dict[str, Any] | None) -> None:
+    """The job that made the wheel, and its smoke test."""
     job = record.get("job")
     if job:
         ended = (f"; {job_result['result']} at {job_result['ended_at'][:19]} after "
@@ -83,6 +102,10 @@ def _details(record: dict[str, Any], job_result: dict[str, Any] | None = None,
         table.add_row("smoke test", f"{smoke['status']}: installed from our index alone, imported "
                                     f"{imported} ({smoke['seconds']:.1f} s)"
                                     + (f"; {smoke['error']}" if smoke["error"] else ""))
+
+
+def _source_rows(table: Table, record: dict[str, Any]) -> None:
+    """What it was built from: the source and its patches."""
     source = record["source"]
     origin = source.get("origin", {"kind": "sdist"})
     described = {"sdist": "source (sdist from the index)",
@@ -96,6 +119,10 @@ def _details(record: dict[str, Any], job_result: dict[str, Any] | None = None,
     patches = record["patches"]
     table.add_row("patches", "\n".join(f"{p['name']}  sha256 {p['sha256'][:16]}…" for p in patches)
                   or "none")
+
+
+def _environment_rows(table: Table, record: dict[str, Any]) -> None:
+    """Where it was built: image, target, backend, build environment, sandbox."""
     image = record["image"]
     table.add_row("image", f"{image['tag']}\nid {image['id'][:19]}…  base {image['base']}\n"
                            f"Containerfile sha256 {image['containerfile_sha256'][:16]}…, "
@@ -117,18 +144,6 @@ def _details(record: dict[str, Any], job_result: dict[str, Any] | None = None,
         table.add_row("user namespace", "; ".join(
             f"{kind}s {_id_ranges(sandbox['user_namespace'].get(f'{kind}_map', ''))}"
             for kind in ("uid", "gid")))
-    table.add_row("timing", f"{record['started_at'][:19]} for {record['seconds']:.1f} s "
-                            f"(exit status {record['exit_status']})")
-    rebuild = record["rebuild"]
-    table.add_row("rebuild", f"number {rebuild['number']} ({rebuild['numbering']})"
-                             + (f": {rebuild['reason']}" if rebuild.get("reason") else ""))
-    table.add_row("settings", f"sha256 {record['settings_sha256'][:16]}…")
-    if file_sha256:
-        table.add_row("file sha256", file_sha256)
-    elif record.get("wheel_sha256"):
-        table.add_row("wheel sha256", record["wheel_sha256"])
-    table.add_row("tool", f"mirror-builder {record['mirror_builder_version']}")
-    return Group(table)
 
 
 def _id_ranges(id_map: str) -> str:

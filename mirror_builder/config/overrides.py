@@ -173,17 +173,52 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         return PackageSettings(canonical)
     reader, data = read_yaml(path)
     top = reader.mapping(data, (), KEYS)
+    env = _env(reader, top)
+    system_packages = _system_packages(reader, top)
+    config_settings = _config_settings(reader, top)
+    add, remove = _build_requires(reader, top)
+    build_dir = _build_dir(reader, top)
+    timeout, memory, cpus, pids_limit = _limits(reader, top)
+    return PackageSettings(
+        name=canonical,
+        source_file=path,
+        env=env,
+        system_packages=system_packages,
+        source=_source(reader, top.get("source")),
+        build_dir=build_dir,
+        config_settings=config_settings,
+        build_requires_add=add,
+        build_requires_remove=remove,
+        pre_built=reader.value(top, ("pre_built",), bool, False),
+        changelog=_changelog(reader, top.get("changelog")),
+        timeout=timeout,
+        memory=memory,
+        cpus=cpus,
+        pids_limit=pids_limit,
+        vendor_rust=reader.value(top, ("vendor_rust",), bool, None),
+        smoke_test=_smoke_test(reader, top),
+        update=UpdateOverride(**read_update_policy(
+            reader, reader.mapping(top.get("update"), ("update",), set(UPDATE_KEYS)), ("update",))),
+    )
 
+
+def _env(reader: YamlReader, top: dict) -> dict[str, str]:
     env = {}
     reader.mapping(top.get("env"), ("env",), _Anything())
     for key, value in _scalars_as_written(reader, ("env",), "expected a string"):
         env[key] = _template(reader, ("env", key), value)
+    return env
 
+
+def _system_packages(reader: YamlReader, top: dict) -> tuple[str, ...]:
     system_packages = tuple(_strings(reader, top, ("system_packages",)))
     for package in system_packages:
         if not _DEBIAN_PACKAGE.match(package):
             raise reader.fail(("system_packages",), f"{package!r} is not a Debian package name")
+    return system_packages
 
+
+def _config_settings(reader: YamlReader, top: dict) -> dict[str, str | list[str]]:
     config_settings: dict[str, str | list[str]] = {}
     raw = reader.mapping(top.get("config_settings"), ("config_settings",), _Anything())
     for key, value in raw.items():
@@ -193,7 +228,12 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
                                           "expected a string or a list of strings",
                                           allow_lists=True):
         config_settings[key] = value
+    return config_settings
 
+
+def _build_requires(reader: YamlReader,
+                    top: dict) -> tuple[tuple[str, ...], tuple[NormalizedName, ...]]:
+    """build_requires: the requirements to add and the canonical names to remove."""
     requires = reader.mapping(top.get("build_requires"), ("build_requires",), {"add", "remove"})
     add = _strings(reader, requires, ("build_requires", "add"))
     for text in add:
@@ -202,11 +242,19 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         except InvalidRequirement as exc:
             raise reader.fail(("build_requires", "add"), f"{text!r}: {exc}") from None
     remove = tuple(canonicalize_name(n) for n in _strings(reader, requires, ("build_requires", "remove")))
+    return tuple(add), remove
 
+
+def _build_dir(reader: YamlReader, top: dict) -> str | None:
     build_dir = reader.value(top, ("build_dir",), str, None)
     if build_dir is not None and (build_dir.startswith("/") or ".." in Path(build_dir).parts):
         raise reader.fail(("build_dir",), "must be a relative path inside the source tree")
+    return build_dir
 
+
+def _limits(reader: YamlReader,
+            top: dict) -> tuple[int | None, str | None, float | None, int | None]:
+    """The container limits: timeout, memory, cpus and pids_limit (None where not given)."""
     timeout = reader.positive(top, ("timeout",), 0) if "timeout" in top else None
     memory = reader.value(top, ("memory",), str, None)
     if memory is not None and not _MEMORY.match(memory):
@@ -214,30 +262,8 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
     cpus = reader.value(top, ("cpus",), (int, float), None)
     if cpus is not None and (isinstance(cpus, bool) or not math.isfinite(cpus) or cpus <= 0):
         raise reader.fail(("cpus",), f"must be a positive number, got {cpus!r}")
-
     pids_limit = reader.positive(top, ("pids_limit",), 0) if "pids_limit" in top else None
-
-    return PackageSettings(
-        name=canonical,
-        source_file=path,
-        env=env,
-        system_packages=system_packages,
-        source=_source(reader, top.get("source")),
-        build_dir=build_dir,
-        config_settings=config_settings,
-        build_requires_add=tuple(add),
-        build_requires_remove=remove,
-        pre_built=reader.value(top, ("pre_built",), bool, False),
-        changelog=_changelog(reader, top.get("changelog")),
-        timeout=timeout,
-        memory=memory,
-        cpus=float(cpus) if cpus is not None else None,
-        pids_limit=pids_limit,
-        vendor_rust=reader.value(top, ("vendor_rust",), bool, None),
-        smoke_test=_smoke_test(reader, top),
-        update=UpdateOverride(**read_update_policy(
-            reader, reader.mapping(top.get("update"), ("update",), set(UPDATE_KEYS)), ("update",))),
-    )
+    return timeout, memory, float(cpus) if cpus is not None else None, pids_limit
 
 
 def _smoke_test(reader: YamlReader, top: dict) -> bool | tuple[str, ...]:

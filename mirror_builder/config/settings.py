@@ -266,84 +266,23 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
     if numbering not in REBUILD_NUMBERINGS:
         raise r.fail(("rebuild_numbering",),
                      f"must be one of {', '.join(REBUILD_NUMBERINGS)}, got {numbering!r}")
+    upstream = _upstream(r, top)
+    targets = _targets(r, top, project_dir)
+    build = _build_settings(r, top)
+    update = UpdatePolicy(**read_update_policy(
+        r, r.mapping(top.get("update"), ("update",), set(UPDATE_KEYS)), ("update",)))
+    carry = _carry(r, top, project_dir)
+    serve = _serve(r, top, project_dir)
 
     def path_of(key: str, default: str) -> Path:
-        return resolve_path(r.value(top, (key,), str, default))
-
-    def resolve_path(raw: str) -> Path:
-        path = Path(os.path.expanduser(os.path.expandvars(raw)))
-        return path if path.is_absolute() else project_dir / path
-
-    up = r.mapping(top.get("upstream"), ("upstream",),
-                   {"index_url", "json_api_url", "cache_ttl_seconds", "timeout_seconds", "retries"})
-    defaults = UpstreamSettings()
-    index_url = r.value(up, ("upstream", "index_url"), str, defaults.index_url)
-    if not index_url.startswith(("https://", "http://", "file://")):
-        raise r.fail(("upstream", "index_url"), f"must be an http(s):// or file:// URL, got {index_url!r}")
-    upstream = UpstreamSettings(
-        index_url=index_url.rstrip("/") + "/",
-        json_api_url=r.value(up, ("upstream", "json_api_url"), str, defaults.json_api_url)
-        if up.get("json_api_url", "") is not None else None,
-        cache_ttl_seconds=r.not_negative(up, ("upstream", "cache_ttl_seconds"), defaults.cache_ttl_seconds),
-        timeout_seconds=r.positive(up, ("upstream", "timeout_seconds"), defaults.timeout_seconds),
-        retries=r.not_negative(up, ("upstream", "retries"), defaults.retries),
-    )
-
-    raw_targets = top.get("targets")
-    if raw_targets is None:
-        raw_targets = {"bookworm-x86_64": {"containerfile": "containerfiles/bookworm/Containerfile"}}
-    if not isinstance(raw_targets, dict) or not raw_targets:
-        raise r.fail(("targets",), "expected a non-empty mapping of target name to settings")
-    targets = []
-    for name, body in raw_targets.items():
-        key = ("targets", str(name))
-        body = r.mapping(body, key, {"containerfile", "distribution", "arch"})
-        if "containerfile" not in body:
-            raise r.fail(key, "missing key 'containerfile'")
-        containerfile = resolve_path(r.value(body, key + ("containerfile",), str, ""))
-        targets.append(TargetSettings(
-            name=str(name),
-            containerfile=containerfile,
-            distribution=r.value(body, key + ("distribution",), str, "bookworm"),
-            arch=r.value(body, key + ("arch",), str, "amd64"),
-        ))
-
-    b = r.mapping(top.get("build"), ("build",), {"timeout_seconds", "memory", "pids_limit", "jobs",
-                                                 "manylinux"})
-    build_defaults = BuildSettings()
-    build = BuildSettings(
-        timeout_seconds=r.positive(b, ("build", "timeout_seconds"), build_defaults.timeout_seconds),
-        memory=r.value(b, ("build", "memory"), str, build_defaults.memory),
-        pids_limit=r.positive(b, ("build", "pids_limit"), build_defaults.pids_limit),
-        jobs=r.positive(b, ("build", "jobs"), 1) if b.get("jobs") is not None else None,
-        manylinux=r.value(b, ("build", "manylinux"), bool, False),
-    )
-
-    u = r.mapping(top.get("update"), ("update",), set(UPDATE_KEYS))
-    update = UpdatePolicy(**read_update_policy(r, u, ("update",)))
-
-    c = r.mapping(top.get("carry"), ("carry",), {"allow_list", "deny_list"})
-    lists: dict[str, Path | None] = {}
-    for name in ("allow_list", "deny_list"):
-        raw = r.value(c, ("carry", name), str, None)
-        lists[name] = resolve_path(raw) if raw is not None else None
-        if lists[name] is not None and not lists[name].is_file():
-            raise r.fail(("carry", name), f"{lists[name]}: no such file")
-    carry = CarrySettings(**lists)
-
-    s = r.mapping(top.get("serve"), ("serve",), {"tokens_file"})
-    # Not checked for existence: `tokens add` makes the file; serve reports it missing.
-    tokens_file = r.value(s, ("serve", "tokens_file"), str, None)
-    if tokens_file is not None and not tokens_file.strip():
-        raise r.fail(("serve", "tokens_file"), "expected a file path or null, got an empty string")
-    serve = ServeSettings(tokens_file=resolve_path(tokens_file) if tokens_file else None)
+        return _resolve_path(r.value(top, (key,), str, default), project_dir)
 
     cache_default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mirror-builder")
     return Settings(
         source=source,
         project_dir=project_dir,
         upstream=upstream,
-        targets=tuple(targets),
+        targets=targets,
         build=build,
         output_dir=path_of("output_dir", "output"),
         cache_dir=path_of("cache_dir", cache_default),
@@ -355,6 +294,84 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
         carry=carry,
         serve=serve,
     )
+
+
+def _resolve_path(raw: str, project_dir: Path) -> Path:
+    """A path from settings: ~ and $VARS expanded, relative ones taken from the project folder."""
+    path = Path(os.path.expanduser(os.path.expandvars(raw)))
+    return path if path.is_absolute() else project_dir / path
+
+
+def _upstream(r: YamlReader, top: dict[str, Any]) -> UpstreamSettings:
+    up = r.mapping(top.get("upstream"), ("upstream",),
+                   {"index_url", "json_api_url", "cache_ttl_seconds", "timeout_seconds", "retries"})
+    defaults = UpstreamSettings()
+    index_url = r.value(up, ("upstream", "index_url"), str, defaults.index_url)
+    if not index_url.startswith(("https://", "http://", "file://")):
+        raise r.fail(("upstream", "index_url"), f"must be an http(s):// or file:// URL, got {index_url!r}")
+    return UpstreamSettings(
+        index_url=index_url.rstrip("/") + "/",
+        json_api_url=r.value(up, ("upstream", "json_api_url"), str, defaults.json_api_url)
+        if up.get("json_api_url", "") is not None else None,
+        cache_ttl_seconds=r.not_negative(up, ("upstream", "cache_ttl_seconds"), defaults.cache_ttl_seconds),
+        timeout_seconds=r.positive(up, ("upstream", "timeout_seconds"), defaults.timeout_seconds),
+        retries=r.not_negative(up, ("upstream", "retries"), defaults.retries),
+    )
+
+
+def _targets(r: YamlReader, top: dict[str, Any], project_dir: Path) -> tuple[TargetSettings, ...]:
+    raw_targets = top.get("targets")
+    if raw_targets is None:
+        raw_targets = {"bookworm-x86_64": {"containerfile": "containerfiles/bookworm/Containerfile"}}
+    if not isinstance(raw_targets, dict) or not raw_targets:
+        raise r.fail(("targets",), "expected a non-empty mapping of target name to settings")
+    targets = []
+    for name, body in raw_targets.items():
+        key = ("targets", str(name))
+        body = r.mapping(body, key, {"containerfile", "distribution", "arch"})
+        if "containerfile" not in body:
+            raise r.fail(key, "missing key 'containerfile'")
+        containerfile = _resolve_path(r.value(body, key + ("containerfile",), str, ""), project_dir)
+        targets.append(TargetSettings(
+            name=str(name),
+            containerfile=containerfile,
+            distribution=r.value(body, key + ("distribution",), str, "bookworm"),
+            arch=r.value(body, key + ("arch",), str, "amd64"),
+        ))
+    return tuple(targets)
+
+
+def _build_settings(r: YamlReader, top: dict[str, Any]) -> BuildSettings:
+    b = r.mapping(top.get("build"), ("build",), {"timeout_seconds", "memory", "pids_limit", "jobs",
+                                                 "manylinux"})
+    build_defaults = BuildSettings()
+    return BuildSettings(
+        timeout_seconds=r.positive(b, ("build", "timeout_seconds"), build_defaults.timeout_seconds),
+        memory=r.value(b, ("build", "memory"), str, build_defaults.memory),
+        pids_limit=r.positive(b, ("build", "pids_limit"), build_defaults.pids_limit),
+        jobs=r.positive(b, ("build", "jobs"), 1) if b.get("jobs") is not None else None,
+        manylinux=r.value(b, ("build", "manylinux"), bool, False),
+    )
+
+
+def _carry(r: YamlReader, top: dict[str, Any], project_dir: Path) -> CarrySettings:
+    c = r.mapping(top.get("carry"), ("carry",), {"allow_list", "deny_list"})
+    lists: dict[str, Path | None] = {}
+    for name in ("allow_list", "deny_list"):
+        raw = r.value(c, ("carry", name), str, None)
+        lists[name] = _resolve_path(raw, project_dir) if raw is not None else None
+        if lists[name] is not None and not lists[name].is_file():
+            raise r.fail(("carry", name), f"{lists[name]}: no such file")
+    return CarrySettings(**lists)
+
+
+def _serve(r: YamlReader, top: dict[str, Any], project_dir: Path) -> ServeSettings:
+    s = r.mapping(top.get("serve"), ("serve",), {"tokens_file"})
+    # Not checked for existence: `tokens add` makes the file; serve reports it missing.
+    tokens_file = r.value(s, ("serve", "tokens_file"), str, None)
+    if tokens_file is not None and not tokens_file.strip():
+        raise r.fail(("serve", "tokens_file"), "expected a file path or null, got an empty string")
+    return ServeSettings(tokens_file=_resolve_path(tokens_file, project_dir) if tokens_file else None)
 
 
 def read_update_policy(r: YamlReader, data: dict[str, Any], key: tuple[str, ...]) -> dict[str, Any]:

@@ -19,8 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mirror_builder.errors import MirrorBuilderError
-
-LOCK_NAME = ".mirror-builder.lock"
+from mirror_builder.layout import OutputLayout
 
 
 class OutputBusy(MirrorBuilderError):
@@ -28,10 +27,11 @@ class OutputBusy(MirrorBuilderError):
 
 
 @contextmanager
-def hold_output(output: Path, command: str, *, wait: bool = False,
+def hold_output(output: OutputLayout | Path, command: str, *, wait: bool = False,
                 on_wait: Callable[[str], None] = lambda holder: None) -> Iterator[None]:
-    output.mkdir(parents=True, exist_ok=True)
-    path = output / LOCK_NAME
+    layout = OutputLayout.of(output)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    path = layout.output_lock
     handle = path.open("a+")
     try:
         try:
@@ -40,8 +40,8 @@ def hold_output(output: Path, command: str, *, wait: bool = False,
             holder = _describe(path)
             if not wait:
                 raise OutputBusy(
-                    f"{output} is in use by another mirror-builder ({holder}); run again when it "
-                    f"has finished, or pass --wait to queue behind it") from None
+                    f"{layout.root} is in use by another mirror-builder ({holder}); run again when "
+                    f"it has finished, or pass --wait to queue behind it") from None
             on_wait(holder)
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
@@ -49,7 +49,7 @@ def hold_output(output: Path, command: str, *, wait: bool = False,
         handle.write(json.dumps({"pid": os.getpid(), "command": command,
                                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
         handle.flush()
-        _sweep_leftovers(output)
+        _sweep_leftovers(layout.root)
         yield
     finally:
         handle.close()  # closing releases the lock

@@ -13,20 +13,20 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.sandbox.containers import ImageRef
+from mirror_builder.sandbox.imagenames import ImageRef
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.files import failed_write
 from mirror_builder.index.wheelindex import WheelIndex
 from mirror_builder.provenance.store import RecordStore
 from mirror_builder.config.settings import BuildSettings
-from mirror_builder.index.smoketest import SmokeResult, SmokeTest, SmokeTester
+from mirror_builder.build.request import Executor, SmokeRequest, SmokeResult, SmokeTest
 from mirror_builder.resolve.target import TargetEnvironment
 
 log = logging.getLogger(__name__)
@@ -63,22 +63,28 @@ class Outcome:
     published: Path | None  # the wheel in the index, when it passed
 
 
-@dataclass
 class Publisher:
-    index: WheelIndex
-    records: RecordStore
-    rejected: RecordStore
-    tester: SmokeTester
-    target: TargetEnvironment
-    limits: BuildSettings
-    on_outcome: Callable[[Outcome], None]
-    _pending: list[Staged] = field(default_factory=list)
-    _accepted: list[Staged] = field(default_factory=list)
-    _rejected: dict[NormalizedName, str] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _running: threading.Lock = field(default_factory=threading.Lock)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _finishing: threading.Event = field(default_factory=threading.Event)
+    """Stages a run's built wheels and publishes each one that passes its smoke test (run by
+    executor): its record goes to records, a failed one's to rejected; on_outcome is told of
+    each result."""
+
+    def __init__(self, index: WheelIndex, records: RecordStore, rejected: RecordStore,
+                 executor: Executor, target: TargetEnvironment, limits: BuildSettings,
+                 on_outcome: Callable[[Outcome], None]) -> None:
+        self.index = index
+        self.records = records
+        self.rejected = rejected
+        self.executor = executor
+        self.target = target
+        self.limits = limits
+        self.on_outcome = on_outcome
+        self._pending: list[Staged] = []
+        self._accepted: list[Staged] = []
+        self._rejected: dict[NormalizedName, str] = {}
+        self._lock = threading.Lock()  # guards the three above
+        self._running = threading.Lock()  # one batch of smoke tests at a time
+        self._threads: list[threading.Thread] = []
+        self._finishing = threading.Event()
 
     def submit(self, staged: Staged) -> None:
         """Stage a wheel; smoke tests run on another thread, so the build goes on."""
@@ -206,9 +212,9 @@ class Publisher:
             group = [s for s in to_test if s.image.tag == image.tag]
             log_path = group[0].log_path.parent / f"smoke-{group[0].name}-{group[0].version}.log"
             log.info("smoke-testing %s", ", ".join(s.pin for s in group))
-            results |= self.tester.run(image, self.index.root, staged_wheels,
-                                       [SmokeTest(s.wheel, s.imports or ()) for s in group],
-                                       self.limits, log_path)
+            results |= self.executor.smoke_test(SmokeRequest(
+                image, self.index.layout, tuple(staged_wheels),
+                tuple(SmokeTest(s.wheel, s.imports or ()) for s in group), self.limits, log_path))
             # The smoke test's output goes into each failed wheel's own log.
             text = log_path.read_text(errors="replace") if log_path.is_file() else ""
             for staged in group:

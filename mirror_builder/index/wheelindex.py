@@ -1,11 +1,8 @@
 """Static simple indexes under the output directory: the wheels, and a separate source archive.
 
-    <output>/files/<project>/<wheel>               the wheels (immutable once written)
-    <output>/files/<project>/<wheel>.metadata      its METADATA (PEP 658), so resolvers need not
-                                                   download a wheel to read its dependencies
-    <output>/simple/index.html, index.json         the project list (PEP 503 HTML, PEP 691 JSON)
-    <output>/simple/<project>/index.html, .json    one page per project
-    <output>/sources/...                           the same layout for the hash-checked sdists
+Where the pages and files go is mirror_builder.layout.IndexLayout (the output itself for the
+wheels, OUTPUT/sources/ for the hash-checked sdists). Beside each wheel goes its METADATA
+(PEP 658), so resolvers need not download a wheel to read its dependencies.
 
 Each project's index.json is the state its pages are made from. Every write goes through a
 temporary file and a rename, under a lock, so a reader or a crash never sees a half-written page
@@ -41,6 +38,7 @@ from packaging.version import Version
 
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.files import atomic_copy, atomic_write_text, sha256_of
+from mirror_builder.layout import IndexLayout, OutputLayout
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +61,19 @@ class IndexedWheel:
 class SimpleIndex:
     """One static PEP 503/691 index of wheels or of sdists."""
 
-    def __init__(self, root: Path, kind: Literal["wheel", "sdist"] = "wheel") -> None:
-        self.root = root
+    def __init__(self, layout: IndexLayout | Path,
+                 kind: Literal["wheel", "sdist"] = "wheel") -> None:
+        self.layout = layout if isinstance(layout, IndexLayout) else IndexLayout(Path(layout))
+        self.root = self.layout.root
         self.kind = kind
-        self.files_dir = root / "files"
-        self.simple_dir = root / "simple"
+        self.files_dir = self.layout.files
+        self.simple_dir = self.layout.simple
 
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the index for writing; first finish whatever a killed writer left half done."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".index.lock").open("w") as handle:
+        with self.layout.index_lock.open("w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 self._finish_interrupted()
@@ -89,7 +89,7 @@ class SimpleIndex:
     # so it is the newest truth), or regenerates everything after an interrupted regeneration.
     @property
     def _intent_path(self) -> Path:
-        return self.root / ".writing.json"
+        return self.layout.index_intent
 
     @contextmanager
     def _intent(self, projects: Iterable[str] | None) -> Iterator[None]:
@@ -125,13 +125,13 @@ class SimpleIndex:
 
     # -- reading ---------------------------------------------------------------------------
     def projects(self) -> list[NormalizedName]:
-        root = self.simple_dir / "index.json"
+        root = self.layout.json_page()
         if not root.is_file():
             return []
         return [canonicalize_name(p["name"]) for p in json.loads(root.read_text())["projects"]]
 
     def entries(self, project: str) -> list[dict[str, Any]]:
-        page = self.simple_dir / canonicalize_name(project) / "index.json"
+        page = self.layout.json_page(project)
         if not page.is_file():
             return []
         return json.loads(page.read_text())["files"]
@@ -143,7 +143,7 @@ class SimpleIndex:
             _, version, build = self.parse(item["filename"])
             found.append(IndexedWheel(
                 project=name, filename=item["filename"], version=version, build_tag=build,
-                path=self.files_dir / name / item["filename"], sha256=item["hashes"]["sha256"],
+                path=self.layout.file(name, item["filename"]), sha256=item["hashes"]["sha256"],
                 requires_python=item.get("requires-python"), yanked=item.get("yanked", False)))
         return found
 
@@ -158,9 +158,8 @@ class SimpleIndex:
         """Copy a file into the index and list it. An existing file is never replaced."""
         name, version, build = self.parse(file.name)
         with self.locked():
-            dest_dir = self.files_dir / name
-            dest_dir.mkdir(parents=True, exist_ok=True)
-            dest = dest_dir / file.name
+            dest = self.layout.file(name, file.name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
             if self.is_listed(name, file.name):
                 raise FileExistsError(f"{dest} is already in the index; its files are immutable")
             if dest.exists():
@@ -169,7 +168,8 @@ class SimpleIndex:
                 log.warning("%s: left unlisted by an interrupted run; replacing it", dest)
             # The metadata file first, then the file, then the pages: a page never lists a file
             # (or advertises metadata) that is not there yet.
-            metadata = _write_metadata(file, dest_dir) if self.kind == "wheel" else None
+            metadata = _write_metadata(file, self.layout.metadata(name, file.name)) \
+                if self.kind == "wheel" else None
             atomic_copy(file, dest)
             entry = self._entry(dest, requires_python, metadata, upload_time=time.time())
             files = [f for f in self.entries(name) if f["filename"] != file.name] + [entry]
@@ -229,7 +229,7 @@ class SimpleIndex:
                 metadata = None
                 requires_python = known.get(path.name, {}).get("requires-python")
                 if self.kind == "wheel":
-                    metadata = _write_metadata(path, folder, data)
+                    metadata = _write_metadata(path, self.layout.metadata(name, path.name), data)
                     requires_python = _requires_python(metadata)
                 entry = self._entry(path, requires_python, metadata,
                                     upload_time=path.stat().st_mtime, data=data)
@@ -273,11 +273,10 @@ class SimpleIndex:
     def _write_project(self, name: NormalizedName, files: list[dict[str, Any]]) -> None:
         files = sorted(files, key=lambda f: f["filename"])
         versions = sorted({str(self.parse(f["filename"])[1]) for f in files}, key=Version)
-        page_dir = self.simple_dir / name
-        page_dir.mkdir(parents=True, exist_ok=True)
+        self.layout.page_folder(name).mkdir(parents=True, exist_ok=True)
         data = {"meta": {"api-version": API_VERSION}, "name": name, "versions": versions,
                 "files": files}
-        _write_if_changed(page_dir / "index.json", _dumps(data))
+        _write_if_changed(self.layout.json_page(name), _dumps(data))
         links = []
         for f in files:
             attrs = ""
@@ -291,23 +290,26 @@ class SimpleIndex:
                 attrs += f' data-core-metadata="{value}" data-dist-info-metadata="{value}"'
             href = f'{f["url"]}#sha256={f["hashes"]["sha256"]}'
             links.append(f'    <a href="{html.escape(href)}"{attrs}>{html.escape(f["filename"])}</a><br/>')
-        _write_if_changed(page_dir / "index.html", _html_page(f"Links for {name}", links))
+        _write_if_changed(self.layout.html_page(name), _html_page(f"Links for {name}", links))
 
     def _write_root(self, projects: Iterable[NormalizedName]) -> None:
         names = sorted(set(projects))
         data = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in names]}
         self.simple_dir.mkdir(parents=True, exist_ok=True)
-        _write_if_changed(self.simple_dir / "index.json", _dumps(data))
+        _write_if_changed(self.layout.json_page(), _dumps(data))
         links = [f'    <a href="{p}/">{p}</a><br/>' for p in names]
-        _write_if_changed(self.simple_dir / "index.html", _html_page("Simple index", links))
+        _write_if_changed(self.layout.html_page(), _html_page("Simple index", links))
 
 
 class WheelIndex(SimpleIndex):
     """The wheels-only index users install from."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(root, "wheel")
-        self.sources = SimpleIndex(root / "sources", "sdist")
+    layout: OutputLayout
+
+    def __init__(self, output: OutputLayout | Path) -> None:
+        """output: the output directory, or its layout."""
+        super().__init__(OutputLayout.of(output), "wheel")
+        self.sources = SimpleIndex(self.layout.sources, "sdist")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -335,8 +337,8 @@ def _write_if_changed(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def _write_metadata(wheel: Path, dest_dir: Path, data: bytes | None = None) -> Path:
-    """The wheel's METADATA as <wheel>.metadata, byte for byte (PEP 658)."""
+def _write_metadata(wheel: Path, dest: Path, data: bytes | None = None) -> Path:
+    """The wheel's METADATA written to dest (<wheel>.metadata), byte for byte (PEP 658)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data) if data is not None else wheel) as zf:
             names = [n for n in zf.namelist()
@@ -347,9 +349,8 @@ def _write_metadata(wheel: Path, dest_dir: Path, data: bytes | None = None) -> P
             metadata = zf.read(names[0])
     except zipfile.BadZipFile as exc:
         raise MirrorBuilderError(f"{wheel.name}: not a valid wheel: {exc}") from None
-    dest = dest_dir / f"{wheel.name}.metadata"
     if not dest.is_file() or dest.read_bytes() != metadata:
-        fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{dest.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(metadata)
@@ -389,10 +390,10 @@ def _html_page(title: str, links: list[str]) -> str:
 def verify(index: SimpleIndex) -> list[str]:
     """Problems with a written index, read back as a client would: every page parses, HTML and
     JSON agree, every hash and size matches its file, every .metadata is the wheel's METADATA."""
-    from mirror_builder.resolve.upstream import parse_project_page
+    from mirror_builder.resolve.pages import parse_project_page
 
     problems: list[str] = []
-    root_html = index.simple_dir / "index.html"
+    root_html = index.layout.html_page()
     projects = index.projects()
     if not root_html.is_file():
         return [f"{root_html} is missing"]
@@ -400,11 +401,11 @@ def verify(index: SimpleIndex) -> list[str]:
     if listed != set(projects):
         problems.append(f"root pages disagree: HTML lists {sorted(listed ^ set(projects))} differently")
     for name in projects:
-        page_dir = index.simple_dir / name
-        url = page_dir.as_uri() + "/"
+        url = index.layout.page_folder(name).as_uri() + "/"
         try:
-            from_json = parse_project_page((page_dir / "index.json").read_text(), JSON_TYPE, url)
-            from_html = parse_project_page((page_dir / "index.html").read_text(), "text/html", url)
+            from_json = parse_project_page(index.layout.json_page(name).read_text(), JSON_TYPE, url)
+            from_html = parse_project_page(index.layout.html_page(name).read_text(), "text/html",
+                                           url)
         except (OSError, ValueError, MirrorBuilderError) as exc:
             problems.append(f"{name}: a page does not parse: {exc}")
             continue
@@ -416,7 +417,7 @@ def verify(index: SimpleIndex) -> list[str]:
             problems.append(f"{name}: the HTML and JSON pages list different files")
         sizes = {f["filename"]: f.get("size") for f in index.entries(name)}
         for file in from_json:
-            path = index.files_dir / name / file.filename
+            path = index.layout.file(name, file.filename)
             if not path.is_file():
                 problems.append(f"{name}: {file.filename} is listed but missing")
                 continue
@@ -425,7 +426,7 @@ def verify(index: SimpleIndex) -> list[str]:
             if sizes.get(file.filename) != path.stat().st_size:
                 problems.append(f"{name}: {file.filename}: size does not match the page")
             if index.kind == "wheel":
-                metadata = path.with_name(path.name + ".metadata")
+                metadata = index.layout.metadata(name, file.filename)
                 if not file.has_metadata or not metadata.is_file():
                     problems.append(f"{name}: {file.filename}: no core metadata file")
                     continue

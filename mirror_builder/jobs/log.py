@@ -29,6 +29,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from mirror_builder.errors import MirrorBuilderError
+from mirror_builder.layout import OutputLayout
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,11 @@ class JobResult:
 class JobLog:
     """OUTPUT/jobs/history.jsonl: every job that ended, oldest first, one JSON line each."""
 
-    def __init__(self, output_dir: Path) -> None:
-        self.root = Path(output_dir)
-        self.folder = self.root / "jobs"
-        self.path = self.folder / "history.jsonl"
+    def __init__(self, output: OutputLayout | Path) -> None:
+        layout = OutputLayout.of(output)
+        self.root = layout.root
+        self.folder = layout.jobs
+        self.path = layout.job_history
 
     def exists(self) -> bool:
         return self.path.is_file()

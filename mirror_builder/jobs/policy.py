@@ -66,73 +66,90 @@ def decide(offers: Iterable[Offer], carried: Iterable[Version], policy: UpdatePo
            now: datetime) -> list[Decision]:
     """What to do with each offered version under policy, newest first (see the module's
     docstring). now and the upload times must both be timezone-aware, or both naive."""
-    by_version: dict[Version, datetime | None] = {}
-    for offer in offers:  # the same version twice: its earliest known upload time
-        known = [t for t in (by_version.get(offer.version), offer.upload_time) if t is not None]
-        by_version[offer.version] = min(known) if known else None
+    upload_times = _earliest_upload_times(offers)
     have = set(carried)
-    allow_pre = policy.prereleases or bool(policy.specifier.prereleases)
-    specifier = describe_specifier(policy.specifier)
-
-    def covered(version: Version) -> bool:
-        return policy.specifier.contains(version, prereleases=True) and \
-            (allow_pre or not version.is_prerelease)
-
-    def too_fresh(upload_time: datetime | None) -> str | None:
-        cool_down = policy.min_release_age
-        if cool_down <= timedelta(0):
-            return None
-        if upload_time is None:
-            return (f"release time unknown: held back by the cool-down of {format_duration(cool_down)}"
-                    f" (min_release_age: 0 builds it)")
-        age = now - upload_time
-        if age >= cool_down:
-            return None
-        if age < timedelta(0):
-            return (f"too fresh: upload time {format_duration(-age)} in the future, cool-down "
-                    f"{format_duration(cool_down)}")
-        return f"too fresh: released {format_duration(age)} ago, cool-down {format_duration(cool_down)}"
-
-    newest_carried = max((v for v in have if covered(v)), default=None)
+    newest_carried = max((v for v in have if _covered(v, policy)), default=None)
     decisions: dict[Version, Decision] = {}
     eligible: list[Version] = []  # covered, and carried or old enough: newest first
-    for version in sorted(by_version, reverse=True):
+    for version in sorted(upload_times, reverse=True):
         if version in have:
-            if covered(version):
+            if _covered(version, policy):
                 eligible.append(version)
             decisions[version] = Decision(version, False, "already carried")
-        elif not policy.specifier.contains(version, prereleases=True):
-            decisions[version] = Decision(version, False, f"outside {specifier}")
-        elif version.is_prerelease and not allow_pre:
-            decisions[version] = Decision(version, False, "pre-release")
-        elif policy.track == "newer" and newest_carried is not None and version < newest_carried:
-            decisions[version] = Decision(
-                version, False, f"older than {newest_carried}, the newest we carry (track: newer)")
-        elif (fresh := too_fresh(by_version[version])) is not None:
-            decisions[version] = Decision(version, False, fresh)
+        elif (reason := _held_back(version, upload_times[version], policy, newest_carried,
+                                   now)) is not None:
+            decisions[version] = Decision(version, False, reason)
         else:
             eligible.append(version)
-
     for rank, version in enumerate(eligible):
-        if version in decisions:
-            continue  # carried
-        if policy.track == "all":
-            decision = Decision(version, True, "not carried yet (track: all)")
-        elif policy.track == "newer" and newest_carried is not None:
-            decision = Decision(version, True, f"new release, newer than {newest_carried}")
-        elif policy.track == "newer":
-            decision = Decision(version, True, "the newest release; nothing carried yet")\
-                if rank == 0 else \
-                Decision(version, False, f"older than {eligible[0]}, the newest release "
-                                         f"(nothing carried yet; track: newer)")
-        elif rank < policy.track:
-            decision = Decision(version, True, f"among the {policy.track} newest"
-                                if policy.track > 1 else "the newest")
-        else:
-            decision = Decision(version, False, f"not among the {policy.track} newest"
-                                if policy.track > 1 else "not the newest (track: 1)")
-        decisions[version] = decision
+        if version not in decisions:  # not carried
+            decisions[version] = _by_track(version, rank, eligible, policy, newest_carried)
     return [decisions[v] for v in sorted(decisions, reverse=True)]
+
+
+def _earliest_upload_times(offers: Iterable[Offer]) -> dict[Version, datetime | None]:
+    """Each offered version's upload time; the same version twice: its earliest known one."""
+    by_version: dict[Version, datetime | None] = {}
+    for offer in offers:
+        known = [t for t in (by_version.get(offer.version), offer.upload_time) if t is not None]
+        by_version[offer.version] = min(known) if known else None
+    return by_version
+
+
+def _allows_prereleases(policy: UpdatePolicy) -> bool:
+    return policy.prereleases or bool(policy.specifier.prereleases)
+
+
+def _covered(version: Version, policy: UpdatePolicy) -> bool:
+    """In the policy's specifier, and a pre-release only when the policy allows them."""
+    return policy.specifier.contains(version, prereleases=True) and \
+        (_allows_prereleases(policy) or not version.is_prerelease)
+
+
+def _held_back(version: Version, upload_time: datetime | None, policy: UpdatePolicy,
+               newest_carried: Version | None, now: datetime) -> str | None:
+    """Why a version we do not carry is not built whatever its rank, or None when it may be."""
+    if not policy.specifier.contains(version, prereleases=True):
+        return f"outside {describe_specifier(policy.specifier)}"
+    if version.is_prerelease and not _allows_prereleases(policy):
+        return "pre-release"
+    if policy.track == "newer" and newest_carried is not None and version < newest_carried:
+        return f"older than {newest_carried}, the newest we carry (track: newer)"
+    return _too_fresh(upload_time, policy.min_release_age, now)
+
+
+def _too_fresh(upload_time: datetime | None, cool_down: timedelta, now: datetime) -> str | None:
+    if cool_down <= timedelta(0):
+        return None
+    if upload_time is None:
+        return (f"release time unknown: held back by the cool-down of {format_duration(cool_down)}"
+                f" (min_release_age: 0 builds it)")
+    age = now - upload_time
+    if age >= cool_down:
+        return None
+    if age < timedelta(0):
+        return (f"too fresh: upload time {format_duration(-age)} in the future, cool-down "
+                f"{format_duration(cool_down)}")
+    return f"too fresh: released {format_duration(age)} ago, cool-down {format_duration(cool_down)}"
+
+
+def _by_track(version: Version, rank: int, eligible: list[Version], policy: UpdatePolicy,
+              newest_carried: Version | None) -> Decision:
+    """The decision for an eligible version we do not carry, at rank among the eligible ones."""
+    if policy.track == "all":
+        return Decision(version, True, "not carried yet (track: all)")
+    if policy.track == "newer" and newest_carried is not None:
+        return Decision(version, True, f"new release, newer than {newest_carried}")
+    if policy.track == "newer":
+        if rank == 0:
+            return Decision(version, True, "the newest release; nothing carried yet")
+        return Decision(version, False, f"older than {eligible[0]}, the newest release "
+                                        f"(nothing carried yet; track: newer)")
+    if rank < policy.track:
+        return Decision(version, True, f"among the {policy.track} newest"
+                        if policy.track > 1 else "the newest")
+    return Decision(version, False, f"not among the {policy.track} newest"
+                    if policy.track > 1 else "not the newest (track: 1)")
 
 
 @dataclass(frozen=True)

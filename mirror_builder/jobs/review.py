@@ -21,6 +21,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from mirror_builder.errors import MirrorBuilderError, PackageError
 from mirror_builder.files import atomic_write_text
+from mirror_builder.layout import OutputLayout
 
 State = Literal["pending", "approved", "rejected"]
 
@@ -78,10 +79,11 @@ class WaitingJob:
 
 
 class ReviewQueue:
-    def __init__(self, output: Path) -> None:
-        self.folder = output / "review"
-        self.queue_path = self.folder / "queue.json"
-        self.waiting_path = self.folder / "waiting.json"
+    def __init__(self, output: OutputLayout | Path) -> None:
+        layout = OutputLayout.of(output)
+        self.folder = layout.review
+        self.queue_path = layout.review_queue
+        self.waiting_path = layout.review_waiting
 
     # -- the queue -------------------------------------------------------------------------
     def entries(self) -> list[Entry]:

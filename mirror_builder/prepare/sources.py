@@ -6,8 +6,6 @@ Patching is plain text manipulation and runs on the host; nothing here runs pack
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
 import subprocess
 import tarfile
@@ -19,6 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.errors import SourceError
+from mirror_builder.prepare.buildsystem import edit_requires
 from mirror_builder.files import sha256_of
 
 log = logging.getLogger(__name__)
@@ -263,125 +262,12 @@ def prepare_source(sdist: Path, sdist_sha256: str, name: str, version: Version, 
 
 def edit_build_requires(project: Path, add: tuple[str, ...], remove: tuple[str, ...],
                         *, package: str) -> bool:
-    """Add and remove [build-system] requires in pyproject.toml with tomlkit, keeping the file's
-    own formatting and comments. Returns True when the file changed."""
+    """Edit [build-system] requires in the tree's pyproject.toml (see buildsystem.edit_requires).
+    Returns True when the file changed."""
     if not add and not remove:
         return False
-    import tomlkit
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    from mirror_builder.prepare.buildsystem import LEGACY_BACKEND, LEGACY_REQUIRES
-
     path = project / "pyproject.toml"
-    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.is_file() else tomlkit.document()
-    if "build-system" not in document:
-        table = tomlkit.table()
-        table["requires"] = list(LEGACY_REQUIRES)
-        table["build-backend"] = LEGACY_BACKEND
-        document["build-system"] = table
-    build_system = document["build-system"]
-    if "requires" not in build_system:
-        build_system["requires"] = tomlkit.array()
-    requires = build_system["requires"]
-
-    def name_of(text: str) -> str:
-        # The sdist's own entries may be malformed (the reason to remove one), so a name is
-        # read leniently; only a malformed entry that stays is an error.
-        try:
-            return canonicalize_name(Requirement(text).name)
-        except InvalidRequirement:
-            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", text)
-            if match is None:
-                raise SourceError(f"{package}: pyproject.toml [build-system] requires has an "
-                                  f"entry that is not a requirement: {text!r}") from None
-            return canonicalize_name(match.group(1))
-
-    removing = {canonicalize_name(n) for n in remove} | \
-        {canonicalize_name(Requirement(a).name) for a in add}
-    missing = set(canonicalize_name(n) for n in remove) - {name_of(str(r)) for r in requires}
-    if missing:
-        raise SourceError(f"{package}: build_requires.remove names {', '.join(sorted(missing))}, "
-                          f"which [build-system] requires does not list")
-    for index in reversed(range(len(requires))):
-        if name_of(str(requires[index])) in removing:
-            del requires[index]
-    for text in add:
-        requires.append(text)
-    for entry in requires:
-        try:
-            Requirement(str(entry))
-        except InvalidRequirement as exc:
-            raise SourceError(f"{package}: pyproject.toml [build-system] requires {str(entry)!r} "
-                              f"is not a requirement ({exc}); remove it with "
-                              f"build_requires.remove") from None
-    path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    text = path.read_text(encoding="utf-8") if path.is_file() else None
+    path.write_text(edit_requires(text, add, remove, package=package), encoding="utf-8")
     log.info("%s: build requires edited: +%s -%s", package, list(add), list(remove))
     return True
-
-
-@dataclass(frozen=True)
-class OverrideSource:
-    """An sdist-like archive made from a source override, and where it came from."""
-
-    archive: Path
-    origin: dict
-
-
-def sdist_from_url(url: str, sha256: str, name: str, version: str, *, download,
-                   work_dir: Path, dest_dir: Path) -> OverrideSource:
-    """Download a release archive, check its sha256, and repack it as <name>-<version>.tar.gz."""
-    label = f"{name}=={version}"
-    filename = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "source.tar.gz"
-    fetched = download(url, filename, sha256, dest_dir)
-    tree = safe_unpack(fetched, work_dir / f"override-{canonicalize_name(name)}-{version}")
-    archive = repack_as_sdist(tree, name, version, dest_dir)
-    log.info("%s: source from %s", label, url)
-    return OverrideSource(archive, {"kind": "url", "url": url, "sha256": sha256,
-                                    "filename": filename})
-
-
-def sdist_from_git(repository: str, tag: str, name: str, version: str, *, dest_dir: Path,
-                   work_dir: Path) -> OverrideSource:
-    """Clone one tag (on the host: a preparation step, it runs no package code) and archive it."""
-    clone = work_dir / f"git-{canonicalize_name(name)}-{version}"
-    if clone.exists():
-        shutil.rmtree(clone)
-    proc = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", tag,
-                           repository, str(clone)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SourceError(f"{name}=={version}: cannot clone {repository} at {tag}: "
-                          f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-    commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    prefix = f"{canonicalize_name(name).replace('-', '_')}-{version}"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    archive = dest_dir / f"{prefix}.tar.gz"
-    subprocess.run(["git", "-C", str(clone), "archive", "--format=tar.gz", f"--prefix={prefix}/",
-                    "-o", str(archive), "HEAD"], check=True)
-    shutil.rmtree(clone, ignore_errors=True)
-    return OverrideSource(archive, {"kind": "git", "repository": repository, "tag": tag,
-                                    "commit": commit})
-
-
-def repack_as_sdist(tree: Path, name: str, version: str, dest_dir: Path) -> Path:
-    """A deterministic tar.gz of tree named like an sdist: sorted members, fixed owner and time."""
-    prefix = f"{canonicalize_name(name).replace('-', '_')}-{version}"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    archive = dest_dir / f"{prefix}.tar.gz"
-    tmp = archive.with_name(f".{archive.name}.part")
-
-    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        info.mtime = 315532800
-        return info
-
-    import gzip
-
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w") as tar:
-        for path in sorted(tree.rglob("*")):
-            tar.add(path, arcname=f"{prefix}/{path.relative_to(tree)}", recursive=False,
-                    filter=normalize)
-    os.replace(tmp, archive)
-    return archive

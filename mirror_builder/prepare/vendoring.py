@@ -17,7 +17,9 @@ from pathlib import Path
 
 import tomlkit
 
-from mirror_builder.sandbox.containers import ImageRef, Mount, PodmanService, RunSpec, give_back
+from mirror_builder.sandbox.imagenames import ImageRef
+from mirror_builder.sandbox.podman import Mount, PodmanService, RunSpec
+from mirror_builder.sandbox.userns import give_back
 from mirror_builder.errors import SourceError
 
 log = logging.getLogger(__name__)

@@ -11,17 +11,20 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.files import atomic_write_text
+from mirror_builder.layout import OutputLayout
 
 
 class RebuildCounter:
-    def __init__(self, output_dir: Path) -> None:
-        self.path = output_dir / "rebuild-numbers.json"
+    def __init__(self, output: OutputLayout | Path) -> None:
+        layout = OutputLayout.of(output)
+        self.path = layout.rebuild_numbers
+        self.lock_path = layout.rebuild_numbers_lock
 
     def reserve(self, name: str, version: Version, at_least: int) -> int:
         """The next number for name==version: above every number handed out before, and at
         least at_least (what the index and the package's changelog already call for)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.with_suffix(".lock").open("w") as lock:
+        with self.lock_path.open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = json.loads(self.path.read_text()) if self.path.is_file() else {}
             versions = data.setdefault(canonicalize_name(name), {})

@@ -49,43 +49,63 @@ def stamp_wheel(wheel: Path, dest_dir: Path, *, number: int, numbering: str,
     """Write a copy of wheel into dest_dir with the rebuild number and embedded files."""
     _, version, _, _ = parse_wheel_filename(wheel.name)
     new_version = rebuilt_version(version, number, numbering)
-    build_tag = f"-{number}" if numbering == "build-tag" and number > 0 else ""
     new_name = rebuilt_filename(wheel.name, number, numbering)
-
     with zipfile.ZipFile(wheel) as zin:
-        infos = zin.infolist()
         dist_info = _dist_info_dir(zin, wheel.name)
-        old_base = dist_info[:-len(".dist-info")]
-        new_base = f"{old_base.rsplit('-', 1)[0]}-{new_version}"
-        renames = {f"{old_base}.dist-info/": f"{new_base}.dist-info/",
-                   f"{old_base}.data/": f"{new_base}.data/"}
-        entries: list[tuple[zipfile.ZipInfo, bytes]] = []
-        record_info = None
-        for info in infos:
-            name = info.filename
-            if name == f"{dist_info}/RECORD":
-                record_info = info
-                continue
-            if name.startswith(f"{dist_info}/RECORD."):
-                continue  # signatures of RECORD no longer match; drop them
-            data = zin.read(info)
-            if name == f"{dist_info}/METADATA" and new_version != version:
-                data = _set_header(data, "Version", str(new_version))
-            if name == f"{dist_info}/WHEEL" and build_tag:
-                data = _set_header(data, "Build", str(number))
-            for old, new in renames.items():
-                if name.startswith(old):
-                    name = new + name[len(old):]
-            if name in {f"{new_base}.dist-info/{relative}" for relative in embed}:
-                continue  # replaced by what is embedded now (a wheel stamped before)
-            entries.append((_renamed(info, name), data))
+        new_base = f"{dist_info[:-len('.dist-info')].rsplit('-', 1)[0]}-{new_version}"
+        headers = {}
+        if new_version != version:
+            headers[f"{dist_info}/METADATA"] = ("Version", str(new_version))
+        if numbering == "build-tag" and number > 0:
+            headers[f"{dist_info}/WHEEL"] = ("Build", str(number))
+        entries, record_info = _copied_entries(zin, dist_info, new_base, headers,
+                                               {f"{new_base}.dist-info/{r}" for r in embed})
     stamp_time = record_info.date_time if record_info else (1980, 1, 1, 0, 0, 0)
     for relative, data in embed.items():
-        info = zipfile.ZipInfo(f"{new_base}.dist-info/{relative}", date_time=stamp_time)
-        info.external_attr = 0o644 << 16
-        entries.append((info, data))
+        entries.append((_new_info(f"{new_base}.dist-info/{relative}", stamp_time), data))
+    entries.append(_record(entries, f"{new_base}.dist-info/RECORD", stamp_time))
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / new_name
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for info, data in entries:
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zout.writestr(info, data)
+    return dest
 
-    record_path = f"{new_base}.dist-info/RECORD"
+
+def _copied_entries(zin: zipfile.ZipFile, dist_info: str, new_base: str,
+                    headers: dict[str, tuple[str, str]], replaced: set[str]
+                    ) -> tuple[list[tuple[zipfile.ZipInfo, bytes]], zipfile.ZipInfo | None]:
+    """The wheel's members under their new names, with headers[member] = (field, value) set,
+    leaving out RECORD (returned apart, for its time), its signatures and the members named in
+    replaced."""
+    old_base = dist_info[:-len(".dist-info")]
+    renames = {f"{old_base}.dist-info/": f"{new_base}.dist-info/",
+               f"{old_base}.data/": f"{new_base}.data/"}
+    entries: list[tuple[zipfile.ZipInfo, bytes]] = []
+    record_info = None
+    for info in zin.infolist():
+        name = info.filename
+        if name == f"{dist_info}/RECORD":
+            record_info = info
+            continue
+        if name.startswith(f"{dist_info}/RECORD."):
+            continue  # signatures of RECORD no longer match; drop them
+        data = zin.read(info)
+        if name in headers:
+            data = _set_header(data, *headers[name])
+        for old, new in renames.items():
+            if name.startswith(old):
+                name = new + name[len(old):]
+        if name in replaced:
+            continue  # replaced by what is embedded now (a wheel stamped before)
+        entries.append((_renamed(info, name), data))
+    return entries, record_info
+
+
+def _record(entries: list[tuple[zipfile.ZipInfo, bytes]], record_path: str,
+            stamp_time: tuple[int, ...]) -> tuple[zipfile.ZipInfo, bytes]:
+    """The RECORD member listing every file in entries with its hash and size."""
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
     for info, data in entries:
@@ -94,17 +114,13 @@ def stamp_wheel(wheel: Path, dest_dir: Path, *, number: int, numbering: str,
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         writer.writerow([info.filename, f"sha256={digest}", len(data)])
     writer.writerow([record_path, "", ""])
-    record = zipfile.ZipInfo(record_path, date_time=stamp_time)
-    record.external_attr = 0o644 << 16
-    entries.append((record, rows.getvalue().encode()))
+    return _new_info(record_path, stamp_time), rows.getvalue().encode()
 
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / new_name
-    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zout:
-        for info, data in entries:
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zout.writestr(info, data)
-    return dest
+
+def _new_info(name: str, stamp_time: tuple[int, ...]) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=stamp_time)
+    info.external_attr = 0o644 << 16
+    return info
 
 
 def read_embedded_record(wheel: Path) -> dict | None:

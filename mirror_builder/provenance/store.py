@@ -1,5 +1,4 @@
-"""The build records kept beside the index, under <output>/records/<project>/:
-<wheel>.build.json (the record), .freeze.txt, .log and .intoto.json (the SLSA statement)."""
+"""The build records kept beside the index: each wheel's record, freeze, log and SLSA statement."""
 
 from __future__ import annotations
 
@@ -7,31 +6,35 @@ import json
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.files import atomic_copy, atomic_write_text
+from mirror_builder.layout import OutputLayout, RecordsLayout
 from mirror_builder.provenance.record import slsa_statement
 
 
 class RecordStore:
-    def __init__(self, output_dir: Path) -> None:
-        self.root = output_dir / "records"
+    """Records under one RecordsLayout: OUTPUT/records/, or OUTPUT/rejected/records/ for the
+    wheels that failed their smoke test. Given an output directory or OutputLayout, its records/."""
+
+    def __init__(self, where: RecordsLayout | OutputLayout | Path) -> None:
+        self.layout = where if isinstance(where, RecordsLayout) else OutputLayout.of(where).records
+        self.root = self.layout.root
 
     def folder(self, name: str) -> Path:
-        return self.root / canonicalize_name(name)
+        return self.layout.folder(name)
 
     def record_path(self, name: str, wheel: str) -> Path:
-        return self.folder(name) / f"{wheel}.build.json"
+        return self.layout.record(name, wheel)
 
     def freeze_path(self, name: str, wheel: str) -> Path:
-        return self.folder(name) / f"{wheel}.freeze.txt"
+        return self.layout.freeze(name, wheel)
 
     def log_path(self, name: str, wheel: str) -> Path:
-        return self.folder(name) / f"{wheel}.log"
+        return self.layout.log(name, wheel)
 
     def slsa_path(self, name: str, wheel: str) -> Path:
-        return self.folder(name) / f"{wheel}.intoto.json"
+        return self.layout.slsa(name, wheel)
 
     def write(self, record: dict[str, Any], log_path: Path) -> Path:
         name, wheel = record["name"], record["wheel"]

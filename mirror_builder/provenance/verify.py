@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import (InvalidWheelFilename, NormalizedName, canonicalize_name,
+                             parse_wheel_filename)
 from packaging.version import InvalidVersion, Version
 
 from mirror_builder.files import sha256_of
@@ -94,99 +95,140 @@ class Verdict:
 
 def verify_wheel(path: Path, store: RecordStore) -> Verdict:
     """Check path against itself, its embedded record and the record beside store's index."""
-    checks: list[Check] = []
-
-    def add(name: str, problems: list[str], passed: str) -> bool:
-        checks.append(Check(name, "failed", "; ".join(problems)) if problems
-                      else Check(name, "passed", passed))
-        return not problems
-
-    def verdict(sha256: str | None = None, record_path: Path | None = None,
-                index_record: dict | None = None, embedded: dict | None = None,
-                carries: bool | None = None) -> Verdict:
-        done = {c.name for c in checks}
-        rest = [Check(n, "skipped", "not checked: an earlier check failed") for n in _CHECKS
-                if n not in done]
-        ordered = sorted(checks + rest, key=lambda c: _CHECKS.index(c.name))
-        return Verdict(path, sha256, tuple(ordered), record_path, index_record, embedded, carries)
-
-    try:
-        info = path.lstat()
-    except OSError as exc:
-        add("file", [f"cannot be read: {exc.strerror}"], "")
-        return verdict()
-    if not add("file", [] if stat.S_ISREG(info.st_mode) else ["not a regular file"],
-               "a regular file"):
-        return verdict()
-    try:
-        sha256 = sha256_of(path)
-    except OSError as exc:
-        checks[:] = [Check("file", "failed", f"cannot be read: {exc.strerror}")]
-        return verdict()
+    checks = _Checks(path)
+    sha256 = _check_file(checks, path)
+    if sha256 is None:
+        return checks.verdict()
     filename = path.name
     try:
         project, version, _, _ = parse_wheel_filename(filename)
-        add("file name", [], f"a wheel of {project} {version}")
     except InvalidWheelFilename as exc:
-        add("file name", [f"invalid wheel file name: {exc}"], "")
-        return verdict(sha256)
+        checks.add("file name", [f"invalid wheel file name: {exc}"], "")
+        return checks.verdict(sha256)
+    checks.add("file name", [], f"a wheel of {project} {version}")
     record_path = store.record_path(project, filename)
-    index_record, index_problem = _read_index_record(record_path)
-    # The one check that ties the file to a build; it needs nothing from inside the archive.
-    if index_problem:
-        add("sha256", [index_problem], "")
-    elif index_record is None:
-        checks.append(Check("sha256", "skipped", f"no record beside an index to compare with "
-                                                 f"(looked for {record_path})"))
+    index_record = _check_sha256(checks, sha256, record_path)
+    inside = _check_archive(checks, path, project, version)
+    if inside is None:
+        return checks.verdict(sha256, record_path, index_record)
+    carries, embedded, embedded_problem = inside
+    if embedded_problem:
+        checks.add("embedded record", [embedded_problem], "")
+    elif embedded is None:
+        _no_embedded_record(checks, index_record)
     else:
-        add("sha256", [] if index_record.get("wheel_sha256") == sha256 else [
+        checks.add("embedded record", _names_this_wheel(embedded, filename, project, version),
+                   f"names {filename}")
+    _check_records_agree(checks, embedded, index_record)
+    return checks.verdict(sha256, record_path, index_record, embedded, carries)
+
+
+_CHECKS = ("file", "file name", "archive", "metadata", "RECORD", "embedded record", "sha256",
+           "records agree")
+
+
+class _Checks:
+    """The checks run so far on one wheel file; the verdict adds the ones not reached."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: list[Check] = []
+
+    def add(self, name: str, problems: list[str], passed: str) -> bool:
+        self.done.append(Check(name, "failed", "; ".join(problems)) if problems
+                         else Check(name, "passed", passed))
+        return not problems
+
+    def skip(self, name: str, reason: str) -> None:
+        self.done.append(Check(name, "skipped", reason))
+
+    def keep_only(self, names: tuple[str, ...]) -> None:
+        self.done = [c for c in self.done if c.name in names]
+
+    def verdict(self, sha256: str | None = None, record_path: Path | None = None,
+                index_record: dict | None = None, embedded: dict | None = None,
+                carries: bool | None = None) -> Verdict:
+        ran = {c.name for c in self.done}
+        rest = [Check(n, "skipped", "not checked: an earlier check failed") for n in _CHECKS
+                if n not in ran]
+        ordered = sorted(self.done + rest, key=lambda c: _CHECKS.index(c.name))
+        return Verdict(self.path, sha256, tuple(ordered), record_path, index_record, embedded,
+                       carries)
+
+
+def _check_file(checks: _Checks, path: Path) -> str | None:
+    """The file's sha256, when it is a regular file that can be read."""
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        checks.add("file", [f"cannot be read: {exc.strerror}"], "")
+        return None
+    if not checks.add("file", [] if stat.S_ISREG(info.st_mode) else ["not a regular file"],
+                      "a regular file"):
+        return None
+    try:
+        return sha256_of(path)
+    except OSError as exc:
+        checks.keep_only(())
+        checks.add("file", [f"cannot be read: {exc.strerror}"], "")
+        return None
+
+
+def _check_sha256(checks: _Checks, sha256: str, record_path: Path) -> dict | None:
+    """Compare the file with the record beside the index, and return that record. The one check
+    that ties the file to a build; it needs nothing from inside the archive."""
+    index_record, index_problem = _read_index_record(record_path)
+    if index_problem:
+        checks.add("sha256", [index_problem], "")
+    elif index_record is None:
+        checks.skip("sha256", f"no record beside an index to compare with (looked for {record_path})")
+    else:
+        checks.add("sha256", [] if index_record.get("wheel_sha256") == sha256 else [
             f"its sha256 differs from the one in the record beside the index at "
             f"{record_path}: this is not the file that was published"],
             f"matches the record beside the index at {record_path}")
+    return index_record
+
+
+def _check_archive(checks: _Checks, path: Path, project: NormalizedName, version: Version
+                   ) -> tuple[bool, dict | None, str | None] | None:
+    """Check the archive, its metadata and RECORD; then whether it carries a build record, that
+    record and what makes it unreadable. None when the archive is not read further."""
+    filename = path.name
     try:
         with zipfile.ZipFile(path) as archive:
-            add("archive", _bare(archive_problems(archive, filename), filename),
-                "no member stored twice, outside the install tree or as a link")
+            checks.add("archive", _bare(archive_problems(archive, filename), filename),
+                       "no member stored twice, outside the install tree or as a link")
             try:
                 dist_info = check_identity(archive, filename, project, version)
-                add("metadata", [], f"{dist_info} and its METADATA are {project} {version}")
             except WheelRejected as exc:
-                add("metadata", _bare([str(exc)], filename), "")
-                return verdict(sha256, record_path, index_record)
-            add("RECORD", _bare(record_problems(archive, filename, dist_info), filename),
-                "every member is listed with its sha256, nothing else is in the archive")
+                checks.add("metadata", _bare([str(exc)], filename), "")
+                return None
+            checks.add("metadata", [], f"{dist_info} and its METADATA are {project} {version}")
+            checks.add("RECORD", _bare(record_problems(archive, filename, dist_info), filename),
+                       "every member is listed with its sha256, nothing else is in the archive")
             carries = f"{dist_info}/{EMBEDDED_RECORD}" in archive.namelist()
             embedded, embedded_problem = _read_embedded(archive, dist_info)
     # A corrupt member shows only when it is read: a bad CRC, bad deflate data, a method
     # zipfile does not know.
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
             NotImplementedError) as exc:
-        checks[:] = [c for c in checks if c.name in ("file", "file name", "sha256")]
-        add("archive", [f"not a readable zip archive: {exc}"], "")
-        return verdict(sha256, record_path, index_record)
+        checks.keep_only(("file", "file name", "sha256"))
+        checks.add("archive", [f"not a readable zip archive: {exc}"], "")
+        return None
+    return carries, embedded, embedded_problem
 
-    if embedded_problem:
-        add("embedded record", [embedded_problem], "")
-    elif embedded is None:
-        _no_embedded_record(add, index_record)
-    else:
-        add("embedded record", _names_this_wheel(embedded, filename, project, version),
-            f"names {filename}")
 
+def _check_records_agree(checks: _Checks, embedded: dict | None,
+                         index_record: dict | None) -> None:
     if index_record is None or embedded is None:
-        checks.append(Check("records agree", "skipped",
-                            "no record beside an index" if index_record is None
-                            else "the wheel carries no record"))
-    else:
-        differ = _differing_fields(embedded, index_record)
-        add("records agree", [f"the record inside it and the one beside the index "
-                              f"differ in {', '.join(differ)}"] if differ else [],
-            "the record inside it equals the one beside the index")
-    return verdict(sha256, record_path, index_record, embedded, carries)
-
-
-_CHECKS = ("file", "file name", "archive", "metadata", "RECORD", "embedded record", "sha256",
-           "records agree")
+        checks.skip("records agree", "no record beside an index" if index_record is None
+                    else "the wheel carries no record")
+        return
+    differ = _differing_fields(embedded, index_record)
+    checks.add("records agree", [f"the record inside it and the one beside the index "
+                                 f"differ in {', '.join(differ)}"] if differ else [],
+               "the record inside it equals the one beside the index")
 
 
 def _read_index_record(path: Path) -> tuple[dict | None, str | None]:
@@ -216,16 +258,16 @@ def _read_embedded(archive: zipfile.ZipFile, dist_info: str) -> tuple[dict | Non
     return record, None
 
 
-def _no_embedded_record(add, index_record: dict | None) -> None:
+def _no_embedded_record(checks: _Checks, index_record: dict | None) -> None:
     if index_record is None:
-        add("embedded record", ["it carries no build record in its .dist-info: nothing says "
-                                "where it came from"], "")
+        checks.add("embedded record", ["it carries no build record in its .dist-info: nothing "
+                                       "says where it came from"], "")
     elif index_record.get("built_from_source", True):
-        add("embedded record", ["it carries no build record, though the record beside the "
-                                "index says it was built from source"], "")
+        checks.add("embedded record", ["it carries no build record, though the record beside "
+                                       "the index says it was built from source"], "")
     else:
-        add("embedded record", [], "none: the record beside the index says it is an upstream "
-                                   "wheel published as it was (not built from source)")
+        checks.add("embedded record", [], "none: the record beside the index says it is an "
+                                          "upstream wheel published as it was (not built from source)")
 
 
 def _names_this_wheel(record: dict, filename: str, project, version: Version) -> list[str]:

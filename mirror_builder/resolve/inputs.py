@@ -13,7 +13,7 @@ from packaging.utils import InvalidSdistFilename, NormalizedName, canonicalize_n
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.resolve.resolver import Candidate
 from mirror_builder.files import sha256_of
-from mirror_builder.resolve.upstream import DistributionFile
+from mirror_builder.resolve.pages import DistributionFile
 
 
 _COMMENT = re.compile(r"(^|\s)#.*$")

@@ -21,7 +21,7 @@ from packaging.version import Version
 
 from mirror_builder.errors import ResolutionError
 from mirror_builder.resolve.target import TargetEnvironment
-from mirror_builder.resolve.upstream import DistributionFile
+from mirror_builder.resolve.pages import DistributionFile
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The build target's environment: what markers and requires-python are evaluated against.
 
 Markers must describe the container that builds and runs the wheel, not the host, so these
-values are read from the target image itself (see containers.probe_environment).
+values are read from the target image itself (see sandbox.images, marker_environment).
 """
 
 from __future__ import annotations

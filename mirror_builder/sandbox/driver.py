@@ -238,99 +238,16 @@ def main():
         return repair(job)
     if job.get("mode") == "smoke":
         return smoke(job)
-    out = job["out"]
+    return build(job)
+
+
+def build(job):
+    """Build mode: the steps of this module's docstring; result.json says how far they got."""
     result = {"status": "failed", "stage": "setup", "timings": {}, "user_namespace": user_namespace()}
-    timings = result["timings"]
-
-    def write_result():
-        write_json(os.path.join(out, "result.json"), result)
-
+    result_path = os.path.join(job["out"], "result.json")
     try:
-        started = time.monotonic()
-        if os.path.exists(WORK):
-            shutil.rmtree(WORK)
-        os.makedirs(WORK)
-        src = os.path.join(WORK, "src")
-        shutil.copytree(job["source"], src, symlinks=True)
-        env_dir = os.path.join(WORK, "env")
-        python = os.path.join(env_dir, "bin", "python")
-        base_env = {
-            "PATH": f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/tmp/mb-home",
-            "LANG": "C.UTF-8",
-            "TMPDIR": "/tmp",
-            "VIRTUAL_ENV": env_dir,
-            "SOURCE_DATE_EPOCH": str(job["source_date_epoch"]),
-            "MAKEFLAGS": f"-j{job['jobs']}",
-            "CMAKE_BUILD_PARALLEL_LEVEL": str(job["jobs"]),
-            # There is no network; say so to cargo, so it fails fast and clearly if a crate
-            # was not vendored while the source was prepared.
-            "CARGO_NET_OFFLINE": "true",
-            "CARGO_HOME": "/tmp/mb-home/.cargo",
-        }
-        base_env.update(job.get("environment", {}))
-        os.makedirs(base_env["HOME"], exist_ok=True)
-        # Hardlinks from uv's throw-away cache (same file system) instead of copies: the files
-        # outlive the cache, and installing setuptools takes 0.34 s instead of 0.59 s.
-        uv_env = dict(base_env, UV_OFFLINE="1", UV_NO_CACHE="1", UV_PYTHON_DOWNLOADS="never",
-                      UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
-        timings["copy_source"] = time.monotonic() - started
-
-        result["stage"] = "environment"
-        step = time.monotonic()
-        run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
-        if job["wheels"]:
-            # Pins from a find-links directory holding exactly these files (not the file paths
-            # themselves), so the environment and its freeze look like an ordinary install.
-            pins = []
-            for path in job["wheels"]:
-                name, version, _, _ = parse_wheel_filename(os.path.basename(path))
-                pins.append(f"{name}=={version}")
-            run(["uv", "pip", "install", "--python", python, "--no-index", "--find-links",
-                 job["wheels_dir"], *pins], uv_env)
-        freeze = run(["uv", "pip", "freeze", "--python", python], uv_env)
-        result["freeze"] = freeze
-        timings["environment"] = time.monotonic() - step
-        site_packages = subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            env=base_env, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
-
-        def runner(cmd, cwd=None, extra_environ=None):
-            env = dict(base_env)
-            env.update(extra_environ or {})
-            subprocess.run(cmd, cwd=cwd, env=env, check=True)
-
-        result["environment"] = base_env
-        project = os.path.join(src, job.get("project_dir") or "")
-        hooks = BuildBackendHookCaller(project, job["backend"], backend_path=job["backend_path"] or None,
-                                       runner=runner, python_executable=python)
-        config_settings = job.get("config_settings") or None
-
-        result["stage"] = "get_requires_for_build_wheel"
-        step = time.monotonic()
-        say(f"get_requires_for_build_wheel ({job['backend']})")
-        requires = list(hooks.get_requires_for_build_wheel(config_settings))
-        timings["get_requires"] = time.monotonic() - step
-        result["requires"] = requires
-        say(f"backend requires: {requires or 'nothing more'}")
-        dists = installed(site_packages)
-        missing = [r for r in requires if not satisfied(Requirement(r), dists)]
-        if missing:
-            result.update(status="needs", missing=missing)
-            say(f"not yet in the build environment: {missing}")
-            write_result()
-            return 0
-
-        result["stage"] = "build_wheel"
-        step = time.monotonic()
-        dist_dir = os.path.join(out, "dist")
-        os.makedirs(dist_dir, exist_ok=True)
-        say(f"build_wheel ({job['backend']})")
-        wheel = hooks.build_wheel(dist_dir, config_settings)
-        timings["build_wheel"] = time.monotonic() - step
-        result.update(status="built", wheel=wheel)
-        say(f"built {wheel}")
-        write_result()
+        build_steps(job, result)
+        write_json(result_path, result)
         return 0
     except subprocess.CalledProcessError as exc:
         result["error"] = f"{result['stage']} failed: command exited with status {exc.returncode}"
@@ -342,8 +259,116 @@ def main():
         result["limits_hit"] = hit
         result["error"] += " (" + "; ".join(hit) + ")"
     say(result["error"])
-    write_result()
+    write_json(result_path, result)
     return 1
+
+
+def build_steps(job, result):
+    """Run the build, filling in result; result["stage"] names the step under way."""
+    timings = result["timings"]
+    started = time.monotonic()
+    src = copy_source(job["source"])
+    env_dir = os.path.join(WORK, "env")
+    python = os.path.join(env_dir, "bin", "python")
+    base_env = build_environ(job, env_dir)
+    os.makedirs(base_env["HOME"], exist_ok=True)
+    timings["copy_source"] = time.monotonic() - started
+
+    result["stage"] = "environment"
+    step = time.monotonic()
+    result["freeze"] = install_wheels(job, env_dir, python, base_env)
+    timings["environment"] = time.monotonic() - step
+    site_packages = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        env=base_env, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    result["environment"] = base_env
+    hooks = backend_hooks(job, src, python, base_env)
+    config_settings = job.get("config_settings") or None
+
+    result["stage"] = "get_requires_for_build_wheel"
+    step = time.monotonic()
+    say(f"get_requires_for_build_wheel ({job['backend']})")
+    requires = list(hooks.get_requires_for_build_wheel(config_settings))
+    timings["get_requires"] = time.monotonic() - step
+    result["requires"] = requires
+    say(f"backend requires: {requires or 'nothing more'}")
+    dists = installed(site_packages)
+    missing = [r for r in requires if not satisfied(Requirement(r), dists)]
+    if missing:
+        result.update(status="needs", missing=missing)
+        say(f"not yet in the build environment: {missing}")
+        return
+
+    result["stage"] = "build_wheel"
+    step = time.monotonic()
+    dist_dir = os.path.join(job["out"], "dist")
+    os.makedirs(dist_dir, exist_ok=True)
+    say(f"build_wheel ({job['backend']})")
+    wheel = hooks.build_wheel(dist_dir, config_settings)
+    timings["build_wheel"] = time.monotonic() - step
+    result.update(status="built", wheel=wheel)
+    say(f"built {wheel}")
+
+
+def copy_source(source):
+    """A fresh writable copy of the read-only source tree; returns its path."""
+    if os.path.exists(WORK):
+        shutil.rmtree(WORK)
+    os.makedirs(WORK)
+    src = os.path.join(WORK, "src")
+    shutil.copytree(source, src, symlinks=True)
+    return src
+
+
+def build_environ(job, env_dir):
+    """The environment variables of every process of the build."""
+    base_env = {
+        "PATH": f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp/mb-home",
+        "LANG": "C.UTF-8",
+        "TMPDIR": "/tmp",
+        "VIRTUAL_ENV": env_dir,
+        "SOURCE_DATE_EPOCH": str(job["source_date_epoch"]),
+        "MAKEFLAGS": f"-j{job['jobs']}",
+        "CMAKE_BUILD_PARALLEL_LEVEL": str(job["jobs"]),
+        # There is no network; say so to cargo, so it fails fast and clearly if a crate
+        # was not vendored while the source was prepared.
+        "CARGO_NET_OFFLINE": "true",
+        "CARGO_HOME": "/tmp/mb-home/.cargo",
+    }
+    base_env.update(job.get("environment", {}))
+    return base_env
+
+
+def install_wheels(job, env_dir, python, base_env):
+    """Create the venv with exactly the job's wheels in it; returns its `uv pip freeze`."""
+    # Hardlinks from uv's throw-away cache (same file system) instead of copies: the files
+    # outlive the cache, and installing setuptools takes 0.34 s instead of 0.59 s.
+    uv_env = dict(base_env, UV_OFFLINE="1", UV_NO_CACHE="1", UV_PYTHON_DOWNLOADS="never",
+                  UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
+    run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
+    if job["wheels"]:
+        # Pins from a find-links directory holding exactly these files (not the file paths
+        # themselves), so the environment and its freeze look like an ordinary install.
+        pins = []
+        for path in job["wheels"]:
+            name, version, _, _ = parse_wheel_filename(os.path.basename(path))
+            pins.append(f"{name}=={version}")
+        run(["uv", "pip", "install", "--python", python, "--no-index", "--find-links",
+             job["wheels_dir"], *pins], uv_env)
+    return run(["uv", "pip", "freeze", "--python", python], uv_env)
+
+
+def backend_hooks(job, src, python, base_env):
+    """The PEP 517 hooks of the project's backend, run in the venv with base_env."""
+    def runner(cmd, cwd=None, extra_environ=None):
+        env = dict(base_env)
+        env.update(extra_environ or {})
+        subprocess.run(cmd, cwd=cwd, env=env, check=True)
+
+    project = os.path.join(src, job.get("project_dir") or "")
+    return BuildBackendHookCaller(project, job["backend"], backend_path=job["backend_path"] or None,
+                                  runner=runner, python_executable=python)
 
 
 if __name__ == "__main__":

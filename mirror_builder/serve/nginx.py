@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mirror_builder.errors import UsageError
+from mirror_builder.layout import OutputLayout
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 # What a path may hold before it is written into the configuration: nginx would read a quote,
@@ -42,7 +43,6 @@ class NginxSite:
 def render_site(site: NginxSite) -> str:
     """The configuration for /etc/nginx/conf.d/ (it goes in nginx's http block)."""
     _check(site)
-    tls = site.certfile is not None
     # map names are global in nginx; a suffix per index lets one nginx serve several.
     tag = hashlib.sha256(str(site.root).encode()).hexdigest()[:8]
     accept, page = f"$mirror_builder_accept_{tag}", f"$mirror_builder_page_{tag}"
@@ -50,6 +50,21 @@ def render_site(site: NginxSite) -> str:
         f"# A wheels-only index, served from {site.root}",
         "# (written by `mirror-builder nginx-config`; see the README's private index recipe).",
         "",
+        *_page_maps(accept, page),
+        "",
+        "server {",
+        *_server_settings(site),
+        "",
+        *_locations(page),
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _page_maps(accept: str, page: str) -> list[str]:
+    """Two maps that set page to the index file (JSON or HTML) the request asks for."""
+    return [
         "# PEP 691: the JSON page for a client that asks for it, else HTML. nginx cannot weigh",
         "# q-values, so JSON wins whenever it is offered (pip and uv prefer it anyway).",
         f"map $http_accept {accept} {{",
@@ -65,8 +80,13 @@ def render_site(site: NginxSite) -> str:
         '    "text/html" index.html;',
         '    "text%2Fhtml" index.html;',
         "}",
-        "",
-        "server {",
+    ]
+
+
+def _server_settings(site: NginxSite) -> list[str]:
+    """The server block's own settings: where it listens, TLS, the root and auth."""
+    tls = site.certfile is not None
+    lines = [
         f"    listen {site.listen}{' ssl' if tls else ''};",
         f"    server_name {site.server_name};",
     ]
@@ -94,8 +114,12 @@ def render_site(site: NginxSite) -> str:
             '    auth_basic "mirror-builder";',
             f'    auth_basic_user_file "{site.tokens_file}";',
         ]
-    lines += [
-        "",
+    return lines
+
+
+def _locations(page: str) -> list[str]:
+    """What is served: the index pages, wheels, metadata and sources; nothing else."""
+    return [
         f"    location ~ ^/(?:sources/)?simple/(?:{_PROJECT}/)?index\\.json$ {{",
         f"        types {{ }} default_type {JSON_TYPE};",
         "        add_header Vary Accept always;",
@@ -126,14 +150,11 @@ def render_site(site: NginxSite) -> str:
         "    location / {",
         "        root /nonexistent;",
         "    }",
-        "}",
-        "",
     ]
-    return "\n".join(lines)
 
 
 def _check(site: NginxSite) -> None:
-    if not (site.root / "simple").is_dir():
+    if not OutputLayout(site.root).simple.is_dir():
         raise UsageError(f"{site.root} holds no index yet; run mirror-builder bootstrap first")
     if not _LISTEN.fullmatch(site.listen):
         raise UsageError(f"--listen {site.listen!r}: give PORT, ADDRESS:PORT or [IPv6]:PORT")

@@ -172,87 +172,100 @@ def _one_range(value: str) -> bool:
 
 def make_app(root: Path, tokens: TokenAuthenticator | None = None) -> web.Application:
     """The index app for root; with tokens, every request needs one (see httpauth.py)."""
-    root = root.resolve()
     app = web.Application(middlewares=[require_token(tokens)] if tokens else [])
+    handlers = _Handlers(root.resolve(), private=tokens is not None)
+    for prefix in ("", "/{area:sources}"):
+        app.router.add_get(prefix + "/simple/", handlers.page)
+        app.router.add_get(prefix + "/simple", handlers.without_slash)
+        app.router.add_get(prefix + "/simple/{project}/", handlers.page)
+        app.router.add_get(prefix + "/simple/{project}", handlers.without_slash)
+        app.router.add_get(prefix + "/files/{project}/{filename}", handlers.file)
+    app.router.add_get("/", handlers.home)
+    return app
 
-    def not_found(what: str = "no such project") -> web.HTTPNotFound:
-        return web.HTTPNotFound(text=f"{what}\n")
 
-    def redirect(request: web.Request, path: str) -> web.HTTPMovedPermanently:
-        query = request.rel_url.raw_query_string
-        return web.HTTPMovedPermanently(path + (f"?{query}" if query else ""))
+class _Handlers:
+    """The request handlers of one index: root (resolved) is the output directory."""
 
-    def folder_url(folder: tuple[str, ...]) -> str:
-        return "".join(f"/{part}" for part in folder) + "/"
+    def __init__(self, root: Path, private: bool) -> None:
+        self.root = root
+        self.private = private
 
-    def area_of(request: web.Request) -> tuple[str, ...]:
-        area = request.match_info.get("area")
-        return (area,) if area else ()
-
-    def project_folder(request: web.Request) -> tuple[str, ...]:
-        """("simple", NAME) for the project in the path; a name that is valid but not normalized
-        is redirected to its normalized form, anything else is not found."""
-        area = area_of(request)
-        project = request.match_info.get("project")
-        if project is None:
-            return (*area, "simple")
-        if not _fits(project, _PROJECT_NAME):
-            raise not_found()
-        normalized = canonicalize_name(project)
-        if project != normalized:
-            raise redirect(request, folder_url((*area, "simple", normalized)))
-        return (*area, "simple", normalized)
-
-    async def page(request: web.Request) -> web.StreamResponse:
-        folder = project_folder(request)
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        folder = _project_folder(request)
         # PEP 691's ?format= override; an unescaped "+" arrives as a space.
         chosen = request.query.get("format", "").replace(" ", "+") or \
             negotiate(request.headers.get("Accept"))
         if chosen not in PAGE_TYPES:
             raise web.HTTPNotAcceptable(text=f"this index serves {', '.join(PAGE_TYPES)}\n")
-        path = contained_file(root, (*folder, "index.json" if chosen == JSON_TYPE else "index.html"))
+        path = contained_file(self.root,
+                              (*folder, "index.json" if chosen == JSON_TYPE else "index.html"))
         if path is None:
-            raise not_found()
+            raise _not_found()
         response = IndexFile(path, headers={"Vary": "Accept"})
         response.content_type = chosen
         if chosen != JSON_TYPE:
             response.charset = "utf-8"
         return response
 
-    async def without_slash(request: web.Request) -> web.StreamResponse:
-        folder = (*area_of(request), "simple")
+    async def without_slash(self, request: web.Request) -> web.StreamResponse:
+        folder = (*_area_of(request), "simple")
         if (project := request.match_info.get("project")) is not None:
             if not _fits(project, _PROJECT_NAME):
-                raise not_found()
+                raise _not_found()
             folder += (canonicalize_name(project),)
-        raise redirect(request, folder_url(folder))
+        raise _redirect(request, _folder_url(folder))
 
-    async def file(request: web.Request) -> web.StreamResponse:
+    async def file(self, request: web.Request) -> web.StreamResponse:
         project, name = request.match_info["project"], request.match_info["filename"]
         if not _fits(project, _NORMALIZED) or not _fits(name, _FILENAME):
-            raise not_found("no such file")
-        path = contained_file(root, (*area_of(request), "files", project, name))
+            raise _not_found("no such file")
+        path = contained_file(self.root, (*_area_of(request), "files", project, name))
         if path is None:
-            raise not_found("no such file")
+            raise _not_found("no such file")
         suffix = ".metadata" if name.endswith(".metadata") else path.suffix
         response = IndexFile(path)
         response.content_type = FILE_TYPES.get(suffix, "application/octet-stream")
         return response
 
-    async def home(request: web.Request) -> web.StreamResponse:
+    async def home(self, request: web.Request) -> web.StreamResponse:
         # The Host header as the client sent it, if it is a host name or address (and port).
         host = request.headers.get("Host", "")
         base = f"{request.scheme}://{host if _HOST.fullmatch(host) else 'HOST'}"
-        return web.Response(text=usage(base, private=tokens is not None), content_type="text/plain")
+        return web.Response(text=usage(base, private=self.private), content_type="text/plain")
 
-    for prefix in ("", "/{area:sources}"):
-        app.router.add_get(prefix + "/simple/", page)
-        app.router.add_get(prefix + "/simple", without_slash)
-        app.router.add_get(prefix + "/simple/{project}/", page)
-        app.router.add_get(prefix + "/simple/{project}", without_slash)
-        app.router.add_get(prefix + "/files/{project}/{filename}", file)
-    app.router.add_get("/", home)
-    return app
+
+def _not_found(what: str = "no such project") -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=f"{what}\n")
+
+
+def _redirect(request: web.Request, path: str) -> web.HTTPMovedPermanently:
+    query = request.rel_url.raw_query_string
+    return web.HTTPMovedPermanently(path + (f"?{query}" if query else ""))
+
+
+def _folder_url(folder: tuple[str, ...]) -> str:
+    return "".join(f"/{part}" for part in folder) + "/"
+
+
+def _area_of(request: web.Request) -> tuple[str, ...]:
+    area = request.match_info.get("area")
+    return (area,) if area else ()
+
+
+def _project_folder(request: web.Request) -> tuple[str, ...]:
+    """("simple", NAME) for the project in the path; a name that is valid but not normalized
+    is redirected to its normalized form, anything else is not found."""
+    area = _area_of(request)
+    project = request.match_info.get("project")
+    if project is None:
+        return (*area, "simple")
+    if not _fits(project, _PROJECT_NAME):
+        raise _not_found()
+    normalized = canonicalize_name(project)
+    if project != normalized:
+        raise _redirect(request, _folder_url((*area, "simple", normalized)))
+    return (*area, "simple", normalized)
 
 
 def usage(base_url: str, private: bool = False) -> str:

@@ -13,7 +13,7 @@ import uv
 
 from conftest import STEVEDORE, clean_environment, fresh_venv, run_mirror_builder
 from mirror_builder.index.wheelindex import WheelIndex, verify
-from mirror_builder.resolve.upstream import parse_project_page
+from mirror_builder.resolve.pages import parse_project_page
 
 pytestmark = pytest.mark.e2e
 

@@ -13,6 +13,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_plan_gives_the_bottom_up_order_without_building(tmp_path):
+    # plan starts no podman: it reads the markers measured when the target's image was made.
+    run_mirror_builder("images", cwd=tmp_path)
     proc = run_mirror_builder("plan", "stevedore==5.10.0", "--json", cwd=tmp_path)
     plan = json.loads(proc.stdout)
     assert [p["name"] for p in plan] == ["setuptools", "pbr", "stevedore"]

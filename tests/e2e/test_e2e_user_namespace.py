@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, REPO, clean_environment, make_sdist, write_settings
-from mirror_builder.sandbox.containers import SUBGID_FILE, SUBUID_FILE, subordinate_ids
+from mirror_builder.sandbox.userns import SUBGID_FILE, SUBUID_FILE, subordinate_ids
 
 pytestmark = pytest.mark.e2e
 

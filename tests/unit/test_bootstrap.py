@@ -16,16 +16,19 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.engine.bootstrap import Bootstrapper, RebuildRequest
-from mirror_builder.build.builder import BuildOutcome
-from mirror_builder.sandbox.containers import ImageRef
+from mirror_builder.engine.bootstrap import Bootstrapper
+
+from mirror_builder.jobs.triggers import RebuildRequest
+from mirror_builder.build.request import BuildResult
+from mirror_builder.engine.context import BuildTarget, Options, Services
+from mirror_builder.sandbox.imagenames import ImageRef
 from mirror_builder.errors import BuildCycleError, BuildError, RebuildError
 from mirror_builder.index.wheelindex import WheelIndex
 from mirror_builder.cli.progress import QuietReporter
 from mirror_builder.provenance.store import RecordStore
 from mirror_builder.config.settings import load_settings
 from mirror_builder.resolve.target import TargetEnvironment
-from mirror_builder.resolve.upstream import DistributionFile
+from mirror_builder.resolve.pages import DistributionFile
 
 TARGET = TargetEnvironment("test", {
     "implementation_name": "cpython", "implementation_version": "3.11.2", "os_name": "posix",
@@ -88,15 +91,26 @@ class FakeIndex:
 
 
 class FakeBuilder:
-    """Builds by writing a wheel whose METADATA says what fake.json says."""
+    """An Executor whose builds write a wheel whose METADATA says what fake.json says, and whose
+    smoke tests are the FakeSmokeTester's."""
 
-    def __init__(self) -> None:
+    def __init__(self, work_dir: Path, smoke_fails=()) -> None:
         self.builds: list[tuple[str, list[str]]] = []
+        self.requests = []  # every BuildRequest, as the executor received it
+        self.work_dir = work_dir
+        self.smoke_tester = FakeSmokeTester(smoke_fails)
 
-    def build(self, request, work_dir):
+    def smoke_test(self, request):
+        return self.smoke_tester.run(request.image, request.index, request.staged,
+                                     request.tests, request.limits, request.log_path)
+
+    def build(self, request):
+        self.requests.append(request)
+        work_dir = self.work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
         spec = json.loads((request.source.tree / "fake.json").read_text())
         name, version = request.source.name, request.source.version
-        env = [canonicalize_name(w.name.split("-")[0]) for w in request.env_wheels]
+        env = [canonicalize_name(w.name.split("-")[0]) for w in request.env.wheels]
         self.builds.append((name, env))
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         request.log_path.write_text("fake build\n")
@@ -109,7 +123,7 @@ class FakeBuilder:
                       log_path=request.log_path, command=("fake",), started_at="", ended_at="",
                       seconds=0.0, container_seconds=0.0, timings={})
         if missing:
-            return BuildOutcome(status="needs", wheel=None, missing=tuple(missing), **common)
+            return BuildResult(status="needs", wheel=None, missing=tuple(missing), **common)
         stem = f"{name.replace('-', '_')}-{version}"
         wheel = work_dir / f"{stem}-py3-none-any.whl"
         metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
@@ -118,7 +132,7 @@ class FakeBuilder:
             zf.writestr(f"{stem}.dist-info/METADATA", metadata)
             zf.writestr(f"{stem}.dist-info/WHEEL", "Wheel-Version: 1.0\n")
             zf.writestr(f"{stem}.dist-info/RECORD", "")
-        return BuildOutcome(status="built", wheel=wheel, missing=(), **common)
+        return BuildResult(status="built", wheel=wheel, missing=(), **common)
 
 
 class FakeSmokeTester:
@@ -129,7 +143,7 @@ class FakeSmokeTester:
         self.tested: list[str] = []
 
     def run(self, image, index_root, staged, tests, limits, log_path):
-        from mirror_builder.index.smoketest import SmokeResult
+        from mirror_builder.build.request import SmokeResult
 
         results = {}
         for test in tests:
@@ -141,6 +155,13 @@ class FakeSmokeTester:
         return results
 
 
+def fake_bootstrapper(settings, image, finder, builder, out: Path, options=None) -> Bootstrapper:
+    """The real Bootstrapper over the fakes, publishing to out."""
+    return Bootstrapper(Services(settings=settings, target=BuildTarget(TARGET, image),
+                                 finder=finder, executor=builder, index=WheelIndex(out),
+                                 reporter=QuietReporter()), options)
+
+
 @pytest.fixture
 def bootstrap(tmp_path):
     settings_file = tmp_path / "settings.yaml"
@@ -149,14 +170,11 @@ def bootstrap(tmp_path):
     settings = load_settings(settings_file)
     image = ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test")
 
-    def make(packages, numbering="build-tag", smoke_fails=()):
+    def make(packages, numbering="build-tag", smoke_fails=(), builder=None, options=None):
         run_settings = dataclasses.replace(settings, rebuild_numbering=numbering)
-        builder = FakeBuilder()
-        bootstrapper = Bootstrapper(
-            settings=run_settings, target=TARGET, image=image,
-            finder=FakeIndex(tmp_path, packages), builder=builder,
-            index=WheelIndex(tmp_path / "out"), records=RecordStore(tmp_path / "out"),
-            reporter=QuietReporter(), smoke_tester=FakeSmokeTester(smoke_fails))
+        builder = builder or FakeBuilder(tmp_path / "fake-work", smoke_fails)
+        bootstrapper = fake_bootstrapper(run_settings, image, FakeIndex(tmp_path, packages),
+                                         builder, tmp_path / "out", options)
         return bootstrapper, builder
 
     def run(packages, *requirements, numbering="build-tag"):
@@ -166,6 +184,7 @@ def bootstrap(tmp_path):
 
     run.make = make
     run.output = tmp_path / "out"
+    run.work = tmp_path / "fake-work"
     run.overrides = tmp_path / "overrides"
     return run
 
@@ -376,7 +395,7 @@ def test_every_built_wheel_is_smoke_tested_before_it_is_in_the_index(bootstrap):
         "lib": {"1.0": Package(build_requires=["tool"])},
     })
     bootstrapper.run([Requirement("app")])
-    tested = {name.split("-")[0] for name in bootstrapper.smoke_tester.tested}
+    tested = {name.split("-")[0] for name in bootstrapper.services.executor.smoke_tester.tested}
     assert tested == {"app", "tool", "lib"}
     index = WheelIndex(bootstrap.output)
     assert {p for p in index.projects()} == {"app", "tool", "lib"}
@@ -385,7 +404,7 @@ def test_every_built_wheel_is_smoke_tested_before_it_is_in_the_index(bootstrap):
 
 
 def test_a_wheel_that_fails_its_smoke_test_stays_out_and_the_run_names_it(bootstrap):
-    from mirror_builder.engine.bootstrap import BootstrapFailed
+    from mirror_builder.engine.model import BootstrapFailed
 
     bootstrapper, _ = bootstrap.make({
         "app": {"1.0": Package(build_requires=["tool"])},
@@ -402,7 +421,7 @@ def test_a_wheel_that_fails_its_smoke_test_stays_out_and_the_run_names_it(bootst
 
 
 def test_a_wheel_that_needs_a_rejected_wheel_is_held_back_with_the_reason(bootstrap):
-    from mirror_builder.engine.bootstrap import BootstrapFailed
+    from mirror_builder.engine.model import BootstrapFailed
 
     bootstrapper, _ = bootstrap.make({
         "app": {"1.0": Package(build_requires=["tool"], requires_dist=["broken"])},
@@ -439,18 +458,13 @@ def make_bootstrapper(root, packages, *, settings_yaml="", review=None, job_poli
                       smoke_fails=(), numbering="build-tag"):
     """(Bootstrapper, FakeBuilder) over FakeIndex(root, packages), publishing to root/out, with
     root/settings.yaml as the fixture writes it plus settings_yaml."""
-    from mirror_builder.engine.bootstrap import Bootstrapper as _Bootstrapper
-
     settings_file = root / "settings.yaml"
     settings_file.write_text(BASE_SETTINGS + settings_yaml)
     settings = dataclasses.replace(load_settings(settings_file), rebuild_numbering=numbering)
     image = ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test")
-    builder = FakeBuilder()
-    bootstrapper = _Bootstrapper(
-        settings=settings, target=TARGET, image=image, finder=FakeIndex(root, packages),
-        builder=builder, index=WheelIndex(root / "out"), records=RecordStore(root / "out"),
-        reporter=QuietReporter(), smoke_tester=FakeSmokeTester(smoke_fails),
-        job_policy=job_policy, review=review)
+    builder = FakeBuilder(root / "fake-work", smoke_fails)
+    bootstrapper = fake_bootstrapper(settings, image, FakeIndex(root, packages), builder,
+                                     root / "out", Options(job_policy=job_policy, review=review))
     return bootstrapper, builder
 
 
@@ -458,7 +472,7 @@ def make_bootstrapper(root, packages, *, settings_yaml="", review=None, job_poli
 def gate(tmp_path):
     """make(packages, review=True, requested=("app",)): a Bootstrapper whose jobs go through the
     review queue (gate.queue) as update's do, logged in gate.jobs; review=False is a bootstrap."""
-    from mirror_builder.engine.bootstrap import JobPolicy
+    from mirror_builder.jobs.triggers import JobPolicy
     from mirror_builder.jobs.log import JobLog
     from mirror_builder.jobs.review import ReviewQueue
 
@@ -523,7 +537,7 @@ def test_a_package_approved_in_review_is_built_by_the_next_run_as_an_approved_jo
 
 
 def test_a_package_rejected_in_review_is_refused_naming_who_rejected_it(gate):
-    from mirror_builder.engine.bootstrap import CarryRefused
+    from mirror_builder.engine.model import CarryRefused
 
     gate.queue.decide("six", "rejected", "alice", note="unmaintained")
     bootstrapper, builder = gate(needs_six())
@@ -557,7 +571,7 @@ def test_without_a_review_queue_a_bootstrap_builds_the_whole_tree_and_nothing_wa
 @pytest.mark.parametrize("review", [False, True], ids=["bootstrap", "update"])
 def test_the_deny_list_refuses_a_package_in_any_resolution_naming_the_file_and_line(
         gate, app, review):
-    from mirror_builder.engine.bootstrap import CarryRefused
+    from mirror_builder.engine.model import CarryRefused
 
     deny = gate.root / "deny.txt"
     deny.write_text("# never carried\nsix  # see CVE-0000\n")
@@ -572,7 +586,7 @@ def test_the_deny_list_refuses_a_package_in_any_resolution_naming_the_file_and_l
 
 
 def test_the_deny_list_refuses_a_package_already_in_the_index_when_a_rebuild_needs_it(gate):
-    from mirror_builder.engine.bootstrap import CarryRefused
+    from mirror_builder.engine.model import CarryRefused
 
     packages = {"app": {"2.0": Package(build_requires=["six"])}, "six": {"1.17.0": Package()}}
     gate(packages, review=False)[0].run([Requirement("app==2.0")])
@@ -586,7 +600,7 @@ def test_the_deny_list_refuses_a_package_already_in_the_index_when_a_rebuild_nee
 
 
 def test_the_deny_list_refuses_the_requested_package_itself(gate):
-    from mirror_builder.engine.bootstrap import CarryRefused
+    from mirror_builder.engine.model import CarryRefused
 
     deny = gate.root / "deny.txt"
     deny.write_text("app\n")
@@ -598,7 +612,7 @@ def test_the_deny_list_refuses_the_requested_package_itself(gate):
 
 
 def test_the_allow_list_refuses_a_package_it_does_not_name(gate):
-    from mirror_builder.engine.bootstrap import CarryRefused
+    from mirror_builder.engine.model import CarryRefused
 
     allow = gate.root / "allow.txt"
     allow.write_text("app\n")
@@ -718,7 +732,7 @@ def test_a_rebuild_is_a_job_with_the_rebuild_trigger_and_number(gate, request_, 
 def test_a_wheel_that_cannot_be_written_into_the_index_is_that_packages_failure(bootstrap, monkeypatch):
     import errno
 
-    from mirror_builder.engine.bootstrap import BootstrapFailed
+    from mirror_builder.engine.model import BootstrapFailed
 
     bootstrapper, _ = bootstrap.make({
         "app": {"1.0": Package(build_requires=["tool"])},
@@ -750,10 +764,10 @@ def test_a_wheel_waits_for_the_version_of_a_dependency_it_requires_not_just_the_
     tested = []
 
     class Tester:
-        def run(self, image, index_root, staged, tests, limits, log_path):
-            from mirror_builder.index.smoketest import SmokeResult
-            tested.extend(t.wheel.name for t in tests)
-            return {t.wheel.name: SmokeResult(t.wheel.name, "passed") for t in tests}
+        def smoke_test(self, request):
+            from mirror_builder.build.request import SmokeResult
+            tested.extend(t.wheel.name for t in request.tests)
+            return {t.wheel.name: SmokeResult(t.wheel.name, "passed") for t in request.tests}
 
     image = ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test")
 
@@ -771,7 +785,7 @@ def test_a_wheel_waits_for_the_version_of_a_dependency_it_requires_not_just_the_
         def write(self, record, log_path):
             pass
 
-    publisher = Publisher(index=index, records=Records(), rejected=Records(), tester=Tester(),
+    publisher = Publisher(index=index, records=Records(), rejected=Records(), executor=Tester(),
                           target=TARGET, limits=BuildSettings(), on_outcome=lambda outcome: None)
     publisher._pending.append(staged("httpx2", "2.16.2", ["httpcore2==2.16.2"]))
     assert publisher._take_ready() == []  # only 2.16.0 is in the index

@@ -7,13 +7,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from mirror_builder.build.builder import Builder, _built_wheel, _check_freeze, read_result
+from mirror_builder.build.builder import Builder, _built_wheel, _check_freeze
+from mirror_builder.sandbox.jobfolders import read_result
 from mirror_builder.errors import BuildError
 
 
 def request(env_wheels=()):
     return SimpleNamespace(source=SimpleNamespace(name="demo", version="1.0"), chain=("top==2",),
-                           log_path=Path("/logs/demo-1.0.log"), env_wheels=tuple(map(Path, env_wheels)))
+                           log_path=Path("/logs/demo-1.0.log"),
+                           env=SimpleNamespace(wheels=tuple(map(Path, env_wheels))))
 
 
 def fail(message):

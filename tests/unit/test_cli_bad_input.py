@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mirror_builder.cli import app as cli
+from mirror_builder.cli import app as cli, inspecting
 from mirror_builder.jobs.log import Job, JobLog
 
 from conftest import REPO, clean_environment, error_lines, tree_digest
@@ -70,7 +70,7 @@ def test_an_unforeseen_failure_is_one_line_that_points_at_debug(tmp_path, monkey
     def broken(args, console):
         raise RuntimeError("something nobody planned for")
 
-    monkeypatch.setattr(cli, "_history", broken)
+    monkeypatch.setattr(inspecting, "_history", broken)
     assert cli.main(["--settings", SETTINGS, "history", "-o", str(tmp_path)]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "error: RuntimeError: something nobody planned for (run again with --debug" in err

@@ -3,7 +3,8 @@ needs the same set."""
 
 from pathlib import Path
 
-from mirror_builder.sandbox.containers import ImageManager, ImageRef
+from mirror_builder.sandbox.imagenames import ImageRef
+from mirror_builder.sandbox.images import ImageManager
 
 
 class FakePodman:

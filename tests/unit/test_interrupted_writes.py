@@ -12,7 +12,7 @@ import pytest
 
 from mirror_builder.index.wheelindex import WheelIndex, verify
 from mirror_builder.index.outputlock import hold_output
-from mirror_builder.resolve.upstream import parse_project_page
+from mirror_builder.resolve.pages import parse_project_page
 from test_index import make_wheel
 
 REPO = Path(__file__).resolve().parents[2]

@@ -933,7 +933,7 @@ def test_update_override_as_dict_shows_the_keys_given_as_written():
 # -- lint: an update.specifier must match an upstream version -----------------------------------
 from mirror_builder.config.lint import lint  # noqa: E402
 from mirror_builder.config.settings import load_settings  # noqa: E402
-from mirror_builder.resolve.upstream import DistributionFile  # noqa: E402
+from mirror_builder.resolve.pages import DistributionFile  # noqa: E402
 
 
 class _Finder:

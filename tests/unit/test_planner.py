@@ -68,7 +68,7 @@ def test_a_pre_built_package_is_marked_and_has_no_build_requirements(planner):
 def test_a_package_with_no_sdist_and_no_override_is_named(planner):
     class WheelsOnly(FakeIndex):
         def project_files(self, name):
-            from mirror_builder.resolve.upstream import DistributionFile
+            from mirror_builder.resolve.pages import DistributionFile
             return [DistributionFile(f"{name}-1.0-py3-none-any.whl", "https://example.invalid/w", None)]
 
     make = planner

@@ -1,6 +1,7 @@
 """Plugins: per-package code with typed hooks, checked when loaded, called in the build path."""
 
 import json
+import os
 import textwrap
 
 import pytest
@@ -8,7 +9,7 @@ from packaging.requirements import Requirement
 
 from mirror_builder.errors import BuildError, SettingsError
 from mirror_builder.config.plugins import load_plugins
-from test_bootstrap import FakeBuilder, Package, bootstrap  # noqa: F401  (the fixture)
+from test_bootstrap import Package, bootstrap  # noqa: F401  (the fixture)
 
 
 def write_plugin(folder, name, body):
@@ -75,19 +76,12 @@ def test_a_plugin_that_does_not_match_is_an_error_naming_the_file(tmp_path, body
 def test_hooks_run_in_the_build_path(bootstrap):
     write_plugin(bootstrap.overrides, "app", GOOD)
     packages = {"app": {"1.0": Package()}, "added-by-plugin": {"1.0": Package()}}
-    seen = []
-
-    class Recording(FakeBuilder):
-        def build(self, request, work_dir):
-            seen.append(dict(request.environment))
-            return super().build(request, work_dir)
-
-    pipeline, _ = bootstrap.make(packages)
-    pipeline.builder = Recording()
+    pipeline, builder = bootstrap.make(packages)
     report = pipeline.run([Requirement("app")])
     # prepare_source added a dependency, which was then bootstrapped too
     assert [w.name for w in report.wheels] == ["app", "added-by-plugin"]
-    assert seen[0]["FROM_PLUGIN"] == "app-1.0-" + str(pipeline.jobs)
+    app = next(r for r in builder.requests if r.source.name == "app")
+    assert app.env.environment["FROM_PLUGIN"] == "app-1.0-" + str(os.cpu_count() or 2)
     record = json.loads(next((bootstrap.output / "records" / "app").glob("*.build.json")).read_text())
     assert record["settings"]["plugin"]["hooks"] == ["build_environment", "check_wheel",
                                                       "prepare_source"]

@@ -19,7 +19,7 @@ from packaging.version import Version
 from mirror_builder.errors import ResolutionError
 from mirror_builder.resolve.resolver import Candidate, Resolution, resolve
 from mirror_builder.resolve.target import TargetEnvironment
-from mirror_builder.resolve.upstream import DistributionFile
+from mirror_builder.resolve.pages import DistributionFile
 
 # Every key target.PROBE_SCRIPT reports, as a CPython 3.9 aarch64 Linux image would report it.
 AARCH64_PY39 = TargetEnvironment("el9-aarch64-py39", {

@@ -7,7 +7,8 @@ import time
 import pytest
 from packaging.requirements import Requirement
 
-from mirror_builder.engine.bootstrap import BootstrapFailed
+from mirror_builder.engine.context import Options
+from mirror_builder.engine.model import BootstrapFailed
 from mirror_builder.engine.scheduler import BuildSlots, CycleError, WaitGraph
 from test_bootstrap import FakeBuilder, Package, bootstrap  # noqa: F401  (the fixture)
 
@@ -15,16 +16,16 @@ from test_bootstrap import FakeBuilder, Package, bootstrap  # noqa: F401  (the f
 class TimedBuilder(FakeBuilder):
     """Takes `seconds` per build and remembers when each ran."""
 
-    def __init__(self, seconds: float = 0.3) -> None:
-        super().__init__()
+    def __init__(self, work_dir, seconds: float = 0.3) -> None:
+        super().__init__(work_dir)
         self.seconds = seconds
         self.spans: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def build(self, request, work_dir):
+    def build(self, request):
         started = time.monotonic()
         time.sleep(self.seconds)
-        outcome = super().build(request, work_dir)
+        outcome = super().build(request)
         with self._lock:
             self.spans[request.source.name] = (started, time.monotonic())
         return outcome
@@ -35,10 +36,8 @@ class TimedBuilder(FakeBuilder):
 
 
 def run(bootstrap, packages, *requirements, jobs, builder=None, keep_going=False):
-    pipeline, _ = bootstrap.make(packages)
-    pipeline.builder = builder or TimedBuilder()
-    pipeline.slots = BuildSlots(jobs)
-    pipeline.keep_going = keep_going
+    pipeline, _ = bootstrap.make(packages, builder=builder or TimedBuilder(bootstrap.work),
+                                 options=Options(jobs=jobs, keep_going=keep_going))
     return pipeline, pipeline.run([Requirement(r) for r in requirements])
 
 
@@ -46,13 +45,13 @@ INDEPENDENT = {"left": {"1.0": Package()}, "right": {"1.0": Package()}}
 
 
 def test_independent_builds_run_at_the_same_time_up_to_the_job_limit(bootstrap):
-    builder = TimedBuilder()
+    builder = TimedBuilder(bootstrap.work)
     run(bootstrap, INDEPENDENT, "left", "right", jobs=2, builder=builder)
     assert builder.overlapped("left", "right")
 
 
 def test_with_one_job_builds_run_one_after_another(bootstrap):
-    builder = TimedBuilder()
+    builder = TimedBuilder(bootstrap.work)
     run(bootstrap, INDEPENDENT, "left", "right", jobs=1, builder=builder)
     assert not builder.overlapped("left", "right")
 
@@ -60,11 +59,11 @@ def test_with_one_job_builds_run_one_after_another(bootstrap):
 def test_a_package_waits_only_for_its_own_build_environment(bootstrap):
     # slow-tool takes long; "quick" does not need it and must not wait for it (no rounds).
     class Builder(TimedBuilder):
-        def build(self, request, work_dir):
+        def build(self, request):
             self.seconds = 0.6 if request.source.name == "slow-tool" else 0.05
-            return super().build(request, work_dir)
+            return super().build(request)
 
-    builder = Builder()
+    builder = Builder(bootstrap.work)
     packages = {"app": {"1.0": Package(build_requires=["slow-tool"])},
                 "slow-tool": {"1.0": Package()}, "quick": {"1.0": Package()}}
     run(bootstrap, packages, "app", "quick", jobs=2, builder=builder)

@@ -2,7 +2,7 @@
 
 import zipfile
 
-from mirror_builder.index.smoketest import top_level_modules
+from mirror_builder.build.smoketest import top_level_modules
 
 
 def wheel_with(tmp_path, members, top_level=None):

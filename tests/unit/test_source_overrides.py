@@ -15,13 +15,8 @@ from packaging.version import Version
 
 from mirror_builder.prepare.buildsystem import LEGACY_BACKEND
 from mirror_builder.errors import SourceError
-from mirror_builder.prepare.sources import (
-    OverrideSource,
-    edit_build_requires,
-    prepare_source,
-    repack_as_sdist,
-    sdist_from_url,
-)
+from mirror_builder.prepare.sources import edit_build_requires, prepare_source
+from mirror_builder.source.overrides import OverrideSource, repack_as_sdist, sdist_from_url
 
 PYPROJECT = textwrap.dedent("""\
     # demo: a project with opinions about formatting

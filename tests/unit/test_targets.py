@@ -3,7 +3,7 @@
 import pytest
 from packaging.version import Version
 
-from mirror_builder.sandbox.containers import check_emulation
+from mirror_builder.sandbox.images import check_emulation
 from mirror_builder.errors import ContainerError, SettingsError
 from mirror_builder.config.settings import TargetSettings, host_debian_arch, load_settings
 from mirror_builder.resolve.target import TargetEnvironment
@@ -75,17 +75,17 @@ MARKERS = {"implementation_name": "cpython", "implementation_version": "3.11.2",
 ])
 def test_a_wheel_counts_for_a_target_only_when_its_tags_fit(tmp_path, filename, fits):
     from mirror_builder.engine.bootstrap import Bootstrapper
-    from mirror_builder.sandbox.containers import ImageRef
+    from mirror_builder.engine.context import BuildTarget, Services
+    from mirror_builder.sandbox.imagenames import ImageRef
     from mirror_builder.index.wheelindex import WheelIndex
     from mirror_builder.cli.progress import QuietReporter
-    from mirror_builder.provenance.store import RecordStore
 
     (tmp_path / "settings.yaml").write_text("cache_dir: cache\n")
-    bootstrapper = Bootstrapper(
+    bootstrapper = Bootstrapper(Services(
         settings=load_settings(tmp_path / "settings.yaml"),
-        target=TargetEnvironment("bookworm-x86_64", MARKERS),
-        image=ImageRef("t", "sha256:0", "b", "c", "0", "bookworm-x86_64"), finder=None, builder=None,
-        index=WheelIndex(tmp_path / "out"), records=RecordStore(tmp_path / "out"),
-        reporter=QuietReporter())
+        target=BuildTarget(TargetEnvironment("bookworm-x86_64", MARKERS),
+                           ImageRef("t", "sha256:0", "b", "c", "0", "bookworm-x86_64")),
+        finder=None, executor=None, index=WheelIndex(tmp_path / "out"),
+        reporter=QuietReporter()))
     assert bootstrapper.fits(filename) is fits
     assert Version("3.11.2") == bootstrapper.target.python_version

@@ -15,8 +15,9 @@ from mirror_builder.jobs.policy import Decision
 from mirror_builder.provenance.store import RecordStore
 from mirror_builder.jobs.review import ReviewQueue, WaitingJob
 from mirror_builder.config.settings import load_settings
-from mirror_builder.jobs.updater import Updater, UpdateReport, one_bootstrapper
-from mirror_builder.resolve.upstream import DistributionFile, ProjectCheck
+from mirror_builder.engine.updater import SharedBootstrapper, Updater, UpdateReport
+from mirror_builder.resolve.pages import DistributionFile
+from mirror_builder.resolve.upstream import ProjectCheck
 from test_bootstrap import BASE_SETTINGS, TARGET, Package, make_bootstrapper
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
@@ -65,7 +66,7 @@ class FakeUpstream:
 
 
 class Pipelines:
-    """Updater's open_bootstrapper, as the CLI makes it (one_bootstrapper: a pipeline opened on
+    """Updater's bootstrapper_for, as the CLI makes it (SharedBootstrapper: a pipeline opened on
     first use and shared by the update's jobs), over a real Bootstrapper with the review queue.
     Counts what it was asked: every use (with its JobPolicy) and every pipeline opened (what
     starts podman and measures the image in real life)."""
@@ -85,14 +86,13 @@ class Pipelines:
             self.builders.append(builder)
             return nullcontext(bootstrapper)
 
-        shared = one_bootstrapper(open_pipeline)
+        shared = SharedBootstrapper(open_pipeline)
 
-        def open_bootstrapper(policy):
+        def bootstrapper_for(policy):
             self.policies.append(policy)
-            return shared(policy)
+            return shared.for_policy(policy)
 
-        open_bootstrapper.close = shared.close
-        return open_bootstrapper
+        return bootstrapper_for, shared
 
     def forget(self):
         """Count from now on."""
@@ -132,11 +132,11 @@ class Mirror:
     def updater(self):
         settings = self.root / "settings.yaml"
         settings.write_text(BASE_SETTINGS + self.settings_yaml)  # as the pipelines' bootstrappers
-        factory = self.pipelines.factory()
+        bootstrapper_for, shared = self.pipelines.factory()
         updater = Updater(settings=load_settings(settings),
                           upstream=self.upstream, index=self.index, target=TARGET.name,
-                          open_bootstrapper=factory, now=lambda: self.now)
-        updater.close = factory.close
+                          bootstrapper_for=bootstrapper_for, now=lambda: self.now)
+        updater.close = shared.close
         return updater
 
     def update(self, names=None, dry_run=False):
@@ -297,7 +297,7 @@ def test_a_yanked_release_we_do_not_carry_is_not_built(mirror):
 
 
 def test_an_upstream_yank_yanks_and_reports_every_rebuild_of_that_version(mirror):
-    from mirror_builder.engine.bootstrap import RebuildRequest
+    from mirror_builder.jobs.triggers import RebuildRequest
 
     bootstrapper, _ = make_bootstrapper(mirror.root, mirror.packages)
     bootstrapper.rebuild("app", Version("1.0"), RebuildRequest(reason="test"))

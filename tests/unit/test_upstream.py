@@ -1,4 +1,4 @@
-"""Specification of mirror_builder.resolve.upstream: page parsing, and UpstreamIndex over a file:// index.
+"""Specification of mirror_builder.resolve.pages (page parsing) and of UpstreamIndex over a file:// index.
 
 No network: the index is a directory made in tmp_path, laid out like a static simple index
 (simple/<project>/index.json or index.html, files under packages/).
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from mirror_builder.errors import UpstreamError
-from mirror_builder.resolve.upstream import (PEP691_JSON, DistributionFile, UpstreamIndex,
-                                     parse_project_page)
+from mirror_builder.resolve.pages import PEP691_JSON, DistributionFile, parse_project_page
+from mirror_builder.resolve.upstream import UpstreamIndex, UpstreamOptions
 
 PAGE_URL = "https://example.invalid/simple/demo/"
 SHA_A = "a" * 64
@@ -217,7 +217,7 @@ def files_under(directory: Path) -> list[Path]:
 
 
 def upstream(index: FileIndex, tmp_path: Path, **kwargs) -> UpstreamIndex:
-    return UpstreamIndex(index.url, tmp_path / "cache", **kwargs)
+    return UpstreamIndex(index.url, tmp_path / "cache", UpstreamOptions(**kwargs))
 
 
 def test_project_files_reads_a_json_project_page_and_resolves_file_urls(index_dir, tmp_path):

@@ -19,7 +19,8 @@ from packaging.version import Version
 
 from conftest import Reply
 from mirror_builder.errors import UpstreamError
-from mirror_builder.resolve.upstream import PEP691_JSON, ProjectCheck, UpstreamIndex
+from mirror_builder.resolve.pages import PEP691_JSON
+from mirror_builder.resolve.upstream import ProjectCheck, UpstreamIndex, UpstreamOptions
 
 SHA = "a" * 64
 ETAG = '"page-v1"'
@@ -50,10 +51,9 @@ def page(body: bytes = V1, *headers: tuple[str, str]) -> Reply:
 @pytest.fixture
 def make_index(revalidating_index, tmp_path):
     def make(**kwargs) -> UpstreamIndex:
-        options = {"cache_dir": tmp_path / "cache", "retries": 1, "timeout": 5} | kwargs
-        index = UpstreamIndex(f"{revalidating_index.url}/simple/", **options)
-        index.backoff_seconds = 0.01
-        return index
+        options = {"retries": 1, "timeout": 5, "backoff_seconds": 0.01} | kwargs
+        return UpstreamIndex(f"{revalidating_index.url}/simple/", tmp_path / "cache",
+                             UpstreamOptions(**options))
     return make
 
 

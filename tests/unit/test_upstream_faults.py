@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Reply
-from mirror_builder.resolve import upstream as upstream_module
 from mirror_builder.errors import UpstreamError
-from mirror_builder.resolve.upstream import PEP691_JSON, DistributionFile, UpstreamIndex, parse_project_page
+from mirror_builder.resolve import transport
+from mirror_builder.resolve.pages import PEP691_JSON, DistributionFile, parse_project_page
+from mirror_builder.resolve.upstream import UpstreamIndex, UpstreamOptions
 
 TIMEOUT = 0.3
 TOO_LATE = 1.5  # seconds a scripted reply waits: well past TIMEOUT
@@ -43,10 +44,9 @@ UNAVAILABLE = Reply(b"busy", status=503, content_type="text/plain")
 @pytest.fixture
 def make_index(scripted_index, tmp_path):
     def make(**kwargs) -> UpstreamIndex:
-        options = {"cache_dir": tmp_path / "cache", "retries": 2, "timeout": TIMEOUT} | kwargs
-        index = UpstreamIndex(f"{scripted_index.url}/simple/", **options)
-        index.backoff_seconds = 0.01
-        return index
+        options = {"retries": 2, "timeout": TIMEOUT, "backoff_seconds": 0.01} | kwargs
+        return UpstreamIndex(f"{scripted_index.url}/simple/", tmp_path / "cache",
+                             UpstreamOptions(**options))
     return make
 
 
@@ -59,7 +59,7 @@ def index(make_index) -> UpstreamIndex:
 def sleeps(monkeypatch) -> list[float]:
     """The waits between attempts, recorded instead of slept."""
     waited: list[float] = []
-    monkeypatch.setattr(upstream_module.time, "sleep", waited.append)
+    monkeypatch.setattr(transport.time, "sleep", waited.append)
     return waited
 
 
@@ -130,8 +130,8 @@ def test_an_index_that_refuses_connections_is_an_error_after_every_attempt(tmp_p
     from conftest import free_port
 
     url = f"http://127.0.0.1:{free_port()}/simple/"
-    index = UpstreamIndex(url, tmp_path / "cache", retries=2, timeout=TIMEOUT)
-    index.backoff_seconds = 0.01
+    index = UpstreamIndex(url, tmp_path / "cache",
+                          UpstreamOptions(retries=2, timeout=TIMEOUT, backoff_seconds=0.01))
 
     with pytest.raises(UpstreamError) as info:
         index.project_files("demo")
@@ -155,8 +155,7 @@ def test_a_refusal_is_not_asked_again(scripted_index, index):
 
 def test_waits_between_attempts_double_from_backoff_seconds(scripted_index, make_index, sleeps):
     scripted_index.script("/simple/demo/", UNAVAILABLE)
-    index = make_index(retries=3)
-    index.backoff_seconds = 0.5
+    index = make_index(retries=3, backoff_seconds=0.5)
 
     with pytest.raises(UpstreamError, match="after 4 attempts"):
         index.project_files("demo")

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from mirror_builder.build.builder import _user_namespace
-from mirror_builder.sandbox.containers import (IdRange, RunResult, check_subordinate_ids, give_back,
-                                       id_map_text, subordinate_ids)
+from mirror_builder.sandbox.podman import RunResult
+from mirror_builder.sandbox.userns import (IdRange, check_subordinate_ids, give_back, id_map_text,
+                                           subordinate_ids)
 from mirror_builder.errors import BuildError, ContainerError
 from mirror_builder.cli.views import _id_ranges
 

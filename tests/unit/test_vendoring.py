@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror_builder.sandbox.containers import ImageRef, Mount, RunSpec
+from mirror_builder.sandbox.imagenames import ImageRef
+from mirror_builder.sandbox.podman import Mount, RunSpec
 from mirror_builder.errors import SourceError
 from mirror_builder.prepare.vendoring import (
     VENDOR_DIR,

@@ -10,8 +10,8 @@ not carry stops and waits in the review queue (review.py); `review approve` resu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -19,8 +19,10 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.engine.bootstrap import (Bootstrapper, BootstrapFailed, CarryRefused, JobPolicy,
-                                      RebuildRequest, local_config_change)
+from mirror_builder.engine.bootstrap import Bootstrapper
+from mirror_builder.engine.model import BootstrapFailed, CarryRefused
+from mirror_builder.jobs.triggers import JobPolicy, RebuildRequest
+from mirror_builder.provenance.buildkey import local_config_change
 from mirror_builder.config.plugins import load_plugins
 from mirror_builder.errors import PackageError
 from mirror_builder.index.wheelindex import WheelIndex
@@ -31,7 +33,8 @@ from mirror_builder.provenance.store import RecordStore
 from mirror_builder.resolve.resolver import sdist_version
 from mirror_builder.jobs.review import NeedsReview, Request, ReviewQueue, WaitingJob
 from mirror_builder.config.settings import Settings
-from mirror_builder.resolve.upstream import DistributionFile, UpstreamIndex
+from mirror_builder.resolve.pages import DistributionFile
+from mirror_builder.resolve.upstream import UpstreamIndex
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +54,18 @@ class UpdateReport:
 
 class Updater:
     def __init__(self, *, settings: Settings, upstream: UpstreamIndex, index: WheelIndex,
-                 target: str, open_bootstrapper: Callable[[JobPolicy], AbstractContextManager[Bootstrapper]],
+                 target: str, bootstrapper_for: Callable[[JobPolicy], Bootstrapper],
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.settings = settings
         self.upstream = upstream
         self.index = index
-        self.records = RecordStore(index.root)
-        self.queue = ReviewQueue(index.root)
-        self.jobs = JobLog(index.root)
+        self.records = RecordStore(index.layout)
+        self.queue = ReviewQueue(index.layout)
+        self.jobs = JobLog(index.layout)
         self.target = target
         # Opening a pipeline starts podman and measures the image: only done when there is a
         # job to run, so an update with nothing new costs only the upstream checks.
-        self.open_bootstrapper = open_bootstrapper
+        self.bootstrapper_for = bootstrapper_for
         self.now = now
 
     # -- the whole update ------------------------------------------------------------------
@@ -162,25 +165,23 @@ class Updater:
         policy = JobPolicy(log=self.jobs, trigger=trigger, detail=detail,
                            requested=frozenset({name}))
         started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        with self.open_bootstrapper(policy) as bootstrapper:
-            bootstrapper.failures = []
-            try:
-                bootstrapper.run([Requirement(pin)])
-            except NeedsReview as exc:
-                self._wait_for_review(name, version, trigger, detail, exc, report)
-                return False
-            except BootstrapFailed as exc:
-                report.failed[pin] = "; ".join(f.error.args[0] for f in exc.failures)
-                return False
-            except PackageError as exc:
-                report.failed[pin] = str(exc)
-                if not any(j.job.package == name and j.job.version == str(version)
-                           and j.ended_at >= started for j in self.jobs.read(name)):
-                    # Refused before any build started (deny list, rejected in review): a job too.
-                    result = "denied" if isinstance(exc, CarryRefused) else "failed"
-                    self.jobs.append(Job.start(trigger, name, str(version), self.target, detail)
-                                     .finish(result, message=str(exc)))
-                return False
+        try:
+            self.bootstrapper_for(policy).run([Requirement(pin)])
+        except NeedsReview as exc:
+            self._wait_for_review(name, version, trigger, detail, exc, report)
+            return False
+        except BootstrapFailed as exc:
+            report.failed[pin] = "; ".join(f.error.args[0] for f in exc.failures)
+            return False
+        except PackageError as exc:
+            report.failed[pin] = str(exc)
+            if not any(j.job.package == name and j.job.version == str(version)
+                       and j.ended_at >= started for j in self.jobs.read(name)):
+                # Refused before any build started (deny list, rejected in review): a job too.
+                result = "denied" if isinstance(exc, CarryRefused) else "failed"
+                self.jobs.append(Job.start(trigger, name, str(version), self.target, detail)
+                                 .finish(result, message=str(exc)))
+            return False
         report.built.append(pin)
         return True
 
@@ -237,41 +238,40 @@ class Updater:
                     candidates.append((name, version, newest[0]))
         if not candidates:
             return  # nothing changed in our files: no need to start podman
-        with self.open_bootstrapper(JobPolicy(log=self.jobs)) as bootstrapper:
-            for name, version, record in candidates:
-                changed = bootstrapper.config_change(name, version, record)
-                if changed is None:
-                    continue
-                bootstrapper.failures = []
-                try:
-                    wheel = bootstrapper.rebuild(name, version, RebuildRequest(
-                        reason=f"{changed} since {record['wheel']} was built",
-                        trigger="config-change"))
-                    report.rebuilt[wheel.path.name] = changed
-                except PackageError as exc:
-                    report.failed[f"{name}=={version}"] = str(exc)
+        bootstrapper = self.bootstrapper_for(JobPolicy(log=self.jobs))
+        for name, version, record in candidates:
+            changed = bootstrapper.config_change(name, version, record)
+            if changed is None:
+                continue
+            try:
+                wheel = bootstrapper.rebuild(name, version, RebuildRequest(
+                    reason=f"{changed} since {record['wheel']} was built",
+                    trigger="config-change"))
+                report.rebuilt[wheel.path.name] = changed
+            except PackageError as exc:
+                report.failed[f"{name}=={version}"] = str(exc)
 
 
-def one_bootstrapper(open_pipeline) -> Callable[[JobPolicy], AbstractContextManager[Bootstrapper]]:
-    """Open the pipeline once, on first use, and hand the same Bootstrapper to every job (its
-    podman service, image and finished builds are shared); the caller closes it."""
-    from contextlib import ExitStack, contextmanager
+class SharedBootstrapper:
+    """The engine an update's jobs share: the pipeline (podman service, image, per-package
+    settings) is opened on the first job only, and each job gets a Bootstrapper of its own job
+    policy over it. Close it (or use it as a context manager) to stop the pipeline."""
 
-    state: dict = {}
+    def __init__(self, open_pipeline: Callable[[], AbstractContextManager[Bootstrapper]]) -> None:
+        self._open = open_pipeline
+        self._stack = ExitStack()
+        self._engine: Bootstrapper | None = None
 
-    @contextmanager
-    def use(policy: JobPolicy) -> Iterator[Bootstrapper]:
-        if "bootstrapper" not in state:
-            stack = ExitStack()
-            state["stack"] = stack
-            state["bootstrapper"] = stack.enter_context(open_pipeline())
-        bootstrapper = state["bootstrapper"]
-        bootstrapper.job_policy = policy
-        yield bootstrapper
+    def for_policy(self, policy: JobPolicy) -> Bootstrapper:
+        if self._engine is None:
+            self._engine = self._stack.enter_context(self._open())
+        return self._engine.with_job_policy(policy)
 
-    def close() -> None:
-        if "stack" in state:
-            state["stack"].close()
+    def close(self) -> None:
+        self._stack.close()
 
-    use.close = close  # type: ignore[attr-defined]
-    return use
+    def __enter__(self) -> SharedBootstrapper:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

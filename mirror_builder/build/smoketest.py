@@ -9,40 +9,18 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from mirror_builder.build.builder import BUILDER_UID, JobFolders, read_result
-from mirror_builder.sandbox.containers import ImageRef, Mount, PodmanService, RunSpec
+from mirror_builder.build.request import SmokeResult, SmokeTest
+from mirror_builder.sandbox.jobfolders import BUILDER_UID, DRIVER_COMMAND, JobFolders, read_result
+from mirror_builder.sandbox.imagenames import ImageRef
+from mirror_builder.sandbox.podman import Mount, PodmanService, RunSpec
 from mirror_builder.config.settings import BuildSettings
+from mirror_builder.layout import IndexLayout
 
 # Top-level packages that hold a project's own tests or docs: importing them needs test tools.
 NOT_IMPORTED = frozenset({"test", "tests", "testing", "docs", "doc", "examples", "example",
                           "benchmarks", "scripts"})
-
-
-@dataclass(frozen=True)
-class SmokeTest:
-    wheel: Path  # staged, exactly the file that will be published
-    imports: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SmokeResult:
-    wheel: str
-    status: Literal["passed", "failed", "skipped"]
-    imports: dict[str, str | None] = field(default_factory=dict)
-    freeze: tuple[str, ...] = ()
-    error: str = ""
-    seconds: float = 0.0
-    image: str = ""
-
-    def to_dict(self) -> dict:
-        return {"status": self.status, "image": self.image, "imports": dict(self.imports),
-                "installed": list(self.freeze), "error": self.error, "seconds": self.seconds,
-                "how": "installed with its install closure from our index alone (read-only, no "
-                       "network) into a fresh venv, then its top-level modules imported"}
 
 
 def top_level_modules(wheel: Path) -> tuple[str, ...]:
@@ -80,23 +58,23 @@ class SmokeTester:
         self.driver_dir = driver_dir
         self.work_dir = work_dir
 
-    def run(self, image: ImageRef, index_root: Path, staged: Sequence[Path],
+    def run(self, image: ImageRef, index: IndexLayout, staged: Sequence[Path],
             tests: Sequence[SmokeTest], limits: BuildSettings, log_path: Path) -> dict[str, SmokeResult]:
-        """Smoke-test each of tests; staged are the wheels (tests' own among them) that may
-        complete an install closure besides the index. Keyed by wheel file name."""
-        for folder in (index_root / "simple", index_root / "files"):
+        """Smoke-test each of tests against the index (mounted read-only); staged are the wheels
+        (tests' own among them) that may complete an install closure besides the index. Keyed by
+        wheel file name."""
+        for folder in (index.simple, index.files):
             folder.mkdir(parents=True, exist_ok=True)
         job = {"mode": "smoke", "out": "/out", "index_url": "file:///index/simple/",
                "staging": "/staging",
                "tests": [{"wheel": t.wheel.name, "imports": list(t.imports)} for t in tests]}
         folders = JobFolders.create(self.work_dir, job, prefix="smoke-")
-        mounts = [Mount(index_root / "simple", "/index/simple"),
-                  Mount(index_root / "files", "/index/files"),
+        mounts = [Mount(index.simple, "/index/simple"), Mount(index.files, "/index/files"),
                   Mount(folders.job, "/job"), Mount(self.driver_dir, "/mb"),
                   Mount(folders.out, "/out", read_only=False),
                   Mount(folders.scratch, "/tmp", read_only=False)]
         mounts += [Mount(path, f"/staging/{path.name}") for path in {p.name: p for p in staged}.values()]
-        spec = RunSpec(image=image.tag, command=["python3", "/mb/mb_driver.py", "/job/job.json"],
+        spec = RunSpec(image=image.tag, command=list(DRIVER_COMMAND),
                        mounts=tuple(mounts), environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
                        workdir="/tmp", user=f"{BUILDER_UID}:{BUILDER_UID}", network=False,
                        timeout_seconds=limits.timeout_seconds, memory=limits.memory,

@@ -1,0 +1,34 @@
+"""The local Executor: every unit of work (build, repair, smoke test) in a network-less podman
+container on this machine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from mirror_builder.build.builder import Builder
+from mirror_builder.build.request import (BuildRequest, BuildResult, RepairRequest, RepairResult,
+                                          SmokeRequest)
+from mirror_builder.build.request import SmokeResult
+from mirror_builder.build.smoketest import SmokeTester
+from mirror_builder.sandbox.podman import PodmanService
+from mirror_builder.sandbox.jobfolders import assemble_driver
+
+
+class PodmanExecutor:
+    """Safe to use from several threads: it keeps nothing of a run."""
+
+    def __init__(self, podman: PodmanService, state_dir: Path) -> None:
+        driver_dir = assemble_driver(state_dir / "driver")
+        self.builder = Builder(podman, driver_dir, state_dir / "work")
+        self.smoke_tester = SmokeTester(podman, driver_dir, state_dir / "smoke")
+
+    def build(self, request: BuildRequest) -> BuildResult:
+        return self.builder.build(request)
+
+    def repair(self, request: RepairRequest) -> RepairResult:
+        return self.builder.repair(request)
+
+    def smoke_test(self, request: SmokeRequest) -> Mapping[str, SmokeResult]:
+        return self.smoke_tester.run(request.image, request.index, request.staged,
+                                     request.tests, request.limits, request.log_path)

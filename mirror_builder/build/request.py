@@ -1,0 +1,212 @@
+"""The unit of work: build one package version, as typed values that can go to another machine.
+
+A BuildRequest holds files (by path and sha256) and names only: the prepared source and the sdist
+it came from, the patches, the exact wheels of the build environment, the image, the limits. A
+BuildResult is files and facts back: the wheel, the freeze, the log, the timings, or the
+requirements the backend still wants. An Executor runs them; today the only one is local podman
+(build/builder.py), and nothing else in the engine knows where a build runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from mirror_builder.config.settings import BuildSettings
+from mirror_builder.layout import IndexLayout
+from mirror_builder.prepare.buildsystem import BuildSystem
+from mirror_builder.sandbox.imagenames import ImageRef
+
+SCHEMA = "mirror-builder/build-request/v1"
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file, named by where it is here and by its content."""
+
+    path: Path
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class SourceInputs:
+    """What is built: the prepared tree (unpacked, patched, vendored) and what it came from."""
+
+    name: str
+    version: str
+    sdist: FileRef
+    tree: Path
+    patches: tuple[FileRef, ...] = ()
+    # The project's folder inside the tree (overrides' build_dir), "" for the root.
+    project_dir: str = ""
+
+
+@dataclass(frozen=True)
+class BuildEnvironment:
+    """The exact wheels installed for the backend, and what the backend is told."""
+
+    wheels: tuple[FileRef, ...]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    config_settings: Mapping[str, str] = field(default_factory=dict)
+    jobs: int = 2
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and within which limits a build runs."""
+
+    image: ImageRef
+    limits: BuildSettings
+    target: str = ""
+    cpus: float | None = None
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    source: SourceInputs
+    build_system: BuildSystem
+    env: BuildEnvironment
+    runtime: Runtime
+    log_path: Path  # the build's output is appended here
+    chain: tuple[str, ...] = ()  # who asked for it, for error messages
+
+    @property
+    def label(self) -> str:
+        return f"{self.source.name}=={self.source.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, **_jsonable(asdict(self))}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BuildRequest:
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"not a build request of schema {SCHEMA}: {data.get('schema')!r}")
+        source = dict(data["source"])
+        source["sdist"] = _file(source["sdist"])
+        source["tree"] = Path(source["tree"])
+        source["patches"] = tuple(_file(p) for p in source["patches"])
+        env = dict(data["env"])
+        env["wheels"] = tuple(_file(w) for w in env["wheels"])
+        runtime = dict(data["runtime"])
+        runtime["image"] = ImageRef(**{k: tuple(v) if isinstance(v, list) else v
+                                       for k, v in runtime["image"].items()})
+        runtime["limits"] = BuildSettings(**runtime["limits"])
+        system = {k: tuple(v) if isinstance(v, list) else v
+                  for k, v in data["build_system"].items()}
+        return cls(source=SourceInputs(**source), build_system=BuildSystem(**system),
+                   env=BuildEnvironment(**env), runtime=Runtime(**runtime),
+                   log_path=Path(data["log_path"]), chain=tuple(data["chain"]))
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    status: Literal["built", "needs"]  # needs: the backend asked for more build requirements
+    wheel: Path | None
+    backend_requires: tuple[str, ...]
+    missing: tuple[str, ...]
+    freeze: str
+    log_path: Path
+    command: tuple[str, ...]
+    started_at: str
+    ended_at: str
+    seconds: float
+    container_seconds: float
+    timings: Mapping[str, float]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    # The build container's user namespace: {"uid_map": ..., "gid_map": ...}.
+    user_namespace: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BuildResult:
+        values = dict(data)
+        values["wheel"] = Path(values["wheel"]) if values["wheel"] else None
+        values["log_path"] = Path(values["log_path"])
+        for key in ("backend_requires", "missing", "command"):
+            values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RepairRequest:
+    """Repair a platform wheel to a manylinux tag with auditwheel, from our own tool wheels."""
+
+    wheel: Path
+    tools: tuple[Path, ...]
+    runtime: Runtime
+    log_path: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    wheel: Path
+    record: Mapping[str, Any]  # what the build record says about the repair
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    wheel: Path  # staged, exactly the file that will be published
+    imports: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    wheel: str
+    status: Literal["passed", "failed", "skipped"]
+    imports: dict[str, str | None] = field(default_factory=dict)
+    freeze: tuple[str, ...] = ()
+    error: str = ""
+    seconds: float = 0.0
+    image: str = ""
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "image": self.image, "imports": dict(self.imports),
+                "installed": list(self.freeze), "error": self.error, "seconds": self.seconds,
+                "how": "installed with its install closure from our index alone (read-only, no "
+                       "network) into a fresh venv, then its top-level modules imported"}
+
+
+@dataclass(frozen=True)
+class SmokeRequest:
+    """Install wheels from our index alone (plus the wheels staged in this run), offline, into
+    a fresh venv, and import them: one container start for several tests."""
+
+    image: ImageRef
+    index: IndexLayout  # mounted read-only
+    staged: tuple[Path, ...]
+    tests: tuple[SmokeTest, ...]
+    limits: BuildSettings
+    log_path: Path
+
+
+class Executor(Protocol):
+    """Runs units of work somewhere isolated. Implementations hold no state of a run."""
+
+    def build(self, request: BuildRequest) -> BuildResult: ...
+
+    def repair(self, request: RepairRequest) -> RepairResult: ...
+
+    def smoke_test(self, request: SmokeRequest) -> Mapping[str, SmokeResult]: ...
+
+
+def _file(data: Mapping[str, Any]) -> FileRef:
+    return FileRef(Path(data["path"]), data["sha256"])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_jsonable(v) for v in value]
+    return value

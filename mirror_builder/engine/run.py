@@ -1,0 +1,484 @@
+"""One bootstrap or rebuild: resolve closures, ensure every pin is in the index (reused, built
+or taken pre-built), publish, and keep the run's state until it ends.
+
+    resolve the install closure of the user's requirements (one resolvelib run)
+    for each pin: fetch and prepare its sdist, read [build-system] requires,
+                  resolve its build environment and bootstrap that first (recursively),
+                  build in a container; if the backend asks for more, bootstrap that and build again
+                  record, publish
+    check each built wheel's real Requires-Dist against the resolution; re-resolve if it differs
+
+Build-dependency cycles are errors; install-dependency cycles are fine (an install edge never
+has to be built before its parent). Every build runs on its own thread (engine/scheduler.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import pkginfo
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from mirror_builder.engine.context import Catalog, Options, Services
+from mirror_builder.engine.decisions import (cycle_error, extras_wanted, one_per_project,
+                                             path_to)
+from mirror_builder.engine.graph import write_graph
+from mirror_builder.engine.model import (ROOT, BootstrapFailed, BootstrapReport, BuiltWheel,
+                                         CarryRefused, Edge, EdgeKind, Failure)
+from mirror_builder.engine.package import PackageBuilder
+from mirror_builder.engine.reuse import Reuse
+from mirror_builder.engine.scheduler import BuildSlots, CycleError, Tasks, default_jobs, parse_size
+from mirror_builder.errors import (BuildError, PackageError, RebuildError, ResolutionError,
+                                   SourceError, UpstreamError)
+from mirror_builder.files import failed_write, sha256_of
+from mirror_builder.index.publisher import Outcome as PublishOutcome, Publisher
+from mirror_builder.jobs.log import Job, JobLog
+from mirror_builder.jobs.review import NeedsReview, Request
+from mirror_builder.jobs.triggers import JobPolicy, RebuildRequest
+from mirror_builder.logs import about
+from mirror_builder.provenance.rebuilds import RebuildCounter
+from mirror_builder.provenance.record import Rebuild
+from mirror_builder.provenance.store import RecordStore
+from mirror_builder.source.finders import IndexFinder
+from mirror_builder.resolve.resolver import Candidate, Finder, Resolution, resolve
+from mirror_builder.resolve.pages import DistributionFile
+from mirror_builder.source.fetch import SourceFetcher
+
+log = logging.getLogger(__name__)
+
+
+class BootstrapRun:
+    """The state of one run (what is done, what failed, the graph, the jobs, the publisher),
+    made by Bootstrapper.run() or .rebuild() and gone when it ends. A rebuild is a request
+    given here, not a mode switched on later."""
+
+    def __init__(self, services: Services, options: Options, catalog: Catalog,
+                 rebuild: RebuildRequest | None = None) -> None:
+        self.services, self.options, self.catalog = services, options, catalog
+        self.rebuild_request = rebuild
+        self.settings = settings = services.settings
+        self.target = services.target.environment
+        self.index, self.records = services.index, services.records
+        self.reporter = services.reporter
+        self.counter = RebuildCounter(self.index.layout)
+        self.job_policy = options.job_policy or JobPolicy(log=JobLog(self.index.layout))
+        self.slots = BuildSlots(options.jobs or settings.build.jobs
+                                or default_jobs(parse_size(settings.build.memory)))
+        # make -j inside each build; how many builds run at once is the slots' business.
+        self.make_jobs = os.cpu_count() or 2
+        self.manylinux = settings.build.manylinux if options.manylinux is None else options.manylinux
+        self.allow_prereleases = options.resolve.allow_prereleases or settings.allow_prereleases
+        self.work_dir = settings.cache_dir / "work" / f"{os.getpid()}-{time.time_ns()}"
+        self.tasks = Tasks()
+        self.lock = threading.RLock()
+        self.failures: list[Failure] = []
+        self.report = BootstrapReport()
+        self.done: dict[tuple[NormalizedName, Version], BuiltWheel] = {}
+        self.edges: set[Edge] = set()
+        self.jobs: dict[tuple[NormalizedName, Version], Job] = {}
+        self._newest: dict[NormalizedName, Version] | None = None
+        self._supported = frozenset(self.target.supported_tags())
+        self.index_finder = IndexFinder(self.index, self.fits)
+        self.fetcher = SourceFetcher(settings, services.finder, self.index, self.work_dir)
+        self.packages = PackageBuilder(self)
+        self.reuse = Reuse(self)
+        self.publisher = Publisher(
+            index=self.index, records=self.records,
+            rejected=RecordStore(self.index.layout.rejected_records),
+            executor=services.executor, target=self.target,
+            limits=settings.build, on_outcome=self._published)
+
+    # -- the two ways in -------------------------------------------------------------------
+    def bootstrap(self, requirements: Sequence[Requirement]) -> BootstrapReport:
+        """Build the requirements and everything under them. With keep_going, a failing
+        package stops only what needs it; the failures are raised together at the end."""
+        self.reporter.run_started(self.report)
+        with self._working():
+            try:
+                # Several versions of one project side by side (pkg==1 pkg==2): one resolution
+                # each, since a resolution holds one version of every project.
+                for layer in one_per_project(requirements):
+                    self.closure(layer, parent=ROOT, kind="toplevel", context=())
+            except KeyboardInterrupt:
+                self.tasks.stopping.set()
+                raise
+            except NeedsReview as exc:
+                # Wheels already built that need what waits for review are held, not tested.
+                self._finish_publishing(exc)
+                raise
+            self._finish_publishing()
+        if self.failures:
+            raise BootstrapFailed(self.failures, len(self.report.wheels), self.report)
+        return self.report
+
+    def rebuild(self, name: NormalizedName, version: Version) -> BuiltWheel:
+        """Build one version again, from its recorded sdist, with the next rebuild number and a
+        build environment taken from our index."""
+        request = self.rebuild_request
+        earlier = self.records.for_version(name, version)
+        if not earlier:
+            built = self.records.versions(name)
+            if not built:
+                raise RebuildError(f"{name} is not in the index; bootstrap it first "
+                                   f"(mirror-builder bootstrap '{name}=={version}')", package=name)
+            raise RebuildError(f"{name}=={version} was never built (the index has "
+                               f"{', '.join(str(v) for v in built)}); bootstrap it first",
+                               package=name)
+        source = earlier[0]["source"]
+        candidate = Candidate(name, version, DistributionFile(
+            source["filename"], source["url"], source["sha256"]))
+        with self._working(), about(candidate.pin):
+            number = self.reuse.next_number(candidate, earlier, request.force)
+            self._start_job(candidate, (), None)
+            self._as_package_failure(candidate, (), lambda: self.packages.build(candidate, (), Rebuild(
+                number=number, numbering=self.settings.rebuild_numbering, reason=request.reason,
+                changelog=self.catalog.reasons_for(name, version))))
+            self._finish_publishing()
+            mine = [f for f in self.failures if f.pin == candidate.pin]
+            if mine:
+                raise mine[0].error
+            return self.done[(name, version)]
+
+    @contextmanager
+    def _working(self) -> Iterator[None]:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            yield
+        finally:
+            if not self.tasks.stopping.is_set():
+                try:
+                    # What passed its smoke test is kept even when the run stopped on an error.
+                    self._finish_publishing()
+                except Exception:  # noqa: BLE001 - the run's own error is the one to report
+                    log.exception("publishing the wheels built so far failed")
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.write_outputs()
+
+    def _finish_publishing(self, review: NeedsReview | None = None) -> None:
+        held = self.publisher.finish(hold=frozenset(review.needed) if review else frozenset())
+        for staged in held:
+            key = (staged.name, Version(staged.version))
+            job = self.jobs.get(key)
+            self._end_job(staged.name, key[1], "waiting-review", message=review.detail,
+                          waiting_for=tuple(sorted(review.needed)))
+            if review.job is None and staged.name in self.job_policy.requested:
+                review.job = job
+
+    def _published(self, outcome: PublishOutcome) -> None:
+        """A staged wheel was smoke-tested: published, or kept out as this package's failure."""
+        staged = outcome.staged
+        key = (staged.name, Version(staged.version))
+        with self.lock:
+            wheel = self.done.get(key)
+            if wheel is not None:
+                kept = dataclasses.replace(
+                    wheel, path=outcome.published or wheel.path,
+                    status=wheel.status if outcome.published else "rejected")
+                self.done[key] = kept
+                self.report.wheels = [kept if w is wheel else w for w in self.report.wheels]
+        number = staged.record.get("rebuild", {}).get("number")
+        rejected_log = self.index.layout.rejected_records.log(staged.name, staged.wheel.name)
+        if outcome.published is not None:
+            self._end_job(staged.name, key[1], "built", rebuild_number=number,
+                          wheel=staged.wheel.name,
+                          log_path=self.records.log_path(staged.name, staged.wheel.name))
+        else:
+            self._end_job(staged.name, key[1], "smoke-failed", rebuild_number=number,
+                          wheel=staged.wheel.name, message=outcome.result.error,
+                          log_path=rejected_log)
+            error = BuildError(f"kept out of the index: {outcome.result.error}", package=staged.name,
+                               version=staged.version, chain=staged.chain, log_path=str(rejected_log))
+            self._failed(error, Candidate(staged.name, key[1], None), staged.chain)
+        self.write_outputs()
+
+    # -- closures --------------------------------------------------------------------------
+    def closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
+                context: tuple[str, ...],
+                preferred: Mapping[NormalizedName, Version] | None = None) -> Resolution:
+        """A build environment or the user's install closure, every member in the index.
+
+        A rebuild takes build environments from our own index; what the index cannot satisfy is
+        an error, or with --bootstrap-missing is bootstrapped from upstream like any other."""
+        if self.rebuild_request is not None and kind != "toplevel":
+            try:
+                return self._settle(requirements, self.index_finder, "wheel", parent=parent,
+                                    kind=kind, context=context, preferred=preferred)
+            except ResolutionError as exc:
+                if not self.rebuild_request.bootstrap_missing:
+                    raise self._missing_from_index(requirements, kind, context, exc) from None
+                log.info("bootstrapping what the index is missing: %s", exc.detail)
+        return self._settle(requirements, self.services.finder, "sdist", parent=parent,
+                            kind=kind, context=context, preferred=preferred)
+
+    def _missing_from_index(self, requirements: list[Requirement], kind: str,
+                            context: tuple[str, ...], exc: ResolutionError) -> RebuildError:
+        wanted = ", ".join(str(r) for r in requirements if self.target.applies(r))
+        return RebuildError(
+            f"our index cannot provide the {kind} requirements ({wanted}): {exc.detail}. Run "
+            f"again with --bootstrap-missing to build them first",
+            package=context[-1].split("==")[0] if context else "",
+            version=context[-1].split("==")[1] if context else "", chain=context[:-1])
+
+    def _settle(self, requirements: list[Requirement], finder: Finder, distributions: str, *,
+                parent: str, kind: EdgeKind, context: tuple[str, ...],
+                preferred: Mapping[NormalizedName, Version] | None) -> Resolution:
+        """Resolve, build every pin, and resolve again until the real metadata of the built
+        wheels agrees with the resolution."""
+        preferred = dict(preferred or {})
+        if kind in ("build-system", "build-backend", "repair"):
+            preferred = self.index_versions() | preferred
+        wanted = self.options.resolve
+        for _ in range(10):
+            self.reporter.activity(context[-1] if context else "requirements", "resolving")
+            resolution = resolve(requirements, finder, self.target, constraints=wanted.constraints,
+                                 allow_prereleases=self.allow_prereleases, preferred=preferred,
+                                 direct=wanted.direct, context=context,
+                                 distributions=distributions, any_file=self.catalog.any_file)
+            if not self._ensure_all(resolution, parent, kind, context):
+                return resolution
+            if self._consistent(resolution):
+                return resolution
+            preferred = {name: c.version for name, c in resolution.pins.items()}
+            log.info("built metadata differs from upstream's; resolving again")
+        raise BuildError("the resolution did not settle after 10 rounds", chain=context)
+
+    def _ensure_all(self, resolution: Resolution, parent: str, kind: EdgeKind,
+                    context: tuple[str, ...]) -> bool:
+        """Every pin in the index; False if one failed and the run goes on without it."""
+        chains = {c.name: context + path_to(resolution, c.name) for c in resolution}
+        self._check_carry(resolution, chains, parent)
+        for candidate in resolution:  # all at once: each starts fetching and resolving now
+            self._start(candidate, chains[candidate.name])
+        failed = False
+        for candidate in resolution:
+            try:
+                self.ensure(candidate, chains[candidate.name])
+            except PackageError as exc:
+                if not (self.options.keep_going and kind == "toplevel"):
+                    raise
+                self._failed(exc, candidate, chains[candidate.name])
+                failed = True
+        if failed:
+            return False
+        with self.lock:
+            for child, reasons in resolution.why.items():
+                for parent_pin, requirement in reasons:
+                    self.edges.add(Edge(parent_pin or parent, resolution.pins[child].pin,
+                                        kind if parent_pin is None else "install", requirement))
+        return True
+
+    def _check_carry(self, resolution: Resolution, chains: Mapping[NormalizedName, tuple[str, ...]],
+                     parent: str = ROOT) -> None:
+        """The allow and deny lists hold for every command; under review, a package we do not
+        carry yet (and no person approved) stops the job until someone does."""
+        review = self.options.review
+        needed: dict[NormalizedName, Request] = {}
+        for candidate in resolution:
+            chain = chains[candidate.name]
+            why_not = self.catalog.carry_rules.why_not(candidate.name)
+            if why_not:
+                raise CarryRefused(f"{why_not}, so it cannot be built", package=candidate.name,
+                                   version=str(candidate.version), chain=chain)
+            if review is None or self._is_carried(candidate):
+                continue
+            if review.is_rejected(candidate.name):
+                entry = review.get(candidate.name)
+                raise CarryRefused(f"rejected in review by {entry.decided_by}"
+                                   + (f" ({entry.note})" if entry.note else ""),
+                                   package=candidate.name, version=str(candidate.version), chain=chain)
+            parent_pin, requirement = next(iter(resolution.why.get(candidate.name, ())), (None, ""))
+            needed[candidate.name] = Request(by=parent_pin or parent or "the job's own request",
+                                             requirement=requirement, chain=chain)
+        if needed:
+            first = next(iter(needed.values()))
+            raise NeedsReview(needed, chain=first.chain)
+
+    def _is_carried(self, candidate: Candidate) -> bool:
+        review = self.options.review
+        return (candidate.name in self.job_policy.requested
+                or bool(self.index.entries(candidate.name))
+                or (candidate.name, candidate.version) in self.done
+                or review is not None and review.is_approved(candidate.name))
+
+    def _consistent(self, resolution: Resolution) -> bool:
+        for candidate in resolution:
+            wheel = self.done[(candidate.name, candidate.version)]
+            extras = candidate.extras | extras_wanted(resolution, candidate.name)
+            for text in wheel.requires_dist:
+                req = Requirement(text)
+                if not self.target.applies(req, extras):
+                    continue
+                pin = resolution.pins.get(canonicalize_name(req.name))
+                if pin is None or not req.specifier.contains(pin.version, prereleases=True):
+                    log.info("%s requires %s, which the resolution did not provide", candidate, req)
+                    return False
+        return True
+
+    # -- one package version ---------------------------------------------------------------
+    def ensure(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
+        """The wheel of this package version in our index: reused, or built now (on its own
+        thread; this waits for it, and refuses a wait that would close a build cycle)."""
+        key = (candidate.name, candidate.version)
+        future = self._start(candidate, chain)
+        try:
+            return self.tasks.wait(key, future)
+        except CycleError as exc:
+            ring = [f"{n}=={v}" for n, v in exc.cycle][:-1]
+            raise cycle_error(ring, chain, candidate) from None
+
+    def _start(self, candidate: Candidate, chain: tuple[str, ...]):
+        key = (candidate.name, candidate.version)
+        return self.tasks.start(key, lambda: self._produce(candidate, chain))
+
+    def _failed(self, exc: PackageError, candidate: Candidate, chain: tuple[str, ...]) -> None:
+        with self.lock:
+            if any(f.error is exc for f in self.failures):
+                return
+            self.failures.append(Failure(
+                pin=f"{exc.package}=={exc.version}" if exc.package and exc.version else candidate.pin,
+                chain=exc.chain or chain, message=exc.detail, log_path=exc.log_path, error=exc))
+
+    def _produce(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
+        with about(candidate.pin):
+            earlier = self.reuse.earlier_builds(candidate)
+            package = self.catalog.package(candidate.name)
+            wanted = len(package.reasons_for(candidate.version))
+            if package.pre_built:
+                if earlier and not earlier[0].get("built_from_source", True):
+                    return self._reused(candidate, earlier[0], chain)
+                return self.packages.take_pre_built(candidate, chain)
+            changed = None
+            if earlier and earlier[0]["rebuild"]["number"] >= wanted:
+                changed = self.reuse.what_changed(candidate, earlier[0], chain)
+                if changed is None:
+                    log.info("reusing %s from the index (same build key)", earlier[0]["wheel"])
+                    return self._reused(candidate, earlier[0], chain)
+                log.warning("%s: %s since %s was built; building it again", candidate.pin, changed,
+                            earlier[0]["wheel"])
+            # A first build has no number; a changelog entry calls for a numbered rebuild.
+            number = 0 if not wanted and not earlier else \
+                self.reuse.next_number(candidate, earlier, False)
+            self._start_job(candidate, chain, changed)
+            return self._as_package_failure(candidate, chain, lambda: self.packages.build(
+                candidate, chain, Rebuild(number=number, numbering=self.settings.rebuild_numbering,
+                                          reason="changelog" if number else None,
+                                          changelog=package.reasons_for(candidate.version))))
+
+    def _reused(self, candidate: Candidate, record: dict, chain: tuple[str, ...]) -> BuiltWheel:
+        return self.finish(candidate, self.index.layout.file(candidate.name, record["wheel"]),
+                           "reused", 0.0, chain)
+
+    def _start_job(self, candidate: Candidate, chain: tuple[str, ...], changed: str | None) -> Job:
+        rebuild = self.rebuild_request
+        trigger, detail = self.job_policy.for_build(
+            candidate.name, chain, carried=bool(self.index.entries(candidate.name)),
+            changed=changed, rebuild=rebuild)
+        job = Job.start(trigger, candidate.name, str(candidate.version), self.target.name, detail)
+        with self.lock:
+            self.jobs[(candidate.name, candidate.version)] = job
+        return job
+
+    def _end_job(self, name: NormalizedName, version: Version, result: str, **details) -> None:
+        with self.lock:
+            job = self.jobs.pop((name, version), None)
+        if job is not None and self.job_policy.log is not None:
+            self.job_policy.log.append(job.finish(result, **details))
+
+    def _as_package_failure(self, candidate: Candidate, chain: tuple[str, ...],
+                            step: Callable[[], BuiltWheel]) -> BuiltWheel:
+        """Run step; any failure in it is this package's, named with the chain that led here,
+        and ends its job as failed.
+
+        A failed write (disk full, read-only, permissions) is one too: every file is written
+        beside its place and renamed into it, so what failed to be written is simply not there.
+        """
+        key = (candidate.name, candidate.version)
+        try:
+            return step()
+        except NeedsReview as exc:
+            job = self.jobs.get(key)
+            self._end_job(*key, "waiting-review", message=exc.detail, waiting_for=tuple(exc.needed))
+            if exc.job is None:
+                exc.job = job
+            raise
+        except PackageError as exc:
+            result = "denied" if isinstance(exc, CarryRefused) else "failed"
+            own = canonicalize_name(exc.package or candidate.name) == candidate.name and \
+                (not exc.version or exc.version == str(candidate.version))
+            # A dependency's failure is named as such in this job's message.
+            self._end_job(*key, result, message=exc.detail if own else str(exc),
+                          log_path=exc.log_path if own else None)
+            raise _with_chain(exc, candidate, chain) from exc
+        except (SourceError, UpstreamError) as exc:
+            self._end_job(*key, "failed", message=str(exc))
+            raise BuildError(str(exc), package=candidate.name, version=str(candidate.version),
+                             chain=chain) from exc
+        except OSError as exc:
+            message = failed_write(exc)
+            self._end_job(*key, "failed", message=message)
+            raise PackageError(message, package=candidate.name, version=str(candidate.version),
+                               chain=chain) from exc
+
+    def finish(self, candidate: Candidate, path: Path,
+               status: Literal["built", "reused", "pre-built"],
+               seconds: float, chain: tuple[str, ...]) -> BuiltWheel:
+        """The wheel is available to the rest of the run from now on."""
+        metadata = pkginfo.Wheel(str(path))
+        wheel = BuiltWheel(name=candidate.name, version=candidate.version, path=path,
+                           requires_dist=tuple(metadata.requires_dist or ()), status=status,
+                           seconds=seconds, chain=chain, sha256=sha256_of(path))
+        with self.lock:
+            if self._newest is not None:
+                version = parse_wheel_filename(path.name)[1]
+                if version > self._newest.get(candidate.name, version):
+                    self._newest[candidate.name] = version
+                self._newest.setdefault(candidate.name, version)
+            self.done[(candidate.name, candidate.version)] = wheel
+            self.services.finder.known[(candidate.name, candidate.version)] = wheel.requires_dist
+            self.report.wheels.append(wheel)
+            self.reporter.finished(wheel)
+            self.write_outputs()
+        return wheel
+
+    def index_versions(self) -> dict[NormalizedName, Version]:
+        """The newest version of every project in our index, which build environments prefer,
+        so a new upstream release does not rebuild everything built with the old one. Read from
+        the index once per run, then kept current as wheels are published or reused."""
+        with self.lock:
+            if self._newest is None:
+                self._newest = {}
+                for project in self.index.projects():
+                    versions = [w.version for w in self.index.wheels(project)]
+                    if versions:
+                        self._newest[project] = max(versions)
+            return dict(self._newest)
+
+    def fits(self, filename: str) -> bool:
+        """Whether a wheel's tags fit this target (a pure wheel fits every Python it accepts)."""
+        return any(tag in self._supported for tag in parse_wheel_filename(filename)[3])
+
+    def write_outputs(self) -> None:
+        with self.lock:
+            if self.report.wheels or self.edges:
+                self.report.edges = write_graph(self.index.layout, self.target.name,
+                                                self.options.primary, self.report.wheels,
+                                                self.edges)
+
+
+def _with_chain(exc: PackageError, candidate: Candidate, chain: tuple[str, ...]) -> PackageError:
+    if exc.chain or not chain:
+        return exc
+    return type(exc)(exc.detail, package=exc.package or candidate.name,
+                     version=exc.version or str(candidate.version), chain=chain,
+                     log_path=exc.log_path)

@@ -1,0 +1,93 @@
+"""What the host and the in-container driver exchange: the job's folders, the driver's result
+(read without trusting it), and the driver itself, assembled for mounting."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import packaging
+import pyproject_hooks
+
+from mirror_builder.sandbox import DRIVER
+
+BUILDER_UID = 1000  # the image's unprivileged "builder" user (in the run's user namespace)
+# How every container run starts the driver (mounted at /mb) on its job (mounted at /job).
+DRIVER_COMMAND = ("python3", "/mb/mb_driver.py", "/job/job.json")
+
+
+@dataclass(frozen=True)
+class JobFolders:
+    """A driver run's three folders: /out for its result, /job with job.json, and a fresh scratch
+    folder for its /tmp: on disk (a large build needs gigabytes), and with the read-only root,
+    the only other place it can write."""
+
+    out: Path
+    job: Path
+    scratch: Path
+
+    @classmethod
+    def create(cls, work_dir: Path, job: dict, prefix: str = "") -> "JobFolders":
+        work_dir.mkdir(parents=True, exist_ok=True)
+        folders = cls(*(Path(tempfile.mkdtemp(prefix=f"{prefix}{kind}-", dir=work_dir))
+                        for kind in ("out", "job", "scratch")))
+        # out and scratch are mounted writable, so podman gives them to the container's user
+        # (its ids in the run's user namespace; see Mount). job is read-only: mkdtemp makes
+        # 0700 directories, and the driver runs as an unprivileged user.
+        (folders.job / "job.json").write_text(json.dumps(job, indent=2))
+        os.chmod(folders.job, 0o755)
+        os.chmod(folders.job / "job.json", 0o644)
+        return folders
+
+    def remove(self) -> None:
+        for folder in (self.out, self.job, self.scratch):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+_RESULT_LIMIT = 16 << 20
+
+
+def read_result(out_dir: Path) -> tuple[dict, str | None]:
+    """The driver's result.json, read without trusting it: the build ran in the same container
+    as the driver and could have replaced the file with a link to somewhere on the host."""
+    path = out_dir / "result.json"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return {}, None
+    except OSError as exc:
+        return {}, f"the build left an unreadable result ({exc.strerror})"
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return {}, "the build left a result that is not a plain file"
+        data = handle.read(_RESULT_LIMIT + 1)
+    try:
+        result = json.loads(data) if len(data) <= _RESULT_LIMIT else None
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        return {}, "the build left a result that is not a JSON object"
+    return result, None
+
+
+def assemble_driver(path: Path) -> Path:
+    """The driver script and the pure-Python libraries it needs, to mount read-only at /mb."""
+    if path.exists():
+        shutil.rmtree(path)
+    lib = path / "lib"
+    lib.mkdir(parents=True)
+    shutil.copy2(DRIVER, path / "mb_driver.py")
+    for module in (packaging, pyproject_hooks):
+        source = Path(module.__file__).parent
+        shutil.copytree(source, lib / source.name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+    os.chmod(path, 0o755)
+    return path

@@ -1,0 +1,386 @@
+"""The only module that imports podman-py: a private podman service, and isolated runs in it.
+
+    with PodmanService(state_dir) as podman:
+        image = ImageManager(podman, cache_dir).ensure(target_settings)
+        result = podman.run(RunSpec(image=image.tag, command=["python3", "-V"]), log_path)
+
+Everything else asks for a run with mounts and gets back an exit status and a log file; no other
+module builds a podman argument. Two workarounds for this kind of machine live in the shipped
+containers.conf (runc instead of crun, explicit ulimits), passed through CONTAINERS_CONF. Each
+run's user namespace comes from the subordinate ids that sandbox.userns checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mirror_builder import DATA_DIR
+from mirror_builder.errors import ContainerError
+from mirror_builder.sandbox.userns import check_subordinate_ids, id_map_text
+
+log = logging.getLogger(__name__)
+
+CONTAINERS_CONF = DATA_DIR / "containers.conf"
+# Every container we start carries the pid of the mirror-builder that owns it.
+OWNER_LABEL = "io.mirror-builder.owner-pid"
+# Debian architecture names -> OCI platform architectures.
+OCI_ARCH = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm/v7", "ppc64el": "ppc64le",
+            "s390x": "s390x", "i386": "386", "riscv64": "riscv64"}
+
+
+def podman_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
+    return env
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path in the container. A writable one is given to the run's user first (podman's
+    U option chowns it, recursively and following no links, to the ids that user has on the host
+    in the run's user namespace), so it must be a folder made for the run."""
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One isolated run of a command in an image."""
+
+    image: str
+    command: list[str]
+    mounts: tuple[Mount, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    user: str = "1000:1000"
+    network: bool = False
+    timeout_seconds: float = 3600
+    memory: str | None = None
+    pids_limit: int | None = None
+    cpus: float | None = None
+    # Relative CPU weight against other containers (podman's default is 1024).
+    cpu_shares: int | None = None
+    # The image's file system read-only: only the mounts marked writable can be written.
+    read_only_root: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    timed_out: bool
+    seconds: float
+    # The kernel's OOM killer ended a process of the container (its memory limit was reached).
+    oom_killed: bool = False
+    # The run's user namespace as podman set it up, in /proc/PID/uid_map's form: one
+    # "inside outside count" line per range ("" if podman did not say).
+    uid_map: str = ""
+    gid_map: str = ""
+
+
+class PodmanService:
+    """A private `podman system service` for the length of a run, and podman-py on top of it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._process: subprocess.Popen | None = None
+        self._socket_dir: str | None = None
+        self.client = None
+        self._base_url = ""
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
+        self._removals: list[threading.Thread] = []
+
+    def __enter__(self) -> "PodmanService":
+        if shutil.which("podman") is None:
+            raise ContainerError("podman is not installed; run the README's set-up command (./setup.sh)")
+        check_subordinate_ids()
+        import podman  # the one import of podman-py in the project
+
+        # A unix socket path must stay under ~100 bytes, so it lives in a short temp dir.
+        self._socket_dir = tempfile.mkdtemp(prefix="mb-podman-")
+        socket_path = Path(self._socket_dir) / "podman.sock"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        service_log = (self.state_dir / "podman-service.log").open("ab")
+        self._process = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
+            env=podman_environment(), stdout=service_log, stderr=service_log,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        service_log.close()
+        deadline = time.monotonic() + 20
+        while not socket_path.exists():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise ContainerError(
+                    f"podman system service did not start; see {self.state_dir / 'podman-service.log'}")
+            time.sleep(0.05)
+        self._base_url = f"unix://{socket_path}"
+        self.client = podman.PodmanClient(base_url=self._base_url)
+        self._remove_orphans()
+        return self
+
+    def _remove_orphans(self) -> None:
+        """Remove containers left by runs that were killed (their owner process is gone)."""
+        from podman.errors import APIError
+
+        try:
+            # Filtered here: podman-py's label filter answered nothing on this podman (4.3).
+            containers = self.client.containers.list(all=True)
+        except APIError:
+            return
+        for container in containers:
+            owner = (container.labels or {}).get(OWNER_LABEL, "")
+            if owner.isdigit() and not _alive(int(owner)):
+                log.info("removing container %s left by a run that was killed", container.id[:12])
+                try:
+                    container.remove(force=True)
+                except APIError:
+                    pass
+
+    def __exit__(self, *exc_info) -> None:
+        for thread in list(self._removals):
+            thread.join(timeout=30)
+        self.kill_running()
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+            self._process = None
+        if self._socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    def kill_running(self) -> None:
+        """Stop every container this service started that is still running (an interrupted run
+        must not leave builds behind)."""
+        with self._running_lock:
+            running = list(self._running)
+        if not running or self.client is None:
+            return
+        from podman.errors import APIError
+
+        for container_id in running:
+            try:
+                self.client.containers.get(container_id).remove(force=True)
+            except APIError:
+                pass
+
+    # -- runs ------------------------------------------------------------------------------
+    def run(self, spec: RunSpec, log_path: Path) -> RunResult:
+        """Run spec.command to completion, streaming its output into log_path. Safe to call from
+        several threads: each run has its own API client."""
+        import podman
+        from podman.errors import APIError
+
+        with podman.PodmanClient(base_url=self._base_url) as client:
+            return self._run(client, spec, log_path, APIError)
+
+    def _run(self, client, spec: RunSpec, log_path: Path, APIError) -> RunResult:
+        options = _create_options(spec)
+        started = time.monotonic()
+        try:
+            container = client.containers.create(spec.image, spec.command, **options)
+        except APIError as exc:
+            raise ContainerError(f"cannot create a container from {spec.image}: {exc}") from None
+        with self._running_lock:
+            self._running.add(container.id)
+        timed_out = threading.Event()
+
+        def on_timeout() -> None:
+            timed_out.set()
+            try:
+                container.kill()
+            except APIError:
+                pass
+
+        timer = threading.Timer(spec.timeout_seconds, on_timeout)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        header = log_path.stat().st_size if log_path.exists() else 0
+        live = _LiveLog(log_path)
+        try:
+            container.start()
+            timer.start()
+            exit_code, oom_killed, id_mappings = _wait_for_the_end(container, live, header)
+        except APIError as exc:
+            raise ContainerError(f"podman failed while running {spec.command[0]}: {exc}") from None
+        finally:
+            timer.cancel()
+            # The build's result is in; removing its container need not hold anyone up.
+            self._remove_later(container.id)
+        if timed_out.is_set():
+            with log_path.open("a") as out:
+                out.write(f"\n[mirror-builder] killed after the {spec.timeout_seconds:.0f} s timeout\n")
+        return RunResult(exit_code=int(exit_code), timed_out=timed_out.is_set(),
+                         seconds=time.monotonic() - started, oom_killed=oom_killed,
+                         uid_map=id_map_text(id_mappings.get("UidMap")),
+                         gid_map=id_map_text(id_mappings.get("GidMap")))
+
+    def _remove_later(self, container_id: str) -> None:
+        import podman
+        from podman.errors import APIError
+
+        def remove() -> None:
+            try:
+                with podman.PodmanClient(base_url=self._base_url) as client:
+                    client.containers.get(container_id).remove(force=True)
+            except (APIError, OSError):
+                pass
+            finally:
+                with self._running_lock:
+                    self._running.discard(container_id)
+
+        thread = threading.Thread(target=remove, name=f"remove {container_id[:12]}", daemon=True)
+        with self._running_lock:
+            self._removals.append(thread)
+        thread.start()
+
+    def image_id(self, tag: str) -> str | None:
+        from podman.errors import ImageNotFound
+
+        try:
+            return self.client.images.get(tag).id
+        except ImageNotFound:
+            return None
+
+    def build_image(self, context: Path, containerfile: Path, tag: str,
+                    buildargs: dict[str, str], log_path: Path, arch: str | None = None) -> str:
+        from podman.errors import APIError, BuildError
+
+        try:
+            # The platform must be given for a foreign architecture, or podman looks for (and
+            # tries to pull) the host architecture's variant of the base image.
+            image, lines = self.client.images.build(
+                path=str(context), dockerfile=str(containerfile), tag=tag, buildargs=buildargs,
+                rm=True, forcerm=True, timeout=7200,
+                platform=f"linux/{OCI_ARCH.get(arch, arch)}" if arch else None)
+            with log_path.open("a") as out:
+                for line in lines:
+                    out.write(line.decode() if isinstance(line, bytes) else str(line))
+        except (APIError, BuildError) as exc:
+            build_log = getattr(exc, "build_log", None) or []
+            with log_path.open("a") as out:
+                for line in build_log:
+                    out.write(line.decode() if isinstance(line, bytes) else str(line))
+            raise ContainerError(f"building image {tag} failed: {exc}; log: {log_path}") from None
+        return image.id
+
+
+class _LiveLog:
+    """Appends a container's output to its log while it runs; finish() writes the final copy."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done = False
+        self.lock = threading.Lock()
+
+    def follow(self, container) -> None:
+        try:
+            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                with self.lock:
+                    if self.done:
+                        return
+                    with self.path.open("ab") as out:
+                        out.write(chunk if isinstance(chunk, bytes) else str(chunk).encode())
+        except Exception:  # the live copy is a convenience; the final copy is what counts
+            return
+
+    def finish(self, header: int, output: bytes) -> None:
+        with self.lock:
+            self.done = True
+            with self.path.open("r+b") if self.path.exists() else self.path.open("wb") as out:
+                out.seek(header)
+                out.truncate()
+                out.write(output)
+
+
+def _create_options(spec: RunSpec) -> dict[str, Any]:
+    """podman-py's containers.create() arguments for spec, past the image and the command."""
+    kwargs: dict[str, Any] = dict(
+        mounts=[{"type": "bind", "source": str(m.source), "target": m.target,
+                 "read_only": m.read_only,
+                 # podman-py's name for the U option (see Mount)
+                 "chown": not m.read_only} for m in spec.mounts],
+        environment=spec.environment,
+        working_dir=spec.workdir,
+        user=spec.user,
+        # Always: a process that escaped the container is an id no account has. With
+        # overlay on this kernel the image's layers are mapped, not copied: no cost per run.
+        # Podman 4.3's API needs both: the mode alone is ignored, the mappings alone too.
+        userns_mode="auto",
+        idmappings={"AutoUserNs": True},
+        cap_drop=["ALL"],
+        no_new_privileges=True,
+        labels={OWNER_LABEL: str(os.getpid())},
+    )
+    if not spec.network:
+        kwargs["network_mode"] = "none"
+    if spec.read_only_root:
+        kwargs["read_only"] = True
+    if spec.memory:
+        kwargs["mem_limit"] = spec.memory
+        # Without this, podman lets a container use as much swap again as its memory limit.
+        kwargs["memswap_limit"] = spec.memory
+    if spec.pids_limit:
+        kwargs["pids_limit"] = spec.pids_limit
+    if spec.cpu_shares:
+        kwargs["cpu_shares"] = spec.cpu_shares
+    if spec.cpus:
+        kwargs["cpu_period"] = 100_000
+        kwargs["cpu_quota"] = int(spec.cpus * 100_000)
+    return kwargs
+
+
+def _wait_for_the_end(container, live: _LiveLog, header: int) -> tuple[int, bool, dict]:
+    """Wait for a started container to exit, its output copied into its log live and then
+    whole; its exit code, whether the OOM killer ended it, and its user namespace's id maps."""
+    # A live copy of the output for `tail -f`, while the build runs ...
+    threading.Thread(target=live.follow, args=(container,), daemon=True).start()
+    # ... and the exit noticed within 10 ms: podman's default is to poll every 250 ms,
+    # which was a quarter of a second on every build.
+    exit_code = container.wait(interval="10ms")
+    if isinstance(exit_code, dict):
+        exit_code = int(exit_code.get("StatusCode", 1))
+    # The complete output, in one read, replaces the live copy.
+    output = b"".join(c if isinstance(c, bytes) else str(c).encode()
+                      for c in container.logs(stream=False, stdout=True, stderr=True))
+    live.finish(header, output)
+    container.reload()
+    oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
+    id_mappings = (container.attrs.get("HostConfig") or {}).get("IDMappings") or {}
+    return exit_code, oom_killed, id_mappings
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the podman service's process: get SIGTERM when mirror-builder dies, however it dies,
+    so no service is left behind (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass

@@ -1,0 +1,94 @@
+"""What the resolver reads: upstream's sdists (fetched on demand), or the wheels in our index."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import pkginfo
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from mirror_builder.errors import PackageError, UpstreamError
+from mirror_builder.index.wheelindex import WheelIndex
+from mirror_builder.resolve.resolver import Candidate, Finder, file_version
+from mirror_builder.resolve.pages import DistributionFile
+from mirror_builder.resolve.upstream import UpstreamIndex
+
+
+class SourceFinder(Finder, Protocol):
+    """A resolver Finder that can also fetch a candidate's sdist and learn built metadata."""
+
+    known: dict[tuple[NormalizedName, Version], tuple[str, ...]]
+
+    def fetch(self, candidate: Candidate) -> Path: ...
+
+
+class UpstreamFinder:
+    """The resolver's view of upstream, preferring what our own builds have shown to be true."""
+
+    def __init__(self, upstream: UpstreamIndex, sdist_dir: Path) -> None:
+        self.upstream = upstream
+        self.sdist_dir = sdist_dir
+        self.known: dict[tuple[NormalizedName, Version], tuple[str, ...]] = {}
+        self._files: dict[str, list[DistributionFile]] = {}
+
+    def project_files(self, name: str) -> list[DistributionFile]:
+        key = canonicalize_name(name)
+        if key not in self._files:
+            self._files[key] = self.upstream.project_files(key)
+        return self._files[key]
+
+    def dependencies(self, candidate: Candidate) -> list[str] | None:
+        known = self.known.get((candidate.name, candidate.version))
+        if known is not None:
+            return list(known)
+        if not candidate.file.url.startswith("file://"):
+            files = [f for f in self.project_files(candidate.name)
+                     if file_version(f, candidate.name) == candidate.version]
+            deps = self.upstream.requires_dist(candidate.name, str(candidate.version), files)
+            if deps is not None:
+                return deps
+        return self._sdist_requires(candidate)
+
+    def fetch(self, candidate: Candidate) -> Path:
+        try:
+            return self.upstream.download(candidate.file, self.sdist_dir)
+        except UpstreamError as exc:
+            # Reported as this package's failure, so the error names the package.
+            raise PackageError(str(exc), package=candidate.name,
+                               version=str(candidate.version)) from exc
+
+    def _sdist_requires(self, candidate: Candidate) -> list[str] | None:
+        # PEP 643: an sdist's PKG-INFO is reliable from Metadata-Version 2.2 unless it marks
+        # Requires-Dist as dynamic.
+        try:
+            sdist = pkginfo.SDist(str(self.fetch(candidate)))
+        except (ValueError, OSError):
+            return None
+        if Version(sdist.metadata_version or "1.0") < Version("2.2"):
+            return None
+        if any(canonicalize_name(d) == "requires-dist" for d in (sdist.dynamic or ())):
+            return None
+        return list(sdist.requires_dist or ())
+
+
+
+class IndexFinder:
+    """The resolver's view of our own index: wheels we built, for rebuilds' build environments."""
+
+    def __init__(self, index: WheelIndex, fits: Callable[[str], bool] = lambda filename: True) -> None:
+        self.index = index
+        self.fits = fits
+
+    def project_files(self, name: str) -> list[DistributionFile]:
+        wheels = sorted((w for w in self.index.wheels(name) if self.fits(w.filename)),
+                        key=lambda w: w.build_tag, reverse=True)
+        return [DistributionFile(w.filename, w.path.as_uri(), w.sha256, w.requires_python)
+                for w in wheels]
+
+    def dependencies(self, candidate: Candidate) -> list[str] | None:
+        path = Path(urllib.parse.unquote(urllib.parse.urlparse(candidate.file.url).path))
+        return list(pkginfo.Wheel(str(path)).requires_dist or ())
