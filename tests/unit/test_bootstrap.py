@@ -793,3 +793,27 @@ def test_a_wheel_waits_for_the_version_of_a_dependency_it_requires_not_just_the_
     publisher.finish()
     assert tested.index("httpcore2-2.16.2-py3-none-any.whl") < tested.index("httpx2-2.16.2-py3-none-any.whl")
     assert index.entries("httpx2")
+
+
+def test_the_executor_gets_each_file_by_its_content_and_a_request_that_survives_json(bootstrap):
+    import hashlib
+
+    from mirror_builder.build.request import BuildRequest
+
+    checked = []
+
+    class Checking(FakeBuilder):
+        def build(self, request):
+            # While the build runs, every file it is given is there, with the hash it is named by.
+            checked.extend(hashlib.sha256(ref.path.read_bytes()).hexdigest() == ref.sha256
+                           for ref in (request.source.sdist, *request.env.wheels))
+            return super().build(request)
+
+    pipeline, builder = bootstrap.make({"app": {"1.0": Package(build_requires=["tool"])},
+                                        "tool": {"1.0": Package()}},
+                                       builder=Checking(bootstrap.work))
+    pipeline.run([Requirement("app")])
+    (app,) = [r for r in builder.requests if r.source.name == "app"]
+    assert [w.name for w in app.env.wheels] == ["tool-1.0-py3-none-any.whl"]
+    assert checked and all(checked)
+    assert BuildRequest.from_dict(json.loads(json.dumps(app.to_dict()))) == app
