@@ -13,15 +13,31 @@ from mirror_builder.resolve.resolver import Candidate, Resolution
 
 
 def cycle_error(ring: Sequence[str], chain: tuple[str, ...], candidate: Candidate) -> BuildCycleError:
-    """A build cycle, started where the chain of requirements entered it."""
-    entry = next((p for p in chain + (candidate.pin,) if p in ring), ring[0])
-    start = list(ring).index(entry)
-    cycle = list(ring[start:]) + list(ring[:start]) + [entry]
+    """A build cycle named in full: from where the chain of requirements entered it, every
+    package on the way (install requirements between builds included), back to the start."""
     return BuildCycleError(
-        f"build dependencies form a cycle: {' -> '.join(cycle)}. Break it by constraining "
-        f"one of them (-c) to a version whose build does not need the next, or by a patch "
-        f"that removes the build requirement", package=candidate.name,
+        f"build dependencies form a cycle: {' -> '.join(cycle_path(ring, chain, candidate))}. "
+        f"Break it by constraining one of them (-c) to a version whose build does not need the "
+        f"next, or by a patch that removes the build requirement", package=candidate.name,
         version=str(candidate.version), chain=chain)
+
+
+def cycle_path(ring: Sequence[str], chain: tuple[str, ...], candidate: Candidate) -> list[str]:
+    """ring: the builds that wait on each other, in order. The chain that led to the candidate
+    holds the packages between them (a build environment that installs the package being
+    built), so the path follows the chain from where it entered the ring, then the ring round
+    to its start."""
+    pins = chain + (candidate.pin,)
+    entry = next((p for p in pins if p in ring), ring[0])
+    path = list(pins[pins.index(entry):]) if entry in pins else [entry]
+    if len(path) == 1 or path[-1] != entry:
+        last = path[-1] if path[-1] in ring else entry
+        at = list(ring).index(last)
+        for pin in list(ring[at + 1:]) + list(ring[:at + 1]):
+            path.append(pin)
+            if pin == entry:
+                break
+    return path
 
 
 def one_per_project(requirements: Sequence[Requirement]) -> list[list[Requirement]]:

@@ -225,6 +225,17 @@ def test_a_cycle_among_build_dependencies_is_an_error_that_names_the_cycle(boots
     assert "constraining" in str(raised.value)
 
 
+def test_a_cycle_through_an_install_requirement_shows_every_package_in_it(bootstrap):
+    # jupyterlab-pygments build-requires jupyterlab, which installs jupyterlab-pygments: the
+    # message once hid the middle ("pygments==0.3 -> pygments==0.3").
+    with pytest.raises(BuildCycleError) as raised:
+        bootstrap({
+            "pygments-ext": {"0.3": Package(build_requires=["lab"])},
+            "lab": {"4.0": Package(requires_dist=["pygments-ext"])},
+        }, "pygments-ext")
+    assert "pygments-ext==0.3 -> lab==4.0 -> pygments-ext==0.3" in str(raised.value)
+
+
 def test_a_cycle_among_install_dependencies_is_fine(bootstrap):
     report, _ = bootstrap({
         "a": {"1.0": Package(requires_dist=["b"])},

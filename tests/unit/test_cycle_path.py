@@ -1,0 +1,42 @@
+"""How a build cycle is named: every package in it, in the order one needs the next, from where
+the chain of requirements entered it and back to that package."""
+
+from packaging.version import Version
+
+from mirror_builder.engine.decisions import cycle_error, cycle_path
+from mirror_builder.resolve.resolver import Candidate
+
+
+def candidate(pin: str) -> Candidate:
+    name, version = pin.split("==")
+    return Candidate(name, Version(version), None)
+
+
+def test_two_builds_that_need_each_other():
+    assert cycle_path(["a==1", "b==1"], ("a==1", "b==1"), candidate("a==1")) == \
+        ["a==1", "b==1", "a==1"]
+
+
+def test_a_build_environment_that_installs_the_package_being_built_shows_the_installer():
+    # pygments-ext build-requires lab; lab installs pygments-ext: the wait is pygments-ext on
+    # itself, the chain knows lab in between.
+    assert cycle_path(["pygments-ext==0.3"], ("pygments-ext==0.3", "lab==4.0"),
+                      candidate("pygments-ext==0.3")) == \
+        ["pygments-ext==0.3", "lab==4.0", "pygments-ext==0.3"]
+
+
+def test_the_chain_entered_the_cycle_elsewhere_than_where_it_was_noticed():
+    # app needs a; a's build waits on b, b's on c, c's on a; noticed while ensuring b.
+    assert cycle_path(["a==1", "b==1", "c==1"], ("app==1", "a==1"), candidate("b==1")) == \
+        ["a==1", "b==1", "c==1", "a==1"]
+
+
+def test_a_chain_that_never_met_the_cycle_names_the_ring_alone():
+    assert cycle_path(["x==1", "y==1"], ("app==1",), candidate("z==1")) == \
+        ["x==1", "y==1", "x==1"]
+
+
+def test_the_error_names_the_package_the_cycle_and_the_ways_out():
+    error = cycle_error(["a==1", "b==1"], ("a==1", "b==1"), candidate("a==1"))
+    assert str(error).startswith("a==1: build dependencies form a cycle: a==1 -> b==1 -> a==1.")
+    assert "constraining one of them (-c)" in str(error)
