@@ -3,7 +3,7 @@ named, how requirements are split into resolutions, and how a resolution is trac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
@@ -12,11 +12,18 @@ from mirror_builder.errors import BuildCycleError
 from mirror_builder.resolve.resolver import Candidate, Resolution
 
 
-def cycle_error(ring: Sequence[str], chain: tuple[str, ...], candidate: Candidate) -> BuildCycleError:
+def cycle_error(ring: Sequence[str], chain: tuple[str, ...], candidate: Candidate,
+                edges: Mapping[tuple[str, str], tuple[str, str]] | None = None) -> BuildCycleError:
     """A build cycle named in full: from where the chain of requirements entered it, every
-    package on the way (install requirements between builds included), back to the start."""
+    package on the way (install requirements between builds included), back to the start.
+    edges, (parent pin, child pin) -> (kind, requirement), labels each step it knows."""
+    path = cycle_path(ring, chain, candidate)
+    named = path[0]
+    for parent, child in zip(path, path[1:]):
+        kind, requirement = (edges or {}).get((parent, child), ("", ""))
+        named += f" -[{kind}: {requirement}]-> {child}" if kind else f" -> {child}"
     return BuildCycleError(
-        f"build dependencies form a cycle: {' -> '.join(cycle_path(ring, chain, candidate))}. "
+        f"build dependencies form a cycle: {named}. "
         f"Break it by constraining one of them (-c) to a version whose build does not need the "
         f"next, or by a patch that removes the build requirement", package=candidate.name,
         version=str(candidate.version), chain=chain)

@@ -86,6 +86,9 @@ class BootstrapRun:
         self.report = BootstrapReport()
         self.done: dict[tuple[NormalizedName, Version], BuiltWheel] = {}
         self.edges: set[Edge] = set()
+        # Every requirement a closure is about to ensure, (parent pin, child pin) -> (kind,
+        # requirement): what a build cycle's message names each step by.
+        self.wanted: dict[tuple[str, str], tuple[str, str]] = {}
         self.jobs: dict[tuple[NormalizedName, Version], Job] = {}
         self._newest: dict[NormalizedName, Version] | None = None
         self._supported = frozenset(self.target.supported_tags())
@@ -258,6 +261,11 @@ class BootstrapRun:
         """Every pin in the index; False if one failed and the run goes on without it."""
         chains = {c.name: context + path_to(resolution, c.name) for c in resolution}
         self._check_carry(resolution, chains, parent)
+        with self.lock:
+            for child, reasons in resolution.why.items():
+                for parent_pin, requirement in reasons:
+                    self.wanted[(parent_pin or parent, resolution.pins[child].pin)] = (
+                        kind if parent_pin is None else "install", requirement)
         for candidate in resolution:  # all at once: each starts fetching and resolving now
             self._start(candidate, chains[candidate.name])
         failed = False
@@ -335,7 +343,9 @@ class BootstrapRun:
             return self.tasks.wait(key, future)
         except CycleError as exc:
             ring = [f"{n}=={v}" for n, v in exc.cycle][:-1]
-            raise cycle_error(ring, chain, candidate) from None
+            with self.lock:
+                edges = dict(self.wanted)
+            raise cycle_error(ring, chain, candidate, edges) from None
 
     def _start(self, candidate: Candidate, chain: tuple[str, ...]):
         key = (candidate.name, candidate.version)

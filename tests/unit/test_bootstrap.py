@@ -221,7 +221,8 @@ def test_a_cycle_among_build_dependencies_is_an_error_that_names_the_cycle(boots
             "a": {"1.0": Package(build_requires=["b"])},
             "b": {"1.0": Package(build_requires=["a"])},
         }, "a")
-    assert "a==1.0 -> b==1.0 -> a==1.0" in str(raised.value)
+    # Each step names its kind and the requirement behind it.
+    assert "a==1.0 -[build-system: b]-> b==1.0 -[build-system: a]-> a==1.0" in str(raised.value)
     assert "constraining" in str(raised.value)
 
 
@@ -233,7 +234,8 @@ def test_a_cycle_through_an_install_requirement_shows_every_package_in_it(bootst
             "pygments-ext": {"0.3": Package(build_requires=["lab"])},
             "lab": {"4.0": Package(requires_dist=["pygments-ext"])},
         }, "pygments-ext")
-    assert "pygments-ext==0.3 -> lab==4.0 -> pygments-ext==0.3" in str(raised.value)
+    assert "pygments-ext==0.3 -[build-system: lab]-> lab==4.0 -[install: pygments-ext]-> " \
+           "pygments-ext==0.3" in str(raised.value)
 
 
 def test_a_cycle_among_install_dependencies_is_fine(bootstrap):

@@ -40,3 +40,12 @@ def test_the_error_names_the_package_the_cycle_and_the_ways_out():
     error = cycle_error(["a==1", "b==1"], ("a==1", "b==1"), candidate("a==1"))
     assert str(error).startswith("a==1: build dependencies form a cycle: a==1 -> b==1 -> a==1.")
     assert "constraining one of them (-c)" in str(error)
+
+
+def test_each_step_names_its_kind_and_requirement_where_it_is_known():
+    edges = {("pygments-ext==0.3", "lab==4.0"): ("build-system", "lab>=4"),
+             ("lab==4.0", "pygments-ext==0.3"): ("install", "pygments-ext>=0.3")}
+    error = cycle_error(["pygments-ext==0.3"], ("pygments-ext==0.3", "lab==4.0"),
+                        candidate("pygments-ext==0.3"), edges)
+    assert "pygments-ext==0.3 -[build-system: lab>=4]-> lab==4.0 -[install: pygments-ext>=0.3]-> " \
+           "pygments-ext==0.3." in str(error)
