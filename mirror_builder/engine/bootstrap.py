@@ -47,7 +47,7 @@ class Bootstrapper:
         return self._new_run().reuse.config_change(name, version, record)
 
     def fits(self, filename: str) -> bool:
-        return self._new_run().fits(filename)
+        return self.target.fits(filename)
 
     def _new_run(self, rebuild: RebuildRequest | None = None) -> BootstrapRun:
         return BootstrapRun(self.services, self.options, self.catalog, rebuild)

@@ -7,10 +7,8 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pkginfo
@@ -32,7 +30,7 @@ from mirror_builder.files import sha256_of
 from mirror_builder.index.publisher import Staged
 from mirror_builder.build.smoketest import top_level_modules
 from mirror_builder.prepare.buildsystem import BuildSystem, read_build_system
-from mirror_builder.prepare.sources import PreparedSource, prepare_source
+from mirror_builder.prepare.sources import PreparedSource, make_readable, prepare_source
 from mirror_builder.prepare.vendoring import already_vendored, cargo_manifests
 from mirror_builder.provenance.buildkey import build_key
 from mirror_builder.provenance.record import Rebuild
@@ -104,7 +102,7 @@ class PackageBuilder:
         crates = self._vendor(source, package, log_path)
         if crates:
             origin = origin | {"vendored_crates": [asdict(c) for c in crates]}
-        _make_readable(source.tree)
+        make_readable(source.tree)
         return candidate, origin, source, log_path
 
     def _build_with_env(self, candidate: Candidate, source: PreparedSource,
@@ -270,15 +268,3 @@ class PackageBuilder:
         published = run.index.add(wheel, pkginfo.Wheel(str(wheel)).requires_python)
         log.warning("%s: taken pre-built from upstream, not built from source", candidate.pin)
         return run.finish(candidate, published.path, "pre-built", time.monotonic() - started, chain)
-
-
-def _make_readable(tree: Path) -> None:
-    # The build runs as an unprivileged user; the tree was unpacked by us.
-    for root, dirs, files in os.walk(tree):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-        for f in files:
-            path = os.path.join(root, f)
-            if not os.path.islink(path):
-                os.chmod(path, os.stat(path).st_mode | 0o444)
-    os.chmod(tree, 0o755)

@@ -29,7 +29,7 @@ class Reuse:
         for its upstream 1.0."""
         run = self.run
         found = [r for r in run.records.for_version(candidate.name, candidate.version)
-                 if run.index.is_listed(candidate.name, r["wheel"]) and run.fits(r["wheel"])]
+                 if run.index.is_listed(candidate.name, r["wheel"]) and run.target.fits(r["wheel"])]
         if not found and candidate.file.is_wheel:
             record = run.records.read(candidate.name, candidate.file.filename)
             if record is not None:
@@ -73,7 +73,7 @@ class Reuse:
             if filename in current:
                 continue
             name, version, _, _ = parse_wheel_filename(filename)
-            newest = max((w for w in run.index.find(name, version) if run.fits(w.filename)),
+            newest = max((w for w in run.index.find(name, version) if run.target.fits(w.filename)),
                          key=lambda w: w.build_tag, default=None)
             if newest is None or newest.sha256 != sha256:
                 return f"its build environment changed ({filename} was rebuilt or removed)"

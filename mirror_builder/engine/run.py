@@ -91,8 +91,7 @@ class BootstrapRun:
         self.wanted: dict[tuple[str, str], tuple[str, str]] = {}
         self.jobs: dict[tuple[NormalizedName, Version], Job] = {}
         self._newest: dict[NormalizedName, Version] | None = None
-        self._supported = frozenset(self.target.supported_tags())
-        self.index_finder = IndexFinder(self.index, self.fits)
+        self.index_finder = IndexFinder(self.index, self.target.fits)
         self.fetcher = SourceFetcher(settings, services.finder, self.index, self.work_dir)
         self.packages = PackageBuilder(self)
         self.reuse = Reuse(self)
@@ -473,10 +472,6 @@ class BootstrapRun:
                     if versions:
                         self._newest[project] = max(versions)
             return dict(self._newest)
-
-    def fits(self, filename: str) -> bool:
-        """Whether a wheel's tags fit this target (a pure wheel fits every Python it accepts)."""
-        return any(tag in self._supported for tag in parse_wheel_filename(filename)[3])
 
     def write_outputs(self) -> None:
         with self.lock:

@@ -6,6 +6,7 @@ Patching is plain text manipulation and runs on the host; nothing here runs pack
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import tarfile
@@ -271,3 +272,15 @@ def edit_build_requires(project: Path, add: tuple[str, ...], remove: tuple[str, 
     path.write_text(edit_requires(text, add, remove, package=package), encoding="utf-8")
     log.info("%s: build requires edited: +%s -%s", package, list(add), list(remove))
     return True
+
+
+def make_readable(tree: Path) -> None:
+    """Let the build's unprivileged user read the tree we unpacked (and vendored into)."""
+    for root, dirs, files in os.walk(tree):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+        for f in files:
+            path = os.path.join(root, f)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+    os.chmod(tree, 0o755)

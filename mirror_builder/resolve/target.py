@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from packaging import tags
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
+from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 # Run with the target's python3: prints the PEP 508 marker environment as JSON (stdlib only).
@@ -65,6 +67,14 @@ class TargetEnvironment:
 
     def applies(self, requirement: Requirement, extras: frozenset[str] = frozenset()) -> bool:
         return self.evaluate(requirement.marker, extras)
+
+    def fits(self, filename: str) -> bool:
+        """Whether a wheel's tags fit the target (a pure wheel fits every Python it accepts)."""
+        return any(tag in self._supported for tag in parse_wheel_filename(filename)[3])
+
+    @cached_property
+    def _supported(self) -> frozenset[Tag]:
+        return frozenset(self.supported_tags())
 
     def supported_tags(self) -> list[Tag]:
         """Wheel tags the target's Python accepts, most preferred first (for pre-built wheels)."""
