@@ -56,7 +56,12 @@ class PackageError(MirrorBuilderError):
 
 
 class ResolutionError(PackageError):
-    """No set of versions satisfies the requirements."""
+    """No set of versions satisfies the requirements. summary says what is missing in a few
+    words ("python-sbom is not on the index"), for listings of versions passed over."""
+
+    def __init__(self, message: str, *, summary: str = "", **where) -> None:
+        self.summary = summary
+        super().__init__(message, **where)
 
 
 class BuildError(PackageError):

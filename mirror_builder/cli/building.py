@@ -12,7 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mirror_builder.cli.common import output_of, output_option, pin, settings_of, writing
+from mirror_builder.cli.common import (output_of, output_option, pin, settings_of,
+                                       versions_options, writing)
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.layout import OutputLayout
 
@@ -46,6 +47,7 @@ def add_bootstrap(commands) -> None:
     boot.add_argument("--keep-going", action="store_true",
                       help="a failing package stops only what needs it; list the failures at "
                            "the end (exit status 1)")
+    versions_options(boot)
     boot.set_defaults(run=_bootstrap)
 
 
@@ -64,6 +66,7 @@ def add_plan(commands) -> None:
     plan.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
     plan.add_argument("--pre", action="store_true", help="allow pre-releases")
     plan.add_argument("--json", action="store_true", help="the plan as JSON")
+    versions_options(plan, builds=False)
     plan.set_defaults(run=_plan)
 
 
@@ -81,6 +84,7 @@ def add_rebuild(commands) -> None:
     rebuild.add_argument("--force", action="store_true",
                          help="with post-release numbering: rebuild even if wheels in the index "
                               "pin this exact version")
+    versions_options(rebuild, builds=False)
     output_option(rebuild, writes=True)
     rebuild.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
     rebuild.set_defaults(run=_rebuild)
@@ -199,6 +203,7 @@ def _plan(args, console: Console) -> int:
             "build_requires": p.build_requires, "needed_by": p.needed_by,
             "overrides": p.overrides, "patches": p.patches, "plugin_hooks": p.plugin_hooks,
             "note": p.note,
+            "skipped": [{"version": str(v), "reason": why.reason} for v, why in p.skipped],
         } for p in plan.order], indent=2) + "\n")
         return 0
     _print_plan(plan, f"plan for {', '.join(str(r) for r in request.requirements)} "
@@ -224,6 +229,8 @@ def _recorded_target(settings, name: str | None):
 def _print_plan(plan, title: str) -> None:
     from rich.table import Table
 
+    from mirror_builder.resolve.explain import describe_skipped
+
     table = Table(title=title)
     for column in ("#", "package", "version", "needed by", "source", "overrides"):
         table.add_column(column)
@@ -238,6 +245,10 @@ def _print_plan(plan, title: str) -> None:
     for p in plan.order:
         if p.note:
             wide.print(f"[yellow]note[/] {p.candidate.pin}: {p.note}", highlight=False)
+    for p in plan.order:
+        if p.skipped:
+            wide.print(f"[yellow]skipped[/] {describe_skipped(p.candidate.name, p.skipped)}; "
+                       f"took {p.candidate.version}", highlight=False)
 
 
 def _rebuild(args, console: Console) -> int:

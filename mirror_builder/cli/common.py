@@ -20,10 +20,29 @@ def output_option(sub: argparse.ArgumentParser, writes: bool = False) -> None:
                               "wait for it instead of stopping with an error")
 
 
+def versions_options(sub: argparse.ArgumentParser, builds: bool = True) -> None:
+    """Flags over the versions: section of settings."""
+    sub.add_argument("--strict-versions", action="store_true",
+                     help="the newest allowed version or nothing: do not pass over a version "
+                          "whose build requirements cannot be met (versions.skip_unbuildable)")
+    if builds:
+        sub.add_argument("--replace-failed-builds", action="store_true",
+                         help="with --keep-going, replace a version whose build fails by an "
+                              "earlier one, and say so (versions.replace_failed_builds)")
+
+
 def settings_of(args):
+    import dataclasses
+
     from mirror_builder.config.settings import load_settings
 
-    return load_settings(args.settings)
+    settings = load_settings(args.settings)
+    versions = settings.versions
+    if getattr(args, "strict_versions", False):
+        versions = dataclasses.replace(versions, skip_unbuildable=False)
+    if getattr(args, "replace_failed_builds", False):
+        versions = dataclasses.replace(versions, replace_failed_builds=True)
+    return dataclasses.replace(settings, versions=versions)
 
 
 def output_of(args, settings, *, existing: bool = False) -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mirror_builder.cli.common import output_of, output_option, settings_of, writing
+from mirror_builder.cli.common import (output_of, output_option, settings_of, versions_options,
+                                       writing)
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.layout import OutputLayout
 
@@ -28,6 +29,7 @@ def add_update(commands) -> None:
     update.add_argument("--dry-run", action="store_true",
                         help="only check upstream and say what would be built")
     update.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    versions_options(update, builds=False)
     update.set_defaults(run=_update)
 
 

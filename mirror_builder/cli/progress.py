@@ -16,6 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from mirror_builder.engine.model import BootstrapReport, BuiltWheel, Failure
+from mirror_builder.resolve.explain import describe_skipped
 
 
 class RichReporter:
@@ -94,6 +95,11 @@ class RichReporter:
             self.console.print(f"[bold red]failed[/] {chain}: {failure.message}"
                                + (f"\n  log: {failure.log_path}" if failure.log_path else ""),
                                highlight=False)
+        for wheel in report.wheels:
+            skipped = report.skipped_for(wheel.name, wheel.version)
+            if skipped:
+                self.console.print(f"[yellow]skipped[/] {describe_skipped(wheel.name, skipped)}; "
+                                   f"took {wheel.version}", highlight=False)
         path, seconds = critical_path(report)
         if len(path) > 1:
             self.console.print(f"critical path ({seconds:.1f} s of builds that had to happen in "

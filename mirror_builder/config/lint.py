@@ -17,7 +17,8 @@ from packaging.version import InvalidVersion, Version
 from mirror_builder.errors import SettingsError
 from mirror_builder.config.overrides import PackageSettings, load_package_settings
 from mirror_builder.config.plugins import Plugin, load_plugins
-from mirror_builder.resolve.resolver import Finder, file_version
+from mirror_builder.resolve.pages import file_version
+from mirror_builder.resolve.resolver import Finder
 from mirror_builder.config.settings import Settings, describe_specifier
 
 

@@ -98,6 +98,17 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
+class VersionChoice:
+    """What resolution does with a version that cannot be built from source."""
+
+    # True: pass over a version whose build requirements cannot be met and take an earlier
+    # one, saying so; False: the newest allowed version or nothing (its failure is the error).
+    skip_unbuildable: bool = True
+    # With --keep-going, a version whose build fails is replaced by an earlier one.
+    replace_failed_builds: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None
     project_dir: Path
@@ -114,6 +125,7 @@ class Settings:
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     carry: CarrySettings = field(default_factory=CarrySettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    versions: VersionChoice = field(default_factory=VersionChoice)
 
     def target(self, name: str | None) -> TargetSettings:
         if name is None:
@@ -261,7 +273,7 @@ def load_settings(path: Path | None = None) -> Settings:
 def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> Settings:
     top = r.mapping(data, (), {"upstream", "targets", "build", "output_dir", "cache_dir",
                                "patches_dir", "overrides_dir", "allow_prereleases",
-                               "rebuild_numbering", "update", "carry", "serve"})
+                               "rebuild_numbering", "update", "carry", "serve", "versions"})
     numbering = r.value(top, ("rebuild_numbering",), str, "build-tag")
     if numbering not in REBUILD_NUMBERINGS:
         raise r.fail(("rebuild_numbering",),
@@ -273,6 +285,8 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
         r, r.mapping(top.get("update"), ("update",), set(UPDATE_KEYS)), ("update",)))
     carry = _carry(r, top, project_dir)
     serve = _serve(r, top, project_dir)
+    versions = r.mapping(top.get("versions"), ("versions",),
+                         {"skip_unbuildable", "replace_failed_builds"})
 
     def path_of(key: str, default: str) -> Path:
         return _resolve_path(r.value(top, (key,), str, default), project_dir)
@@ -293,6 +307,10 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
         update=update,
         carry=carry,
         serve=serve,
+        versions=VersionChoice(
+            skip_unbuildable=r.value(versions, ("versions", "skip_unbuildable"), bool, True),
+            replace_failed_builds=r.value(versions, ("versions", "replace_failed_builds"), bool,
+                                          False)),
     )
 
 

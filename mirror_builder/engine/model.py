@@ -9,7 +9,9 @@ from typing import Literal, Protocol
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
-from mirror_builder.errors import MirrorBuilderError, PackageError
+from mirror_builder.resolve.resolver import Unbuildable
+
+from mirror_builder.errors import BuildError, MirrorBuilderError, PackageError
 
 EdgeKind = Literal["toplevel", "build-system", "build-backend", "install", "repair"]
 ROOT = ""  # the parent of the user's own requirements in the graph
@@ -52,6 +54,19 @@ class CarryRefused(PackageError):
     """The allow or deny list, or a review, says this package is not to be carried."""
 
 
+class UnbuildableVersion(BuildError):
+    """This version cannot be built: its build environment cannot be had (or, where settings
+    allow, its build failed). Resolution may pass it over for an earlier version; the message
+    is the error behind it, unchanged."""
+
+    def __init__(self, cause: PackageError, *, pin: str, reason: str) -> None:
+        self.pin = pin
+        self.reason = reason
+        self.cause = cause
+        super().__init__(cause.detail, package=cause.package, version=cause.version,
+                         chain=cause.chain, log_path=cause.log_path)
+
+
 class BootstrapFailed(MirrorBuilderError):
     """Some packages failed (with --keep-going, after everything else was built)."""
 
@@ -68,6 +83,14 @@ class BootstrapFailed(MirrorBuilderError):
 class BootstrapReport:
     wheels: list[BuiltWheel] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
+    # name -> version -> why it was passed over (resolutions took an earlier version)
+    skipped: dict[NormalizedName, dict[Version, Unbuildable]] = field(default_factory=dict)
+
+    def skipped_for(self, name: NormalizedName,
+                    version: Version) -> list[tuple[Version, Unbuildable]]:
+        """The versions newer than version that were passed over, newest first."""
+        return sorted(((v, why) for v, why in self.skipped.get(name, {}).items() if v > version),
+                      key=lambda item: item[0], reverse=True)
 
 
 class Reporter(Protocol):

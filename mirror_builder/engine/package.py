@@ -22,10 +22,10 @@ from mirror_builder.config.overrides import PackageSettings
 from mirror_builder.config.plugins import BuildContext, PrepareContext, WheelContext
 from mirror_builder.config.settings import BuildSettings
 from mirror_builder.engine.decisions import is_pure
-from mirror_builder.engine.model import BuiltWheel
+from mirror_builder.engine.model import BuiltWheel, CarryRefused, UnbuildableVersion
 from mirror_builder.engine.records import make_record
 from mirror_builder.engine.scheduler import parse_size
-from mirror_builder.errors import BuildError
+from mirror_builder.errors import BuildError, ResolutionError
 from mirror_builder.files import sha256_of
 from mirror_builder.index.publisher import Staged
 from mirror_builder.build.smoketest import top_level_modules
@@ -110,16 +110,16 @@ class PackageBuilder:
                         ) -> tuple[Resolution, BuildResult]:
         """Build with the static build requirements; if the backend asks for more, settle those
         too and build again."""
-        run, pin = self.run, candidate.pin
+        pin = candidate.pin
         here = chain + (pin,)
         static = build_system.requirements()
-        env = run.closure(static, parent=pin, kind="build-system", context=here)
+        env = self._environment(candidate, static, "build-system", here)
         outcome = self._run_build(source, build_system, env, log_path, chain)
         if outcome.status == "needs":
             log.info("backend also requires %s", ", ".join(outcome.missing))
             dynamic = [Requirement(r) for r in outcome.backend_requires]
-            env = run.closure(static + dynamic, parent=pin, kind="build-backend", context=here,
-                              preferred={n: c.version for n, c in env.pins.items()})
+            env = self._environment(candidate, static + dynamic, "build-backend", here,
+                                    preferred={n: c.version for n, c in env.pins.items()})
             first = outcome.seconds
             outcome = self._run_build(source, build_system, env, log_path, chain)
             outcome = dataclasses.replace(outcome, seconds=outcome.seconds + first)
@@ -129,6 +129,27 @@ class PackageBuilder:
                                  version=str(candidate.version), chain=chain,
                                  log_path=str(log_path))
         return env, outcome
+
+    def _environment(self, candidate: Candidate, requirements: list[Requirement], kind: str,
+                     here: tuple[str, ...], preferred=None) -> Resolution:
+        """The build environment, every member in the index. If it cannot be had (no versions
+        fit, or one is refused), this version cannot be built: said so, so that resolution can
+        pass it over for an earlier one."""
+        try:
+            return self.run.closure(requirements, parent=candidate.pin, kind=kind, context=here,
+                                    preferred=preferred)
+        except ResolutionError as exc:
+            if self.run.closures.buildability is None or exc.chain[-1:] != here[-1:]:
+                raise
+            raise UnbuildableVersion(exc, pin=candidate.pin,
+                                     reason=f"build requirement {exc.summary or exc.detail}") \
+                from exc
+        except CarryRefused as exc:
+            if self.run.closures.buildability is None:
+                raise
+            raise UnbuildableVersion(exc, pin=candidate.pin,
+                                     reason="build requirement "
+                                     + exc.detail.removesuffix(", so it cannot be built")) from exc
 
     def _vendor(self, source: PreparedSource, package: PackageSettings, log_path) -> list:
         vendorer = self.run.services.vendorer

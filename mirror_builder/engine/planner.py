@@ -11,26 +11,23 @@ fewer build requirements than the build.
 
 from __future__ import annotations
 
-import tarfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
+from packaging.version import Version
 
 from mirror_builder.config.lint import configured
 from mirror_builder.config.overrides import PackageSettings
 from mirror_builder.config.settings import Settings
+from mirror_builder.engine.buildable import Buildability, StaticBuild, read_static_build
 from mirror_builder.engine.decisions import cycle_error
 from mirror_builder.jobs.policy import CarryRules
-from mirror_builder.prepare.buildsystem import build_system_of
 from mirror_builder.source.finders import UpstreamFinder
-from mirror_builder.resolve.resolver import Candidate, resolve
+from mirror_builder.resolve.resolver import Candidate, Resolution, Unbuildable, resolve
 from mirror_builder.resolve.target import TargetEnvironment
-from mirror_builder.source.choice import choose_source
 
 
 @dataclass
@@ -43,6 +40,8 @@ class PlannedPackage:
     patches: int = 0
     plugin_hooks: list[str] = field(default_factory=list)
     note: str = ""
+    # Newer versions passed over because they cannot be built, newest first.
+    skipped: list[tuple[Version, Unbuildable]] = field(default_factory=list)
 
 
 @dataclass
@@ -54,7 +53,7 @@ class Planner:
     def __init__(self, settings: Settings, finder: UpstreamFinder, target: TargetEnvironment, *,
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
-                 allow_prereleases: bool = False) -> None:
+                 allow_prereleases: bool = False, skip_unbuildable: bool | None = None) -> None:
         self.settings = settings
         self.finder = finder
         self.target = target
@@ -65,6 +64,9 @@ class Planner:
         self.any_file = frozenset(n for n, c in self.configured.items() if c.settings and
                                   (c.settings.source is not None or c.settings.pre_built))
         self.carry_rules = CarryRules.load(settings.carry)
+        skip = settings.versions.skip_unbuildable if skip_unbuildable is None else skip_unbuildable
+        self.buildability = Buildability(self._read, self._environment,
+                                         self.carry_rules.why_not) if skip else None
         self.planned: dict[tuple, PlannedPackage] = {}
         self.order: list[PlannedPackage] = []
         self._visiting: list[tuple] = []
@@ -73,15 +75,31 @@ class Planner:
         self._closure(list(requirements), parent="(requested)", kind="toplevel", chain=())
         return Plan(self.order)
 
+    def _resolve(self, requirements: list[Requirement], context: tuple[str, ...]) -> Resolution:
+        return resolve(requirements, self.finder, self.target, constraints=self.constraints,
+                       allow_prereleases=self.allow_prereleases, direct=self.direct,
+                       context=context, any_file=self.any_file, vet=self.buildability)
+
+    def _read(self, candidate: Candidate) -> StaticBuild:
+        item = self.configured.get(candidate.name)
+        package = item.settings if item and item.settings else PackageSettings(candidate.name)
+        return read_static_build(candidate, package, self.finder.fetch, self.settings.patches_dir)
+
+    def _environment(self, requirements: list[Requirement], candidate: Candidate) -> Resolution:
+        return self._resolve(requirements, (candidate.pin,))
+
     def _closure(self, requirements: list[Requirement], parent: str, kind: str,
                  chain: tuple[str, ...]) -> None:
-        resolution = resolve(requirements, self.finder, self.target, constraints=self.constraints,
-                             allow_prereleases=self.allow_prereleases, direct=self.direct,
-                             context=chain or (parent,), any_file=self.any_file)
+        resolution = self._resolve(requirements, chain or (parent,))
         for candidate in resolution:
             reasons = resolution.why.get(candidate.name, ())
             via = next((p for p, _ in reasons if p), None)
             self._visit(candidate, f"{via} (install)" if via else f"{parent} ({kind})", chain)
+            planned = self.planned[(candidate.name, candidate.version)]
+            for version, why in resolution.skipped.get(candidate.name, ()):
+                if version > candidate.version and version not in {v for v, _ in planned.skipped}:
+                    planned.skipped.append((version, why))
+            planned.skipped.sort(key=lambda item: item[0], reverse=True)
 
     def _visit(self, candidate: Candidate, needed_by: str, chain: tuple[str, ...]) -> None:
         key = (candidate.name, candidate.version)
@@ -107,9 +125,11 @@ class Planner:
     def _planned(self, candidate: Candidate, needed_by: str) -> PlannedPackage:
         item = self.configured.get(candidate.name)
         package = item.settings if item and item.settings else PackageSettings(candidate.name)
-        source, requires, note = self._build_requires(candidate, package)
+        build = self.buildability.static(candidate) if self.buildability else self._read(candidate)
+        note = build.note
         planned = PlannedPackage(
-            candidate, source, requires, needed_by=[needed_by], overrides=package.configured(),
+            candidate, build.source.describe(), list(build.requires), needed_by=[needed_by],
+            overrides=package.configured(),
             patches=len(item.patches) if item else 0,
             plugin_hooks=sorted(item.plugin.hooks) if item and item.plugin else [], note=note)
         if not note and self.finder.dependencies(candidate) is None:
@@ -119,36 +139,3 @@ class Planner:
         if why_not:  # a bootstrap would refuse it: say so in the plan
             planned.note = f"{why_not}: a bootstrap would refuse it"
         return planned
-
-    def _build_requires(self, candidate: Candidate, package: PackageSettings
-                        ) -> tuple[str, list[str], str]:
-        """The source a build would use, its build requirements as the build would read them,
-        and a note when those cannot be known without fetching the override's source."""
-        choice = choose_source(package, candidate)
-        if choice.kind == "pre-built":
-            return choice.describe(), [], ""
-        if choice.kind != "sdist":
-            added = list(package.build_requires_add)
-            return choice.describe(), added, \
-                "build requirements beyond the override's additions are read when it is fetched"
-        sdist = self.finder.fetch(candidate)
-        pyproject = _read_member(sdist, f"{package.build_dir}/pyproject.toml"
-                                 if package.build_dir else "pyproject.toml")
-        build_system = build_system_of(pyproject, package, candidate.pin)
-        return choice.describe(), list(build_system.requires), ""
-
-
-def _read_member(archive: Path, relative: str) -> bytes | None:
-    """One file of an sdist, read without unpacking it (None if it has none)."""
-    if archive.name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            for name in zf.namelist():
-                if name.split("/", 1)[-1] == relative and name.count("/") == relative.count("/") + 1:
-                    return zf.read(name)
-        return None
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            if member.isfile() and member.name.split("/", 1)[-1] == relative and \
-                    member.name.count("/") == relative.count("/") + 1:
-                return tar.extractfile(member).read()
-    return None

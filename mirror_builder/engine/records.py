@@ -87,6 +87,8 @@ def _record(run: BootstrapRun, candidate: Candidate, wheel_name: str, wheel_vers
         timings=({k: round(v, 3) for k, v in outcome.timings.items()}
                  | {"container": round(outcome.container_seconds, 3)}) if outcome else {},
         built_from_source=outcome is not None,
+        skipped_versions=[{"version": str(v), "reason": why.reason}
+                          for v, why in run.skipped_for(candidate)],
     )
 
 

@@ -30,12 +30,13 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from mirror_builder.engine.closures import Closures
 from mirror_builder.engine.context import Catalog, Options, Services
-from mirror_builder.engine.decisions import (cycle_error, extras_wanted, one_per_project,
-                                             path_to)
+from mirror_builder.engine.decisions import cycle_error, one_per_project
 from mirror_builder.engine.graph import write_graph
 from mirror_builder.engine.model import (ROOT, BootstrapFailed, BootstrapReport, BuiltWheel,
-                                         CarryRefused, Edge, EdgeKind, Failure)
+                                         CarryRefused, Edge, EdgeKind, Failure,
+                                         UnbuildableVersion)
 from mirror_builder.engine.package import PackageBuilder
 from mirror_builder.engine.reuse import Reuse
 from mirror_builder.engine.scheduler import BuildSlots, CycleError, Tasks, default_jobs, parse_size
@@ -44,14 +45,14 @@ from mirror_builder.errors import (BuildError, PackageError, RebuildError, Resol
 from mirror_builder.files import failed_write, sha256_of
 from mirror_builder.index.publisher import Outcome as PublishOutcome, Publisher
 from mirror_builder.jobs.log import Job, JobLog
-from mirror_builder.jobs.review import NeedsReview, Request
+from mirror_builder.jobs.review import NeedsReview
 from mirror_builder.jobs.triggers import JobPolicy, RebuildRequest
 from mirror_builder.logs import about
 from mirror_builder.provenance.rebuilds import RebuildCounter
 from mirror_builder.provenance.record import Rebuild
 from mirror_builder.provenance.store import RecordStore
 from mirror_builder.source.finders import IndexFinder
-from mirror_builder.resolve.resolver import Candidate, Finder, Resolution, resolve
+from mirror_builder.resolve.resolver import Candidate, Resolution, Unbuildable
 from mirror_builder.resolve.pages import DistributionFile
 from mirror_builder.source.fetch import SourceFetcher
 
@@ -95,6 +96,7 @@ class BootstrapRun:
         self.fetcher = SourceFetcher(settings, services.finder, self.index, self.work_dir)
         self.packages = PackageBuilder(self)
         self.reuse = Reuse(self)
+        self.closures = Closures(self)
         self.publisher = Publisher(
             index=self.index, records=self.records,
             rejected=RecordStore(self.index.layout.rejected_records),
@@ -143,9 +145,13 @@ class BootstrapRun:
         with self._working(), about(candidate.pin):
             number = self.reuse.next_number(candidate, earlier, request.force)
             self._start_job(candidate, (), None)
-            self._as_package_failure(candidate, (), lambda: self.packages.build(candidate, (), Rebuild(
-                number=number, numbering=self.settings.rebuild_numbering, reason=request.reason,
-                changelog=self.catalog.reasons_for(name, version))))
+            try:
+                self._as_package_failure(candidate, (), lambda: self.packages.build(
+                    candidate, (), Rebuild(number=number, numbering=self.settings.rebuild_numbering,
+                                           reason=request.reason,
+                                           changelog=self.catalog.reasons_for(name, version))))
+            except UnbuildableVersion as exc:
+                raise exc.cause from None
             self._finish_publishing()
             mine = [f for f in self.failures if f.pin == candidate.pin]
             if mine:
@@ -204,133 +210,15 @@ class BootstrapRun:
             self._failed(error, Candidate(staged.name, key[1], None), staged.chain)
         self.write_outputs()
 
-    # -- closures --------------------------------------------------------------------------
     def closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
                 context: tuple[str, ...],
                 preferred: Mapping[NormalizedName, Version] | None = None) -> Resolution:
-        """A build environment or the user's install closure, every member in the index.
+        return self.closures.closure(requirements, parent=parent, kind=kind, context=context,
+                                     preferred=preferred)
 
-        A rebuild takes build environments from our own index; what the index cannot satisfy is
-        an error, or with --bootstrap-missing is bootstrapped from upstream like any other."""
-        if self.rebuild_request is not None and kind != "toplevel":
-            try:
-                return self._settle(requirements, self.index_finder, "wheel", parent=parent,
-                                    kind=kind, context=context, preferred=preferred)
-            except ResolutionError as exc:
-                if not self.rebuild_request.bootstrap_missing:
-                    raise self._missing_from_index(requirements, kind, context, exc) from None
-                log.info("bootstrapping what the index is missing: %s", exc.detail)
-        return self._settle(requirements, self.services.finder, "sdist", parent=parent,
-                            kind=kind, context=context, preferred=preferred)
-
-    def _missing_from_index(self, requirements: list[Requirement], kind: str,
-                            context: tuple[str, ...], exc: ResolutionError) -> RebuildError:
-        wanted = ", ".join(str(r) for r in requirements if self.target.applies(r))
-        return RebuildError(
-            f"our index cannot provide the {kind} requirements ({wanted}): {exc.detail}. Run "
-            f"again with --bootstrap-missing to build them first",
-            package=context[-1].split("==")[0] if context else "",
-            version=context[-1].split("==")[1] if context else "", chain=context[:-1])
-
-    def _settle(self, requirements: list[Requirement], finder: Finder, distributions: str, *,
-                parent: str, kind: EdgeKind, context: tuple[str, ...],
-                preferred: Mapping[NormalizedName, Version] | None) -> Resolution:
-        """Resolve, build every pin, and resolve again until the real metadata of the built
-        wheels agrees with the resolution."""
-        preferred = dict(preferred or {})
-        if kind in ("build-system", "build-backend", "repair"):
-            preferred = self.index_versions() | preferred
-        wanted = self.options.resolve
-        for _ in range(10):
-            self.reporter.activity(context[-1] if context else "requirements", "resolving")
-            resolution = resolve(requirements, finder, self.target, constraints=wanted.constraints,
-                                 allow_prereleases=self.allow_prereleases, preferred=preferred,
-                                 direct=wanted.direct, context=context,
-                                 distributions=distributions, any_file=self.catalog.any_file)
-            if not self._ensure_all(resolution, parent, kind, context):
-                return resolution
-            if self._consistent(resolution):
-                return resolution
-            preferred = {name: c.version for name, c in resolution.pins.items()}
-            log.info("built metadata differs from upstream's; resolving again")
-        raise BuildError("the resolution did not settle after 10 rounds", chain=context)
-
-    def _ensure_all(self, resolution: Resolution, parent: str, kind: EdgeKind,
-                    context: tuple[str, ...]) -> bool:
-        """Every pin in the index; False if one failed and the run goes on without it."""
-        chains = {c.name: context + path_to(resolution, c.name) for c in resolution}
-        self._check_carry(resolution, chains, parent)
+    def skipped_for(self, candidate: Candidate) -> list[tuple[Version, Unbuildable]]:
         with self.lock:
-            for child, reasons in resolution.why.items():
-                for parent_pin, requirement in reasons:
-                    self.wanted[(parent_pin or parent, resolution.pins[child].pin)] = (
-                        kind if parent_pin is None else "install", requirement)
-        for candidate in resolution:  # all at once: each starts fetching and resolving now
-            self._start(candidate, chains[candidate.name])
-        failed = False
-        for candidate in resolution:
-            try:
-                self.ensure(candidate, chains[candidate.name])
-            except PackageError as exc:
-                if not (self.options.keep_going and kind == "toplevel"):
-                    raise
-                self._failed(exc, candidate, chains[candidate.name])
-                failed = True
-        if failed:
-            return False
-        with self.lock:
-            for child, reasons in resolution.why.items():
-                for parent_pin, requirement in reasons:
-                    self.edges.add(Edge(parent_pin or parent, resolution.pins[child].pin,
-                                        kind if parent_pin is None else "install", requirement))
-        return True
-
-    def _check_carry(self, resolution: Resolution, chains: Mapping[NormalizedName, tuple[str, ...]],
-                     parent: str = ROOT) -> None:
-        """The allow and deny lists hold for every command; under review, a package we do not
-        carry yet (and no person approved) stops the job until someone does."""
-        review = self.options.review
-        needed: dict[NormalizedName, Request] = {}
-        for candidate in resolution:
-            chain = chains[candidate.name]
-            why_not = self.catalog.carry_rules.why_not(candidate.name)
-            if why_not:
-                raise CarryRefused(f"{why_not}, so it cannot be built", package=candidate.name,
-                                   version=str(candidate.version), chain=chain)
-            if review is None or self._is_carried(candidate):
-                continue
-            if review.is_rejected(candidate.name):
-                entry = review.get(candidate.name)
-                raise CarryRefused(f"rejected in review by {entry.decided_by}"
-                                   + (f" ({entry.note})" if entry.note else ""),
-                                   package=candidate.name, version=str(candidate.version), chain=chain)
-            parent_pin, requirement = next(iter(resolution.why.get(candidate.name, ())), (None, ""))
-            needed[candidate.name] = Request(by=parent_pin or parent or "the job's own request",
-                                             requirement=requirement, chain=chain)
-        if needed:
-            first = next(iter(needed.values()))
-            raise NeedsReview(needed, chain=first.chain)
-
-    def _is_carried(self, candidate: Candidate) -> bool:
-        review = self.options.review
-        return (candidate.name in self.job_policy.requested
-                or bool(self.index.entries(candidate.name))
-                or (candidate.name, candidate.version) in self.done
-                or review is not None and review.is_approved(candidate.name))
-
-    def _consistent(self, resolution: Resolution) -> bool:
-        for candidate in resolution:
-            wheel = self.done[(candidate.name, candidate.version)]
-            extras = candidate.extras | extras_wanted(resolution, candidate.name)
-            for text in wheel.requires_dist:
-                req = Requirement(text)
-                if not self.target.applies(req, extras):
-                    continue
-                pin = resolution.pins.get(canonicalize_name(req.name))
-                if pin is None or not req.specifier.contains(pin.version, prereleases=True):
-                    log.info("%s requires %s, which the resolution did not provide", candidate, req)
-                    return False
-        return True
+            return self.report.skipped_for(candidate.name, candidate.version)
 
     # -- one package version ---------------------------------------------------------------
     def ensure(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
@@ -484,6 +372,12 @@ class BootstrapRun:
 def _with_chain(exc: PackageError, candidate: Candidate, chain: tuple[str, ...]) -> PackageError:
     if exc.chain or not chain:
         return exc
-    return type(exc)(exc.detail, package=exc.package or candidate.name,
-                     version=exc.version or str(candidate.version), chain=chain,
-                     log_path=exc.log_path)
+    if isinstance(exc, UnbuildableVersion):
+        return UnbuildableVersion(_with_chain(exc.cause, candidate, chain), pin=exc.pin,
+                                  reason=exc.reason)
+    widened = type(exc)(exc.detail, package=exc.package or candidate.name,
+                        version=exc.version or str(candidate.version), chain=chain,
+                        log_path=exc.log_path)
+    if isinstance(exc, ResolutionError):
+        widened.summary = exc.summary
+    return widened

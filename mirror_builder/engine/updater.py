@@ -30,7 +30,7 @@ from mirror_builder.jobs.log import Job, JobLog
 from mirror_builder.config.overrides import load_package_settings
 from mirror_builder.jobs.policy import Decision, Offer, decide, effective_policy
 from mirror_builder.provenance.store import RecordStore
-from mirror_builder.resolve.resolver import sdist_version
+from mirror_builder.resolve.pages import sdist_version
 from mirror_builder.jobs.review import NeedsReview, Request, ReviewQueue, WaitingJob
 from mirror_builder.config.settings import Settings
 from mirror_builder.resolve.pages import DistributionFile

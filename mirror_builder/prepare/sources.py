@@ -284,3 +284,19 @@ def make_readable(tree: Path) -> None:
             if not os.path.islink(path):
                 os.chmod(path, os.stat(path).st_mode | 0o444)
     os.chmod(tree, 0o755)
+
+
+def read_member(archive: Path, relative: str) -> bytes | None:
+    """One file of an sdist, read without unpacking it (None if it has none)."""
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                if name.split("/", 1)[-1] == relative and name.count("/") == relative.count("/") + 1:
+                    return zf.read(name)
+        return None
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.split("/", 1)[-1] == relative and \
+                    member.name.count("/") == relative.count("/") + 1:
+                return tar.extractfile(member).read()
+    return None

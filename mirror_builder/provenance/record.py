@@ -62,6 +62,10 @@ class BuildRecord:
     repair: dict | None = None
     # The build job that made it: id, trigger (why it was built), detail, start time.
     job: dict | None = None
+    # Newer versions resolution passed over because they cannot be built: [{version, reason}].
+    skipped_versions: list[dict[str, str]] = field(default_factory=list)
+    # A build cycle broken in stages: {stage: "1" | "full", removed: [...], stage1: {...}}.
+    bootstrap_stage: dict | None = None
     mirror_builder_version: str = __version__
     schema: str = RECORD_SCHEMA
 

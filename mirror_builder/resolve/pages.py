@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name,
+                             parse_sdist_filename, parse_wheel_filename)
+from packaging.version import Version
+
 from mirror_builder.errors import UpstreamError
 
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
@@ -201,3 +205,24 @@ def _parse_html_page(body: str, page_url: str) -> list[DistributionFile]:
             upload_time=parse_time(attrs.get("data-upload-time")),
         ))
     return files
+
+
+def sdist_version(file: DistributionFile, name: str) -> Version | None:
+    try:
+        parsed_name, version = parse_sdist_filename(file.filename)
+    except InvalidSdistFilename:
+        return None
+    if parsed_name != canonicalize_name(name):
+        return None
+    return version
+
+
+def file_version(file: DistributionFile, name: str) -> Version | None:
+    """The version of an sdist or a wheel of project name, or None if it is neither."""
+    if file.is_wheel:
+        try:
+            wheel_name, version, _, _ = parse_wheel_filename(file.filename)
+        except InvalidWheelFilename:
+            return None
+        return version if wheel_name == canonicalize_name(name) else None
+    return sdist_version(file, name)

@@ -16,7 +16,8 @@ from mirror_builder.files import sha256_of
 from mirror_builder.index.wheelindex import WheelIndex
 from mirror_builder.prepare.sources import PreparedSource
 from mirror_builder.source.finders import SourceFinder
-from mirror_builder.resolve.resolver import Candidate, file_version
+from mirror_builder.resolve.pages import file_version
+from mirror_builder.resolve.resolver import Candidate
 from mirror_builder.resolve.target import TargetEnvironment
 from mirror_builder.resolve.pages import DistributionFile
 from mirror_builder.source.choice import SourceChoice, choose_source

@@ -13,7 +13,8 @@ from packaging.version import Version
 
 from mirror_builder.errors import PackageError, UpstreamError
 from mirror_builder.index.wheelindex import WheelIndex
-from mirror_builder.resolve.resolver import Candidate, Finder, file_version
+from mirror_builder.resolve.pages import file_version
+from mirror_builder.resolve.resolver import Candidate, Finder
 from mirror_builder.resolve.pages import DistributionFile
 from mirror_builder.resolve.upstream import UpstreamIndex
 
