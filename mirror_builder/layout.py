@@ -137,6 +137,11 @@ class OutputLayout(IndexLayout):
         """logs/<name>-<version>.log: where a build's log is written, kept if the build fails."""
         return self.logs / f"{name}-{version}.log"
 
+    def stage_one_log(self, name: str, version: Version | str) -> Path:
+        """logs/<name>-<version>-stage1.log: the log of a build cycle's stage-1 build, which is
+        never published but named in the full build's record."""
+        return self.logs / f"{name}-{version}-stage1.log"
+
     @property
     def jobs(self) -> Path:
         return self.root / "jobs"

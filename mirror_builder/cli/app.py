@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 
 from mirror_builder import __version__
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except MirrorBuilderError as exc:
         if args.debug:
             console.print_exception()
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: wheels already published stay in the index")
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             console.print_exception()
         else:
-            console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run again with --debug "
+            console.print(f"[red]error:[/] {type(exc).__name__}: {escape(str(exc))} "
+                          f"(run again with --debug "
                           f"for the traceback)", highlight=False, soft_wrap=True)
         return 1
 

@@ -204,6 +204,7 @@ def _plan(args, console: Console) -> int:
             "overrides": p.overrides, "patches": p.patches, "plugin_hooks": p.plugin_hooks,
             "note": p.note,
             "skipped": [{"version": str(v), "reason": why.reason} for v, why in p.skipped],
+            "stage": p.stage,
         } for p in plan.order], indent=2) + "\n")
         return 0
     _print_plan(plan, f"plan for {', '.join(str(r) for r in request.requirements)} "
@@ -227,6 +228,7 @@ def _recorded_target(settings, name: str | None):
 
 
 def _print_plan(plan, title: str) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from mirror_builder.resolve.explain import describe_skipped
@@ -237,17 +239,18 @@ def _print_plan(plan, title: str) -> None:
     for number, p in enumerate(plan.order, start=1):
         extras = p.overrides + ([f"{p.patches} patches"] if p.patches else []) + \
             ([f"plugin: {', '.join(p.plugin_hooks)}"] if p.plugin_hooks else [])
-        table.add_row(str(number), p.candidate.name, str(p.candidate.version), p.needed_by[0]
+        version = f"{p.candidate.version} (stage {p.stage})" if p.stage else str(p.candidate.version)
+        table.add_row(str(number), p.candidate.name, version, p.needed_by[0]
                       + (f" (+{len(p.needed_by) - 1})" if len(p.needed_by) > 1 else ""),
                       p.source, ", ".join(extras))
     wide = Console(width=200)
     wide.print(table)
     for p in plan.order:
         if p.note:
-            wide.print(f"[yellow]note[/] {p.candidate.pin}: {p.note}", highlight=False)
+            wide.print(f"[yellow]note[/] {p.candidate.pin}: {escape(p.note)}", highlight=False)
     for p in plan.order:
         if p.skipped:
-            wide.print(f"[yellow]skipped[/] {describe_skipped(p.candidate.name, p.skipped)}; "
+            wide.print(f"[yellow]{escape(describe_skipped(p.candidate.name, p.skipped))}; "
                        f"took {p.candidate.version}", highlight=False)
 
 

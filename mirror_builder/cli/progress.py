@@ -12,6 +12,7 @@ import threading
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -92,13 +93,13 @@ class RichReporter:
         self.console.print(table)
         for failure in failures:
             chain = " -> ".join(failure.chain + (failure.pin,)) if failure.chain else failure.pin
-            self.console.print(f"[bold red]failed[/] {chain}: {failure.message}"
+            self.console.print(f"[bold red]failed[/] {chain}: {escape(failure.message)}"
                                + (f"\n  log: {failure.log_path}" if failure.log_path else ""),
                                highlight=False)
         for wheel in report.wheels:
             skipped = report.skipped_for(wheel.name, wheel.version)
             if skipped:
-                self.console.print(f"[yellow]skipped[/] {describe_skipped(wheel.name, skipped)}; "
+                self.console.print(f"[yellow]{escape(describe_skipped(wheel.name, skipped))}; "
                                    f"took {wheel.version}", highlight=False)
         path, seconds = critical_path(report)
         if len(path) > 1:

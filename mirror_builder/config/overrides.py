@@ -11,6 +11,10 @@ Every key is optional; an unknown key or a bad value is an error naming the file
   config_settings:  {key: value or [values]} passed to the PEP 517 hooks
   build_requires:   {add: [req, ...], remove: [name, ...]} edited into pyproject.toml
   pre_built:        true: take the upstream wheel instead of building (marked in provenance)
+  bootstrap_stage:  {remove: [name, ...]}: how to break a build cycle through this package:
+                    build it first without these build requirements (stage 1, used only by
+                    the rest of the cycle, never published), then again in full. Not part of
+                    the build record's settings (the published, full build is built as before)
   changelog:        {version: [reason, ...]}; each reason raises that version's rebuild number
   timeout:          seconds for one build container
   memory:           memory limit for the build container (e.g. 16g)
@@ -57,8 +61,8 @@ from mirror_builder.config.settings import (
 
 TEMPLATE_FIELDS = ("name", "version", "jobs")
 KEYS = {"env", "system_packages", "source", "build_dir", "config_settings", "build_requires",
-        "pre_built", "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust", "update",
-        "smoke_test"}
+        "pre_built", "bootstrap_stage", "changelog", "timeout", "memory", "cpus", "pids_limit",
+        "vendor_rust", "update", "smoke_test"}
 _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MEMORY = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
@@ -115,6 +119,8 @@ class PackageSettings:
     build_requires_add: tuple[str, ...] = ()
     build_requires_remove: tuple[NormalizedName, ...] = ()
     pre_built: bool = False
+    # The build requirements a stage-1 build leaves out, to break a build cycle; () for none.
+    bootstrap_stage: tuple[NormalizedName, ...] = ()
     changelog: dict[Version, tuple[str, ...]] = field(default_factory=dict)
     timeout: int | None = None
     memory: str | None = None
@@ -139,7 +145,7 @@ class PackageSettings:
         defaults = PackageSettings(self.name)
         return [k for k in ("env", "system_packages", "source", "build_dir", "config_settings",
                             "build_requires_add", "build_requires_remove", "pre_built",
-                            "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust",
+                            "bootstrap_stage", "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust",
                             "update", "smoke_test")
                 if getattr(self, k) != getattr(defaults, k)]
 
@@ -150,6 +156,7 @@ class PackageSettings:
         data.pop("source_file")
         data.pop("update")
         data.pop("smoke_test")
+        data.pop("bootstrap_stage")
         data["changelog"] = {str(v): list(r) for v, r in sorted(self.changelog.items())}
         return data
 
@@ -190,6 +197,7 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         build_requires_add=add,
         build_requires_remove=remove,
         pre_built=reader.value(top, ("pre_built",), bool, False),
+        bootstrap_stage=_bootstrap_stage(reader, top),
         changelog=_changelog(reader, top.get("changelog")),
         timeout=timeout,
         memory=memory,
@@ -243,6 +251,19 @@ def _build_requires(reader: YamlReader,
             raise reader.fail(("build_requires", "add"), f"{text!r}: {exc}") from None
     remove = tuple(canonicalize_name(n) for n in _strings(reader, requires, ("build_requires", "remove")))
     return tuple(add), remove
+
+
+def _bootstrap_stage(reader: YamlReader, top: dict) -> tuple[NormalizedName, ...]:
+    stage = reader.mapping(top.get("bootstrap_stage"), ("bootstrap_stage",), {"remove"})
+    if "bootstrap_stage" in top and not stage.get("remove"):
+        raise reader.fail(("bootstrap_stage", "remove"),
+                          "name the build requirements a stage-1 build leaves out")
+    names = _strings(reader, stage, ("bootstrap_stage", "remove"))
+    for text in names:
+        if canonicalize_name(text) != canonicalize_name(text.strip()) or \
+                not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+            raise reader.fail(("bootstrap_stage", "remove"), f"{text!r} is not a project name")
+    return tuple(canonicalize_name(n) for n in names)
 
 
 def _build_dir(reader: YamlReader, top: dict) -> str | None:

@@ -3,7 +3,7 @@ named, how requirements are split into resolutions, and how a resolution is trac
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
@@ -22,11 +22,33 @@ def cycle_error(ring: Sequence[str], chain: tuple[str, ...], candidate: Candidat
     for parent, child in zip(path, path[1:]):
         kind, requirement = (edges or {}).get((parent, child), ("", ""))
         named += f" -[{kind}: {requirement}]-> {child}" if kind else f" -> {child}"
+    # The suggestion names a build step of the cycle: a build requirement to do without.
+    steps = list(zip(path, path[1:])) or [(path[0], path[0])]
+    first, following = next(
+        ((parent, child) for parent, child in steps
+         if (edges or {}).get((parent, child), ("",))[0] in ("build-system", "build-backend")),
+        steps[0])
+    example = canonicalize_name(following.split("==")[0])
     return BuildCycleError(
-        f"build dependencies form a cycle: {named}. "
-        f"Break it by constraining one of them (-c) to a version whose build does not need the "
-        f"next, or by a patch that removes the build requirement", package=candidate.name,
+        f"build dependencies form a cycle: {named}. Break it in stages: give one of them a "
+        f"bootstrap_stage override naming the build requirements its first build can do "
+        f"without (e.g. bootstrap_stage: {{remove: [{example}]}} in "
+        f"{canonicalize_name(first.split('==')[0])}.yaml in the overrides folder); it is then "
+        f"built once without them for the rest of the cycle and again in full. Or constrain one "
+        f"of them (-c) to a version whose build does not need the next, or, as a last resort, "
+        f"take one pre-built (pre_built: true)", package=candidate.name,
         version=str(candidate.version), chain=chain)
+
+
+def stage_member(ring: Sequence[str], waited: str,
+                 stages: Callable[[NormalizedName], tuple[str, ...]]) -> str | None:
+    """Which package of a build cycle to build in stages: the one waited for, if its overrides
+    say how (bootstrap_stage), else the first in the cycle that says how; None if none does.
+    plan and the build choose alike."""
+    for pin in [waited, *ring]:
+        if stages(canonicalize_name(pin.split("==")[0])):
+            return pin
+    return None
 
 
 def cycle_path(ring: Sequence[str], chain: tuple[str, ...], candidate: Candidate) -> list[str]:

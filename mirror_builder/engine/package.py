@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pkginfo
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.build.request import (BuildEnvironment, BuildRequest, BuildResult, FileRef,
@@ -52,20 +52,25 @@ class PackageBuilder:
         self.run = run
         self._toolchain: frozenset | None = None
 
-    def build(self, candidate: Candidate, chain: tuple[str, ...], rebuild: Rebuild) -> BuiltWheel:
+    def build(self, candidate: Candidate, chain: tuple[str, ...], rebuild: Rebuild,
+              stage: tuple[NormalizedName, ...] = ()) -> BuiltWheel:
+        """Build, stage and submit for publishing. stage: a build cycle's stage-1 build,
+        without these build requirements; kept for the cycle's builds, never published."""
         # This package's own time: fetching, preparing and its container runs, not the builds
         # of its dependencies that happen in between.
         started = time.monotonic()
         run, pin = self.run, candidate.pin
         package = run.catalog.package(candidate.name)
-        candidate, origin, source, log_path = self._prepare(candidate, package)
+        candidate, origin, source, log_path = self._prepare(candidate, package, stage)
         build_system = read_build_system(source.project, pin)
         here = chain + (pin,)
         own_seconds = time.monotonic() - started
         env, outcome = self._build_with_env(candidate, source, build_system, log_path, chain)
         own_seconds += outcome.seconds
         repair = None
-        if run.manylinux and not is_pure(outcome.wheel.name) and \
+        if stage:
+            pass  # used only inside this run, by the rest of its cycle: left unrepaired
+        elif run.manylinux and not is_pure(outcome.wheel.name) and \
                 candidate.name in self._repair_toolchain():
             log.info("%s is part of the repair toolchain itself; not repaired", candidate.pin)
         elif run.manylinux and not is_pure(outcome.wheel.name):
@@ -73,14 +78,18 @@ class PackageBuilder:
             outcome, repair = self._repair(candidate, outcome, package, log_path, here)
             own_seconds += time.monotonic() - repair_started
         publish_started = time.monotonic()
+        stage_record, rebuild = run.stages.record_for(candidate, rebuild, stage)
         staged = self._stage(candidate, source, build_system, env, outcome, chain, rebuild,
-                             origin, repair)
+                             origin, repair, stage_record)
         own_seconds += time.monotonic() - publish_started
+        if stage:
+            return run.stages.finish(candidate, staged, own_seconds, chain, rebuild.number, stage)
         wheel = run.finish(candidate, staged.wheel, "built", own_seconds, chain)
         run.publisher.submit(staged)
         return wheel
 
-    def _prepare(self, candidate: Candidate, package: PackageSettings):
+    def _prepare(self, candidate: Candidate, package: PackageSettings,
+                 stage: tuple[NormalizedName, ...] = ()):
         """Fetch, unpack, patch, edit build requirements, run the prepare hook and vendor."""
         run, pin = self.run, candidate.pin
         run.reporter.activity(pin, "fetching source")
@@ -89,12 +98,15 @@ class PackageBuilder:
         run.reporter.activity(pin, "preparing source")
         source = prepare_source(fetched.sdist, candidate.file.sha256 or sha256_of(fetched.sdist),
                                 candidate.name, candidate.version,
-                                work_dir=run.work_dir / "src", patches_dir=run.settings.patches_dir,
+                                work_dir=run.work_dir / ("src-stage1" if stage else "src"),
+                                patches_dir=run.settings.patches_dir,
                                 build_dir=package.build_dir,
                                 requires_add=package.build_requires_add,
-                                requires_remove=package.build_requires_remove)
-        # Kept under the output directory so a failed build's log outlives the run.
-        log_path = run.index.layout.failed_build_log(candidate.name, candidate.version)
+                                requires_remove=package.build_requires_remove + stage)
+        # Kept under the output directory so a failed build's log outlives the run (and a
+        # stage-1 build's, which its full build's record names).
+        log_path = (run.index.layout.stage_one_log if stage else
+                    run.index.layout.failed_build_log)(candidate.name, candidate.version)
         log_path.unlink(missing_ok=True)
         run.catalog.hook(candidate, "prepare_source", lambda: PrepareContext(
             candidate.name, candidate.version, source.tree, source.project, package,
@@ -243,7 +255,8 @@ class PackageBuilder:
 
     def _stage(self, candidate: Candidate, source: PreparedSource, build_system: BuildSystem,
                env: Resolution, outcome: BuildResult, chain: tuple[str, ...],
-               rebuild: Rebuild, origin: dict, repair: dict | None = None) -> Staged:
+               rebuild: Rebuild, origin: dict, repair: dict | None = None,
+               stage_record: dict | None = None) -> Staged:
         """Stamp the built wheel and stage it: usable by this run's builds at once, published
         by the publisher once its smoke test passes."""
         run = self.run
@@ -253,7 +266,7 @@ class PackageBuilder:
         run.catalog.hook(candidate, "check_wheel", lambda: WheelContext(
             candidate.name, candidate.version, outcome.wheel, package))
         job = run.jobs.get((candidate.name, candidate.version))
-        record = dataclasses.replace(record, repair=repair, job={
+        record = dataclasses.replace(record, repair=repair, bootstrap_stage=stage_record, job={
             "id": job.id, "trigger": job.trigger, "detail": job.detail,
             "started_at": job.started_at} if job else None)
         record = dataclasses.replace(record, build_key=build_key(record))

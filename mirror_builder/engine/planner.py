@@ -7,23 +7,28 @@ cycle are the very functions the build uses (source/choice.py, prepare/buildsyst
 engine/decisions.py), so plan and build cannot disagree on them. The backend's
 get_requires_for_build_wheel is not asked (that would run package code), so a plan can list
 fewer build requirements than the build.
+
+Versions that cannot be built are passed over as the build passes them over (engine/
+buildable.py), and a build cycle through a package with a bootstrap_stage override is planned
+as the build breaks it: that package's stage-1 build first, its full build after the cycle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import NormalizedName
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.config.lint import configured
 from mirror_builder.config.overrides import PackageSettings
 from mirror_builder.config.settings import Settings
 from mirror_builder.engine.buildable import Buildability, StaticBuild, read_static_build
-from mirror_builder.engine.decisions import cycle_error
+from mirror_builder.engine.decisions import cycle_error, path_to, stage_member
 from mirror_builder.jobs.policy import CarryRules
 from mirror_builder.source.finders import UpstreamFinder
 from mirror_builder.resolve.resolver import Candidate, Resolution, Unbuildable, resolve
@@ -42,6 +47,16 @@ class PlannedPackage:
     note: str = ""
     # Newer versions passed over because they cannot be built, newest first.
     skipped: list[tuple[Version, Unbuildable]] = field(default_factory=list)
+    # "1": a stage-1 build that breaks a build cycle; "full": the build after it; "": neither.
+    stage: str = ""
+
+
+class _StageFirst(Exception):
+    """A cycle is to be broken by building this package in stages, from the start of its visit.
+    error: the cycle, named, should staging not break it."""
+
+    def __init__(self, key: tuple, ring: set[tuple], error: Exception) -> None:
+        self.key, self.ring, self.error = key, ring, error
 
 
 @dataclass
@@ -53,7 +68,7 @@ class Planner:
     def __init__(self, settings: Settings, finder: UpstreamFinder, target: TargetEnvironment, *,
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
-                 allow_prereleases: bool = False, skip_unbuildable: bool | None = None) -> None:
+                 allow_prereleases: bool = False) -> None:
         self.settings = settings
         self.finder = finder
         self.target = target
@@ -64,16 +79,33 @@ class Planner:
         self.any_file = frozenset(n for n, c in self.configured.items() if c.settings and
                                   (c.settings.source is not None or c.settings.pre_built))
         self.carry_rules = CarryRules.load(settings.carry)
-        skip = settings.versions.skip_unbuildable if skip_unbuildable is None else skip_unbuildable
-        self.buildability = Buildability(self._read, self._environment,
-                                         self.carry_rules.why_not) if skip else None
-        self.planned: dict[tuple, PlannedPackage] = {}
-        self.order: list[PlannedPackage] = []
-        self._visiting: list[tuple] = []
+        self.buildability = Buildability(self._read, self._environment, self.carry_rules.why_not) \
+            if settings.versions.skip_unbuildable else None
+        # Packages to build in stages (a cycle found them) -> the other members of the cycle.
+        self._stage_first: dict[tuple, set[tuple]] = {}
 
     def plan(self, requirements: Sequence[Requirement]) -> Plan:
-        self._closure(list(requirements), parent="(requested)", kind="toplevel", chain=())
-        return Plan(self.order)
+        while True:
+            self.planned: dict[tuple, PlannedPackage] = {}
+            self.staged: dict[tuple, PlannedPackage] = {}  # stage-1 builds planned
+            self.order: list[PlannedPackage] = []
+            self._visiting: list[tuple] = []
+            self._staging: set[tuple] = set()
+            # (parent pin, child pin) -> (kind, requirement): what a cycle's steps are named by
+            self._wanted: dict[tuple[str, str], tuple[str, str]] = {}
+            # Full builds that wait for their cycle to be built with their stage 1.
+            self._deferred: list[tuple[Candidate, str, tuple[str, ...]]] = []
+            try:
+                self._closure(list(requirements), parent="(requested)", kind="toplevel", chain=())
+                while self._deferred:
+                    self._visit(*self._deferred.pop(0))
+                return Plan(self.order)
+            except _StageFirst as found:
+                # The stage-1 build must be planned before the cycle is entered: plan again,
+                # knowing it.
+                if found.key in self._stage_first:
+                    raise found.error from None
+                self._stage_first[found.key] = found.ring
 
     def _resolve(self, requirements: list[Requirement], context: tuple[str, ...]) -> Resolution:
         return resolve(requirements, self.finder, self.target, constraints=self.constraints,
@@ -91,11 +123,17 @@ class Planner:
     def _closure(self, requirements: list[Requirement], parent: str, kind: str,
                  chain: tuple[str, ...]) -> None:
         resolution = self._resolve(requirements, chain or (parent,))
+        for child, reasons in resolution.why.items():
+            for parent_pin, requirement in reasons:
+                self._wanted[(parent_pin or parent, resolution.pins[child].pin)] = (
+                    kind if parent_pin is None else "install", requirement)
         for candidate in resolution:
             reasons = resolution.why.get(candidate.name, ())
             via = next((p for p, _ in reasons if p), None)
-            self._visit(candidate, f"{via} (install)" if via else f"{parent} ({kind})", chain)
-            planned = self.planned[(candidate.name, candidate.version)]
+            self._visit(candidate, f"{via} (install)" if via else f"{parent} ({kind})",
+                        chain + path_to(resolution, candidate.name))
+            key = (candidate.name, candidate.version)
+            planned = self.planned.get(key) or self.staged[key]
             for version, why in resolution.skipped.get(candidate.name, ()):
                 if version > candidate.version and version not in {v for v, _ in planned.skipped}:
                     planned.skipped.append((version, why))
@@ -103,13 +141,31 @@ class Planner:
 
     def _visit(self, candidate: Candidate, needed_by: str, chain: tuple[str, ...]) -> None:
         key = (candidate.name, candidate.version)
-        if key in self.planned:
-            if needed_by not in self.planned[key].needed_by:
-                self.planned[key].needed_by.append(needed_by)
+        known = self.planned.get(key) or (self.staged.get(key) if key in self._visiting and
+                                          key not in self._staging else None)
+        if known is not None:  # planned, or inside its own cycle where its stage 1 serves
+            if needed_by not in known.needed_by:
+                known.needed_by.append(needed_by)
             return
         if key in self._visiting:
             ring = [f"{n}=={v}" for n, v in self._visiting[self._visiting.index(key):]]
-            raise cycle_error(ring, chain, candidate)
+            member = None if key in self._staging else \
+                stage_member(ring, candidate.pin, self._stages)
+            if member is None:
+                raise cycle_error(ring, chain, candidate, self._wanted)
+            if member != candidate.pin:
+                members = set(self._visiting[self._visiting.index(key):])
+                raise _StageFirst(next(k for k in members if f"{k[0]}=={k[1]}" == member),
+                                  members, cycle_error(ring, chain, candidate, self._wanted))
+            self._plan_stage_one(candidate, needed_by, chain)
+            return
+        if key in self._stage_first:
+            if key not in self.staged:
+                self._plan_stage_one(candidate, needed_by, chain)
+            if self._stage_first[key] & set(self._visiting):
+                # Needed inside its cycle: stage 1 serves; the full build comes after.
+                self._deferred.append((candidate, needed_by, chain))
+                return
         self._visiting.append(key)
         try:
             planned = self._planned(candidate, needed_by)
@@ -119,8 +175,38 @@ class Planner:
                               chain=chain + (candidate.pin,))
         finally:
             self._visiting.pop()
+        if key in self.staged:
+            planned.stage = "full"
+            planned.note = planned.note or "the full build, after its stage 1 served the cycle"
         self.planned[key] = planned
         self.order.append(planned)
+
+    def _stages(self, name: NormalizedName) -> tuple[str, ...]:
+        item = self.configured.get(name)
+        return item.settings.bootstrap_stage if item and item.settings else ()
+
+    def _plan_stage_one(self, candidate: Candidate, needed_by: str, chain: tuple[str, ...]) -> None:
+        """A stage-1 build: without the build requirements its bootstrap_stage override names,
+        used only by the rest of its cycle; the full build follows in the order."""
+        key = (candidate.name, candidate.version)
+        left_out = self._stages(candidate.name)
+        full = self._planned(candidate, needed_by)
+        requires = [r for r in full.build_requires
+                    if canonicalize_name(Requirement(r).name) not in left_out]
+        stage = dataclasses.replace(full, build_requires=requires, stage="1", note=(
+            f"stage 1: built without {', '.join(left_out)} to break a build cycle; used only by "
+            f"the rest of the cycle and never published"))
+        self.staged[key] = stage
+        self._staging.add(key)
+        self._visiting.append(key)
+        try:
+            if requires:
+                self._closure([Requirement(r) for r in requires], parent=candidate.pin,
+                              kind="build-system", chain=chain + (candidate.pin,))
+        finally:
+            self._visiting.pop()
+            self._staging.discard(key)
+        self.order.append(stage)
 
     def _planned(self, candidate: Candidate, needed_by: str) -> PlannedPackage:
         item = self.configured.get(candidate.name)

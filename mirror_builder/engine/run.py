@@ -8,8 +8,9 @@ or taken pre-built), publish, and keep the run's state until it ends.
                   record, publish
     check each built wheel's real Requires-Dist against the resolution; re-resolve if it differs
 
-Build-dependency cycles are errors; install-dependency cycles are fine (an install edge never
-has to be built before its parent). Every build runs on its own thread (engine/scheduler.py).
+Build-dependency cycles are errors unless a package on the cycle can be built in stages
+(engine/stages.py); install-dependency cycles are fine (an install edge never has to be built
+before its parent). Every build runs on its own thread (engine/scheduler.py).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filen
 from packaging.version import Version
 
 from mirror_builder.engine.closures import Closures
+from mirror_builder.engine.stages import Stages
 from mirror_builder.engine.context import Catalog, Options, Services
-from mirror_builder.engine.decisions import cycle_error, one_per_project
+from mirror_builder.engine.decisions import one_per_project
 from mirror_builder.engine.graph import write_graph
 from mirror_builder.engine.model import (ROOT, BootstrapFailed, BootstrapReport, BuiltWheel,
                                          CarryRefused, Edge, EdgeKind, Failure,
@@ -97,6 +99,7 @@ class BootstrapRun:
         self.packages = PackageBuilder(self)
         self.reuse = Reuse(self)
         self.closures = Closures(self)
+        self.stages = Stages(self)
         self.publisher = Publisher(
             index=self.index, records=self.records,
             rejected=RecordStore(self.index.layout.rejected_records),
@@ -226,13 +229,12 @@ class BootstrapRun:
         thread; this waits for it, and refuses a wait that would close a build cycle)."""
         key = (candidate.name, candidate.version)
         future = self._start(candidate, chain)
-        try:
-            return self.tasks.wait(key, future)
-        except CycleError as exc:
-            ring = [f"{n}=={v}" for n, v in exc.cycle][:-1]
-            with self.lock:
-                edges = dict(self.wanted)
-            raise cycle_error(ring, chain, candidate, edges) from None
+        while True:
+            try:
+                return self.tasks.wait(key, future)
+            except CycleError as exc:
+                # Broken in stages if a package on the cycle says how; then wait again.
+                self.stages.break_cycle(exc, candidate, chain)
 
     def _start(self, candidate: Candidate, chain: tuple[str, ...]):
         key = (candidate.name, candidate.version)
@@ -267,10 +269,12 @@ class BootstrapRun:
             number = 0 if not wanted and not earlier else \
                 self.reuse.next_number(candidate, earlier, False)
             self._start_job(candidate, chain, changed)
+            rebuild = Rebuild(number=number, numbering=self.settings.rebuild_numbering,
+                              reason="changelog" if number else None,
+                              changelog=package.reasons_for(candidate.version))
+            self.stages.building(candidate, chain, rebuild)
             return self._as_package_failure(candidate, chain, lambda: self.packages.build(
-                candidate, chain, Rebuild(number=number, numbering=self.settings.rebuild_numbering,
-                                          reason="changelog" if number else None,
-                                          changelog=package.reasons_for(candidate.version))))
+                candidate, chain, rebuild))
 
     def _reused(self, candidate: Candidate, record: dict, chain: tuple[str, ...]) -> BuiltWheel:
         return self.finish(candidate, self.index.layout.file(candidate.name, record["wheel"]),

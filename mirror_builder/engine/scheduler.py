@@ -6,6 +6,9 @@ environment, and then takes build slots (CPUs and memory) for its container. A p
 the moment its build dependencies are in the index. Tasks wait for each other through futures;
 a build-dependency cycle would be a deadlock, so every wait is recorded in a wait-for graph and
 a wait that closes a cycle is refused with the cycle named.
+
+A cycle can be broken in stages: a task may be given a provisional result (a stage-1 build),
+which only the waiters inside a cycle through it take; everyone else waits for the real one.
 """
 
 from __future__ import annotations
@@ -92,13 +95,16 @@ class WaitGraph:
         self._lock = threading.Lock()
 
     @contextmanager
-    def waiting(self, waiter: Hashable | None, target: Hashable) -> Iterator[None]:
+    def waiting(self, waiter: Hashable | None, target: Hashable,
+                breakable: Callable[[Hashable], bool] = lambda key: False) -> Iterator[None]:
+        """Record that waiter waits for target. A wait that closes a cycle is refused, unless a
+        task on the cycle is breakable (has a provisional result its own waiter will take)."""
         if waiter is None:
             yield
             return
         with self._lock:
             path = self._path(target, waiter)
-            if path is not None:
+            if path is not None and not any(breakable(key) for key in path):
                 raise CycleError([waiter, *path])
             self._edges.setdefault(waiter, set()).add(target)
         try:
@@ -106,6 +112,11 @@ class WaitGraph:
         finally:
             with self._lock:
                 self._edges.get(waiter, set()).discard(target)
+
+    def reaches(self, start: Hashable, goal: Hashable) -> bool:
+        """Whether start waits, directly or through others, for goal (or is goal)."""
+        with self._lock:
+            return self._path(start, goal) is not None
 
     def _path(self, start: Hashable, goal: Hashable) -> list[Hashable] | None:
         """A path start -> ... -> goal through the edges, if there is one."""
@@ -129,6 +140,9 @@ class Tasks:
         self._futures: dict[Hashable, Future] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
+        # key -> (the stand-in's task key, its future), for waiters on a cycle through key
+        self._provisional: dict[Hashable, tuple[Hashable, Future]] = {}
+        self._changed = threading.Condition()
 
     def start(self, key: Hashable, work: Callable[[], object]) -> Future:
         with self._lock:
@@ -151,6 +165,44 @@ class Tasks:
         threading.Thread(target=context.run, args=(run,), name=f"task {key}", daemon=True).start()
         return future
 
+    def provide(self, key: Hashable, stand_in_key: Hashable) -> None:
+        """Let the waiters on a cycle through key take the result of the task stand_in_key
+        (started already) instead of key's own: how a cycle is broken in stages. Waiters
+        outside the cycle still get key's own."""
+        with self._lock:
+            stand_in = self._futures[stand_in_key]
+        with self._changed:
+            self._provisional[key] = (stand_in_key, stand_in)
+            self._changed.notify_all()
+
+    def provided(self, key: Hashable) -> bool:
+        with self._changed:
+            return key in self._provisional
+
     def wait(self, key: Hashable, future: Future):
-        with self.graph.waiting(current_task.get(), key):
+        waiter = current_task.get()
+        future.add_done_callback(self._notify)
+        with self.graph.waiting(waiter, key, breakable=self.provided):
+            self._notify()  # a new wait may put an earlier waiter on a breakable cycle
+            stand_in = self._until_done_or_stand_in(waiter, key, future)
+        if stand_in is None:
             return future.result()
+        stand_in_key, stand_in_future = stand_in
+        with self.graph.waiting(waiter, stand_in_key):
+            return stand_in_future.result()
+
+    def _until_done_or_stand_in(self, waiter: Hashable | None, key: Hashable,
+                                future: Future) -> tuple[Hashable, Future] | None:
+        with self._changed:
+            while not future.done():
+                stand_in = self._provisional.get(key)
+                # Inside the cycle: key waits, through others, for this very waiter.
+                if stand_in is not None and waiter is not None and \
+                        self.graph.reaches(key, waiter):
+                    return stand_in
+                self._changed.wait()
+        return None
+
+    def _notify(self, *_) -> None:
+        with self._changed:
+            self._changed.notify_all()

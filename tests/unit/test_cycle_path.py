@@ -39,7 +39,10 @@ def test_a_chain_that_never_met_the_cycle_names_the_ring_alone():
 def test_the_error_names_the_package_the_cycle_and_the_ways_out():
     error = cycle_error(["a==1", "b==1"], ("a==1", "b==1"), candidate("a==1"))
     assert str(error).startswith("a==1: build dependencies form a cycle: a==1 -> b==1 -> a==1.")
-    assert "constraining one of them (-c)" in str(error)
+    assert "Break it in stages: give one of them a bootstrap_stage override" in str(error)
+    assert "bootstrap_stage: {remove: [b]} in a.yaml" in str(error)
+    assert "constrain one of them (-c)" in str(error)
+    assert "as a last resort, take one pre-built (pre_built: true)" in str(error)
 
 
 def test_each_step_names_its_kind_and_requirement_where_it_is_known():
@@ -49,3 +52,11 @@ def test_each_step_names_its_kind_and_requirement_where_it_is_known():
                         candidate("pygments-ext==0.3"), edges)
     assert "pygments-ext==0.3 -[build-system: lab>=4]-> lab==4.0 -[install: pygments-ext>=0.3]-> " \
            "pygments-ext==0.3." in str(error)
+
+
+def test_the_suggested_stage_leaves_out_a_build_requirement_not_an_install_one():
+    edges = {("lab==4.0", "pygments-ext==0.3"): ("install", "pygments-ext>=0.3"),
+             ("pygments-ext==0.3", "lab==4.0"): ("build-system", "lab>=4")}
+    error = cycle_error(["lab==4.0", "pygments-ext==0.3"], ("lab==4.0", "pygments-ext==0.3"),
+                        candidate("lab==4.0"), edges)
+    assert "bootstrap_stage: {remove: [lab]} in pygments-ext.yaml" in str(error)

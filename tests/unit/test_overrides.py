@@ -127,7 +127,7 @@ def test_an_unknown_top_level_key_names_file_line_and_key(tmp_path):
 
     message = str(caught.value)
     assert message.startswith(f"{path}:3: rebuild_numbering: unknown key")
-    assert "allowed here: build_dir, build_requires, changelog" in message
+    assert "allowed here: bootstrap_stage, build_dir, build_requires, changelog" in message
 
 
 def test_a_bad_version_key_names_file_line_and_key(tmp_path):

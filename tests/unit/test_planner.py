@@ -50,7 +50,8 @@ def test_the_plan_shows_overrides_and_applies_build_requires_edits(planner):
 
 
 def test_a_build_cycle_is_an_error_in_the_plan_too(planner):
-    with pytest.raises(BuildCycleError, match="a==1.0 -> b==1.0 -> a==1.0"):
+    with pytest.raises(BuildCycleError, match=r"a==1.0 -\[build-system: b\]-> b==1.0 "
+                                              r"-\[build-system: a\]-> a==1.0"):
         planner({"a": {"1.0": Package(build_requires=["b"])},
                  "b": {"1.0": Package(build_requires=["a"])}}).plan([Requirement("a")])
 
@@ -94,3 +95,45 @@ def test_the_plan_says_which_packages_the_deny_list_would_refuse(tmp_path):
     notes = {p.candidate.name: p.note for p in plan.order}
     assert notes["lib"] == f"lib is on the deny list ({tmp_path / 'deny.txt'}:2): a bootstrap would refuse it"
     assert notes["app"] == ""
+
+
+def test_a_cycle_through_a_package_with_a_stage_override_is_planned_in_stages(planner):
+    # ext build-requires lab; lab installs ext: ext's own build environment holds ext.
+    make = planner
+    (make.overrides / "ext.yaml").write_text("bootstrap_stage:\n  remove: [lab]\n")
+    plan = make({"ext": {"0.3": Package(build_requires=["backend", "lab"])},
+                 "lab": {"4.0": Package(build_requires=["backend"], requires_dist=["ext"])},
+                 "backend": {"1.0": Package()}}).plan([Requirement("ext")])
+    steps = [(p.candidate.name, p.stage) for p in plan.order]
+    assert steps == [("backend", ""), ("lab", ""), ("ext", "1"), ("ext", "full")]
+    stage_one = plan.order[2]
+    assert stage_one.build_requires == ["backend"]
+    assert "stage 1: built without lab" in stage_one.note
+
+
+def test_a_stage_override_elsewhere_on_the_cycle_puts_that_package_s_stage_first(planner):
+    # a build-requires b, b build-requires a; the override is on b, met second.
+    make = planner
+    (make.overrides / "b.yaml").write_text("bootstrap_stage:\n  remove: [a]\n")
+    plan = make({"a": {"1.0": Package(build_requires=["b"])},
+                 "b": {"1.0": Package(build_requires=["a"])}}).plan([Requirement("a")])
+    assert [(p.candidate.name, p.stage) for p in plan.order] == \
+        [("b", "1"), ("a", ""), ("b", "full")]
+
+
+def test_a_stage_that_still_needs_its_cycle_is_named_as_a_cycle(planner):
+    make = planner
+    (make.overrides / "a.yaml").write_text("bootstrap_stage:\n  remove: [unrelated]\n")
+    with pytest.raises(BuildCycleError, match=r"a==1.0 -\[build-system: b\]-> b==1.0 "):
+        make({"a": {"1.0": Package(build_requires=["b", "unrelated"])},
+              "b": {"1.0": Package(build_requires=["a"])},
+              "unrelated": {"1.0": Package()}}).plan([Requirement("a")])
+
+
+def test_a_cycle_through_an_install_requirement_is_named_in_full_in_the_plan(planner):
+    with pytest.raises(BuildCycleError) as raised:
+        planner({"ext": {"0.3": Package(build_requires=["lab"])},
+                 "lab": {"4.0": Package(requires_dist=["ext"])}}).plan([Requirement("ext")])
+    assert "ext==0.3 -[build-system: lab]-> lab==4.0 -[install: ext]-> ext==0.3" in \
+        str(raised.value)
+    assert "bootstrap_stage: {remove: [lab]} in ext.yaml" in str(raised.value)
