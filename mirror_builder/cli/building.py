@@ -239,7 +239,8 @@ def _print_plan(plan, title: str) -> None:
     for number, p in enumerate(plan.order, start=1):
         extras = p.overrides + ([f"{p.patches} patches"] if p.patches else []) + \
             ([f"plugin: {', '.join(p.plugin_hooks)}"] if p.plugin_hooks else [])
-        version = f"{p.candidate.version} (stage {p.stage})" if p.stage else str(p.candidate.version)
+        version = str(p.candidate.version) + {"1": " (stage 1)", "full": " (full build)"}.get(
+            p.stage, "")
         table.add_row(str(number), p.candidate.name, version, p.needed_by[0]
                       + (f" (+{len(p.needed_by) - 1})" if len(p.needed_by) > 1 else ""),
                       p.source, ", ".join(extras))
