@@ -170,3 +170,25 @@ def test_strict_bootstrap_fails_on_the_newest_version_as_before(bootstrap):
     with pytest.raises(ResolutionError, match="platformdirs==4.14.8 needs python-sbom"):
         bootstrapper.run([Requirement("app")])
     assert "platformdirs" not in [name for name, _ in builder.builds]
+
+
+def test_rebuild_bootstrap_missing_passes_over_an_unbuildable_build_requirement(bootstrap):
+    import shutil
+
+    from mirror_builder.jobs.triggers import RebuildRequest
+
+    packages = {"app": {"1.0": Package(build_requires=["tool"])}, "tool": {"1.0": Package()}}
+    bootstrap(packages, "app")
+    for folder in ("files", "simple", "records"):  # tool is pruned from the index
+        shutil.rmtree(bootstrap.output / folder / "tool")
+    # Since then, upstream released a tool that cannot be built here.
+    packages["tool"]["2.0"] = Package(build_requires=["python-sbom"])
+    bootstrapper, builder = bootstrap.make(packages)
+    bootstrapper.rebuild("app", Version("1.0"), RebuildRequest(reason="test",
+                                                               bootstrap_missing=True))
+    assert [(name, sorted(env)) for name, env in builder.builds] == \
+        [("tool", []), ("app", ["tool"])]
+    record = json.loads((bootstrap.output / "records" / "tool" /
+                         "tool-1.0-py3-none-any.whl.build.json").read_text())
+    assert record["skipped_versions"] == [
+        {"version": "2.0", "reason": "build requirement python-sbom is not on the index"}]
