@@ -41,3 +41,41 @@ def test_top_level_txt_narrows_the_tree_but_cannot_add_what_is_not_there(tmp_pat
 def test_a_project_s_own_tests_and_docs_are_not_imported(tmp_path):
     wheel = wheel_with(tmp_path, ["demo/__init__.py", "tests/__init__.py", "docs/conf.py"])
     assert top_level_modules(wheel) == ("demo",)
+
+
+def probe(tmp_path, files, *modules):
+    """Run the smoke test's import probe over modules, with files on the path."""
+    import json
+    import subprocess
+    import sys
+
+    from mirror_builder.sandbox.driver import IMPORT_PROBE, undeclared_imports
+
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    done = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *modules], cwd=tmp_path,
+                          capture_output=True, text=True, check=True)
+    line = next(l for l in done.stdout.splitlines() if l.startswith("MB-IMPORTS "))
+    return undeclared_imports(json.loads(line[len("MB-IMPORTS "):]))
+
+
+def test_importing_a_project_the_wheel_does_not_declare_is_not_a_failure(tmp_path):
+    readable, broken = probe(tmp_path, {"soupish/__init__.py": "import bs4_not_here\n"},
+                             "soupish")
+    assert broken == {}
+    assert readable["soupish"] == ("not fully tested: it imports bs4_not_here, which the wheel "
+                                   "does not declare as a requirement")
+
+
+def test_a_missing_module_of_the_wheel_s_own_package_is_a_failure(tmp_path):
+    readable, broken = probe(tmp_path, {"yamlish/__init__.py": "from yamlish import _ext\n"},
+                             "yamlish")
+    assert "No module named" in broken["yamlish"] or "cannot import name" in broken["yamlish"]
+
+
+def test_any_other_import_error_is_a_failure(tmp_path):
+    _, broken = probe(tmp_path, {"boom.py": "raise RuntimeError('compiled for another ABI')\n"},
+                      "boom")
+    assert broken == {"boom": "RuntimeError: compiled for another ABI"}
