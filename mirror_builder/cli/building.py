@@ -192,8 +192,9 @@ def _plan(args, console: Console) -> int:
     settings = settings_of(args)
     request = read_request(args.requirements, args.requirement_files, args.constraint_files)
     target = _recorded_target(settings, args.target)
-    planner = Planner(settings, UpstreamFinder(upstream_for(settings), settings.cache_dir / "sdists"),
-                      target, constraints=request.constraints, direct=request.direct,
+    finder = UpstreamFinder(upstream_for(settings), settings.cache_dir / "sdists", target.fits)
+    planner = Planner(settings, finder, target, constraints=request.constraints,
+                      direct=request.direct,
                       allow_prereleases=args.pre)
     with console.status("resolving and reading build requirements"):
         plan = planner.plan(list(request.requirements))

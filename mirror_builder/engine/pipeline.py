@@ -49,7 +49,8 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
                              image, images.with_system_packages)
         services = Services(
             settings=settings, target=target,
-            finder=UpstreamFinder(upstream, settings.cache_dir / "sdists"),
+            finder=UpstreamFinder(upstream, settings.cache_dir / "sdists",
+                                  target.environment.fits),
             executor=PodmanExecutor(podman, settings.cache_dir / "state" / f"run-{os.getpid()}"),
             index=WheelIndex(options.output), reporter=reporter,
             vendorer=RustVendorer(podman, image).vendor)

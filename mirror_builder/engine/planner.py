@@ -221,6 +221,10 @@ class Planner:
         if not note and self.finder.dependencies(candidate) is None:
             planned.note = ("install requirements unknown until built: upstream serves no "
                             "metadata for this version")
+        wheel = self.finder.from_wheel.get((candidate.name, candidate.version))
+        if not planned.note and wheel:
+            planned.note = (f"install requirements read from the upstream wheel {wheel} (not "
+                            f"from our build, which confirms or corrects them)")
         why_not = self.carry_rules.why_not(candidate.name)
         if why_not:  # a bootstrap would refuse it: say so in the plan
             planned.note = f"{why_not}: a bootstrap would refuse it"

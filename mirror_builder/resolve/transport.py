@@ -3,11 +3,17 @@
 Transient failures (timeouts, connections dropped or cut short, 408/429/5xx) are tried again, a
 download from its start; then the error says how many attempts were made and why the last
 failed. file:// URLs are read directly and count in no counter.
+
+get_range asks for a byte range (a wheel's metadata without the wheel: resolve.remotewheel). A
+server that ignores Range answers 200 with the whole file: that body is not read, and the answer
+says so with its status (200), for the caller to fall back to a download.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 import time
 import urllib.parse
@@ -47,6 +53,27 @@ class Response:
     validators: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class RangeAnswer:
+    """An answer to a range request (Transport.get_range).
+
+    206: data are the file's bytes from offset start on (fewer than asked at its end), size its
+    whole length from Content-Range (None when the server wrote "*"). 200: the server ignores
+    Range and began sending the whole file; that body was not read (data is empty, size the
+    Content-Length when given). 416: the range starts past the file's end (size from
+    "Content-Range: bytes */N" when given). 404: there is no such file."""
+
+    status: int
+    data: bytes
+    start: int
+    size: int | None
+
+
+class BadRangeAnswer(UpstreamError):
+    """A 206 answer that is not the bytes asked for: no or another Content-Range, a body longer
+    than it, or a Content-Encoding (whose ranges would count encoded bytes)."""
+
+
 class _Transient(Exception):
     """A failure that asking again may cure: a timeout, a dropped or cut-short connection, a
     busy answer (408, 429, 5xx). Carries the server's Retry-After, when it gave one."""
@@ -69,7 +96,8 @@ def make_session(user_agent: str) -> requests.Session:
 
 class Transport:
     """GETs over one session; counts the HTTP requests made (attempts included), the 200
-    answers (pages, metadata and downloads alike) and the 304 answers, across threads."""
+    answers (pages, metadata and downloads alike) and the 304 answers, across threads; and the
+    body bytes of range answers (206) in range_bytes."""
 
     def __init__(self, *, timeout: float, retries: int, backoff_seconds: float,
                  user_agent: str) -> None:
@@ -82,6 +110,7 @@ class Transport:
         self.requests_made = 0
         self.full_responses = 0
         self.not_modified = 0
+        self.range_bytes = 0
         self._counters_lock = threading.Lock()
 
     def with_retries(self, failure: str, attempt: Callable[[], T]) -> T:
@@ -107,9 +136,9 @@ class Transport:
             return backoff
         return max(backoff, min(retry_after, MAX_RETRY_AFTER_SECONDS))
 
-    def _count(self, counter: str) -> None:
+    def _count(self, counter: str, amount: int = 1) -> None:
         with self._counters_lock:
-            setattr(self, counter, getattr(self, counter) + 1)
+            setattr(self, counter, getattr(self, counter) + amount)
 
     def get(self, url: str, accept: str | None = None,
             validators: dict[str, str] | None = None) -> Response:
@@ -163,6 +192,41 @@ class Transport:
         except requests.RequestException as exc:
             raise self._failure(exc, f"{url}: download failed") from None
 
+    def get_range(self, url: str, start: int | None, end: int | None) -> RangeAnswer:
+        """GET bytes start to end of url, both included as HTTP counts them; start None: the
+        last end bytes (a suffix range, whose answer gives the file's size); end None: from
+        start to the file's end. Only a 206 body is read, and never past the length its
+        Content-Range gives (BadRangeAnswer when it is not the bytes asked for); a 200 means
+        the server ignores Range (RangeAnswer). Retried and failing as get does."""
+        spec = _range_spec(start, end)
+        if url.startswith("file://"):
+            return _read_file_range(url, start, end)
+        return self.with_retries(f"cannot reach {url}",
+                                 lambda: self._get_range_once(url, spec, start, end))
+
+    def _get_range_once(self, url: str, spec: str, start: int | None,
+                        end: int | None) -> RangeAnswer:
+        self._count("requests_made")
+        # identity: a compressed answer's ranges would count the compressed bytes.
+        headers = {"Range": f"bytes={spec}", "Accept-Encoding": "identity"}
+        try:
+            with self.session.get(url, stream=True, timeout=self.timeout,
+                                  headers=headers) as response:
+                status = response.status_code
+                if status in TRANSIENT_STATUSES:
+                    raise _busy(response)
+                if status == 206:
+                    answer = _partial_content(response, url, spec, start, end)
+                    self._count("range_bytes", len(answer.data))
+                    return answer
+                if status not in (200, 404, 416):
+                    raise UpstreamError(f"{url}: the index answered HTTP {status} to a range "
+                                        f"request")
+                # Leaving the with block closes the connection: a 200's body stays unread.
+                return RangeAnswer(status, b"", 0, _size_without_range(response))
+        except requests.RequestException as exc:
+            raise self._failure(exc, f"cannot reach {url}") from None
+
     def _failure(self, exc: requests.RequestException, permanent: str) -> Exception:
         """A requests exception as _Transient (to be retried) or a final UpstreamError."""
         if isinstance(exc, TRANSIENT_ERRORS):
@@ -181,6 +245,60 @@ def _response_validators(response: requests.Response) -> dict[str, Any]:
     if serial.isdigit():
         found["serial"] = int(serial)
     return found
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
+
+
+def _range_spec(start: int | None, end: int | None) -> str:
+    """The Range header's value after "bytes=" (ValueError for a range that is none)."""
+    if start is None:
+        if end is None or end <= 0:
+            raise ValueError(f"a suffix range needs a positive length, not {end}")
+        return f"-{end}"
+    if start < 0 or (end is not None and end < start):
+        raise ValueError(f"not a byte range: {start}-{end}")
+    return f"{start}-" if end is None else f"{start}-{end}"
+
+
+def _partial_content(response: requests.Response, url: str, spec: str, start: int | None,
+                     end: int | None) -> RangeAnswer:
+    """A 206's bytes, checked to be those asked for and read no further than they go."""
+    content_range = response.headers.get("Content-Range", "").strip()
+    match = _CONTENT_RANGE.fullmatch(content_range)
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    first, last = (int(match[1]), int(match[2])) if match else (-1, -1)
+    size = int(match[3]) if match and match[3] != "*" else None
+    if start is not None:
+        expected = start
+    else:
+        expected = first if size is None else max(size - (end or 0), 0)
+    if (not match or last < first or (size is not None and last >= size) or first != expected
+            or (start is not None and end is not None and last > end)
+            or encoding not in ("", "identity")):
+        raise BadRangeAnswer(f"{url}: the answer to a request for bytes={spec} is not those "
+                             f"bytes (Content-Range: {content_range or 'none'}, "
+                             f"Content-Encoding: {encoding or 'none'})")
+    length = last - first + 1
+    data = bytearray()
+    for chunk in response.iter_content(1 << 16):
+        data += chunk
+        if len(data) > length:
+            raise BadRangeAnswer(f"{url}: the answer to a request for bytes={spec} is longer "
+                                 f"than its Content-Range ({content_range})")
+    if len(data) < length:
+        raise _Transient(f"the answer ended after {len(data)} of {length} bytes")
+    return RangeAnswer(206, bytes(data), first, size)
+
+
+def _size_without_range(response: requests.Response) -> int | None:
+    """The file's size as a 200 (Content-Length) or a 416 (Content-Range: bytes */N) gives it."""
+    if response.status_code == 416:
+        match = _UNSATISFIED_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+        return int(match[1]) if match else None
+    length = response.headers.get("Content-Length", "").strip()
+    return int(length) if response.status_code == 200 and length.isdigit() else None
 
 
 def _busy(response: requests.Response) -> _Transient:
@@ -247,3 +365,21 @@ def _read_file_url(url: str) -> Response:
     if not path.is_file():
         return Response(404, "", "", url, {})
     return Response(200, "", _decode(path.read_bytes(), ""), url, {})
+
+
+def _read_file_range(url: str, start: int | None, end: int | None) -> RangeAnswer:
+    """A byte range of a file:// URL, answered as a server that honours ranges would."""
+    path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+    if not path.is_file():
+        return RangeAnswer(404, b"", 0, None)
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            first = max(size - (end or 0), 0) if start is None else start
+            last = size - 1 if start is None or end is None else min(end, size - 1)
+            if first >= size:
+                return RangeAnswer(416, b"", 0, size)
+            handle.seek(first)
+            return RangeAnswer(206, handle.read(last - first + 1), first, size)
+    except OSError as exc:
+        raise UpstreamError(f"{url}: cannot read: {exc.strerror or exc}") from None

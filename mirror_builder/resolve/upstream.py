@@ -30,6 +30,7 @@ from mirror_builder.resolve.cache import DiskCache, Fetched, fetch
 from mirror_builder.resolve.downloads import download
 from mirror_builder.resolve.metadata import NotJsonApi
 from mirror_builder.resolve.pages import ACCEPT, DistributionFile, parse_project_page, serial_of
+from mirror_builder.resolve.remotewheel import read_wheel_metadata
 from mirror_builder.resolve.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,26 @@ class UpstreamIndex:
             requires = (info.get("requires_dist") or []) if info is not None else None
             if metadata.is_list_of_str(requires):
                 return list(requires)
+        return None
+
+    def wheel_requires_dist(self, wheels: Iterable[DistributionFile]
+                            ) -> tuple[list[str], DistributionFile] | None:
+        """Requires-Dist read from the first of wheels whose METADATA can be read with HTTP
+        range requests (a few KB of a wheel that may be 900 MB), and that wheel; for indexes
+        that serve neither PEP 658 files nor a JSON API. Cached like metadata files."""
+        for wheel in wheels:
+            url = wheel.url.split("#", 1)[0]
+            key = url + "#range:METADATA"
+            entry = self.cache.get(key, None)  # a released file never changes
+            if entry is None:
+                found = read_wheel_metadata(self.transport, url)
+                if found is None:
+                    continue
+                log.info("%s: METADATA read with %d range requests, %d of %d bytes",
+                         wheel.filename, found.requests, found.bytes_fetched, found.wheel_size)
+                entry = {"body": found.text}
+                self.cache.put(key, **entry)
+            return metadata.parse_requires_dist(entry["body"]), wheel
         return None
 
     def core_metadata(self, file: DistributionFile) -> str | None:

@@ -23,17 +23,26 @@ class SourceFinder(Finder, Protocol):
     """A resolver Finder that can also fetch a candidate's sdist and learn built metadata."""
 
     known: dict[tuple[NormalizedName, Version], tuple[str, ...]]
+    from_wheel: dict[tuple[NormalizedName, Version], str]
 
     def fetch(self, candidate: Candidate) -> Path: ...
 
 
 class UpstreamFinder:
-    """The resolver's view of upstream, preferring what our own builds have shown to be true."""
+    """The resolver's view of upstream, preferring what our own builds have shown to be true.
 
-    def __init__(self, upstream: UpstreamIndex, sdist_dir: Path) -> None:
+    Install requirements come from upstream's metadata files or JSON API, else the sdist's
+    PKG-INFO when reliable (PEP 643), else the METADATA of an upstream wheel of that version,
+    read with range requests (the one that fits the target first): from_wheel names those."""
+
+    def __init__(self, upstream: UpstreamIndex, sdist_dir: Path,
+                 fits: Callable[[str], bool] = lambda filename: True) -> None:
         self.upstream = upstream
         self.sdist_dir = sdist_dir
+        self.fits = fits
         self.known: dict[tuple[NormalizedName, Version], tuple[str, ...]] = {}
+        # (name, version) -> the upstream wheel whose METADATA gave its install requirements
+        self.from_wheel: dict[tuple[NormalizedName, Version], str] = {}
         self._files: dict[str, list[DistributionFile]] = {}
 
     def project_files(self, name: str) -> list[DistributionFile]:
@@ -46,13 +55,24 @@ class UpstreamFinder:
         known = self.known.get((candidate.name, candidate.version))
         if known is not None:
             return list(known)
-        if not candidate.file.url.startswith("file://"):
-            files = [f for f in self.project_files(candidate.name)
-                     if file_version(f, candidate.name) == candidate.version]
-            deps = self.upstream.requires_dist(candidate.name, str(candidate.version), files)
-            if deps is not None:
-                return deps
-        return self._sdist_requires(candidate)
+        if candidate.file.url.startswith("file://"):
+            return self._sdist_requires(candidate)
+        files = [f for f in self.project_files(candidate.name)
+                 if file_version(f, candidate.name) == candidate.version]
+        deps = self.upstream.requires_dist(candidate.name, str(candidate.version), files)
+        if deps is None and candidate.file.is_sdist:
+            deps = self._sdist_requires(candidate)
+        if deps is None:
+            # Wheels that fit the target first, then pure ones: Requires-Dist rarely differs
+            # between a release's wheels, and markers are evaluated for the target anyway.
+            wheels = sorted((f for f in files if f.is_wheel and not f.yanked),
+                            key=lambda f: (not self.fits(f.filename),
+                                           not f.filename.endswith("-none-any.whl")))
+            found = self.upstream.wheel_requires_dist(wheels)
+            if found is not None:
+                deps, wheel = found
+                self.from_wheel[(candidate.name, candidate.version)] = wheel.filename
+        return deps
 
     def fetch(self, candidate: Candidate) -> Path:
         try:

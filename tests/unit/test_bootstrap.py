@@ -54,6 +54,7 @@ class FakeIndex:
         self.root = root
         self.packages = packages
         self.known = {}
+        self.from_wheel = {}
 
     def project_files(self, name):
         versions = self.packages.get(canonicalize_name(name), {})
