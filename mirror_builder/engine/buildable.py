@@ -70,12 +70,18 @@ class Buildability:
     and a build that finds a version unbuildable after all says so with mark().
 
     read gives a version's static build requirements, environment resolves them (asking this
-    same object of each of their candidates), refuse says why a project may not be carried."""
+    same object of each of their candidates), refuse says why a project may not be carried.
+
+    ahead: check each candidate when first asked (plan, which builds nothing). A run passes
+    False: its builds find the same dead ends as they go, in parallel, and mark() them (a
+    version's build environment is resolved just as the check would, before anything is
+    built), instead of one thread reading every sdist of the tree before the first build."""
 
     def __init__(self, read: Callable[[Candidate], StaticBuild],
                  environment: Callable[[list[Requirement], Candidate], Resolution],
-                 refuse: Callable[[NormalizedName], str | None]) -> None:
+                 refuse: Callable[[NormalizedName], str | None], *, ahead: bool = True) -> None:
         self._read, self._environment, self._refuse = read, environment, refuse
+        self.ahead = ahead
         self._lock = threading.RLock()
         self._verdicts: dict[tuple[NormalizedName, Version], Unbuildable | None] = {}
         self._checking: set[tuple[NormalizedName, Version]] = set()
@@ -85,8 +91,8 @@ class Buildability:
     def __call__(self, candidate: Candidate) -> Unbuildable | None:
         key = (candidate.name, candidate.version)
         with self._lock:
-            if key in self._verdicts:
-                return self._verdicts[key]
+            if key in self._verdicts or not self.ahead:
+                return self._verdicts.get(key)
             if key in self._checking:
                 # A build cycle: bootstrap stages break it, or the build names it in full.
                 return None

@@ -30,7 +30,7 @@ class Closures:
         self.run = run
         # Asked of every upstream candidate: versions that cannot be built are passed over.
         self.buildability = Buildability(self._static_build, self._vetting_environment,
-                                         run.catalog.carry_rules.why_not) \
+                                         run.catalog.carry_rules.why_not, ahead=False) \
             if run.settings.versions.skip_unbuildable else None
 
     def closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
@@ -160,7 +160,7 @@ class Closures:
         if self.buildability is None:
             return None
         if isinstance(exc, UnbuildableVersion) and exc.pin == candidate.pin:
-            return Unbuildable(exc.reason, exc)
+            return Unbuildable(exc.reason, exc.cause)
         own = exc.package and canonicalize_name(exc.package) == candidate.name and \
             exc.version == str(candidate.version)
         if own and isinstance(exc, BuildError) and self.run.options.keep_going and \
