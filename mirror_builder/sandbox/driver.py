@@ -166,7 +166,10 @@ for name in sys.argv[1:]:
         importlib.import_module(name)
         results[name] = None
     except ModuleNotFoundError as exc:
-        missing = exc.name or ""
+        # A package may re-raise with a message of its own ("X must be installed"): the
+        # missing module is then named by the error it came from.
+        cause = exc.__cause__ or exc.__context__
+        missing = exc.name or (cause.name if isinstance(cause, ModuleNotFoundError) else "") or ""
         if missing and missing.split(".")[0] not in own:
             results[name] = "UNDECLARED " + missing
         else:

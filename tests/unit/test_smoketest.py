@@ -79,3 +79,11 @@ def test_any_other_import_error_is_a_failure(tmp_path):
     _, broken = probe(tmp_path, {"boom.py": "raise RuntimeError('compiled for another ABI')\n"},
                       "boom")
     assert broken == {"boom": "RuntimeError: compiled for another ABI"}
+
+
+def test_a_missing_undeclared_project_re_raised_with_a_message_is_not_a_failure(tmp_path):
+    extension = ("try:\n    import server_not_here\nexcept ModuleNotFoundError as exc:\n"
+                 "    raise ModuleNotFoundError('Server must be installed to use this') from exc\n")
+    readable, broken = probe(tmp_path, {"terminals_ext/__init__.py": extension}, "terminals_ext")
+    assert broken == {}
+    assert "it imports server_not_here" in readable["terminals_ext"]
