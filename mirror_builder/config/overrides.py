@@ -21,6 +21,9 @@ Every key is optional; an unknown key or a bad value is an error naming the file
   cpus:             CPUs for the build container (also sets make's -j)
   pids_limit:       most processes the build container may run at once
   vendor_rust:      true / false: vendor the crates of a Cargo project (default: when found)
+  manylinux:        true / false: repair this package's platform wheels to a manylinux tag
+                    with auditwheel, or not, whatever build.manylinux says (true for a wheel
+                    that links a library of its system_packages: the wheel then carries it)
   smoke_test:       false: publish without the smoke test; {imports: [module, ...]}: import
                     these instead of the wheel's top-level modules
   update:           this package's update policy, each key overriding settings.yaml's update:
@@ -62,7 +65,7 @@ from mirror_builder.config.settings import (
 TEMPLATE_FIELDS = ("name", "version", "jobs")
 KEYS = {"env", "system_packages", "source", "build_dir", "config_settings", "build_requires",
         "pre_built", "bootstrap_stage", "changelog", "timeout", "memory", "cpus", "pids_limit",
-        "vendor_rust", "update", "smoke_test"}
+        "vendor_rust", "manylinux", "update", "smoke_test"}
 _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MEMORY = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
@@ -127,6 +130,8 @@ class PackageSettings:
     cpus: float | None = None
     pids_limit: int | None = None
     vendor_rust: bool | None = None
+    # None: as build.manylinux (or --manylinux) says; True/False: this package's own choice.
+    manylinux: bool | None = None
     # Which versions `update` builds, not how: left out of as_dict() and so of build keys.
     update: UpdateOverride = field(default_factory=UpdateOverride)
     # Checked before publishing, not part of the build: True (the wheel's top-level modules),
@@ -145,8 +150,8 @@ class PackageSettings:
         defaults = PackageSettings(self.name)
         return [k for k in ("env", "system_packages", "source", "build_dir", "config_settings",
                             "build_requires_add", "build_requires_remove", "pre_built",
-                            "bootstrap_stage", "changelog", "timeout", "memory", "cpus", "pids_limit", "vendor_rust",
-                            "update", "smoke_test")
+                            "bootstrap_stage", "changelog", "timeout", "memory", "cpus",
+                            "pids_limit", "vendor_rust", "manylinux", "update", "smoke_test")
                 if getattr(self, k) != getattr(defaults, k)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -204,6 +209,7 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         cpus=cpus,
         pids_limit=pids_limit,
         vendor_rust=reader.value(top, ("vendor_rust",), bool, None),
+        manylinux=reader.value(top, ("manylinux",), bool, None),
         smoke_test=_smoke_test(reader, top),
         update=UpdateOverride(**read_update_policy(
             reader, reader.mapping(top.get("update"), ("update",), set(UPDATE_KEYS)), ("update",))),

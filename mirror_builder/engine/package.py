@@ -68,12 +68,15 @@ class PackageBuilder:
         env, outcome = self._build_with_env(candidate, source, build_system, log_path, chain)
         own_seconds += outcome.seconds
         repair = None
+        # The package's own manylinux override (a wheel that links a library from its
+        # system_packages must carry it) wins over the run's.
+        repairing = package.manylinux if package.manylinux is not None else run.manylinux
         if stage:
             pass  # used only inside this run, by the rest of its cycle: left unrepaired
-        elif run.manylinux and not is_pure(outcome.wheel.name) and \
+        elif repairing and not is_pure(outcome.wheel.name) and \
                 candidate.name in self._repair_toolchain():
             log.info("%s is part of the repair toolchain itself; not repaired", candidate.pin)
-        elif run.manylinux and not is_pure(outcome.wheel.name):
+        elif repairing and not is_pure(outcome.wheel.name):
             repair_started = time.monotonic()
             outcome, repair = self._repair(candidate, outcome, package, log_path, here)
             own_seconds += time.monotonic() - repair_started
