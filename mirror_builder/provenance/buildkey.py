@@ -44,7 +44,7 @@ def local_config_change(settings: Settings, package: PackageSettings, plugins: M
                for p in find_patches(settings.patches_dir, package.name, version)]
     if patches != record["patches"]:
         return "its patches changed"
-    if record["settings"]["package"] != as_json(package.as_dict()):
+    if overrides_changed(record["settings"]["package"], package):
         return "its overrides changed"
     if record["settings"].get("plugin") != as_json(plugin_record(plugins, package.name)):
         return "its plugin changed"
@@ -53,6 +53,17 @@ def local_config_change(settings: Settings, package: PackageSettings, plugins: M
             sha256_of(target.containerfile) != record["image"].get("containerfile_sha256"):
         return "its image's Containerfile changed"
     return None
+
+
+def overrides_changed(recorded: dict, package: PackageSettings) -> bool:
+    """Whether the package's overrides differ from those a record was built with. A key the
+    record does not have, at its default now, is no change: a setting added to mirror-builder
+    must not rebuild every package built before it existed."""
+    now = as_json(package.as_dict())
+    defaults = as_json(PackageSettings(package.name).as_dict())
+    now = {key: value for key, value in now.items()
+           if key in recorded or value != defaults.get(key)}
+    return recorded != now
 
 
 def as_json(value):

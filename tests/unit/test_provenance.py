@@ -329,3 +329,15 @@ def test_a_record_missing_a_nested_key_fails_validation(schema):
 
     with pytest.raises(jsonschema.ValidationError, match="'sha256' is a required property"):
         validate(schema, data)
+
+
+def test_an_override_key_newer_than_a_record_is_no_change_at_its_default():
+    from mirror_builder.config.overrides import PackageSettings
+    from mirror_builder.provenance.buildkey import as_json, overrides_changed
+
+    package = PackageSettings("demo", env={"X": "1"})
+    recorded = as_json(package.as_dict())
+    del recorded["manylinux"]  # a record written before the manylinux override existed
+    assert not overrides_changed(recorded, package)
+    assert overrides_changed(recorded, PackageSettings("demo", env={"X": "1"}, manylinux=True))
+    assert overrides_changed(recorded, PackageSettings("demo", env={"X": "2"}))
