@@ -71,22 +71,20 @@ class Buildability:
 
     read gives a version's static build requirements, environment resolves them (asking this
     same object of each of their candidates), refuse says why a project may not be carried.
+    Without them it only keeps what builds found: a run's builds meet the same dead ends as
+    they go, in parallel (a version's build environment is resolved just as the check would,
+    before anything is built), instead of one thread reading every sdist of the tree before
+    the first build could start. plan, which builds nothing, checks ahead."""
 
-    ahead: check each candidate when first asked (plan, which builds nothing). A run passes
-    False: its builds find the same dead ends as they go, in parallel, and mark() them (a
-    version's build environment is resolved just as the check would, before anything is
-    built), instead of one thread reading every sdist of the tree before the first build."""
-
-    def __init__(self, read: Callable[[Candidate], StaticBuild],
-                 environment: Callable[[list[Requirement], Candidate], Resolution],
-                 refuse: Callable[[NormalizedName], str | None], *, ahead: bool = True) -> None:
+    def __init__(self, read: Callable[[Candidate], StaticBuild] | None = None,
+                 environment: Callable[[list[Requirement], Candidate], Resolution] | None = None,
+                 refuse: Callable[[NormalizedName], str | None] = lambda name: None) -> None:
         self._read, self._environment, self._refuse = read, environment, refuse
-        self.ahead = ahead
+        self.ahead = read is not None and environment is not None
         self._lock = threading.RLock()
         self._verdicts: dict[tuple[NormalizedName, Version], Unbuildable | None] = {}
         self._checking: set[tuple[NormalizedName, Version]] = set()
         self._builds: dict[tuple[NormalizedName, Version], StaticBuild] = {}
-        self.environments: dict[tuple[NormalizedName, Version], Resolution] = {}
 
     def __call__(self, candidate: Candidate) -> Unbuildable | None:
         key = (candidate.name, candidate.version)
@@ -134,5 +132,4 @@ class Buildability:
                 return Unbuildable(f"build requirement {why_not}", CarryRefused(
                     f"{why_not}, so it cannot be built", package=pin.name,
                     version=str(pin.version), chain=(candidate.pin,)))
-        self.environments[(candidate.name, candidate.version)] = env
         return None

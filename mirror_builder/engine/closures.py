@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.engine.buildable import Buildability, StaticBuild, read_static_build
+from mirror_builder.engine.buildable import Buildability
 from mirror_builder.engine.decisions import extras_wanted, path_to
 from mirror_builder.engine.model import ROOT, CarryRefused, Edge, EdgeKind, UnbuildableVersion
 from mirror_builder.errors import BuildError, PackageError, RebuildError, ResolutionError
@@ -28,10 +28,8 @@ log = logging.getLogger(__name__)
 class Closures:
     def __init__(self, run: BootstrapRun) -> None:
         self.run = run
-        # Asked of every upstream candidate: versions that cannot be built are passed over.
-        self.buildability = Buildability(self._static_build, self._vetting_environment,
-                                         run.catalog.carry_rules.why_not, ahead=False) \
-            if run.settings.versions.skip_unbuildable else None
+        # Asked of every upstream candidate: versions a build found unbuildable are passed over.
+        self.buildability = Buildability() if run.settings.versions.skip_unbuildable else None
 
     def closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
                 context: tuple[str, ...],
@@ -99,16 +97,6 @@ class Closures:
             for name, skipped in resolution.skipped.items():
                 self.run.report.skipped.setdefault(name, {}).update(skipped)
         return resolution
-
-    def _static_build(self, candidate: Candidate) -> StaticBuild:
-        return read_static_build(candidate, self.run.catalog.package(candidate.name),
-                                 self.run.services.finder.fetch, self.run.settings.patches_dir)
-
-    def _vetting_environment(self, requirements: list[Requirement],
-                             candidate: Candidate) -> Resolution:
-        """The build environment a vetted candidate would get, resolved as its build's will be."""
-        return self._resolve(requirements, self.run.services.finder, "sdist", (candidate.pin,),
-                             self.run.index_versions())
 
     def _ensure_all(self, resolution: Resolution, parent: str, kind: EdgeKind,
                     context: tuple[str, ...], vetted: bool = True

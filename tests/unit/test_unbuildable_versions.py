@@ -192,3 +192,18 @@ def test_rebuild_bootstrap_missing_passes_over_an_unbuildable_build_requirement(
                          "tool-1.0-py3-none-any.whl.build.json").read_text())
     assert record["skipped_versions"] == [
         {"version": "2.0", "reason": "build requirement python-sbom is not on the index"}]
+
+
+NESTED = {"app": {"1.0": Package(requires_dist=["lib"], build_requires=["tool"])},
+          "lib": {"3.0": Package(build_requires=["gone"]), "2.0": Package(build_requires=["tool"])},
+          "tool": {"2.0": Package(build_requires=["helper"]), "1.0": Package()},
+          "helper": {"1.0": Package(build_requires=["gone>=2"])}}
+
+
+@pytest.mark.parametrize("packages", [sbom_tree(), NESTED], ids=["sbom", "nested"])
+def test_plan_and_bootstrap_choose_the_same_versions(plan, bootstrap, packages):
+    planned_versions = {(p.candidate.name, str(p.candidate.version))
+                        for p in plan(packages, "app").order}
+    bootstrapper, _ = bootstrap.make(packages)
+    built = {(w.name, str(w.version)) for w in bootstrapper.run([Requirement("app")]).wheels}
+    assert planned_versions == built
