@@ -101,6 +101,10 @@ class RichReporter:
             if skipped:
                 self.console.print(f"[yellow]{escape(describe_skipped(wheel.name, skipped))}; "
                                    f"took {wheel.version}", highlight=False)
+        for pin, removed in report.staged.items():
+            self.console.print(f"[yellow]built in stages[/] {pin}: stage 1 without "
+                               f"{', '.join(removed)} for its build cycle (not published), "
+                               f"then in full", highlight=False)
         path, seconds = critical_path(report)
         if len(path) > 1:
             self.console.print(f"critical path ({seconds:.1f} s of builds that had to happen in "

@@ -85,6 +85,8 @@ class BootstrapReport:
     edges: list[Edge] = field(default_factory=list)
     # name -> version -> why it was passed over (resolutions took an earlier version)
     skipped: dict[NormalizedName, dict[Version, Unbuildable]] = field(default_factory=dict)
+    # pin -> the build requirements its stage-1 build left out, to break a build cycle
+    staged: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def skipped_for(self, name: NormalizedName,
                     version: Version) -> list[tuple[Version, Unbuildable]]:

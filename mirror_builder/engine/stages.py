@@ -115,6 +115,7 @@ class Stages:
         with self._lock:
             self.built[key] = StageOne(wheel, number, removed, staged.record)
             self.run.done.setdefault(key, wheel)
+            self.run.report.staged[candidate.pin] = tuple(removed)
         log.info("%s: stage 1 built as %s (never published)", candidate.pin, staged.wheel.name)
         return wheel
 

@@ -80,7 +80,10 @@ def test_a_build_cycle_is_named_in_full_then_broken_in_stages(local_upstream, tm
     (tmp_path / "conf" / "overrides").mkdir(exist_ok=True)
     (tmp_path / "conf" / "overrides" / "cyclea.yaml").write_text(
         "bootstrap_stage:\n  remove: [cycleb]\n")
-    run_mirror_builder("bootstrap", "cyclea", "-o", "out", cwd=tmp_path, settings=settings)
+    done = run_mirror_builder("bootstrap", "cyclea", "-o", "out", cwd=tmp_path,
+                              settings=settings)
+    assert "built in stages cyclea==1.0: stage 1 without cycleb for its build cycle (not " \
+           "published), then in full" in " ".join(done.stderr.split())
     out = tmp_path / "out"
     # Only the full build is published, with the next rebuild number; no stage-1 wheel.
     assert sorted(p.name for p in (out / "files" / "cyclea").glob("*.whl")) == \

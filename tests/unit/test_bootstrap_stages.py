@@ -39,6 +39,7 @@ def test_a_cycle_through_a_staged_package_builds_stage_one_then_the_full_build(b
     assert published(bootstrap.output, "ext") == ["ext-0.3-1-py3-none-any.whl"]
     assert [w.path.name for w in report.wheels if w.name == "ext"] == \
         ["ext-0.3-1-py3-none-any.whl"]
+    assert report.staged == {"ext==0.3": ("lab",)}
 
     record = record_of(bootstrap.output, "ext")
     assert record["rebuild"]["number"] == 1
