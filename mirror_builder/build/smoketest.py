@@ -35,7 +35,9 @@ def top_level_modules(wheel: Path) -> tuple[str, ...]:
             if top.endswith((".dist-info", ".data")):
                 continue
             if "/" in name:
-                in_tree.add(top)
+                # A folder whose name has a dot is no package (auditwheel's <name>.libs/).
+                if "." not in top:
+                    in_tree.add(top)
             elif name.endswith(".py"):
                 in_tree.add(top[:-3])
             elif name.endswith((".so", ".pyd")):

@@ -87,3 +87,12 @@ def test_a_missing_undeclared_project_re_raised_with_a_message_is_not_a_failure(
     readable, broken = probe(tmp_path, {"terminals_ext/__init__.py": extension}, "terminals_ext")
     assert broken == {}
     assert "it imports server_not_here" in readable["terminals_ext"]
+
+
+def test_the_libraries_folder_auditwheel_adds_is_not_imported(tmp_path):
+    wheel = tmp_path / "pyzmq-27.3.0-cp311-cp311-manylinux_2_35_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("zmq/__init__.py", "")
+        zf.writestr("pyzmq.libs/libzmq-1a2b3c.so.5.2.5", b"\x7fELF")
+        zf.writestr("pyzmq-27.3.0.dist-info/METADATA", "Name: pyzmq\n")
+    assert top_level_modules(wheel) == ("zmq",)
