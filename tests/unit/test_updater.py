@@ -474,3 +474,18 @@ def test_a_new_release_and_a_changed_override_in_one_update(mirror):
     assert sorted(mirror.new_jobs()) == [("app", "1.0", "config-change", "built"),
                                          ("app", "2.0", "upstream-release", "built")]
     assert mirror.pipelines.opened == 1  # one pipeline for the whole update
+
+
+def test_a_new_release_takes_the_newest_build_requirement_that_can_be_built(mirror):
+    # Since app 1.0 was carried, its backend released a version that cannot be built here.
+    mirror.release("tool", "1.0")
+    mirror.release("tool", "2.0", Package(build_requires=["python-sbom"]))
+    mirror.release("app", "2.0", Package(build_requires=["tool"]))
+    mirror.queue.decide("tool", "approved", "a maintainer")
+    report = mirror.update(["app"])
+
+    assert report.built == ["app==2.0"]
+    assert [w.filename for w in mirror.index.wheels("tool")] == ["tool-1.0-py3-none-any.whl"]
+    record = RecordStore(mirror.output).for_version("tool", Version("1.0"))[0]
+    assert record["skipped_versions"] == [
+        {"version": "2.0", "reason": "build requirement python-sbom is not on the index"}]
