@@ -23,7 +23,8 @@ def add_bootstrap(commands) -> None:
         "bootstrap", help="build requirements and everything under them from source",
         description="Resolve the requirements, then build them, their build dependencies and "
                     "their install dependencies bottom-up from sdists, each in a podman container "
-                    "with no network, and publish the wheels to OUTPUT/simple.")
+                    "with no network, and publish the wheels to OUTPUT/simple. Versions that "
+                    "cannot be built are passed over for earlier ones, and said so.")
     boot.add_argument("requirements", nargs="*", metavar="REQUIREMENT",
                       help="a requirement (e.g. 'stevedore==5.4.1') or a local sdist path")
     boot.add_argument("-r", "--requirements", dest="requirement_files", action="append",
@@ -57,7 +58,10 @@ def add_plan(commands) -> None:
         description="Resolve the requirements, read each sdist's build requirements statically "
                     "(pyproject.toml, with overrides applied) and install requirements from "
                     "upstream metadata, and print what would be built, in what order, with which "
-                    "overrides. Nothing is built and no package code runs.")
+                    "overrides. A version that cannot be built (a build requirement missing, "
+                    "denied, yanked or unbuildable) is passed over for an earlier one and listed; "
+                    "a build cycle is shown broken in stages where an override says how. Nothing "
+                    "is built and no package code runs.")
     plan.add_argument("requirements", nargs="*", metavar="REQUIREMENT")
     plan.add_argument("-r", "--requirements", dest="requirement_files", action="append",
                       type=Path, default=[], metavar="FILE")
