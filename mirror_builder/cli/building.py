@@ -188,6 +188,7 @@ def _bootstrap_targets(args, console: Console, settings, request, targets) -> No
 
 
 def _plan(args, console: Console) -> int:
+    from mirror_builder.config.overrides import built_from_other_sources
     from mirror_builder.engine.planner import Planner
     from mirror_builder.engine.connect import upstream_for
     from mirror_builder.source.finders import UpstreamFinder
@@ -196,7 +197,8 @@ def _plan(args, console: Console) -> int:
     settings = settings_of(args)
     request = read_request(args.requirements, args.requirement_files, args.constraint_files)
     target = _recorded_target(settings, args.target)
-    finder = UpstreamFinder(upstream_for(settings), settings.cache_dir / "sdists", target.fits)
+    finder = UpstreamFinder(upstream_for(settings), settings.cache_dir / "sdists", target.fits,
+                            built_from_other_sources(settings.overrides_dir))
     planner = Planner(settings, finder, target, constraints=request.constraints,
                       direct=request.direct,
                       allow_prereleases=args.pre)

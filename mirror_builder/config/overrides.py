@@ -433,3 +433,10 @@ def all_package_settings(overrides_dir: Path) -> list[PackageSettings]:
                                 f"{canonicalize_name(path.stem)}.yaml")
         found.append(load_package_settings(overrides_dir, path.stem))
     return found
+
+
+def built_from_other_sources(overrides_dir: Path) -> frozenset[NormalizedName]:
+    """The projects whose source overrides replace PyPI's sdist: PyPI's wheels of them may be
+    built another way (torch's carry CUDA requirements a CPU build from source does not), so
+    their metadata says nothing about our build."""
+    return frozenset(p.name for p in all_package_settings(overrides_dir) if p.source is not None)

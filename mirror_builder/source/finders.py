@@ -33,13 +33,17 @@ class UpstreamFinder:
 
     Install requirements come from upstream's metadata files or JSON API, else the sdist's
     PKG-INFO when reliable (PEP 643), else the METADATA of an upstream wheel of that version,
-    read with range requests (the one that fits the target first): from_wheel names those."""
+    read with range requests (the one that fits the target first; not for not_from_wheels):
+    from_wheel names those."""
 
     def __init__(self, upstream: UpstreamIndex, sdist_dir: Path,
-                 fits: Callable[[str], bool] = lambda filename: True) -> None:
+                 fits: Callable[[str], bool] = lambda filename: True,
+                 not_from_wheels: frozenset[NormalizedName] = frozenset()) -> None:
         self.upstream = upstream
         self.sdist_dir = sdist_dir
         self.fits = fits
+        # Projects whose upstream wheels say nothing about our build (source overrides).
+        self.not_from_wheels = not_from_wheels
         self.known: dict[tuple[NormalizedName, Version], tuple[str, ...]] = {}
         # (name, version) -> the upstream wheel whose METADATA gave its install requirements
         self.from_wheel: dict[tuple[NormalizedName, Version], str] = {}
@@ -62,7 +66,7 @@ class UpstreamFinder:
         deps = self.upstream.requires_dist(candidate.name, str(candidate.version), files)
         if deps is None and candidate.file.is_sdist:
             deps = self._sdist_requires(candidate)
-        if deps is None:
+        if deps is None and candidate.name not in self.not_from_wheels:
             # Wheels that fit the target first, then pure ones: Requires-Dist rarely differs
             # between a release's wheels, and markers are evaluated for the target anyway.
             wheels = sorted((f for f in files if f.is_wheel and not f.yanked),

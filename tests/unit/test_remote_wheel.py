@@ -488,3 +488,8 @@ def test_install_requirements_come_from_the_wheel_that_fits_the_target(server, t
                         if line.startswith("Requires-Dist: ")]
     assert finder.from_wheel == {("demo", Version("1.0")): linux.rsplit("/", 1)[1]}
     assert upstream.transport.range_bytes < 200_000
+
+    # A project built from another source than PyPI's sdist: PyPI's wheels say nothing of it.
+    overridden = UpstreamFinder(upstream, tmp_path / "sdists", not_from_wheels=frozenset({"demo"}))
+    assert overridden.dependencies(Candidate("demo", Version("1.0"), file)) is None
+    assert overridden.from_wheel == {}
