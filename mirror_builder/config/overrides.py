@@ -20,7 +20,12 @@ Every key is optional; an unknown key or a bad value is an error naming the file
   memory:           memory limit for the build container (e.g. 16g)
   cpus:             CPUs for the build container (also sets make's -j)
   pids_limit:       most processes the build container may run at once
-  vendor_rust:      true / false: vendor the crates of a Cargo project (default: when found)
+  vendor_rust:      which Cargo projects have their crates vendored before the build (default:
+                    those the build backend compiles: maturin's manifest, setuptools-rust's
+                    extensions; see prepare/cargoprojects.py): false: none; true: those, or
+                    every Cargo project outside tests and bundled tools; [path/Cargo.toml, ...]:
+                    exactly these (relative to the source tree), also when the sdist carries
+                    vendored crates of its own
   manylinux:        true / false: repair this package's platform wheels to a manylinux tag
                     with auditwheel, or not, whatever build.manylinux says (true for a wheel
                     that links a library of its system_packages: the wheel then carries it)
@@ -42,7 +47,7 @@ import re
 import string
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -129,7 +134,8 @@ class PackageSettings:
     memory: str | None = None
     cpus: float | None = None
     pids_limit: int | None = None
-    vendor_rust: bool | None = None
+    # None: the build backend's manifests; a tuple: these manifests (relative to the tree).
+    vendor_rust: bool | tuple[str, ...] | None = None
     # None: as build.manylinux (or --manylinux) says; True/False: this package's own choice.
     manylinux: bool | None = None
     # Which versions `update` builds, not how: left out of as_dict() and so of build keys.
@@ -208,7 +214,7 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         memory=memory,
         cpus=cpus,
         pids_limit=pids_limit,
-        vendor_rust=reader.value(top, ("vendor_rust",), bool, None),
+        vendor_rust=_vendor_rust(reader, top),
         manylinux=reader.value(top, ("manylinux",), bool, None),
         smoke_test=_smoke_test(reader, top),
         update=UpdateOverride(**read_update_policy(
@@ -291,6 +297,22 @@ def _limits(reader: YamlReader,
         raise reader.fail(("cpus",), f"must be a positive number, got {cpus!r}")
     pids_limit = reader.positive(top, ("pids_limit",), 0) if "pids_limit" in top else None
     return timeout, memory, float(cpus) if cpus is not None else None, pids_limit
+
+
+def _vendor_rust(reader: YamlReader, top: dict) -> bool | tuple[str, ...] | None:
+    value, key = top.get("vendor_rust"), ("vendor_rust",)
+    if value is None or isinstance(value, bool):
+        return value
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise reader.fail(key, f"expected true, false or a list of Cargo.toml paths, got {value!r}")
+    if not value:
+        raise reader.fail(key, "name at least one Cargo.toml (or write false to vendor nothing)")
+    for path in value:
+        parts = PurePosixPath(path).parts
+        if path.startswith("/") or ".." in parts or parts[-1] != "Cargo.toml":
+            raise reader.fail(key, f"{path!r} is not the path of a Cargo.toml inside the source "
+                                   f"tree (e.g. rust/Cargo.toml)")
+    return tuple(dict.fromkeys(value))
 
 
 def _smoke_test(reader: YamlReader, top: dict) -> bool | tuple[str, ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -31,9 +31,18 @@ from mirror_builder.sandbox.imagenames import ImageRef
 
 
 class Vendorer(Protocol):
-    """Fetches what a build would download (Rust crates) while preparing the source."""
+    """Fetches what a build would download (the crates of these Cargo manifests) while
+    preparing the source."""
 
-    def __call__(self, tree: Path, label: str, log_path: Path) -> list: ...
+    def __call__(self, tree: Path, label: str, log_path: Path,
+                 manifests: Sequence[Path] | None = None) -> list: ...
+
+
+class FailureHints(Protocol):
+    """A sentence for a failed build's error from its log (what it missed, which Debian
+    packages have it), or None."""
+
+    def __call__(self, log_path: Path, name: str, installed: tuple[str, ...]) -> str | None: ...
 
 
 def _same_image(base: ImageRef, packages: tuple[str, ...]) -> ImageRef:
@@ -64,6 +73,7 @@ class Services:
     index: WheelIndex
     reporter: Reporter
     vendorer: Vendorer | None = None
+    hints: FailureHints | None = None
 
     @property
     def records(self) -> RecordStore:

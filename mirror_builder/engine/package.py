@@ -9,6 +9,7 @@ import logging
 import math
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pkginfo
@@ -31,7 +32,8 @@ from mirror_builder.index.publisher import Staged
 from mirror_builder.build.smoketest import top_level_modules
 from mirror_builder.prepare.buildsystem import BuildSystem, read_build_system
 from mirror_builder.prepare.sources import PreparedSource, make_readable, prepare_source
-from mirror_builder.prepare.vendoring import already_vendored, cargo_manifests
+from mirror_builder.prepare.cargoprojects import manifests_to_vendor
+from mirror_builder.prepare.vendoring import already_vendored
 from mirror_builder.provenance.buildkey import build_key
 from mirror_builder.provenance.record import Rebuild
 from mirror_builder.provenance.stamp import EMBEDDED_RECORD, stamp_wheel
@@ -170,12 +172,14 @@ class PackageBuilder:
         vendorer = self.run.services.vendorer
         if vendorer is None or package.vendor_rust is False:
             return []
-        if package.vendor_rust is None and (not cargo_manifests(source.tree)
-                                            or already_vendored(source.tree)):
-            return []
         label = f"{source.name}=={source.version}"
+        # Only the Cargo projects the build compiles (or those the override names): an sdist
+        # also carries Cargo.toml files of tests and bundled tools (numpy's meson test cases).
+        manifests = manifests_to_vendor(source.tree, source.project, package.vendor_rust, label)
+        if not manifests or package.vendor_rust is None and already_vendored(source.tree):
+            return []
         self.run.reporter.activity(label, "vendoring crates")
-        return vendorer(source.tree, label, log_path)
+        return vendorer(source.tree, label, log_path, manifests)
 
     def _run_build(self, source: PreparedSource, build_system: BuildSystem, env: Resolution,
                    log_path, chain: tuple[str, ...]) -> BuildResult:
@@ -185,9 +189,26 @@ class PackageBuilder:
         request = self.request(source, build_system, env, log_path, chain)
         package = run.catalog.package(canonicalize_name(source.name))
         memory = request.runtime.limits.memory
-        with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0):
-            run.reporter.activity(label, "building in container")
-            return run.services.executor.build(request)
+        try:
+            with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0):
+                run.reporter.activity(label, "building in container")
+                return run.services.executor.build(request)
+        except BuildError as exc:  # (looked up outside the build slot)
+            explained = self._with_hint(exc, request)
+            if explained is exc:
+                raise
+            raise explained from exc
+
+    def _with_hint(self, exc: BuildError, request: BuildRequest) -> BuildError:
+        """The error, with a sentence on what the build missed and the Debian packages that
+        have it, when its log says what it missed."""
+        hints = self.run.services.hints
+        hint = hints and exc.log_path and hints(Path(exc.log_path), request.source.name,
+                                                request.runtime.image.system_packages)
+        if not hint:
+            return exc
+        return BuildError(f"{exc.detail.rstrip('.')}. {hint}", package=exc.package,
+                          version=exc.version, chain=exc.chain, log_path=exc.log_path)
 
     def request(self, source: PreparedSource, build_system: BuildSystem, env: Resolution,
                 log_path, chain: tuple[str, ...]) -> BuildRequest:

@@ -4,7 +4,8 @@ Builds run without network, so a Cargo project (maturin, setuptools-rust) gets i
 in a preparation container that is the only step allowed to reach the network and that runs no
 package code (`cargo vendor` reads manifests and lock files; it runs no build scripts). The lock
 file is honoured (`--locked`); .cargo/config.toml then points cargo at the vendored copy, and the
-build sets CARGO_NET_OFFLINE.
+build sets CARGO_NET_OFFLINE. Which Cargo projects are vendored: prepare/cargoprojects.py (the
+ones the build backend compiles, not every Cargo.toml in the sdist).
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomlkit
 
+from mirror_builder.prepare.cargoprojects import SKIP_DIRS, VENDOR_DIR, manifests_to_vendor
 from mirror_builder.sandbox.imagenames import ImageRef
 from mirror_builder.sandbox.podman import Mount, PodmanService, RunSpec
 from mirror_builder.sandbox.userns import give_back
 from mirror_builder.errors import SourceError
 
 log = logging.getLogger(__name__)
-
-VENDOR_DIR = "mirror-builder-vendor"
-SKIP_DIRS = {"target", "vendor", VENDOR_DIR, ".git", "node_modules"}
 
 
 @dataclass(frozen=True)
@@ -35,22 +35,14 @@ class VendoredCrate:
     checksum: str | None
 
 
-def cargo_manifests(tree: Path) -> list[Path]:
-    """The Cargo projects in a source tree: each Cargo.lock's manifest, else the top-most
-    Cargo.toml files (a workspace member is vendored through its workspace)."""
-    locks, manifests = [], []
-    for root, dirs, files in os.walk(tree):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        here = Path(root)
-        if "Cargo.lock" in files and "Cargo.toml" in files:
-            locks.append(here / "Cargo.toml")
-        elif "Cargo.toml" in files:
-            manifests.append(here / "Cargo.toml")
-    if locks:
-        return locks
-    top = [m for m in manifests
-           if not any(other != m and m.parent.is_relative_to(other.parent) for other in manifests)]
-    return sorted(top)
+def lock_for(tree: Path, manifest: Path) -> Path | None:
+    """The Cargo.lock cargo uses for a manifest: next to it, else its workspace's, up the tree."""
+    for folder in manifest.parents:
+        if (folder / "Cargo.lock").is_file():
+            return folder / "Cargo.lock"
+        if folder == tree or not folder.is_relative_to(tree):
+            return None
+    return None
 
 
 def already_vendored(tree: Path) -> bool:
@@ -82,12 +74,16 @@ def write_cargo_config(tree: Path) -> Path:
     return config
 
 
-def vendored_crates(tree: Path) -> list[VendoredCrate]:
-    """What was vendored, from the lock files: name, version and checksum of every registry crate."""
+def vendored_crates(tree: Path, manifests: Sequence[Path] | None = None) -> list[VendoredCrate]:
+    """What was vendored, from the lock files (those of these manifests; None: every one in the
+    tree): name, version and checksum of every registry crate."""
+    if manifests is None:
+        locks = {lock for lock in tree.rglob("Cargo.lock")
+                 if not any(part in SKIP_DIRS for part in lock.relative_to(tree).parts)}
+    else:
+        locks = {lock for m in manifests if (lock := lock_for(tree, m)) is not None}
     crates = {}
-    for lock in sorted(tree.rglob("Cargo.lock")):
-        if any(part in SKIP_DIRS for part in lock.relative_to(tree).parts):
-            continue
+    for lock in sorted(locks):
         for package in tomllib.loads(lock.read_text()).get("package", []):
             if str(package.get("source", "")).startswith("registry+"):
                 crate = VendoredCrate(package["name"], package["version"], package.get("checksum"))
@@ -109,11 +105,13 @@ class RustVendorer:
         self.podman = podman
         self.image = image
 
-    def vendor(self, tree: Path, label: str, log_path: Path) -> list[VendoredCrate]:
-        manifests = cargo_manifests(tree)
+    def vendor(self, tree: Path, label: str, log_path: Path,
+               manifests: Sequence[Path] | None = None) -> list[VendoredCrate]:
+        """Vendor the crates of these manifests (None: those the tree's build backend compiles)."""
+        manifests = manifests_to_vendor(tree) if manifests is None else list(manifests)
         if not manifests:
             return []
-        locked = all(m.with_name("Cargo.lock").is_file() for m in manifests)
+        locked = all(lock_for(tree, m) is not None for m in manifests)
         relative = [str(m.relative_to(tree)) for m in manifests]
         command = ["cargo", "vendor", "--versioned-dirs", "--manifest-path", f"/src/{relative[0]}"]
         for extra in relative[1:]:
@@ -149,6 +147,6 @@ class RustVendorer:
             tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
             raise SourceError(f"{label}: cargo vendor failed ({' | '.join(tail[-2:])}); log: {log_path}")
         write_cargo_config(tree)
-        crates = vendored_crates(tree)
+        crates = vendored_crates(tree, manifests)
         log.info("%s: vendored %d crates", label, len(crates))
         return crates

@@ -612,12 +612,46 @@ def test_boolean_keys_default_to_false_and_to_unset(tmp_path):
     assert settings.vendor_rust is None  # decided by whether the tree has Cargo files
 
 
-@pytest.mark.parametrize("key", ["pre_built", "vendor_rust"])
 @pytest.mark.parametrize("value, shown", [('"yes"', "'yes'"), ("1", "1"), ("[true]", "[True]")])
-def test_boolean_keys_reject_what_is_not_a_bool(tmp_path, key, value, shown):
-    path, message = load_error(tmp_path, f"env: {{}}\n{key}: {value}\n")
+def test_boolean_keys_reject_what_is_not_a_bool(tmp_path, value, shown):
+    path, message = load_error(tmp_path, f"env: {{}}\npre_built: {value}\n")
 
-    assert message == f"{path}:2: {key}: expected bool, got {shown}"
+    assert message == f"{path}:2: pre_built: expected bool, got {shown}"
+
+
+def test_vendor_rust_may_name_the_manifests_to_vendor_relative_to_the_source_tree(tmp_path):
+    write(tmp_path, "demo", "vendor_rust: [rust/Cargo.toml, Cargo.toml, rust/Cargo.toml]\n")
+
+    settings = load_package_settings(tmp_path, "demo")
+
+    assert settings.vendor_rust == ("rust/Cargo.toml", "Cargo.toml")
+    assert settings.as_dict()["vendor_rust"] == ("rust/Cargo.toml", "Cargo.toml")
+    assert settings.configured() == ["vendor_rust"]
+
+
+@pytest.mark.parametrize("value, shown", [('"yes"', "'yes'"), ("1", "1"), ("[true]", "[True]"),
+                                          ('{a: b}', "{'a': 'b'}"), ('[""]', "['']")])
+def test_vendor_rust_rejects_what_is_neither_a_bool_nor_a_list_of_paths(tmp_path, value, shown):
+    path, message = load_error(tmp_path, f"env: {{}}\nvendor_rust: {value}\n")
+
+    assert message == (f"{path}:2: vendor_rust: expected true, false or a list of Cargo.toml "
+                       f"paths, got {shown}")
+
+
+def test_vendor_rust_rejects_an_empty_list(tmp_path):
+    path, message = load_error(tmp_path, "env: {}\nvendor_rust: []\n")
+
+    assert message == (f"{path}:2: vendor_rust: name at least one Cargo.toml (or write false to "
+                       f"vendor nothing)")
+
+
+@pytest.mark.parametrize("manifest", ["/src/Cargo.toml", "../other/Cargo.toml", "rust/Cargo.lock",
+                                      "rust", "a/../../Cargo.toml"])
+def test_vendor_rust_paths_must_be_cargo_toml_files_inside_the_tree(tmp_path, manifest):
+    path, message = load_error(tmp_path, f"env: {{}}\nvendor_rust: [Cargo.toml, {manifest}]\n")
+
+    assert message == (f"{path}:2: vendor_rust: {manifest!r} is not the path of a Cargo.toml "
+                       f"inside the source tree (e.g. rust/Cargo.toml)")
 
 
 # -- timeout, memory, cpus ------------------------------------------------------------------------
@@ -769,6 +803,7 @@ EVERY_KEY = f"""
     ("memory: 1g", "memory: 2g"),
     ("cpus: 1", "cpus: 2"),
     ("vendor_rust: true", "vendor_rust: false"),
+    ("vendor_rust: true", "vendor_rust: [Cargo.toml]"),
 ])
 def test_digest_changes_with_any_key(tmp_path, old, new):
     assert old in EVERY_KEY

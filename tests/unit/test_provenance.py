@@ -287,6 +287,15 @@ def test_a_first_build_without_reason_validates(schema):
     validate(schema, as_written(record.to_dict(wheel_sha256=WHEEL_SHA)))
 
 
+def test_a_record_whose_override_names_the_manifests_to_vendor_validates(schema):
+    package = PackageSettings("six", vendor_rust=("rust/Cargo.toml",)).as_dict()
+    record = make_record(settings=copy.deepcopy(SETTINGS) | {"package": package})
+    data = as_written(record.to_dict(wheel_sha256=WHEEL_SHA))
+
+    assert data["settings"]["package"]["vendor_rust"] == ["rust/Cargo.toml"]
+    validate(schema, data)
+
+
 @pytest.mark.parametrize("missing", ["name", "source", "settings_sha256", "rebuild", "image",
                                      "schema", "built_from_source", "timings"])
 def test_a_record_missing_a_required_key_fails_validation(schema, missing):
@@ -310,6 +319,8 @@ def test_a_record_missing_a_required_key_fails_validation(schema, missing):
     (("sandbox", "user_namespace", "gid_map"), ""),
     (("sandbox", "user_namespace", "owner"), "root"),
     (("started_at",), 1709287200),
+    (("settings", "package", "vendor_rust"), "yes"),
+    (("settings", "package", "vendor_rust"), [1]),
     (("surprise",), 1),
 ])
 def test_a_record_with_a_wrong_value_fails_validation(schema, path, value):

@@ -1,5 +1,6 @@
-"""Rust crate vendoring (mirror_builder/vendoring.py): finding Cargo projects, the cargo config,
-the record of vendored crates, and the preparation container's run (with a fake podman)."""
+"""Rust crate vendoring (mirror_builder/prepare/vendoring.py and cargoprojects.py): which Cargo
+projects the build compiles, the cargo config, the record of vendored crates, and the
+preparation container's run (with a fake podman)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import pytest
 from mirror_builder.sandbox.imagenames import ImageRef
 from mirror_builder.sandbox.podman import Mount, RunSpec
 from mirror_builder.errors import SourceError
+from mirror_builder.prepare.cargoprojects import cargo_manifests, manifests_to_vendor
 from mirror_builder.prepare.vendoring import (
     VENDOR_DIR,
     RustVendorer,
     VendoredCrate,
     already_vendored,
-    cargo_manifests,
     vendored_crates,
     write_cargo_config,
 )
@@ -120,6 +121,209 @@ def test_cargo_manifests_ignores_a_vendored_crate_next_to_the_project(tmp_path):
     put(tmp_path, "target/debug/build/x/Cargo.toml")
 
     assert cargo_manifests(tmp_path) == [tmp_path / "Cargo.toml"]
+
+
+@pytest.mark.parametrize("folder", ["tests", "test", "Tests", "examples", "docs", "benches", "fuzz",
+                                    "vendored-meson/meson/test cases/rust/1 basic",
+                                    "vendored_tool", "third_party/foo", "subprojects/bar",
+                                    "src/test cases/rust/x"])
+def test_cargo_manifests_leaves_out_tests_examples_docs_and_bundled_tools(tmp_path, folder):
+    put(tmp_path, f"{folder}/Cargo.toml", "not even toml [")
+    put(tmp_path, f"{folder}/Cargo.lock")
+    put(tmp_path, "src/rust/Cargo.toml")
+
+    assert cargo_manifests(tmp_path) == [tmp_path / "src" / "rust" / "Cargo.toml"]
+
+
+# -- manifests_to_vendor: what the build backend compiles -----------------------------------------
+MATURIN = '[build-system]\nrequires = ["maturin>=1,<2"]\nbuild-backend = "maturin"\n'
+SETUPTOOLS = '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+SETUPTOOLS_RUST = ('[build-system]\nrequires = ["setuptools", "setuptools-rust>=1.7"]\n'
+                   'build-backend = "setuptools.build_meta"\n')
+
+
+def stray_manifests(tree: Path) -> None:
+    """Cargo.toml files no build compiles: a bundled tool's test cases (numpy's meson) and tests."""
+    put(tree, "vendored-meson/meson/test cases/rust/22 cargo subproject/Cargo.toml", "[broken")
+    put(tree, "tests/rust/Cargo.toml", '[package]\nname = "t"\n')
+    put(tree, "tests/rust/Cargo.lock")
+
+
+def test_a_maturin_project_vendors_the_cargo_toml_next_to_pyproject_by_default(tmp_path):
+    put(tmp_path, "pyproject.toml", MATURIN)
+    put(tmp_path, "Cargo.toml")
+    put(tmp_path, "python/demo/__init__.py")
+    stray_manifests(tmp_path)
+
+    assert manifests_to_vendor(tmp_path) == [tmp_path / "Cargo.toml"]
+
+
+def test_a_maturin_project_vendors_its_manifest_path_relative_to_the_project(tmp_path):
+    """cryptography's layout: a workspace at the top, maturin told to build one member."""
+    tree, project = tmp_path, tmp_path / "python"
+    put(project, "pyproject.toml",
+        MATURIN + '[tool.maturin]\nmanifest-path = "src/rust/Cargo.toml"\n')
+    put(project, "Cargo.toml", '[workspace]\nmembers = ["src/rust"]\n')
+    put(project, "Cargo.lock")
+    put(project, "src/rust/Cargo.toml")
+    put(tree, "Cargo.toml")  # outside the project folder the build_dir override names
+
+    assert manifests_to_vendor(tree, project) == [project / "src" / "rust" / "Cargo.toml"]
+
+
+def test_a_maturin_project_with_the_python_first_src_layout_vendors_rust_cargo_toml(tmp_path):
+    put(tmp_path, "pyproject.toml", MATURIN + '[project]\nname = "my-project"\n')
+    put(tmp_path, "src/my_project/__init__.py")
+    put(tmp_path, "rust/Cargo.toml")
+
+    assert manifests_to_vendor(tmp_path) == [tmp_path / "rust" / "Cargo.toml"]
+
+
+def test_a_maturin_project_with_python_source_and_rust_folder_vendors_rust_cargo_toml(tmp_path):
+    put(tmp_path, "pyproject.toml", MATURIN + '[tool.maturin]\npython-source = "python"\n')
+    put(tmp_path, "rust/Cargo.toml")
+
+    assert manifests_to_vendor(tmp_path) == [tmp_path / "rust" / "Cargo.toml"]
+
+
+def test_setuptools_rust_extensions_and_bins_in_pyproject_are_vendored_by_their_paths(tmp_path):
+    put(tmp_path, "pyproject.toml", SETUPTOOLS_RUST + """
+        [[tool.setuptools-rust.ext-modules]]
+        target = "demo._native"
+        path = "native/Cargo.toml"
+
+        [[tool.setuptools-rust.bins]]
+        target = "demo-cli"
+    """.replace("\n        ", "\n"))
+    put(tmp_path, "native/Cargo.toml")
+    put(tmp_path, "Cargo.toml")  # the bin's default path
+    put(tmp_path, "other/Cargo.toml")  # a crate nothing declares
+    stray_manifests(tmp_path)
+
+    assert manifests_to_vendor(tmp_path) == [tmp_path / "Cargo.toml",
+                                             tmp_path / "native" / "Cargo.toml"]
+
+
+def test_a_setup_py_rust_extension_is_found_by_a_search_that_skips_tests_and_bundled_tools(
+        tmp_path):
+    put(tmp_path, "pyproject.toml", SETUPTOOLS_RUST)
+    put(tmp_path, "setup.py", 'from setuptools_rust import RustExtension\n'
+                              'setup(rust_extensions=[RustExtension("d._d", '
+                              '"src/rust/Cargo.toml")])\n')
+    put(tmp_path, "src/rust/Cargo.toml")
+    stray_manifests(tmp_path)
+
+    assert manifests_to_vendor(tmp_path) == [tmp_path / "src" / "rust" / "Cargo.toml"]
+
+
+def test_a_setup_py_only_project_that_imports_setuptools_rust_is_searched_too(tmp_path):
+    put(tmp_path, "setup.py", "from setuptools_rust import RustExtension\n")
+    put(tmp_path, "rust/Cargo.toml")
+
+    assert manifests_to_vendor(tmp_path) == [tmp_path / "rust" / "Cargo.toml"]
+
+
+@pytest.mark.parametrize("pyproject", [
+    SETUPTOOLS,
+    '[build-system]\nrequires = ["meson-python", "Cython>=3"]\nbuild-backend = "mesonpy"\n',
+])
+def test_stray_manifests_of_tests_and_bundled_tools_are_not_vendored(tmp_path, pyproject):
+    """numpy: meson-python, and meson's own test cases carry Cargo.toml files."""
+    put(tmp_path, "pyproject.toml", pyproject)
+    put(tmp_path, "numpy/__init__.py")
+    stray_manifests(tmp_path)
+
+    assert manifests_to_vendor(tmp_path) == []
+
+
+def test_a_project_with_no_rust_vendors_nothing(tmp_path):
+    put(tmp_path, "pyproject.toml", SETUPTOOLS)
+    put(tmp_path, "setup.py", "from setuptools import setup\nsetup()\n")
+
+    assert manifests_to_vendor(tmp_path) == []
+
+
+def test_a_project_without_pyproject_or_setup_py_vendors_nothing(tmp_path):
+    put(tmp_path, "PKG-INFO")
+
+    assert manifests_to_vendor(tmp_path) == []
+
+
+def test_another_backend_with_a_cargo_toml_at_the_project_root_vendors_it(tmp_path):
+    put(tmp_path, "pyproject.toml",
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n')
+    put(tmp_path, "Cargo.toml")
+    stray_manifests(tmp_path)
+
+    assert manifests_to_vendor(tmp_path) == [tmp_path / "Cargo.toml"]
+
+
+def test_a_maturin_project_without_its_manifest_vendors_nothing_and_lets_the_build_say_so(tmp_path):
+    put(tmp_path, "pyproject.toml",
+        MATURIN + '[tool.maturin]\nmanifest-path = "missing/Cargo.toml"\n')
+
+    assert manifests_to_vendor(tmp_path) == []
+
+
+def test_a_broken_pyproject_is_read_as_no_rust_configuration(tmp_path):
+    put(tmp_path, "pyproject.toml", "[build-system\n")
+    put(tmp_path, "tests/Cargo.toml")
+
+    assert manifests_to_vendor(tmp_path) == []
+
+
+def test_the_override_list_names_exactly_what_is_vendored(tmp_path):
+    put(tmp_path, "pyproject.toml", MATURIN)
+    put(tmp_path, "Cargo.toml")
+    stray_manifests(tmp_path)
+
+    chosen = manifests_to_vendor(tmp_path, choice=("tests/rust/Cargo.toml",))
+
+    assert chosen == [tmp_path / "tests" / "rust" / "Cargo.toml"]
+
+
+def test_the_override_list_naming_a_missing_manifest_is_an_error_naming_it(tmp_path):
+    put(tmp_path, "Cargo.toml")
+
+    with pytest.raises(SourceError) as caught:
+        manifests_to_vendor(tmp_path, choice=("rust/Cargo.toml",), label="demo==1.0")
+
+    assert str(caught.value) == (
+        "demo==1.0: vendor_rust names rust/Cargo.toml, which the source tree does not have; name "
+        "Cargo.toml files relative to the unpacked sdist's top folder")
+
+
+def test_the_override_false_vendors_nothing_even_for_maturin(tmp_path):
+    put(tmp_path, "pyproject.toml", MATURIN)
+    put(tmp_path, "Cargo.toml")
+
+    assert manifests_to_vendor(tmp_path, choice=False) == []
+
+
+def test_the_override_true_searches_the_tree_when_the_backend_names_nothing(tmp_path):
+    put(tmp_path, "pyproject.toml", SETUPTOOLS)
+    put(tmp_path, "bindings/Cargo.toml")
+    stray_manifests(tmp_path)
+
+    assert manifests_to_vendor(tmp_path) == []
+    assert manifests_to_vendor(tmp_path, choice=True) == [tmp_path / "bindings" / "Cargo.toml"]
+
+
+def test_the_override_true_keeps_the_backends_manifests(tmp_path):
+    put(tmp_path, "pyproject.toml", MATURIN)
+    put(tmp_path, "Cargo.toml")
+    put(tmp_path, "bindings/Cargo.toml")
+
+    assert manifests_to_vendor(tmp_path, choice=True) == [tmp_path / "Cargo.toml"]
+
+
+def test_the_backend_is_read_from_the_project_folder_not_the_tree_top(tmp_path):
+    tree, project = tmp_path, tmp_path / "python"
+    put(tree, "pyproject.toml", SETUPTOOLS)  # the repository's, not the built project's
+    put(project, "pyproject.toml", MATURIN)
+    put(project, "Cargo.toml")
+
+    assert manifests_to_vendor(tree, project) == [project / "Cargo.toml"]
 
 
 # -- already_vendored -----------------------------------------------------------------------------
@@ -391,11 +595,42 @@ def test_vendor_of_several_projects_syncs_the_others_and_without_locks_is_not_lo
     put(tree, "b/Cargo.toml")
     podman = FakePodman()
 
-    RustVendorer(podman, IMAGE).vendor(tree, "demo==1.0", tmp_path / "demo.log")
+    RustVendorer(podman, IMAGE).vendor(tree, "demo==1.0", tmp_path / "demo.log",
+                                       [tree / "a" / "Cargo.toml", tree / "b" / "Cargo.toml"])
 
     assert podman.runs[0][0].command == [
         "cargo", "vendor", "--versioned-dirs", "--manifest-path", "/src/a/Cargo.toml",
         "--sync", "/src/b/Cargo.toml", "/src/mirror-builder-vendor"]
+
+
+def test_vendor_of_a_workspace_member_is_locked_by_the_workspace_lock_and_records_only_it(
+        tmp_path, no_proxy_env, monkeypatch):
+    monkeypatch.setattr("mirror_builder.prepare.vendoring.host_ca_bundle", lambda: None)
+    tree = tmp_path / "tree"
+    put(tree, "Cargo.toml", '[workspace]\nmembers = ["crates/py"]\n')
+    put(tree, "Cargo.lock", lock_file(crate("pyo3", "0.21.0", "d" * 64)))
+    put(tree, "crates/py/Cargo.toml")
+    put(tree, "tests/rust/Cargo.lock", lock_file(crate("stray", "1.0.0", "e" * 64)))
+    podman = FakePodman()
+
+    crates = RustVendorer(podman, IMAGE).vendor(tree, "demo==1.0", tmp_path / "demo.log",
+                                                [tree / "crates" / "py" / "Cargo.toml"])
+
+    assert podman.runs[0][0].command == [
+        "cargo", "vendor", "--locked", "--versioned-dirs", "--manifest-path",
+        "/src/crates/py/Cargo.toml", "/src/mirror-builder-vendor"]
+    assert crates == [VendoredCrate("pyo3", "0.21.0", "d" * 64)]
+
+
+def test_vendor_of_a_tree_whose_build_compiles_no_rust_runs_nothing(tmp_path):
+    tree = tmp_path / "tree"
+    put(tree, "pyproject.toml", '[build-system]\nrequires = ["meson-python"]\n'
+                                'build-backend = "mesonpy"\n')
+    put(tree, "vendored-meson/meson/test cases/rust/x/Cargo.toml", "[broken")
+    podman = FakePodman()
+
+    assert RustVendorer(podman, IMAGE).vendor(tree, "demo==1.0", tmp_path / "demo.log") == []
+    assert podman.runs == []
 
 
 def test_vendor_of_a_tree_without_cargo_files_runs_nothing(tmp_path):
