@@ -112,7 +112,7 @@ class Closures:
                         kind if parent_pin is None else "install", requirement)
         for candidate in resolution:  # all at once: each starts fetching and resolving now
             self.run._start(candidate, chains[candidate.name])
-        failed = replaced = False
+        failed = False
         for candidate in resolution:
             try:
                 self.run.ensure(candidate, chains[candidate.name])
@@ -122,16 +122,15 @@ class Closures:
                     log.warning("%s cannot be built (%s); resolving again without it",
                                 candidate.pin, why.reason)
                     self.buildability.mark(candidate, why)
-                    replaced = True
-                    continue
+                    # Resolve again now: the others' builds go on meanwhile, and the next
+                    # round waits for them (or their replacements) the same way.
+                    return "replaced"
                 if isinstance(exc, UnbuildableVersion):
                     exc = exc.cause  # not passed over: the error behind it is the one to tell
                 if not (self.run.options.keep_going and kind == "toplevel"):
                     raise exc from None
                 self.run._failed(exc, candidate, chains[candidate.name])
                 failed = True
-        if replaced:
-            return "replaced"
         if failed:
             return "failed"
         with self.run.lock:
