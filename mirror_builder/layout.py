@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 
 @dataclass(frozen=True)
@@ -181,3 +181,18 @@ class OutputLayout(IndexLayout):
     @property
     def output_lock(self) -> Path:
         return self.root / ".mirror-builder.lock"
+
+
+def failed_build_logs(layout: OutputLayout, name: str) -> list[Path]:
+    """The logs of a project's failed builds (OutputLayout.failed_build_log), newest first;
+    stage-1 logs left out."""
+    canonical = canonicalize_name(name)
+    found = []
+    for path in layout.logs.glob(f"{canonical}-*.log"):
+        project, _, version = path.name.removesuffix(".log").rpartition("-")
+        try:
+            if project == canonical and layout.failed_build_log(project, Version(version)) == path:
+                found.append(path)
+        except InvalidVersion:
+            continue
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)

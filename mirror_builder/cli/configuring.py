@@ -1,4 +1,5 @@
-"""The command that shows and checks per-package configuration: overrides list, show, lint.
+"""The command that shows, checks and amends per-package configuration: overrides list, show,
+lint, suggest.
 
 lint must not start podman: it reads upstream only, and imports what it needs when it runs.
 """
@@ -10,18 +11,29 @@ import sys
 
 from rich.console import Console
 
-from mirror_builder.cli.common import settings_of
+from mirror_builder.cli.common import output_of, output_option, settings_of
 from mirror_builder.errors import MirrorBuilderError
 
 
 def add_overrides(commands) -> None:
     overrides = commands.add_parser(
-        "overrides", help="what is configured for which package, and a check of it all",
+        "overrides", help="what is configured for which package, a check of it all, and the "
+                          "Debian packages a failed build needs",
         description="list: every package with overrides, patches or a plugin. show NAME: all of "
                     "it for one package. lint: check that every override, patch and plugin loads "
-                    "and refers to a project (and version) that exists upstream.")
-    overrides.add_argument("action", choices=["list", "show", "lint"])
-    overrides.add_argument("name", nargs="?", metavar="NAME", help="the package, for show")
+                    "and refers to a project (and version) that exists upstream. suggest NAME "
+                    "(or NAME==VERSION): read the log of its failed build (OUTPUT/logs/), look "
+                    "up the header, pkg-config module, library or program it missed in Debian's "
+                    "Contents index of the target's release, and add the packages that have it "
+                    "to system_packages in overrides/NAME.yaml (made if missing; what is there "
+                    "is kept).")
+    overrides.add_argument("action", choices=["list", "show", "lint", "suggest"])
+    overrides.add_argument("name", nargs="?", metavar="NAME",
+                           help="the package, for show and suggest")
+    output_option(overrides)
+    overrides.add_argument("--target", metavar="NAME",
+                           help="for suggest: the target whose Debian release to look in "
+                                "(default: the one the failed build ran for)")
     overrides.set_defaults(run=_overrides)
 
 
@@ -31,6 +43,10 @@ def _overrides(args, console: Console) -> int:
     settings = settings_of(args)
     if args.action == "lint":
         return _lint(settings, console)
+    if args.action == "suggest":
+        if not args.name:
+            raise MirrorBuilderError("overrides suggest needs a package NAME (or NAME==VERSION)")
+        return _suggest(settings, args)
     everything = configured(settings)
     if args.action == "list":
         _list(settings, everything)
@@ -83,3 +99,53 @@ def _show(name: str, everything) -> None:
              "plugin": {"origin": item.plugin.origin, "hooks": sorted(item.plugin.hooks)}
              if item.plugin else None}
     sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(shown, default=str)), sort_keys=False))
+
+
+def _suggest(settings, args) -> int:
+    from mirror_builder.build.missing import image_in_log
+    from mirror_builder.build.suggest import overrides_file_name, suggest_from_log
+    from mirror_builder.config.overrideedit import add_system_packages
+    from mirror_builder.layout import OutputLayout
+    from mirror_builder.sandbox import imagenames
+    from mirror_builder.sandbox.debcontents import contents_for
+
+    layout = OutputLayout(output_of(args, settings, existing=True))
+    name, log_path = _failed_log(layout, args.name)
+    tag = image_in_log(log_path)
+    target = settings.target(args.target) if args.target else \
+        (tag and imagenames.target_of_image(tag, settings.targets)) or settings.default_target()
+    installed = imagenames.recorded_packages(imagenames.images_dir(settings.cache_dir), target)
+    suggestion = suggest_from_log(log_path, contents_for(settings, target), installed)
+    overrides_file = overrides_file_name(settings.overrides_dir, name)
+    if not suggestion.packages:
+        raise MirrorBuilderError(f"{log_path}: {suggestion.sentence(overrides_file, name)}; "
+                                 f"there is no package to add")
+    added = add_system_packages(settings.overrides_dir, name, suggestion.packages)
+    sys.stdout.write(f"{log_path}: {suggestion.summary()}\n")
+    if added.added:
+        sys.stdout.write(f"{'wrote' if added.created else 'added to'} {overrides_file}: "
+                         f"system_packages: [{', '.join(added.added)}]\n")
+    else:
+        sys.stdout.write(f"{overrides_file} has system_packages "
+                         f"[{', '.join(suggestion.packages)}] already\n")
+    return 0
+
+
+def _failed_log(layout, text: str):
+    """(canonical name, the log of its failed build): of that version, or the newest."""
+    from packaging.utils import canonicalize_name
+
+    from mirror_builder.cli.common import pin
+    from mirror_builder.layout import failed_build_logs
+
+    if "==" in text:
+        name, version = pin(text)
+        log_path = layout.failed_build_log(name, version)
+        logs = [log_path] if log_path.is_file() else []
+    else:
+        name = canonicalize_name(text)
+        logs = failed_build_logs(layout, name)
+    if not logs:
+        raise MirrorBuilderError(f"no log of a failed build of {text} in {layout.logs} "
+                                 f"(a failed bootstrap leaves its log there)")
+    return name, logs[0]

@@ -203,11 +203,14 @@ class PackageBuilder:
         """The error, with a sentence on what the build missed and the Debian packages that
         have it, when its log says what it missed."""
         hints = self.run.services.hints
-        hint = hints and exc.log_path and hints(Path(exc.log_path), request.source.name,
-                                                request.runtime.image.system_packages)
+        if hints is None or not exc.log_path or type(exc) is not BuildError:
+            return exc
+        self.run.reporter.activity(request.label, "reading the log of the failed build")
+        hint = hints(Path(exc.log_path), request.source.name,
+                     request.runtime.image.system_packages)
         if not hint:
             return exc
-        return BuildError(f"{exc.detail.rstrip('.')}. {hint}", package=exc.package,
+        return BuildError(f"{exc.detail.rstrip('. ')}. {hint}", package=exc.package,
                           version=exc.version, chain=exc.chain, log_path=exc.log_path)
 
     def request(self, source: PreparedSource, build_system: BuildSystem, env: Resolution,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mirror_builder.build.executor import PodmanExecutor
+from mirror_builder.build.suggest import FailureHints
 from mirror_builder.config.overrides import built_from_other_sources
 from mirror_builder.config.settings import Settings
 from mirror_builder.engine.bootstrap import Bootstrapper
@@ -21,6 +22,7 @@ from mirror_builder.engine.connect import upstream_for
 from mirror_builder.source.finders import UpstreamFinder
 from mirror_builder.resolve.target import TargetEnvironment
 from mirror_builder.resolve.upstream import UpstreamIndex
+from mirror_builder.sandbox.debcontents import contents_for
 from mirror_builder.sandbox.images import ImageManager
 from mirror_builder.sandbox.podman import PodmanService
 
@@ -55,7 +57,8 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
                                   built_from_other_sources(settings.overrides_dir)),
             executor=PodmanExecutor(podman, settings.cache_dir / "state" / f"run-{os.getpid()}"),
             index=WheelIndex(options.output), reporter=reporter,
-            vendorer=RustVendorer(podman, image).vendor)
+            vendorer=RustVendorer(podman, image).vendor,
+            hints=FailureHints(contents_for(settings, target_settings), settings.overrides_dir))
         engine = options.engine
         if options.review:
             engine = replace(engine, review=ReviewQueue(options.output))

@@ -51,12 +51,21 @@ def image_tag(target: TargetSettings, containerfile: bytes, uv_sha256: str, base
     key = hashlib.sha256(b"\0".join([
         containerfile, uv_sha256.encode(), base_id.encode(), target.arch.encode(),
     ])).hexdigest()[:16]
-    return f"localhost/mirror-builder-{target.name}:{key}"
+    return f"{_repository(target)}:{key}"
+
+
+def _repository(target: TargetSettings) -> str:
+    return f"localhost/mirror-builder-{target.name}"
 
 
 def markers_file(images: Path, image_id: str) -> Path:
     """An image's PEP 508 marker values, measured once per image id (images: images_dir())."""
     return images / f"{image_id}.markers.json"
+
+
+def packages_file(images: Path, image_id: str) -> Path:
+    """An image's Debian packages, one "name=version" a line, listed once per image id."""
+    return images / f"{image_id}.packages.txt"
 
 
 def _recipe_file(images: Path, target: TargetSettings, containerfile: bytes) -> Path:
@@ -84,3 +93,21 @@ def recorded_markers(images: Path, target: TargetSettings) -> dict[str, str] | N
         return json.loads(markers_file(images, image_id).read_text())
     except (FileNotFoundError, ValueError, KeyError, TypeError):  # none, or a damaged one
         return None
+
+
+def recorded_packages(images: Path, target: TargetSettings) -> tuple[str, ...]:
+    """The Debian packages ("name=version") of the image last made for the target as it is
+    configured now; () if that image was never made (or never listed) on this machine."""
+    try:
+        path = _recipe_file(images, target, containerfile_bytes(target))
+        image_id = json.loads(path.read_text())["id"]
+        text = packages_file(images, image_id).read_text()
+    except (ContainerError, FileNotFoundError, ValueError, KeyError, TypeError):
+        return ()
+    return tuple(line for line in text.splitlines() if "=" in line)
+
+
+def target_of_image(tag: str, targets: tuple[TargetSettings, ...]) -> TargetSettings | None:
+    """The target whose image (or per-package layer on it) has this tag (see image_tag)."""
+    repository = tag.rpartition(":")[0].removesuffix("-layer")
+    return next((t for t in targets if repository == _repository(t)), None)

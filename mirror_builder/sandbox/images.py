@@ -20,13 +20,13 @@ from mirror_builder.errors import ContainerError
 from mirror_builder.files import sha256_of
 from mirror_builder.resolve.target import PROBE_SCRIPT
 from mirror_builder.sandbox import imagenames
+from mirror_builder.sandbox.debcontents import DEBIAN_MIRROR
 from mirror_builder.sandbox.imagenames import ImageRef
 from mirror_builder.sandbox.podman import PodmanService, RunSpec, podman_environment
 
 log = logging.getLogger(__name__)
 
 BASE_PACKAGES = "python3,python3-venv,ca-certificates"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
 QEMU_NAMES = {"arm64": "aarch64", "armhf": "arm", "ppc64el": "ppc64le", "s390x": "s390x",
               "riscv64": "riscv64", "amd64": "x86_64", "i386": "i386"}
@@ -98,7 +98,7 @@ class ImageManager:
 
     def _system_packages(self, tag: str, image_id: str) -> tuple[str, ...]:
         """dpkg's list of the image's packages with versions, read once per image."""
-        cached = self.cache_dir / f"{image_id}.packages.txt"
+        cached = imagenames.packages_file(self.cache_dir, image_id)
         if not cached.is_file():
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory() as tmp:

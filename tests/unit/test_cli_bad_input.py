@@ -22,7 +22,7 @@ def mirror_builder(*args: str, cwd) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("command", [
     ["yank", "six==1.17.0"], ["index"], ["index", "--check"], ["history"], ["review", "list"],
-    ["rebuild", "six==1.17.0", "--reason", "x"], ["update"],
+    ["rebuild", "six==1.17.0", "--reason", "x"], ["update"], ["overrides", "suggest", "six"],
 ])
 def test_an_output_option_that_names_a_file_is_refused_and_the_file_is_untouched(tmp_path, command):
     a_file = tmp_path / "notes.txt"
@@ -36,7 +36,7 @@ def test_an_output_option_that_names_a_file_is_refused_and_the_file_is_untouched
 
 
 @pytest.mark.parametrize("command", [["index"], ["yank", "six==1.17.0"], ["history"],
-                                     ["review", "list"]])
+                                     ["review", "list"], ["overrides", "suggest", "six"]])
 def test_a_command_that_amends_an_index_does_not_create_one_where_a_typo_points(tmp_path, command):
     missing = tmp_path / "ouptut"
     proc = mirror_builder("--settings", SETTINGS, *command, "-o", str(missing), cwd=tmp_path)
