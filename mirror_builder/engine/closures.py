@@ -67,14 +67,15 @@ class Closures:
         if kind in ("build-system", "build-backend", "repair"):
             preferred = self.run.index_versions() | preferred
         rounds = 0
+        passed_over: set[str] = set()  # by this closure: resolution may not offer them again
         while rounds < 10:
             self.run.reporter.activity(context[-1] if context else "requirements", "resolving")
             resolution = self._resolve(requirements, finder, distributions, context, preferred)
             outcome = self._ensure_all(resolution, parent, kind, context,
-                                       vetted=distributions == "sdist")
+                                       passed_over if distributions == "sdist" else None)
             if outcome == "replaced":
                 # A version turned out unbuildable: resolve again without it (each round passes
-                # over at least one more version, so this ends).
+                # over one more version, never the same twice, so this ends).
                 preferred = {name: c.version for name, c in resolution.pins.items()} | preferred
                 continue
             if outcome == "failed" or self._consistent(resolution):
@@ -99,10 +100,12 @@ class Closures:
         return resolution
 
     def _ensure_all(self, resolution: Resolution, parent: str, kind: EdgeKind,
-                    context: tuple[str, ...], vetted: bool = True
+                    context: tuple[str, ...], passed_over: set[str] | None = None
                     ) -> Literal["done", "failed", "replaced"]:
         """Every pin in the index: done; failed if one failed and the run goes on without it;
-        replaced if one turned out unbuildable and the resolution is to be made again."""
+        replaced if one turned out unbuildable and the resolution is to be made again.
+        passed_over: the pins this closure replaced so far (None: versions cannot be
+        replaced here, as in our own index)."""
         chains = {c.name: context + path_to(resolution, c.name) for c in resolution}
         self._check_carry(resolution, chains, parent)
         with self.run.lock:
@@ -117,8 +120,12 @@ class Closures:
             try:
                 self.run.ensure(candidate, chains[candidate.name])
             except PackageError as exc:
-                why = self._dead_end(exc, candidate) if vetted else None
+                # A pin offered again after it was passed over is one resolution may not
+                # replace (the user's local sdist): its error is the error.
+                why = self._dead_end(exc, candidate) \
+                    if passed_over is not None and candidate.pin not in passed_over else None
                 if why is not None:
+                    passed_over.add(candidate.pin)
                     log.warning("%s cannot be built (%s); resolving again without it",
                                 candidate.pin, why.reason)
                     self.buildability.mark(candidate, why)
@@ -144,8 +151,8 @@ class Closures:
         """Why candidate's failure makes it a version to pass over, if it does: its build
         environment cannot be had, or (with --keep-going and replace_failed_builds) its own
         build failed."""
-        if self.buildability is None:
-            return None
+        if self.buildability is None or candidate.name in self.run.options.resolve.direct:
+            return None  # the user's own sdist is never replaced
         if isinstance(exc, UnbuildableVersion) and exc.pin == candidate.pin:
             return Unbuildable(exc.reason, exc.cause)
         own = exc.package and canonicalize_name(exc.package) == candidate.name and \

@@ -207,3 +207,39 @@ def test_plan_and_bootstrap_choose_the_same_versions(plan, bootstrap, packages):
     bootstrapper, _ = bootstrap.make(packages)
     built = {(w.name, str(w.version)) for w in bootstrapper.run([Requirement("app")]).wheels}
     assert planned_versions == built
+
+
+def finishes(call, seconds=30):
+    """call()'s outcome, or a failure if it has not finished in seconds (a loop, not a bug
+    report that hangs the suite)."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_a_local_sdist_whose_build_requirement_is_missing_is_the_error_not_a_loop(bootstrap):
+    from mirror_builder.engine.context import ResolveOptions
+    from mirror_builder.resolve.pages import DistributionFile
+    from mirror_builder.resolve.resolver import Candidate
+
+    packages = {"local": {"1.0": Package(build_requires=["python-sbom"])}}
+    local = Candidate("local", Version("1.0"), DistributionFile(
+        "local-1.0.tar.gz", "file:///nowhere/local-1.0.tar.gz", None))
+    bootstrapper, _ = bootstrap.make(packages, options=Options(
+        resolve=ResolveOptions(direct={"local": local})))
+    with pytest.raises(ResolutionError, match="local==1.0 needs python-sbom to build"):
+        finishes(lambda: bootstrapper.run([Requirement("local")]))
