@@ -155,7 +155,7 @@ def test_malformed_settings_name_the_file_line_and_key(tmp_path, existing_output
 
 @pytest.mark.parametrize(("override", "line", "problem"), [
     ("env:\n  CFLAGS: -O2\npre-built: true\n", 3,
-     "pre-built: unknown key (allowed here: build_dir, "),
+     "pre-built: unknown key (allowed here: bootstrap_stage, build_dir, "),
     ("timeout: soon\n", 1, "timeout: expected int, got 'soon'"),
     ("source:\n  url: https://example.invalid/six-${version}.tar.gz\n  sha256: nothex\n", 3,
      "source.sha256: 'nothex' is not a sha256 (64 hex digits)"),
