@@ -275,7 +275,9 @@ class PodmanService:
             with log_path.open("a") as out:
                 for line in build_log:
                     out.write(line.decode() if isinstance(line, bytes) else str(line))
-            raise ContainerError(f"building image {tag} failed: {exc}; log: {log_path}") from None
+            # podman's message ends with a newline; the CLI prints an error as one line.
+            raise ContainerError(f"building image {tag} failed: {str(exc).strip()}; "
+                                 f"log: {log_path}") from None
         return image.id
 
 
