@@ -8,6 +8,18 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+# Every build variant but the default one is a whole output of its own under this folder.
+VARIANTS_FOLDER = "variants"
+
+
+def variant_output(output: Path, variant: str, default_variant: str) -> Path:
+    """Where a build variant's output is: the default variant's is OUTPUT itself (so outputs
+    made before variants existed, and their index URLs, stay as they were); every other's is
+    OUTPUT/variants/<variant>/, a complete output of its own (simple/, files/, records/, ...),
+    which a static host serves at /variants/<variant>/simple/ just as it lies on disk. Every
+    command finds a variant's output through this function."""
+    return output if variant == default_variant else output / VARIANTS_FOLDER / variant
+
 
 @dataclass(frozen=True)
 class IndexLayout:
@@ -106,6 +118,8 @@ class OutputLayout(IndexLayout):
                                             is a copy of the run's first target's
         graph.<target>.json, graph.json     the dependency graph, likewise
         .mirror-builder.lock                held by the one command writing this directory
+        variants/<variant>/                 another build variant's output, laid out the same
+                                            (see variant_output)
     """
 
     @classmethod
@@ -181,6 +195,11 @@ class OutputLayout(IndexLayout):
     @property
     def output_lock(self) -> Path:
         return self.root / ".mirror-builder.lock"
+
+    @property
+    def variants(self) -> Path:
+        """variants/: the other build variants' outputs, when this is the default variant's."""
+        return self.root / VARIANTS_FOLDER
 
 
 def failed_build_logs(layout: OutputLayout, name: str) -> list[Path]:

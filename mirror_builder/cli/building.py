@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mirror_builder.cli.common import (output_of, output_option, pin, settings_of,
-                                       versions_options, writing)
+                                       variant_option, versions_options, writing)
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.layout import OutputLayout
 
@@ -23,7 +23,8 @@ def add_bootstrap(commands) -> None:
         "bootstrap", help="build requirements and everything under them from source",
         description="Resolve the requirements, then build them, their build dependencies and "
                     "their install dependencies bottom-up from sdists, each in a podman container "
-                    "with no network, and publish the wheels to OUTPUT/simple. Versions that "
+                    "with no network, and publish the wheels to OUTPUT/simple (a --variant "
+                    "other than the default one: OUTPUT/variants/NAME/simple). Versions that "
                     "cannot be built are passed over for earlier ones, and said so.")
     boot.add_argument("requirements", nargs="*", metavar="REQUIREMENT",
                       help="a requirement (e.g. 'stevedore==5.4.1') or a local sdist path")
@@ -48,6 +49,12 @@ def add_bootstrap(commands) -> None:
     boot.add_argument("--keep-going", action="store_true",
                       help="a failing package stops only what needs it; list the failures at "
                            "the end (exit status 1)")
+    boot.add_argument("--no-build-cache", dest="build_cache", action="store_false",
+                      help="build everything this output lacks, instead of taking wheels whose "
+                           "build key matches from the machine's build cache (CACHE_DIR/builds)")
+    boot.add_argument("--explain-rebuild", action="store_true",
+                      help="say why each version built was not taken from the build cache: "
+                           "which input differs from the nearest cached build")
     versions_options(boot)
     boot.set_defaults(run=_bootstrap)
 
@@ -60,14 +67,17 @@ def add_plan(commands) -> None:
                     "upstream metadata, and print what would be built, in what order, with which "
                     "overrides. A version that cannot be built (a build requirement missing, "
                     "denied, yanked or unbuildable) is passed over for an earlier one and listed; "
-                    "a build cycle is shown broken in stages where an override says how. Nothing "
-                    "is built and no package code runs.")
+                    "a build cycle is shown broken in stages where an override says how. With "
+                    "several variants in settings, it says which packages are built per variant "
+                    "and what each does differently in --variant. Nothing is built and no "
+                    "package code runs.")
     plan.add_argument("requirements", nargs="*", metavar="REQUIREMENT")
     plan.add_argument("-r", "--requirements", dest="requirement_files", action="append",
                       type=Path, default=[], metavar="FILE")
     plan.add_argument("-c", "--constraints", dest="constraint_files", action="append",
                       type=Path, default=[], metavar="FILE")
     plan.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
+    variant_option(plan, output=False)
     plan.add_argument("--pre", action="store_true", help="allow pre-releases")
     plan.add_argument("--json", action="store_true", help="the plan as JSON")
     versions_options(plan, builds=False)
@@ -155,7 +165,8 @@ def _run_options(args, settings, request, target, number: int):
     engine = Options(resolve=ResolveOptions(constraints=request.constraints, direct=request.direct,
                                             allow_prereleases=args.pre),
                      jobs=args.jobs, keep_going=args.keep_going, primary=number == 0,
-                     manylinux=args.manylinux, job_policy=_bootstrap_jobs(args, request))
+                     manylinux=args.manylinux, job_policy=_bootstrap_jobs(args, request),
+                     build_cache=args.build_cache, explain_rebuild=args.explain_rebuild)
     return RunOptions(output=output_of(args, settings), target=target.name,
                       refresh=args.refresh and number == 0, engine=engine)
 
@@ -188,7 +199,8 @@ def _bootstrap_targets(args, console: Console, settings, request, targets) -> No
 
 
 def _plan(args, console: Console) -> int:
-    from mirror_builder.config.overrides import built_from_other_sources
+    from mirror_builder.config.overrides import upstream_requires_ignored
+    from mirror_builder.config.variants import delta_as_dict
     from mirror_builder.engine.planner import Planner
     from mirror_builder.engine.connect import upstream_for
     from mirror_builder.source.finders import UpstreamFinder
@@ -198,7 +210,7 @@ def _plan(args, console: Console) -> int:
     request = read_request(args.requirements, args.requirement_files, args.constraint_files)
     target = _recorded_target(settings, args.target)
     finder = UpstreamFinder(upstream_for(settings), settings.cache_dir / "sdists", target.fits,
-                            built_from_other_sources(settings.overrides_dir))
+                            upstream_requires_ignored(settings.overrides_dir))
     planner = Planner(settings, finder, target, constraints=request.constraints,
                       direct=request.direct,
                       allow_prereleases=args.pre)
@@ -211,11 +223,14 @@ def _plan(args, console: Console) -> int:
             "overrides": p.overrides, "patches": p.patches, "plugin_hooks": p.plugin_hooks,
             "note": p.note,
             "skipped": [{"version": str(v), "reason": why.reason} for v, why in p.skipped],
-            "stage": p.stage,
+            "stage": p.stage, "variant": settings.variant, "per_variant": p.per_variant,
+            "variant_overrides": delta_as_dict(p.variant_delta),
         } for p in plan.order], indent=2) + "\n")
         return 0
+    variant = settings.variant if len(settings.variants) > 1 else None
     _print_plan(plan, f"plan for {', '.join(str(r) for r in request.requirements)} "
-                      f"on {target.name}: {len(plan.order)} packages, bottom-up")
+                      f"on {target.name}{f', variant {variant}' if variant else ''}: "
+                      f"{len(plan.order)} packages, bottom-up", variant)
     return 0
 
 
@@ -234,14 +249,17 @@ def _recorded_target(settings, name: str | None):
     return TargetEnvironment(target.name, markers)
 
 
-def _print_plan(plan, title: str) -> None:
+def _print_plan(plan, title: str, variant: str | None = None) -> None:
+    """The plan as a table; with variant (settings declare several), a column saying which
+    packages are built per variant and which are shared, and each one's delta in variant."""
     from rich.markup import escape
     from rich.table import Table
 
     from mirror_builder.resolve.explain import describe_skipped
 
     table = Table(title=title)
-    for column in ("#", "package", "version", "needed by", "source", "overrides"):
+    for column in ("#", "package", "version", "needed by", "source", "overrides") + \
+            (("variants",) if variant else ()):
         table.add_column(column)
     for number, p in enumerate(plan.order, start=1):
         extras = p.overrides + ([f"{p.patches} patches"] if p.patches else []) + \
@@ -250,12 +268,19 @@ def _print_plan(plan, title: str) -> None:
             p.stage, "")
         table.add_row(str(number), p.candidate.name, version, p.needed_by[0]
                       + (f" (+{len(p.needed_by) - 1})" if len(p.needed_by) > 1 else ""),
-                      p.source, ", ".join(extras))
+                      p.source, ", ".join(extras),
+                      *(("[bold]per variant[/]" if p.per_variant else "shared",)
+                        if variant else ()))
     wide = Console(width=200)
     wide.print(table)
     for p in plan.order:
         if p.note:
             wide.print(f"[yellow]note[/] {p.candidate.pin}: {escape(p.note)}", highlight=False)
+    for p in plan.order if variant else ():
+        if p.per_variant and p.stage != "1":
+            delta = p.variant_delta.describe() if p.variant_delta else "its own settings only"
+            wide.print(f"[bold]built per variant[/] {p.candidate.pin}; in {variant}: "
+                       f"{escape(delta)}", highlight=False)
     for p in plan.order:
         if p.skipped:
             wide.print(f"[yellow]{escape(describe_skipped(p.candidate.name, p.skipped))}; "

@@ -11,13 +11,27 @@ from rich.console import Console
 from mirror_builder.errors import MirrorBuilderError, UsageError
 
 
-def output_option(sub: argparse.ArgumentParser, writes: bool = False) -> None:
+def output_option(sub: argparse.ArgumentParser, writes: bool = False,
+                  variant: bool = True) -> None:
+    """-o/--output (and --wait for commands that write it, --variant unless the command works
+    on every variant's output at once)."""
     sub.add_argument("-o", "--output", type=Path, metavar="DIR",
                      help="output directory: index, records, build order (default: settings)")
+    if variant:
+        variant_option(sub)
     if writes:
         sub.add_argument("--wait", action="store_true",
                          help="if another mirror-builder is writing the output directory, "
                               "wait for it instead of stopping with an error")
+
+
+def variant_option(sub: argparse.ArgumentParser, output: bool = True) -> None:
+    """--variant; output: the command works on the variant's output directory too."""
+    sub.add_argument("--variant", metavar="NAME",
+                     help="the build variant (variants: in settings; default: the first): its "
+                          "packages' variant settings" + (
+                              ", and its output, which is OUTPUT itself for the default variant "
+                              "and OUTPUT/variants/NAME for the others" if output else ""))
 
 
 def versions_options(sub: argparse.ArgumentParser, builds: bool = True) -> None:
@@ -36,7 +50,7 @@ def settings_of(args):
 
     from mirror_builder.config.settings import load_settings
 
-    settings = load_settings(args.settings)
+    settings = load_settings(args.settings).for_variant(getattr(args, "variant", None))
     versions = settings.versions
     if getattr(args, "strict_versions", False):
         versions = dataclasses.replace(versions, skip_unbuildable=False)
@@ -46,13 +60,19 @@ def settings_of(args):
 
 
 def output_of(args, settings, *, existing: bool = False) -> Path:
-    """The output directory; with existing, it must be there already (commands that read or
-    amend an index must not create an empty one where a typo points)."""
-    output = (args.output or settings.output_dir).resolve()
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"{output} is a file, not an output directory")
+    """The output directory of the variant settings work on (see layout.variant_output); with
+    existing, it must be there already (commands that read or amend an index must not create an
+    empty one where a typo points)."""
+    from mirror_builder.layout import variant_output
+
+    top = (args.output or settings.output_dir).resolve()
+    output = variant_output(top, settings.variant, settings.variant_names[0])
+    for path in dict.fromkeys((top, output)):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{path} is a file, not an output directory")
     if existing and not output.is_dir():
-        raise UsageError(f"{output}: no such output directory (bootstrap creates one)")
+        again = "" if output == top else f" --variant {settings.variant}"
+        raise UsageError(f"{output}: no such output directory (bootstrap{again} creates one)")
     return output
 
 

@@ -20,7 +20,8 @@ def add_overrides(commands) -> None:
         "overrides", help="what is configured for which package, a check of it all, and the "
                           "Debian packages a failed build needs",
         description="list: every package with overrides, patches or a plugin. show NAME: all of "
-                    "it for one package. lint: check that every override, patch and plugin loads "
+                    "it for one package, as the --variant's builds see it. lint: check that "
+                    "every override, patch and plugin loads "
                     "and refers to a project (and version) that exists upstream. suggest NAME "
                     "(or NAME==VERSION): read the log of its failed build (OUTPUT/logs/), look "
                     "up the header, pkg-config module, library or program it missed in Debian's "
@@ -53,7 +54,7 @@ def _overrides(args, console: Console) -> int:
         return 0
     if not args.name:
         raise MirrorBuilderError("overrides show needs a package NAME")
-    _show(args.name, everything)
+    _show(args.name, everything, settings.variant)
     return 0
 
 
@@ -86,9 +87,12 @@ def _list(settings, everything) -> None:
     Console().print(table)
 
 
-def _show(name: str, everything) -> None:
+def _show(name: str, everything, variant: str) -> None:
+    """All that is configured for name, as its builds in variant see it."""
     import yaml
     from packaging.utils import canonicalize_name
+
+    from mirror_builder.config.variants import delta_as_dict
 
     item = everything.get(canonicalize_name(name))
     if item is None:
@@ -97,7 +101,9 @@ def _show(name: str, everything) -> None:
              "settings_file": str(item.settings.source_file) if item.settings else None,
              "patches": [str(p) for p in item.patches],
              "plugin": {"origin": item.plugin.origin, "hooks": sorted(item.plugin.hooks)}
-             if item.plugin else None}
+             if item.plugin else None,
+             "variant": variant, "built_per_variant": item.per_variant,
+             "variant_overrides": delta_as_dict(item.delta)}
     sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(shown, default=str)), sort_keys=False))
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from mirror_builder.cli.common import output_of, output_option, pin, settings_of, writing
 from mirror_builder.errors import MirrorBuilderError, UsageError
-from mirror_builder.layout import OutputLayout
+from mirror_builder.layout import OutputLayout, variant_output
 
 
 def add_yank(commands) -> None:
@@ -41,7 +41,8 @@ def add_serve(commands) -> None:
         "serve", help="serve the index over HTTP(S), public or with read tokens",
         description="Serve OUTPUT over HTTP: /simple/ (PEP 503 HTML and PEP 691 JSON, chosen by "
                     "the Accept header), /files/ (wheels and their .metadata, with ETag, "
-                    "Last-Modified and byte ranges), and /sources/simple/ (the sdists). With "
+                    "Last-Modified and byte ranges), and /sources/simple/ (the sdists); each "
+                    "other build variant in settings the same way under /variants/NAME/. With "
                     "--tokens (or serve.tokens_file in settings), every request needs a read "
                     "token (HTTP Basic); with --certfile and --keyfile, HTTPS.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -55,7 +56,7 @@ def add_serve(commands) -> None:
     serve.add_argument("--certfile", type=Path, metavar="FILE",
                        help="serve HTTPS with this certificate chain (PEM); needs --keyfile")
     serve.add_argument("--keyfile", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
-    output_option(serve)
+    output_option(serve, variant=False)  # every variant, side by side
     serve.set_defaults(run=_serve)
 
 
@@ -79,9 +80,10 @@ def add_nginx_config(commands) -> None:
         "nginx-config", help="print an nginx site that serves the index in production",
         description="Print a server block for Debian's nginx (/etc/nginx/conf.d/) that serves "
                     "OUTPUT as `serve` does: PEP 691 by Accept, .metadata files, only the "
-                    "index's own files, no links followed; with --tokens, HTTP Basic auth "
+                    "index's own files, no links followed, and each other build variant in "
+                    "settings under /variants/NAME/; with --tokens, HTTP Basic auth "
                     "against the tokens file; with --certfile/--keyfile, TLS.")
-    output_option(nginx)
+    output_option(nginx, variant=False)
     nginx.add_argument("--listen", default="443", metavar="[ADDRESS:]PORT",
                        help="nginx's listen address (default: %(default)s)")
     nginx.add_argument("--server-name", default="_", metavar="NAME",
@@ -138,7 +140,8 @@ def _nginx_config(args, console: Console) -> int:
     site = NginxSite(root=output_of(args, settings, existing=True), listen=args.listen,
                      server_name=args.server_name,
                      tokens_file=absolute(args.tokens or settings.serve.tokens_file),
-                     certfile=absolute(args.certfile), keyfile=absolute(args.keyfile))
+                     certfile=absolute(args.certfile), keyfile=absolute(args.keyfile),
+                     variants=settings.variant_names[1:])
     sys.stdout.write(render_site(site))
     return 0
 
@@ -159,11 +162,13 @@ def _serve(args, console: Console) -> int:
 
     settings = settings_of(args)
     root = output_of(args, settings)
-    if not OutputLayout(root).simple.is_dir():
+    variants = settings.variant_names[1:]  # the default variant's output is root itself
+    if not any(OutputLayout(variant_output(root, v, settings.variant_names[0])).simple.is_dir()
+               for v in settings.variant_names):
         raise UsageError(f"{root} holds no index yet; run mirror-builder bootstrap first")
     options = ServeOptions(root=root, host=args.host, port=args.port, access_log=args.access_log,
                            tokens_file=args.tokens or settings.serve.tokens_file,
-                           certfile=args.certfile, keyfile=args.keyfile)
+                           certfile=args.certfile, keyfile=args.keyfile, variants=variants)
     # Plain print: the commands must stay copy-pasteable (rich would wrap them).
     serve(options, print_fn=lambda text: print(text, flush=True))
     return 0

@@ -74,6 +74,8 @@ def _details(record: dict[str, Any], job_result: dict[str, Any] | None = None,
     _job_rows(table, record, job_result)
     _source_rows(table, record)
     _environment_rows(table, record)
+    if record.get("repair"):
+        table.add_row("repair", _repair_text(record["repair"]))
     table.add_row("timing", f"{record['started_at'][:19]} for {record['seconds']:.1f} s "
                             f"(exit status {record['exit_status']})")
     rebuild = record["rebuild"]
@@ -131,6 +133,8 @@ def _environment_rows(table: Table, record: dict[str, Any]) -> None:
     table.add_row("target", f"{target['name']}: {target['platform_python_implementation']} "
                             f"{target['python_full_version']} on {target['sys_platform']} "
                             f"{target['platform_machine']}")
+    # Records made before variants existed have none: they were built as the default one is.
+    table.add_row("variant", escape(str(record.get("variant", "not recorded"))))
     table.add_row("backend", f"{record['build_system']['backend']}; requires "
                              f"{', '.join(record['build_system']['requires']) or 'nothing'}"
                              + (f"; asked for {', '.join(record['backend_requires'])}"
@@ -144,6 +148,16 @@ def _environment_rows(table: Table, record: dict[str, Any]) -> None:
         table.add_row("user namespace", "; ".join(
             f"{kind}s {_id_ranges(sandbox['user_namespace'].get(f'{kind}_map', ''))}"
             for kind in ("uid", "gid")))
+
+
+def _repair_text(repair: dict[str, Any]) -> str:
+    """The auditwheel repair: tool, from and to, and the libraries it bundled (a record made
+    before bundled was recorded says nothing about them)."""
+    text = escape(f"{repair.get('tool')}: {repair.get('from')} -> {repair.get('to')}")
+    if "bundled" in repair:
+        text += "\nbundled " + (escape(", ".join(map(str, repair["bundled"])))
+                                 or "nothing (no library outside the wheel was needed)")
+    return text
 
 
 def _id_ranges(id_map: str) -> str:

@@ -3,7 +3,8 @@
 Every override file must load, and name a project that exists upstream; every changelog and
 sha256 version must be a version upstream has, and an update.specifier must match one; every
 patches folder must name a real project (and version) and hold patches; every plugin must load,
-match its hook signatures and name a real project.
+match its hook signatures and name a real project; every folder of variant plugins must name
+a variant settings.yaml declares.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from packaging.version import InvalidVersion, Version
 
 from mirror_builder.errors import SettingsError
 from mirror_builder.config.overrides import PackageSettings, load_package_settings
-from mirror_builder.config.plugins import Plugin, load_plugins
+from mirror_builder.config.plugins import (VARIANTS_FOLDER, Plugin, load_plugins,
+                                           variant_plugin_names)
 from mirror_builder.resolve.pages import file_version
 from mirror_builder.resolve.resolver import Finder
 from mirror_builder.config.settings import Settings, describe_specifier
+from mirror_builder.config.variants import VariantDelta, built_per_variant
 
 
 @dataclass(frozen=True)
@@ -30,27 +33,41 @@ class Finding:
 
 @dataclass(frozen=True)
 class Configured:
+    """What is configured for one package, in the variant the settings work on: its effective
+    settings and plugin, whether it is built per variant, and its delta in this variant."""
+
     name: NormalizedName
     settings: PackageSettings | None
     patches: tuple[Path, ...]
     plugin: Plugin | None
+    per_variant: bool = False
+    delta: VariantDelta | None = None
 
 
 def configured(settings: Settings) -> dict[NormalizedName, Configured]:
-    """Everything configured per package: overrides, patches and plugins."""
+    """Everything configured per package: overrides, patches and plugins (settings.variant's)."""
     names: set[NormalizedName] = set()
     overrides = {}
     if settings.overrides_dir.is_dir():
         for path in settings.overrides_dir.glob("*.yaml"):
             overrides[canonicalize_name(path.stem)] = load_package_settings(
-                settings.overrides_dir, path.stem)
+                settings.overrides_dir, path.stem, settings.variant_names)
     patches: dict[NormalizedName, list[Path]] = {}
     for folder, name, _ in _patch_folders(settings.patches_dir):
         patches.setdefault(name, []).extend(sorted(folder.glob("*.patch")))
-    plugins = load_plugins(settings.overrides_dir)
-    names = set(overrides) | set(patches) | set(plugins)
-    return {n: Configured(n, overrides.get(n), tuple(patches.get(n, ())), plugins.get(n))
-            for n in sorted(names)}
+    plugins = load_plugins(settings.overrides_dir, settings.variant)
+    own_plugins = variant_plugin_names(settings.overrides_dir, settings.variant_names)
+    names = set(overrides) | set(patches) | set(plugins) | own_plugins
+    found = {}
+    for n in sorted(names):
+        package = overrides.get(n)
+        found[n] = Configured(
+            n, package.for_variant(settings.variant) if package else None,
+            tuple(patches.get(n, ())), plugins.get(n),
+            per_variant=n in own_plugins or bool(
+                package and built_per_variant(package, settings.variant_names)),
+            delta=package.variants.get(settings.variant) if package else None)
+    return found
 
 
 def lint(settings: Settings, finder: Finder) -> list[Finding]:
@@ -66,7 +83,8 @@ def lint(settings: Settings, finder: Finder) -> list[Finding]:
     if settings.overrides_dir.is_dir():
         for path in sorted(settings.overrides_dir.glob("*.yaml")):
             try:
-                package = load_package_settings(settings.overrides_dir, path.stem)
+                package = load_package_settings(settings.overrides_dir, path.stem,
+                                                settings.variant_names)
             except SettingsError as exc:
                 findings.append(Finding(str(path), str(exc)))
                 continue
@@ -98,15 +116,27 @@ def lint(settings: Settings, finder: Finder) -> list[Finding]:
             findings.append(Finding(str(folder), f"no project {name} on the upstream index"))
         elif version is not None and version not in known:
             findings.append(Finding(str(folder), f"{name} has no version {version}"))
-    try:
-        plugins = load_plugins(settings.overrides_dir)
-    except SettingsError as exc:
-        findings.append(Finding(str(settings.overrides_dir), str(exc)))
-        plugins = {}
-    for name, plugin in plugins.items():
-        if not versions(name):
-            findings.append(Finding(plugin.origin, f"no project {name} on the upstream index"))
-    return findings
+    plugins: dict[str, Plugin] = {}
+    for variant in settings.variant_names:
+        try:
+            plugins |= {p.origin: p for p in load_plugins(settings.overrides_dir, variant).values()}
+        except SettingsError as exc:
+            if (finding := Finding(str(settings.overrides_dir), str(exc))) not in findings:
+                findings.append(finding)  # a plugin every variant loads fails once
+    for plugin in plugins.values():
+        if not versions(plugin.name):
+            findings.append(Finding(plugin.origin,
+                                    f"no project {plugin.name} on the upstream index"))
+    return findings + _undeclared_variant_folders(settings)
+
+
+def _undeclared_variant_folders(settings: Settings) -> list[Finding]:
+    """overrides/variants/<name>/ folders of variant plugins for a variant not declared."""
+    folder = settings.overrides_dir / VARIANTS_FOLDER
+    return [Finding(str(path), f"settings.yaml declares no variant {path.name!r} (declared: "
+                               f"{', '.join(settings.variant_names)}); its plugins are never used")
+            for path in sorted(folder.iterdir() if folder.is_dir() else ())
+            if path.is_dir() and path.name not in settings.variant_names]
 
 
 def _patch_folders(patches_dir: Path):

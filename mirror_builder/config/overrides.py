@@ -31,11 +31,17 @@ Every key is optional; an unknown key or a bad value is an error naming the file
                     that links a library of its system_packages: the wheel then carries it)
   smoke_test:       false: publish without the smoke test; {imports: [module, ...]}: import
                     these instead of the wheel's top-level modules
+  upstream_requires: {ignore: [name or glob, ...]}: install requirements of upstream's
+                    metadata (its wheels') that our build does not have, left out of the
+                    plan's prediction (torch's CUDA wheels: nvidia-*); not part of the build
   update:           this package's update policy, each key overriding settings.yaml's update:
                       track: newer | all | N   specifier: ">=2.1,<2.4"   prereleases: bool
                       min_release_age: 0 | 12h | 3d | 2w
                     (not part of the build: it changes which versions are built, not how, so it
                     is left out of as_dict(), the digest, build records and build keys)
+  variants:         {NAME: {env, system_packages, source, pre_built, build_requires, ...}}:
+                    the package's delta in a declared variant (see config/variants.py); the
+                    key itself is never in as_dict(): for_variant()'s effective settings are
 """
 
 from __future__ import annotations
@@ -66,11 +72,12 @@ from mirror_builder.config.settings import (
     read_update_policy,
     read_yaml,
 )
+from mirror_builder.config.variants import VariantDelta, read_deltas
 
 TEMPLATE_FIELDS = ("name", "version", "jobs")
 KEYS = {"env", "system_packages", "source", "build_dir", "config_settings", "build_requires",
         "pre_built", "bootstrap_stage", "changelog", "timeout", "memory", "cpus", "pids_limit",
-        "vendor_rust", "manylinux", "update", "smoke_test"}
+        "vendor_rust", "manylinux", "update", "smoke_test", "upstream_requires", "variants"}
 _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MEMORY = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
@@ -143,6 +150,16 @@ class PackageSettings:
     # Checked before publishing, not part of the build: True (the wheel's top-level modules),
     # False (no smoke test), or the modules to import.
     smoke_test: bool | tuple[str, ...] = True
+    # Patterns (fnmatch, canonical names) of upstream's install requirements our build lacks:
+    # a prediction's correction, not part of the build.
+    upstream_requires_ignore: tuple[str, ...] = ()
+    # Per-variant deltas (see for_variant); never part of as_dict(): the effective settings are.
+    variants: dict[str, VariantDelta] = field(default_factory=dict)
+
+    def for_variant(self, variant: str) -> PackageSettings:
+        """The settings a build for variant uses: these, with that variant's delta applied."""
+        delta = self.variants.get(variant)
+        return self if delta is None else delta.apply_to(self)
 
     def reasons_for(self, version: Version) -> tuple[str, ...]:
         return self.changelog.get(version, ())
@@ -157,7 +174,8 @@ class PackageSettings:
         return [k for k in ("env", "system_packages", "source", "build_dir", "config_settings",
                             "build_requires_add", "build_requires_remove", "pre_built",
                             "bootstrap_stage", "changelog", "timeout", "memory", "cpus",
-                            "pids_limit", "vendor_rust", "manylinux", "update", "smoke_test")
+                            "pids_limit", "vendor_rust", "manylinux", "update", "smoke_test",
+                            "upstream_requires_ignore", "variants")
                 if getattr(self, k) != getattr(defaults, k)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -168,6 +186,8 @@ class PackageSettings:
         data.pop("update")
         data.pop("smoke_test")
         data.pop("bootstrap_stage")
+        data.pop("upstream_requires_ignore")
+        data.pop("variants")
         data["changelog"] = {str(v): list(r) for v, r in sorted(self.changelog.items())}
         return data
 
@@ -184,13 +204,21 @@ def render(template: str, **values: str) -> str:
     return string.Template(template).substitute(values)
 
 
-def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
+def load_package_settings(overrides_dir: Path, name: str,
+                          declared: tuple[str, ...] | None = None) -> PackageSettings:
+    """A package's settings and variant deltas (declared: the variants that may have one)."""
     canonical = canonicalize_name(name)
     path = overrides_dir / f"{canonical}.yaml"
     if not path.is_file():
         return PackageSettings(canonical)
     reader, data = read_yaml(path)
     top = reader.mapping(data, (), KEYS)
+    return replace(_package(reader, top, canonical, path), variants=read_deltas(
+        reader, top, declared, lambda scoped, body: _package(scoped, body, canonical, path)))
+
+
+def _package(reader: YamlReader, top: dict, canonical: NormalizedName,
+             path: Path) -> PackageSettings:
     env = _env(reader, top)
     system_packages = _system_packages(reader, top)
     config_settings = _config_settings(reader, top)
@@ -217,6 +245,9 @@ def load_package_settings(overrides_dir: Path, name: str) -> PackageSettings:
         vendor_rust=_vendor_rust(reader, top),
         manylinux=reader.value(top, ("manylinux",), bool, None),
         smoke_test=_smoke_test(reader, top),
+        upstream_requires_ignore=tuple(canonicalize_name(n) for n in _strings(
+            reader, reader.mapping(top.get("upstream_requires"), ("upstream_requires",),
+                                   {"ignore"}), ("upstream_requires", "ignore"))),
         update=UpdateOverride(**read_update_policy(
             reader, reader.mapping(top.get("update"), ("update",), set(UPDATE_KEYS)), ("update",))),
     )
@@ -445,7 +476,8 @@ class _Anything(set):
         return True
 
 
-def all_package_settings(overrides_dir: Path) -> list[PackageSettings]:
+def all_package_settings(overrides_dir: Path,
+                         declared: tuple[str, ...] | None = None) -> list[PackageSettings]:
     if not overrides_dir.is_dir():
         return []
     found = []
@@ -453,12 +485,12 @@ def all_package_settings(overrides_dir: Path) -> list[PackageSettings]:
         if canonicalize_name(path.stem) != path.stem:
             raise SettingsError(f"{path}: override files are named by canonical project name: "
                                 f"{canonicalize_name(path.stem)}.yaml")
-        found.append(load_package_settings(overrides_dir, path.stem))
+        found.append(load_package_settings(overrides_dir, path.stem, declared))
     return found
 
 
-def built_from_other_sources(overrides_dir: Path) -> frozenset[NormalizedName]:
-    """The projects whose source overrides replace PyPI's sdist: PyPI's wheels of them may be
-    built another way (torch's carry CUDA requirements a CPU build from source does not), so
-    their metadata says nothing about our build."""
-    return frozenset(p.name for p in all_package_settings(overrides_dir) if p.source is not None)
+def upstream_requires_ignored(overrides_dir: Path) -> dict[NormalizedName, tuple[str, ...]]:
+    """Per project, the patterns of upstream's install requirements our build does not have
+    (upstream_requires: ignore:)."""
+    return {p.name: p.upstream_requires_ignore for p in all_package_settings(overrides_dir)
+            if p.upstream_requires_ignore}

@@ -12,6 +12,13 @@ match is an error, never a silently dropped argument; helpers must start with "_
     def check_wheel(context: WheelContext) -> None
         after the build, before publishing: raise to keep a bad wheel out of the index
 
+A build variant (settings.yaml's variants:) may give a package a plugin of its own,
+overrides/variants/<variant>/<canonical-name>.py, used instead of overrides/<name>.py when
+building that variant. A folder rather than a key in the override file or a name like
+torch.cuda.py: a plugin's file name is its package's name ("torch.cuda" would be the project
+torch-cuda), and a folder per variant mirrors OUTPUT/variants/<variant>/. Its own origin and
+sha256 go into the build record, so the package's build key differs in that variant.
+
 Plugins run on the host, never inside the build: they are trusted code from this repository.
 """
 
@@ -33,6 +40,7 @@ from mirror_builder.errors import SettingsError
 from mirror_builder.config.overrides import PackageSettings
 
 ENTRY_POINT_GROUP = "mirror_builder.plugins"
+VARIANTS_FOLDER = "variants"  # overrides/variants/<variant>/<name>.py: a variant's own plugins
 
 
 @dataclass(frozen=True)
@@ -81,20 +89,9 @@ class Plugin:
         return None if function is None else function(context)
 
 
-def load_plugins(overrides_dir: Path) -> dict[NormalizedName, Plugin]:
-    plugins: dict[NormalizedName, Plugin] = {}
-    if overrides_dir.is_dir():
-        for path in sorted(overrides_dir.glob("*.py")):
-            if path.name.startswith("_"):
-                continue
-            name = canonicalize_name(path.stem.replace("_", "-"))
-            spec = importlib.util.spec_from_file_location(f"mirror_builder_plugin_{path.stem}", path)
-            module = importlib.util.module_from_spec(spec)
-            try:
-                spec.loader.exec_module(module)
-            except Exception as exc:  # a plugin's own import error, whatever it is
-                raise SettingsError(f"{path}: the plugin does not load: {type(exc).__name__}: {exc}") from None
-            plugins[name] = Plugin(name, str(path), _hooks_of(module, str(path)))
+def load_plugins(overrides_dir: Path, variant: str | None = None) -> dict[NormalizedName, Plugin]:
+    """The plugins by package; with variant, that variant's own plugins replace the others."""
+    plugins = _plugin_files(overrides_dir, "")
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         name = canonicalize_name(entry_point.name)
         origin = f"entry point {entry_point.name} = {entry_point.value}"
@@ -105,6 +102,34 @@ def load_plugins(overrides_dir: Path) -> dict[NormalizedName, Plugin]:
         except Exception as exc:
             raise SettingsError(f"{origin}: does not load: {type(exc).__name__}: {exc}") from None
         plugins[name] = Plugin(name, origin, _hooks_of(target, origin))
+    if variant is not None:
+        label = "".join(c if c.isalnum() else "_" for c in variant)  # a module name's part
+        plugins.update(_plugin_files(overrides_dir / VARIANTS_FOLDER / variant, f"{label}_"))
+    return plugins
+
+
+def variant_plugin_names(overrides_dir: Path, variants: tuple[str, ...]) -> set[NormalizedName]:
+    """The packages that have a plugin of their own in one of these variants (not loaded)."""
+    return {canonicalize_name(path.stem.replace("_", "-")) for variant in variants
+            for path in (overrides_dir / VARIANTS_FOLDER / variant).glob("*.py")
+            if not path.name.startswith("_")}
+
+
+def _plugin_files(folder: Path, label: str) -> dict[NormalizedName, Plugin]:
+    """The plugins in folder's *.py files, by package name (the file's stem)."""
+    plugins: dict[NormalizedName, Plugin] = {}
+    for path in sorted(folder.glob("*.py")) if folder.is_dir() else ():
+        if path.name.startswith("_"):
+            continue
+        name = canonicalize_name(path.stem.replace("_", "-"))
+        spec = importlib.util.spec_from_file_location(
+            f"mirror_builder_plugin_{label}{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # a plugin's own import error, whatever it is
+            raise SettingsError(f"{path}: the plugin does not load: {type(exc).__name__}: {exc}") from None
+        plugins[name] = Plugin(name, str(path), _hooks_of(module, str(path)))
     return plugins
 
 

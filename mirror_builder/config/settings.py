@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from mirror_builder import PROJECT_DIR
+from mirror_builder.config.variants import DEFAULT_VARIANT, VariantSettings, read_variants
 from mirror_builder.errors import SettingsError
 
 SETTINGS_FILENAME = "settings.yaml"
@@ -126,6 +127,22 @@ class Settings:
     carry: CarrySettings = field(default_factory=CarrySettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
     versions: VersionChoice = field(default_factory=VersionChoice)
+    # The build variants (variants:), the first the default; variant: the one this command works
+    # on (--variant), which picks the packages' variant settings and the output (layout.py).
+    variants: tuple[VariantSettings, ...] = (VariantSettings(DEFAULT_VARIANT),)
+    variant: str = DEFAULT_VARIANT
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants)
+
+    def for_variant(self, name: str | None) -> Settings:
+        """These settings working on variant name (None: the default variant)."""
+        name = self.variants[0].name if name is None else name
+        if name not in self.variant_names:
+            raise SettingsError(f"unknown variant {name!r}; {self.describe()} declares: "
+                                f"{', '.join(self.variant_names)}")
+        return replace(self, variant=name)
 
     def target(self, name: str | None) -> TargetSettings:
         if name is None:
@@ -170,12 +187,21 @@ class YamlReader:
     # Mapping nodes by key path, for keys that must be read as written (a version "1.10" is a
     # float 1.1 once YAML has converted it).
     nodes: dict[tuple[str, ...], yaml.MappingNode] = field(default_factory=dict)
+    # Where this reader's keys are in the file (see scoped); errors name the whole key path.
+    prefix: tuple[str, ...] = ()
 
     def fail(self, key: tuple[str, ...], problem: str) -> SettingsError:
         line = self.lines.get(key)
         where = f"{self.path}:{line}" if line else str(self.path)
-        dotted = ".".join(key) if key else "(top level)"
+        dotted = ".".join(self.prefix + key) if self.prefix + key else "(top level)"
         return SettingsError(f"{where}: {dotted}: {problem}")
+
+    def scoped(self, key: tuple[str, ...]) -> YamlReader:
+        """A reader of the mapping at key, as if it were a document's top level (a variant's
+        keys are read as a package's own), whose errors still name the whole key path."""
+        def under(table: dict) -> dict:
+            return {k[len(key):]: v for k, v in table.items() if k[:len(key)] == key}
+        return YamlReader(self.path, under(self.lines), under(self.nodes), self.prefix + key)
 
     def index_lines(self, node: yaml.Node, key: tuple[str, ...] = ()) -> None:
         if isinstance(node, yaml.MappingNode):
@@ -273,7 +299,8 @@ def load_settings(path: Path | None = None) -> Settings:
 def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> Settings:
     top = r.mapping(data, (), {"upstream", "targets", "build", "output_dir", "cache_dir",
                                "patches_dir", "overrides_dir", "allow_prereleases",
-                               "rebuild_numbering", "update", "carry", "serve", "versions"})
+                               "rebuild_numbering", "update", "carry", "serve", "versions",
+                               "variants"})
     numbering = r.value(top, ("rebuild_numbering",), str, "build-tag")
     if numbering not in REBUILD_NUMBERINGS:
         raise r.fail(("rebuild_numbering",),
@@ -287,6 +314,7 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
     serve = _serve(r, top, project_dir)
     versions = r.mapping(top.get("versions"), ("versions",),
                          {"skip_unbuildable", "replace_failed_builds"})
+    variants = read_variants(r, top)
 
     def path_of(key: str, default: str) -> Path:
         return _resolve_path(r.value(top, (key,), str, default), project_dir)
@@ -311,6 +339,8 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
             skip_unbuildable=r.value(versions, ("versions", "skip_unbuildable"), bool, True),
             replace_failed_builds=r.value(versions, ("versions", "replace_failed_builds"), bool,
                                           False)),
+        variants=variants,
+        variant=variants[0].name,
     )
 
 

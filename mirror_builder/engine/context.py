@@ -13,9 +13,10 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from mirror_builder.build.request import Executor
-from mirror_builder.config.overrides import PackageSettings, all_package_settings, load_package_settings
+from mirror_builder.config.overrides import PackageSettings, all_package_settings
 from mirror_builder.config.plugins import load_plugins
 from mirror_builder.config.settings import Settings
+from mirror_builder.config.variants import package_settings_for
 from mirror_builder.engine.model import Reporter
 from mirror_builder.errors import BuildError, MirrorBuilderError
 from mirror_builder.index.wheelindex import WheelIndex
@@ -99,27 +100,34 @@ class Options:
     job_policy: JobPolicy | None = None  # None: builds are jobs approved with a bootstrap
     # Under review (update), a package we do not carry yet waits for a person's approval.
     review: ReviewQueue | None = None
+    # Take wheels from the machine's build cache (CACHE_DIR/builds) when their build key
+    # matches, and keep new builds there for every other output.
+    build_cache: bool = True
+    # Say at warning level why a version was not taken from the build cache.
+    explain_rebuild: bool = False
 
 
 class Catalog:
-    """Per-package settings, plugins and carry rules, read once and shared by a run's threads."""
+    """Per-package settings, plugins and carry rules, read once and shared by a run's threads.
+    The settings and plugins are those of the build variant the run works on (settings.variant)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._packages: dict[NormalizedName, PackageSettings] = {
-            p.name: p for p in all_package_settings(settings.overrides_dir)}
+            p.name: p.for_variant(settings.variant)
+            for p in all_package_settings(settings.overrides_dir, settings.variant_names)}
         # Their source comes from an override or they are taken pre-built: any upstream file
         # names a usable version.
         self.any_file = frozenset(name for name, p in self._packages.items()
                                   if p.source is not None or p.pre_built)
-        self.plugins = load_plugins(settings.overrides_dir)
+        self.plugins = load_plugins(settings.overrides_dir, settings.variant)
         self.carry_rules = CarryRules.load(settings.carry)
         self._lock = threading.Lock()
 
     def package(self, name: NormalizedName) -> PackageSettings:
         with self._lock:
             if name not in self._packages:
-                self._packages[name] = load_package_settings(self.settings.overrides_dir, name)
+                self._packages[name] = package_settings_for(self.settings, name)
             return self._packages[name]
 
     def reasons_for(self, name: NormalizedName, version: Version) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from packaging.version import Version
 from mirror_builder.config.lint import configured
 from mirror_builder.config.overrides import PackageSettings
 from mirror_builder.config.settings import Settings
+from mirror_builder.config.variants import VariantDelta
 from mirror_builder.engine.buildable import Buildability, StaticBuild, read_static_build
 from mirror_builder.engine.decisions import cycle_error, path_to, stage_member
 from mirror_builder.jobs.policy import CarryRules
@@ -49,6 +50,10 @@ class PlannedPackage:
     skipped: list[tuple[Version, Unbuildable]] = field(default_factory=list)
     # "1": a stage-1 build that breaks a build cycle; "full": the build after it; "": neither.
     stage: str = ""
+    # Built once per build variant (its settings or plugin differ between variants), or one
+    # wheel shared by all; and what it does differently in the variant planned for.
+    per_variant: bool = False
+    variant_delta: VariantDelta | None = None
 
 
 class _StageFirst(Exception):
@@ -217,14 +222,17 @@ class Planner:
             candidate, build.source.describe(), list(build.requires), needed_by=[needed_by],
             overrides=package.configured(),
             patches=len(item.patches) if item else 0,
-            plugin_hooks=sorted(item.plugin.hooks) if item and item.plugin else [], note=note)
-        if not note and self.finder.dependencies(candidate) is None:
-            planned.note = ("install requirements unknown until built: upstream serves no "
-                            "metadata for this version")
+            plugin_hooks=sorted(item.plugin.hooks) if item and item.plugin else [], note=note,
+            per_variant=bool(item and item.per_variant), variant_delta=item.delta if item else None)
+        notes = [note] if note else []
+        if self.finder.dependencies(candidate) is None:
+            notes.append("install requirements unknown until built: upstream serves no "
+                         "metadata for this version")
         wheel = self.finder.from_wheel.get((candidate.name, candidate.version))
-        if not planned.note and wheel:
-            planned.note = (f"install requirements read from the upstream wheel {wheel} (not "
-                            f"from our build, which confirms or corrects them)")
+        if wheel:
+            notes.append(f"install requirements read from the upstream wheel {wheel} (not "
+                         f"from our build, which confirms or corrects them)")
+        planned.note = "; ".join(notes)
         why_not = self.carry_rules.why_not(candidate.name)
         if why_not:  # a bootstrap would refuse it: say so in the plan
             planned.note = f"{why_not}: a bootstrap would refuse it"

@@ -89,6 +89,7 @@ def _record(run: BootstrapRun, candidate: Candidate, wheel_name: str, wheel_vers
         built_from_source=outcome is not None,
         skipped_versions=[{"version": str(v), "reason": why.reason}
                           for v, why in run.skipped_for(candidate)],
+        variant=run.settings.variant,
     )
 
 

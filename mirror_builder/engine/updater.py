@@ -27,7 +27,7 @@ from mirror_builder.config.plugins import load_plugins
 from mirror_builder.errors import PackageError
 from mirror_builder.index.wheelindex import WheelIndex
 from mirror_builder.jobs.log import Job, JobLog
-from mirror_builder.config.overrides import load_package_settings
+from mirror_builder.config.variants import package_settings_for
 from mirror_builder.jobs.policy import Decision, Offer, decide, effective_policy
 from mirror_builder.provenance.store import RecordStore
 from mirror_builder.resolve.pages import sdist_version
@@ -136,7 +136,7 @@ class Updater:
 
     def _decide(self, name: NormalizedName, files: list[DistributionFile],
                 report: UpdateReport) -> list[Decision]:
-        package = load_package_settings(self.settings.overrides_dir, name)
+        package = package_settings_for(self.settings, name)
         policy = effective_policy(self.settings.update, package)
         offered: dict[Version, datetime | None] = {}
         for file in files:
@@ -226,10 +226,10 @@ class Updater:
     def _rebuild_changed(self, carried: list[NormalizedName], report: UpdateReport) -> None:
         """Trigger 4: a change to a package's overrides, patches or image rebuilds the versions
         we carry of it (each with the next rebuild number)."""
-        plugins = load_plugins(self.settings.overrides_dir)
+        plugins = load_plugins(self.settings.overrides_dir, self.settings.variant)
         candidates = []
         for name in carried:
-            package = load_package_settings(self.settings.overrides_dir, name)
+            package = package_settings_for(self.settings, name)
             for version in self.records.versions(name):
                 newest = self.records.for_version(name, version)
                 if newest and newest[0].get("built_from_source", True) and \

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mirror_builder.errors import MirrorBuilderError
-from mirror_builder.layout import OutputLayout
+from mirror_builder.layout import VARIANTS_FOLDER, OutputLayout
 
 
 class OutputBusy(MirrorBuilderError):
@@ -59,7 +59,10 @@ def _sweep_leftovers(output: Path) -> None:
     """Remove the temporary files of a writer that was killed mid-write. Every file is written
     as .NAME.RANDOM.part or .tmp beside its place and renamed into it; with the lock held, no
     such file belongs to a live writer. They were never visible (no page links them)."""
-    for folder, _, names in os.walk(output):
+    for folder, folders, names in os.walk(output):
+        if Path(folder) == output and VARIANTS_FOLDER in folders:
+            # The other variants' outputs: each has its own lock and its own writer.
+            folders.remove(VARIANTS_FOLDER)
         for name in names:
             if name.startswith(".") and name.endswith((".part", ".tmp")):
                 Path(folder, name).unlink(missing_ok=True)

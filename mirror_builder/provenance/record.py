@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mirror_builder import __version__
+from mirror_builder.config.variants import DEFAULT_VARIANT
 
 RECORD_SCHEMA = "mirror-builder/build-record/v1"
 # Fields only the record beside the index has: the embedded copy cannot hold the hash of the
-# wheel it is part of, and the smoke test runs after the record was embedded.
-OUTSIDE_ONLY_FIELDS = ("wheel_sha256", "smoke_test")
+# wheel it is part of, the smoke test runs after the record was embedded, and a wheel taken
+# from the build cache is the same file, built elsewhere.
+OUTSIDE_ONLY_FIELDS = ("wheel_sha256", "smoke_test", "from_cache")
 SLSA_BUILD_TYPE = "urn:mirror-builder:build-type:sdist-to-wheel:v1"
 
 
@@ -58,7 +60,8 @@ class BuildRecord:
     # sha256 over what makes this wheel: sdist, patches, package settings and plugin, image,
     # target, and the exact wheels of the build environment. Same key: the wheel is reused.
     build_key: str | None = None
-    # auditwheel's repair to a manylinux tag: tool, command, from and to, and its wheels.
+    # auditwheel's repair to a manylinux tag: tool, command, from and to, the libraries it
+    # bundled into the wheel, and its wheels.
     repair: dict | None = None
     # The build job that made it: id, trigger (why it was built), detail, start time.
     job: dict | None = None
@@ -66,6 +69,9 @@ class BuildRecord:
     skipped_versions: list[dict[str, str]] = field(default_factory=list)
     # A build cycle broken in stages: {stage: "1" | "full", removed: [...], stage1: {...}}.
     bootstrap_stage: dict | None = None
+    # The build variant it was built for (settings.yaml's variants:); a wheel shared by every
+    # variant names the one it was built in.
+    variant: str = DEFAULT_VARIANT
     mirror_builder_version: str = __version__
     schema: str = RECORD_SCHEMA
 
@@ -105,6 +111,7 @@ def slsa_statement(record: dict[str, Any]) -> dict[str, Any]:
                 "externalParameters": {
                     "package": record["name"], "version": record["version"],
                     "target": record["target"].get("name"), "rebuild": record["rebuild"],
+                    "variant": record.get("variant"),
                 },
                 "internalParameters": {
                     "settings": record["settings"], "settings_sha256": record["settings_sha256"],

@@ -4,7 +4,9 @@
 plain files. This writes the server block for Debian's nginx that keeps what `serve` promises:
 PEP 691 negotiation by Accept (and ?format=), the PEP 658 .metadata files, only the index's own
 files (records, jobs, the lock and temporary files stay private), no symbolic links followed,
-HTTP Basic auth against the same hashed tokens file `serve --tokens` reads, and TLS.
+HTTP Basic auth against the same hashed tokens file `serve --tokens` reads, and TLS. The other
+build variants' outputs (OUTPUT/variants/<name>/) are served as they lie on disk, under
+/variants/<name>/, for the declared variant names only.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mirror_builder.config.variants import VARIANT_NAME
 from mirror_builder.errors import UsageError
-from mirror_builder.layout import OutputLayout
+from mirror_builder.layout import VARIANTS_FOLDER, OutputLayout
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 # What a path may hold before it is written into the configuration: nginx would read a quote,
@@ -38,6 +41,8 @@ class NginxSite:
     tokens_file: Path | None = None
     certfile: Path | None = None
     keyfile: Path | None = None
+    # The other build variants, served from OUTPUT/variants/<name>/ at the same path.
+    variants: tuple[str, ...] = ()
 
 
 def render_site(site: NginxSite) -> str:
@@ -55,7 +60,7 @@ def render_site(site: NginxSite) -> str:
         "server {",
         *_server_settings(site),
         "",
-        *_locations(page),
+        *_locations(page, _variant_prefix(site.variants)),
         "}",
         "",
     ]
@@ -117,32 +122,41 @@ def _server_settings(site: NginxSite) -> list[str]:
     return lines
 
 
-def _locations(page: str) -> list[str]:
-    """What is served: the index pages, wheels, metadata and sources; nothing else."""
+def _variant_prefix(variants: tuple[str, ...]) -> str:
+    """The optional path prefix of the other variants' outputs, e.g. (?:variants/(?:cuda)/)?"""
+    if not variants:
+        return ""
+    names = "|".join(re.escape(v) for v in variants)
+    return f"(?:{VARIANTS_FOLDER}/(?:{names})/)?"
+
+
+def _locations(page: str, variant: str = "") -> list[str]:
+    """What is served: the index pages, wheels, metadata and sources (of each variant, under
+    the variant prefix); nothing else."""
     return [
-        f"    location ~ ^/(?:sources/)?simple/(?:{_PROJECT}/)?index\\.json$ {{",
+        f"    location ~ ^/{variant}(?:sources/)?simple/(?:{_PROJECT}/)?index\\.json$ {{",
         f"        types {{ }} default_type {JSON_TYPE};",
         "        add_header Vary Accept always;",
         "    }",
-        f"    location ~ ^/(?:sources/)?simple/(?:{_PROJECT}/)?index\\.html$ {{",
+        f"    location ~ ^/{variant}(?:sources/)?simple/(?:{_PROJECT}/)?index\\.html$ {{",
         "        types { } default_type text/html;",
         "        charset utf-8;",
         "        add_header Vary Accept always;",
         "    }",
         "    # The project list and project pages: the form the client asked for.",
-        f"    location ~ ^/(?:sources/)?simple/(?:{_PROJECT}/?)?$ {{",
+        f"    location ~ ^/{variant}(?:sources/)?simple/(?:{_PROJECT}/?)?$ {{",
         f"        index {page};",
         "        add_header Vary Accept always;",
         "    }",
         "    # Wheels and their core metadata (PEP 658); the sources' sdists.",
-        f"    location ~ ^/files/{_PROJECT}/{_FILE}\\.whl$ {{",
+        f"    location ~ ^/{variant}files/{_PROJECT}/{_FILE}\\.whl$ {{",
         "        types { } default_type application/octet-stream;",
         "    }",
-        f"    location ~ ^/(?:sources/)?files/{_PROJECT}/{_FILE}\\.metadata$ {{",
+        f"    location ~ ^/{variant}(?:sources/)?files/{_PROJECT}/{_FILE}\\.metadata$ {{",
         "        types { } default_type text/plain;",
         "        charset utf-8;",
         "    }",
-        f"    location ~ ^/sources/files/{_PROJECT}/{_FILE}\\.(?:tar\\.gz|zip)$ {{",
+        f"    location ~ ^/{variant}sources/files/{_PROJECT}/{_FILE}\\.(?:tar\\.gz|zip)$ {{",
         "        types { application/gzip gz; application/zip zip; }",
         "    }",
         "    # Nothing else in the output directory is served (records, logs, jobs, the lock,",
@@ -164,6 +178,9 @@ def _check(site: NginxSite) -> None:
         raise UsageError(f"--server-name {site.server_name!r} is not a host name")
     if (site.certfile is None) != (site.keyfile is None):
         raise UsageError("TLS needs both --certfile and --keyfile")
+    for variant in site.variants:
+        if not VARIANT_NAME.fullmatch(variant):
+            raise UsageError(f"variant {variant!r} is not a variant name")
     for label, path in (("output", site.root), ("tokens file", site.tokens_file),
                         ("certificate", site.certfile), ("key", site.keyfile)):
         if path is None:

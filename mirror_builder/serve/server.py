@@ -4,6 +4,10 @@ aiohttp's FileResponse gives ETag and Last-Modified with 304 answers, byte range
 this module adds PEP 691 content negotiation (Accept q-values), PEP 503 redirects to normalized
 names, the content types of an index, and the confinement: only names an index can hold are
 looked up, and only regular files reached through real folders under the root are opened.
+
+The other build variants' outputs (OUTPUT/variants/<name>/, see layout.variant_output) are
+served side by side at the same paths on disk: /variants/<name>/simple/, /files/ and
+/sources/, for the variant names given (settings' variants), and for no other folder.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from packaging.utils import canonicalize_name
 
+from mirror_builder.layout import VARIANTS_FOLDER
 from mirror_builder.serve.accesslog import AccessLogger, access_logger
 from mirror_builder.errors import UsageError
 from mirror_builder.serve.httpauth import TokenAuthenticator, require_token
@@ -170,11 +175,15 @@ def _one_range(value: str) -> bool:
     return not last or int(first) <= int(last)
 
 
-def make_app(root: Path, tokens: TokenAuthenticator | None = None) -> web.Application:
-    """The index app for root; with tokens, every request needs one (see httpauth.py)."""
+def make_app(root: Path, tokens: TokenAuthenticator | None = None,
+             variants: tuple[str, ...] = ()) -> web.Application:
+    """The index app for root, and for each of variants (the build variants other than the
+    default one) its output under /variants/<name>/; with tokens, every request needs one (see
+    httpauth.py)."""
     app = web.Application(middlewares=[require_token(tokens)] if tokens else [])
-    handlers = _Handlers(root.resolve(), private=tokens is not None)
-    for prefix in ("", "/{area:sources}"):
+    handlers = _Handlers(root.resolve(), private=tokens is not None, variants=variants)
+    for prefix in ("", "/{area:sources}", f"/{VARIANTS_FOLDER}/{{variant}}",
+                   f"/{VARIANTS_FOLDER}/{{variant}}/{{area:sources}}"):
         app.router.add_get(prefix + "/simple/", handlers.page)
         app.router.add_get(prefix + "/simple", handlers.without_slash)
         app.router.add_get(prefix + "/simple/{project}/", handlers.page)
@@ -187,12 +196,13 @@ def make_app(root: Path, tokens: TokenAuthenticator | None = None) -> web.Applic
 class _Handlers:
     """The request handlers of one index: root (resolved) is the output directory."""
 
-    def __init__(self, root: Path, private: bool) -> None:
+    def __init__(self, root: Path, private: bool, variants: tuple[str, ...] = ()) -> None:
         self.root = root
         self.private = private
+        self.variants = frozenset(variants)
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        folder = _project_folder(request)
+        folder = _project_folder(request, self._variant_of(request))
         # PEP 691's ?format= override; an unescaped "+" arrives as a space.
         chosen = request.query.get("format", "").replace(" ", "+") or \
             negotiate(request.headers.get("Accept"))
@@ -209,7 +219,7 @@ class _Handlers:
         return response
 
     async def without_slash(self, request: web.Request) -> web.StreamResponse:
-        folder = (*_area_of(request), "simple")
+        folder = (*self._variant_of(request), *_area_of(request), "simple")
         if (project := request.match_info.get("project")) is not None:
             if not _fits(project, _PROJECT_NAME):
                 raise _not_found()
@@ -220,7 +230,8 @@ class _Handlers:
         project, name = request.match_info["project"], request.match_info["filename"]
         if not _fits(project, _NORMALIZED) or not _fits(name, _FILENAME):
             raise _not_found("no such file")
-        path = contained_file(self.root, (*_area_of(request), "files", project, name))
+        path = contained_file(self.root, (*self._variant_of(request), *_area_of(request),
+                                          "files", project, name))
         if path is None:
             raise _not_found("no such file")
         suffix = ".metadata" if name.endswith(".metadata") else path.suffix
@@ -232,7 +243,18 @@ class _Handlers:
         # The Host header as the client sent it, if it is a host name or address (and port).
         host = request.headers.get("Host", "")
         base = f"{request.scheme}://{host if _HOST.fullmatch(host) else 'HOST'}"
-        return web.Response(text=usage(base, private=self.private), content_type="text/plain")
+        return web.Response(text=usage(base, private=self.private, variants=sorted(self.variants)),
+                            content_type="text/plain")
+
+    def _variant_of(self, request: web.Request) -> tuple[str, ...]:
+        """("variants", NAME) for a variant's path, () for the default one's; a name that is
+        not one of the variants served (.., an undeclared one) is not found."""
+        variant = request.match_info.get("variant")
+        if variant is None:
+            return ()
+        if variant not in self.variants:
+            raise _not_found("no such variant")
+        return (VARIANTS_FOLDER, variant)
 
 
 def _not_found(what: str = "no such project") -> web.HTTPNotFound:
@@ -253,10 +275,10 @@ def _area_of(request: web.Request) -> tuple[str, ...]:
     return (area,) if area else ()
 
 
-def _project_folder(request: web.Request) -> tuple[str, ...]:
-    """("simple", NAME) for the project in the path; a name that is valid but not normalized
-    is redirected to its normalized form, anything else is not found."""
-    area = _area_of(request)
+def _project_folder(request: web.Request, variant: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """("simple", NAME) for the project in the path (under variant's folder); a name that is
+    valid but not normalized is redirected to its normalized form, anything else is not found."""
+    area = (*variant, *_area_of(request))
     project = request.match_info.get("project")
     if project is None:
         return (*area, "simple")
@@ -268,8 +290,8 @@ def _project_folder(request: web.Request) -> tuple[str, ...]:
     return (*area, "simple", normalized)
 
 
-def usage(base_url: str, private: bool = False) -> str:
-    """What a user needs to install from the index at base_url."""
+def usage(base_url: str, private: bool = False, variants: list[str] | tuple[str, ...] = ()) -> str:
+    """What a user needs to install from the index at base_url (and its other variants')."""
     if private:
         scheme, _, host = base_url.partition("://")
         index = f"{scheme}://NAME:TOKEN@{host}/simple/"
@@ -306,7 +328,16 @@ uv.toml (~/.config/uv/uv.toml) or [tool.uv] in pyproject.toml:
   only-binary = [":all:"]
 
 The hash-checked sources the wheels were built from: {base_url}/sources/simple/
-"""
+""" + _variants_usage(base_url, variants)
+
+
+def _variants_usage(base_url: str, variants: list[str] | tuple[str, ...]) -> str:
+    if not variants:
+        return ""
+    lines = [f"  {variant}: {base_url}/{VARIANTS_FOLDER}/{variant}/simple/\n"
+             for variant in variants]
+    return ("\nOther build variants, each an index of its own (its URL in place of /simple/ "
+            "above):\n" + "".join(lines))
 
 
 @dataclass(frozen=True)
@@ -321,6 +352,8 @@ class ServeOptions:
     tokens_file: Path | None = None
     certfile: Path | None = None
     keyfile: Path | None = None
+    # The other build variants, served at /variants/<name>/ (the default one is root itself).
+    variants: tuple[str, ...] = ()
 
 
 def serve(options: ServeOptions, print_fn=print) -> None:
@@ -347,6 +380,7 @@ def serve(options: ServeOptions, print_fn=print) -> None:
         if not tls and not only_loopback(sockets):
             notes += ("warning: tokens cross the network in clear text over plain HTTP; give "
                       "--certfile and --keyfile, or put a TLS server in front.\n")
-    print_fn(f"Serving {options.root} at {base}/\n{notes}\n{usage(base, private=bool(tokens))}")
-    web.run_app(make_app(options.root, tokens), sock=sockets, ssl_context=tls,
+    print_fn(f"Serving {options.root} at {base}/\n{notes}\n"
+             f"{usage(base, private=bool(tokens), variants=options.variants)}")
+    web.run_app(make_app(options.root, tokens, options.variants), sock=sockets, ssl_context=tls,
                 access_log=logger, access_log_class=AccessLogger, print=None)

@@ -59,16 +59,17 @@ def parse_reply(data: bytes) -> Reply:
 
 
 class LiveServer:
-    """make_app(root, tokens) on 127.0.0.1 in a thread, with the real access logger."""
+    """make_app(root, tokens, variants) on 127.0.0.1 in a thread, with the real access logger."""
 
     def __init__(self, root: Path, tokens_file: Path | None = None, access_log: Path | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, variants: tuple[str, ...] = ()) -> None:
         self.tokens = TokenAuthenticator.open(tokens_file) if tokens_file else None
         (self._sock,) = bind("127.0.0.1", 0)
         self.port = self._sock.getsockname()[1]
         self._tls = tls
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(make_app(root, self.tokens), access_log_class=AccessLogger,
+        self._runner = web.AppRunner(make_app(root, self.tokens, variants),
+                                     access_log_class=AccessLogger,
                                      access_log=access_logger(access_log))
         self._loop.run_until_complete(self._start())
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

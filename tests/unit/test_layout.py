@@ -79,6 +79,8 @@ def readme_tree() -> set[str]:
             entries += [f"sources/{e}" for e in list(entries)]
         elif column == "rejected/records/...":  # "the same four" as records/
             entries += [f"rejected/{e}" for e in entries if e.startswith("records/")]
+        elif column == "variants/<variant>/...":  # another variant's output: this tree again
+            entries.append("variants")
         else:
             first, *more = column.split(", ")
             folder = first.rpartition("/")[0]

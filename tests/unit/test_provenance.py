@@ -188,7 +188,7 @@ def test_statement_parameters_and_run_details(statement):
     assert definition["externalParameters"] == {
         "package": "six", "version": "1.16.0", "target": "bookworm-x86_64",
         "rebuild": {"number": 2, "numbering": "build-tag", "reason": "openssl update",
-                    "changelog": ["rebuilt against openssl 3.0.13"]}}
+                    "changelog": ["rebuilt against openssl 3.0.13"]}, "variant": "cpu"}
     internal = definition["internalParameters"]
     assert internal["settings"] == SETTINGS
     assert internal["settings_sha256"] == make_record().settings_sha256
@@ -230,8 +230,9 @@ def test_schema_requires_every_record_key_but_wheel_sha256(schema):
     keys = set(make_record().to_dict(wheel_sha256=WHEEL_SHA))
 
     assert set(schema["required"]) == keys - {"wheel_sha256"}
-    # smoke_test is added when the wheel is published, after the record is embedded in it.
-    assert set(schema["properties"]) == keys | {"smoke_test"}
+    # smoke_test is added when the wheel is published, after the record is embedded in it;
+    # from_cache when the published wheel was taken from the build cache.
+    assert set(schema["properties"]) == keys | {"smoke_test", "from_cache"}
 
 
 def test_schema_describes_every_property_in_one_line(schema):
