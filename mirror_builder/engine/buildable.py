@@ -78,8 +78,11 @@ class Buildability:
 
     def __init__(self, read: Callable[[Candidate], StaticBuild] | None = None,
                  environment: Callable[[list[Requirement], Candidate], Resolution] | None = None,
-                 refuse: Callable[[NormalizedName], str | None] = lambda name: None) -> None:
+                 refuse: Callable[[NormalizedName], str | None] = lambda name: None,
+                 package: Callable[[NormalizedName], PackageSettings] | None = None) -> None:
         self._read, self._environment, self._refuse = read, environment, refuse
+        # Without checking ahead, still the cheap question: can its source be had at all?
+        self._package = package
         self.ahead = read is not None and environment is not None
         self._lock = threading.RLock()
         self._verdicts: dict[tuple[NormalizedName, Version], Unbuildable | None] = {}
@@ -89,8 +92,10 @@ class Buildability:
     def __call__(self, candidate: Candidate) -> Unbuildable | None:
         key = (candidate.name, candidate.version)
         with self._lock:
-            if key in self._verdicts or not self.ahead:
-                return self._verdicts.get(key)
+            if key in self._verdicts:
+                return self._verdicts[key]
+            if not self.ahead:
+                return self._source_verdict(candidate) if self._package else None
             if key in self._checking:
                 # A build cycle: bootstrap stages break it, or the build names it in full.
                 return None
@@ -114,11 +119,22 @@ class Buildability:
         with self._lock:
             self._verdicts[(candidate.name, candidate.version)] = why
 
+    def _source_verdict(self, candidate: Candidate) -> Unbuildable | None:
+        try:
+            choose_source(self._package(candidate.name), candidate)
+        except SourceError as exc:
+            verdict = Unbuildable(f"its source cannot be had: {exc}", BuildError(
+                str(exc), package=candidate.name, version=str(candidate.version)))
+        else:
+            verdict = None
+        self._verdicts[(candidate.name, candidate.version)] = verdict
+        return verdict
+
     def _check(self, candidate: Candidate) -> Unbuildable | None:
         try:
             build = self.static(candidate)
         except SourceError as exc:
-            return Unbuildable(f"its [build-system] cannot be read ({exc})", BuildError(
+            return Unbuildable(f"its source or [build-system] cannot be read: {exc}", BuildError(
                 str(exc), package=candidate.name, version=str(candidate.version)))
         if not build.requires:
             return None

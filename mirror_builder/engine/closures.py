@@ -29,7 +29,8 @@ class Closures:
     def __init__(self, run: BootstrapRun) -> None:
         self.run = run
         # Asked of every upstream candidate: versions a build found unbuildable are passed over.
-        self.buildability = Buildability() if run.settings.versions.skip_unbuildable else None
+        self.buildability = Buildability(package=run.catalog.package) \
+            if run.settings.versions.skip_unbuildable else None
 
     def closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
                 context: tuple[str, ...],

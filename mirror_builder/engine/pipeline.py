@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mirror_builder.build.executor import PodmanExecutor
 from mirror_builder.build.suggest import FailureHints
-from mirror_builder.config.overrides import built_from_other_sources
+from mirror_builder.config.overrides import upstream_requires_ignored
 from mirror_builder.config.settings import Settings
 from mirror_builder.engine.bootstrap import Bootstrapper
 from mirror_builder.engine.context import BuildTarget, Options, Services
@@ -54,7 +54,7 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             settings=settings, target=target,
             finder=UpstreamFinder(upstream, settings.cache_dir / "sdists",
                                   target.environment.fits,
-                                  built_from_other_sources(settings.overrides_dir)),
+                                  upstream_requires_ignored(settings.overrides_dir)),
             executor=PodmanExecutor(podman, settings.cache_dir / "state" / f"run-{os.getpid()}"),
             index=WheelIndex(options.output), reporter=reporter,
             vendorer=RustVendorer(podman, image).vendor,

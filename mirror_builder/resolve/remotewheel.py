@@ -36,6 +36,9 @@ MAX_BYTES = 8 * 1024 * 1024
 MAX_METADATA = 4 * 1024 * 1024
 # Local file headers may carry other extra fields than the central directory's copy.
 LOCAL_HEADER_SLACK = 1024
+# How many growing windows (x4 each) of the central directory's tail are searched for
+# METADATA before the whole directory is read.
+TAIL_WINDOWS = 3
 # What zipfile raises for archives it cannot read (RuntimeError: encrypted members;
 # ValueError includes undecodable names; zlib.error: corrupt deflated data).
 UNREADABLE = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError,
@@ -79,6 +82,19 @@ class _RemoteFile(io.RawIOBase):
         self._tail = first.data
         self._blocks: dict[int, bytes] = {}
         self._position = 0
+
+    @property
+    def block(self) -> int:
+        return self._block
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @property
+    def first_answer_start(self) -> int:
+        """Where the bytes of the first (suffix) answer start."""
+        return self._tail_start
 
     def readable(self) -> bool:
         return True
@@ -191,6 +207,15 @@ def read_wheel_metadata(transport: Transport, url: str, *, block: int = BLOCK,
 
 
 def _metadata_of(remote: _RemoteFile, url: str) -> tuple[str, str]:
+    """The METADATA member's name and text: from the central directory's tail when it is
+    there (wheels write .dist-info last), else read the whole directory with zipfile."""
+    found = _metadata_from_ends(remote, url)
+    if found is not None:
+        return found
+    return _metadata_from_directory(remote, url)
+
+
+def _metadata_from_directory(remote: _RemoteFile, url: str) -> tuple[str, str]:
     """The METADATA member's name and text: the one in the single top-level .dist-info."""
     with zipfile.ZipFile(remote) as archive:
         folders = sorted({name.split("/", 1)[0] for name in archive.namelist()
@@ -216,6 +241,184 @@ def _metadata_of(remote: _RemoteFile, url: str) -> tuple[str, str]:
     if not looks_like_core_metadata(text):
         raise _GiveUp(f"its {member} is not core metadata (no Metadata-Version header)")
     return member, text
+
+
+def _metadata_from_ends(remote: _RemoteFile, url: str) -> tuple[str, str] | None:
+    """METADATA found at either end of the central directory, without reading the rest.
+
+    Wheels write .dist-info last, so its entries end the directory; some repacked ones (torch
+    before 2.6) put it first. torch's directory is over a megabyte; a block at each end holds
+    them. The head is parsed forward from the directory's start; the tail back from its end
+    in growing windows, an entry boundary being a signature from which whole entries chain up
+    to exactly the directory's end. None (the caller reads the whole directory) for ZIP64
+    archives, or when METADATA is not near either end."""
+    end = _end_record(remote)
+    if end is None:
+        return None
+    cd_start, cd_end = end
+    if cd_end - cd_start > remote.max_bytes:
+        raise _GiveUp(f"reading it would take more than {remote.max_bytes} bytes (its central "
+                      f"directory claims {cd_end - cd_start})")
+    window = max(cd_end - remote.first_answer_start, 1024)  # first, what is already here
+    for attempt in range(TAIL_WINDOWS + 1):
+        if attempt == 1:  # the head: one block
+            head_end = min(cd_end, cd_start + remote.block)
+            remote.seek(cd_start)
+            entries = _forward_entries(remote.read(head_end - cd_start))
+            start = cd_start if head_end == cd_end else None
+        else:
+            start = max(cd_start, cd_end - window)
+            remote.seek(start)
+            data = remote.read(cd_end - start)
+            entries = _chained_entries(data, start == cd_start) or []
+            window *= 4
+        found = _metadata_entry(entries, url)
+        if found is not None:
+            return found.name, _read_entry(remote, found)
+        if start == cd_start:
+            return None  # the whole directory, and no METADATA: zipfile says it properly
+    return None
+
+
+def _metadata_entry(entries: list[_Entry], url: str) -> _Entry | None:
+    """The .dist-info/METADATA among entries; a second .dist-info folder among them is refused."""
+    folders = {e.name.split("/", 1)[0] for e in entries
+               if e.name.split("/", 1)[0].endswith(".dist-info") and "/" in e.name}
+    if len(folders) > 1:
+        raise _GiveUp(f"a wheel has one top-level .dist-info folder; this file has "
+                      f"{len(folders)}: {', '.join(sorted(folders))}")
+    for entry in entries:
+        folder, _, leaf = entry.name.partition("/")
+        if leaf == "METADATA" and folder.endswith(".dist-info"):
+            _check_project(folder, url)
+            return entry
+    return None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What one central directory entry says of its member."""
+
+    name: str
+    method: int
+    crc: int
+    compressed: int
+    size: int
+    offset: int
+
+
+_CD_ENTRY = struct.Struct("<IHHHHHHIIIHHHHHII")
+_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
+_END = struct.Struct("<IHHHHIIH")
+_ZIP64_LOCATOR = b"PK\x06\x07"
+
+
+def _end_record(remote: _RemoteFile) -> tuple[int, int] | None:
+    """The central directory's start and end, from the end record in the file's last block;
+    None for ZIP64 archives and multi-disk ones (zipfile reads those)."""
+    tail_start = remote.first_answer_start  # the end record is almost always in it
+    remote.seek(tail_start)
+    tail = remote.read(remote.size - tail_start)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _END.size:
+        return None
+    _, disk, cd_disk, _, entries, cd_size, cd_offset, _ = _END.unpack_from(tail, at)
+    if disk or cd_disk or 0xFFFFFFFF in (cd_size, cd_offset) or entries == 0xFFFF or \
+            (at >= 20 and tail[at - 20:at - 16] == _ZIP64_LOCATOR):
+        return None
+    if cd_offset + cd_size != tail_start + at:
+        return None  # data before the archive (a self-extractor): leave it to zipfile
+    return cd_offset, cd_offset + cd_size
+
+
+def _chained_entries(data: bytes, from_start: bool) -> list[_Entry] | None:
+    """The entries in data, which ends where the central directory ends: from its first
+    byte when from_start, else from the earliest signature whose entries chain to the end."""
+    starts = [0] if from_start else _signatures(data)
+    for first in starts:
+        entries = _parse_chain(data, first)
+        if entries is not None:
+            return entries
+    return None
+
+
+def _forward_entries(data: bytes) -> list[_Entry]:
+    """The whole entries at the start of data, which starts where the directory starts."""
+    entries: list[_Entry] = []
+    position = 0
+    while True:
+        parsed = _parse_entry(data, position)
+        if parsed is None:
+            return entries
+        entry, position = parsed
+        entries.append(entry)
+
+
+def _signatures(data: bytes) -> list[int]:
+    found, at = [], data.find(b"PK\x01\x02")
+    while at >= 0:
+        found.append(at)
+        at = data.find(b"PK\x01\x02", at + 1)
+    return found
+
+
+def _parse_chain(data: bytes, position: int) -> list[_Entry] | None:
+    """The entries from position on, if they fill data exactly to its end; else None."""
+    entries = []
+    while position < len(data):
+        parsed = _parse_entry(data, position)
+        if parsed is None:
+            return None
+        entry, position = parsed
+        entries.append(entry)
+    return entries
+
+
+def _parse_entry(data: bytes, position: int) -> tuple[_Entry, int] | None:
+    """The entry at position and where the next one starts; None when data holds no whole
+    entry there (or a ZIP64 one, which zipfile reads)."""
+    if len(data) - position < _CD_ENTRY.size:
+        return None
+    (signature, _, _, flags, method, _, _, crc, compressed, size, name_length, extra_length,
+     comment_length, _, _, _, offset) = _CD_ENTRY.unpack_from(data, position)
+    if signature != 0x02014B50:
+        return None
+    name_start = position + _CD_ENTRY.size
+    following = name_start + name_length + extra_length + comment_length
+    if following > len(data) or 0xFFFFFFFF in (compressed, size, offset):
+        return None
+    raw = data[name_start:name_start + name_length]
+    name = raw.decode("utf-8" if flags & 0x800 else "cp437", errors="replace")
+    return _Entry(name, method, crc, compressed, size, offset), following
+
+
+def _read_entry(remote: _RemoteFile, entry: _Entry) -> str:
+    """The member's text, checked against the central directory's size and CRC."""
+    if entry.size > MAX_METADATA or entry.compressed > MAX_METADATA:
+        raise _GiveUp(f"its {entry.name} claims {entry.size} bytes, over {MAX_METADATA}")
+    remote.prefetch(entry.offset, entry.offset + _LOCAL_HEADER.size + len(entry.name.encode())
+                    + LOCAL_HEADER_SLACK + entry.compressed)
+    remote.seek(entry.offset)
+    header = remote.read(_LOCAL_HEADER.size)
+    if len(header) < _LOCAL_HEADER.size:
+        raise _GiveUp(f"its {entry.name} lies past the end of the file")
+    signature, *_, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+    if signature != 0x04034B50:
+        raise _GiveUp(f"its {entry.name} has no local header where the directory says")
+    remote.seek(entry.offset + _LOCAL_HEADER.size + name_length + extra_length)
+    raw = remote.read(entry.compressed)
+    if entry.method == zipfile.ZIP_STORED:
+        data = raw
+    elif entry.method == zipfile.ZIP_DEFLATED:
+        data = zlib.decompressobj(-15).decompress(raw, MAX_METADATA + 1)
+    else:
+        raise _GiveUp(f"its {entry.name} is compressed with method {entry.method}")
+    if len(data) != entry.size or zlib.crc32(data) != entry.crc:
+        raise _GiveUp(f"its {entry.name} does not match its size and CRC in the directory")
+    text = data.decode("utf-8", errors="replace")
+    if not looks_like_core_metadata(text):
+        raise _GiveUp(f"its {entry.name} is not core metadata (no Metadata-Version header)")
+    return text
 
 
 def _check_project(folder: str, url: str) -> None:

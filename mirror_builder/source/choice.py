@@ -37,6 +37,12 @@ def choose_source(package: PackageSettings, candidate: Candidate) -> SourceChoic
                               f"source override or pre_built")
         return SourceChoice("sdist")
     if override.url:
+        if override.sha256_for(candidate.version) is None:
+            # Checked here, not only when fetching, so that plan and resolution pass over a
+            # version the override cannot vouch for instead of choosing it.
+            raise SourceError(f"the source override in "
+                              f"{package.source_file or 'overrides'} gives no sha256 for this "
+                              f"version; add one to build it")
         return SourceChoice("url", url=override.url_for(candidate.name, candidate.version))
     tag = render(override.tag or "", name=candidate.name, version=str(candidate.version))
     return SourceChoice("git", repository=override.git or "", tag=tag)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
 import pkginfo
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
@@ -33,17 +35,18 @@ class UpstreamFinder:
 
     Install requirements come from upstream's metadata files or JSON API, else the sdist's
     PKG-INFO when reliable (PEP 643), else the METADATA of an upstream wheel of that version,
-    read with range requests (the one that fits the target first; not for not_from_wheels):
-    from_wheel names those."""
+    read with range requests (the one that fits the target first): from_wheel names those.
+    What upstream's metadata says is a prediction of our build's: the requirements an
+    override says our build lacks (upstream_requires: ignore:) are left out of it."""
 
     def __init__(self, upstream: UpstreamIndex, sdist_dir: Path,
                  fits: Callable[[str], bool] = lambda filename: True,
-                 not_from_wheels: frozenset[NormalizedName] = frozenset()) -> None:
+                 ignored: Mapping[NormalizedName, tuple[str, ...]] | None = None) -> None:
         self.upstream = upstream
         self.sdist_dir = sdist_dir
         self.fits = fits
-        # Projects whose upstream wheels say nothing about our build (source overrides).
-        self.not_from_wheels = not_from_wheels
+        # Per project: patterns of upstream's requirements our build does not have.
+        self.ignored = dict(ignored or {})
         self.known: dict[tuple[NormalizedName, Version], tuple[str, ...]] = {}
         # (name, version) -> the upstream wheel whose METADATA gave its install requirements
         self.from_wheel: dict[tuple[NormalizedName, Version], str] = {}
@@ -66,7 +69,7 @@ class UpstreamFinder:
         deps = self.upstream.requires_dist(candidate.name, str(candidate.version), files)
         if deps is None and candidate.file.is_sdist:
             deps = self._sdist_requires(candidate)
-        if deps is None and candidate.name not in self.not_from_wheels:
+        if deps is None:
             # Wheels that fit the target first, then pure ones: Requires-Dist rarely differs
             # between a release's wheels, and markers are evaluated for the target anyway.
             wheels = sorted((f for f in files if f.is_wheel and not f.yanked),
@@ -76,7 +79,14 @@ class UpstreamFinder:
             if found is not None:
                 deps, wheel = found
                 self.from_wheel[(candidate.name, candidate.version)] = wheel.filename
-        return deps
+        return self._without_ignored(candidate.name, deps)
+
+    def _without_ignored(self, name: NormalizedName, deps: list[str] | None) -> list[str] | None:
+        patterns = self.ignored.get(name)
+        if not patterns or deps is None:
+            return deps
+        return [d for d in deps if not any(fnmatch.fnmatchcase(_name_of(d), p) for p in patterns)]
+
 
     def fetch(self, candidate: Candidate) -> Path:
         try:
@@ -117,3 +127,10 @@ class IndexFinder:
     def dependencies(self, candidate: Candidate) -> list[str] | None:
         path = Path(urllib.parse.unquote(urllib.parse.urlparse(candidate.file.url).path))
         return list(pkginfo.Wheel(str(path)).requires_dist or ())
+
+
+def _name_of(requirement: str) -> str:
+    try:
+        return canonicalize_name(Requirement(requirement).name)
+    except InvalidRequirement:
+        return ""  # kept, for the resolver to report

@@ -176,15 +176,19 @@ def transport() -> Transport:
 
 def make_wheel(name: str = "demo", version: str = "1.0", *, metadata: str | None = METADATA,
                compression: int = zipfile.ZIP_DEFLATED, dist_info_first: bool = False,
-               extra: dict[str, bytes] | None = None) -> bytes:
+               extra: dict[str, bytes] | None = None,
+               after: dict[str, bytes] | None = None) -> bytes:
     """A wheel as setuptools lays one out: the package, then its .dist-info (METADATA, WHEEL,
-    RECORD last); dist_info_first puts the .dist-info before the package instead."""
+    RECORD last); dist_info_first puts the .dist-info before the package instead, and after
+    are members written after the .dist-info (but before RECORD)."""
     dist_info = f"{name}-{version}.dist-info"
     package = {f"{name}/__init__.py": b"x = 1\n" * 100, f"{name}/_native.so": PAYLOAD}
     meta = {f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\n"}
     if metadata is not None:
         meta = {f"{dist_info}/METADATA": metadata.encode()} | meta
-    members = (meta | package if dist_info_first else package | meta) | (extra or {})
+    extra = extra or {}  # more of the package's files
+    members = meta | package | extra if dist_info_first else package | extra | meta
+    members |= after or {}
     members[f"{dist_info}/RECORD"] = b""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression) as archive:
@@ -325,6 +329,58 @@ def test_a_long_metadata_far_from_the_central_directory_costs_one_request(server
     assert found.requests == 2  # the last block, then all of METADATA's blocks at once
 
 
+def many_headers(count: int) -> dict[str, bytes]:
+    """Members like torch's thousands of C++ headers: a central directory of megabytes."""
+    return {f"demo/include/{'deeply/nested/' * 3}header_{i:05d}.h": b"" for i in range(count)}
+
+
+def test_a_central_directory_of_megabytes_costs_only_its_tail(server, transport):
+    # torch's wheel: 1.3 MB of central directory, .dist-info written last.
+    headers = many_headers(12_000)
+    wheel = make_wheel(extra=headers)
+    url = server.serve(WHEEL_PATH, wheel)
+    with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+        directory = sum(46 + len(i.filename) for i in archive.infolist())
+    assert directory > 1_000_000
+
+    found = read_wheel_metadata(transport, url)
+
+    assert found is not None and found.text == METADATA
+    assert found.bytes_fetched <= 3 * BLOCK
+    assert found.requests <= 2
+
+
+def test_a_dist_info_written_first_costs_the_directorys_first_block(server, transport):
+    # torch's wheels before 2.6 were repacked with .dist-info first.
+    wheel = make_wheel(dist_info_first=True, extra=many_headers(12_000))
+    url = server.serve(WHEEL_PATH, wheel)
+
+    found = read_wheel_metadata(transport, url)
+
+    assert found is not None and found.text == METADATA
+    assert found.bytes_fetched <= 4 * BLOCK
+    assert found.requests == 3  # the last block, the directory's first, METADATA's
+
+
+def test_a_name_carrying_a_directory_signature_does_not_misplace_entries(server, transport):
+    trap = {"demo/PK\x01\x02trap.py": b"PK\x01\x02" * 50}
+    url = server.serve(WHEEL_PATH, make_wheel(extra=trap))
+
+    found = read_wheel_metadata(transport, url)
+
+    assert found is not None and found.text == METADATA
+
+
+def test_a_metadata_whose_bytes_do_not_match_its_crc_gives_none(server, transport, caplog):
+    wheel = bytearray(make_wheel(compression=zipfile.ZIP_STORED))
+    at = wheel.find(b"A long description.")
+    wheel[at] = ord("B")
+    url = server.serve(WHEEL_PATH, bytes(wheel))
+
+    assert read_wheel_metadata(transport, url) is None
+    assert "does not match its size and CRC" in caplog.text
+
+
 def test_metadata_of_a_zip64_wheel(server, transport, monkeypatch):
     with monkeypatch.context() as limits:  # zip64 records without writing 4 GiB
         limits.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 1)
@@ -414,14 +470,15 @@ def test_a_zip64_central_directory_claiming_a_petabyte_is_given_up_at_once(serve
 
 def test_reading_stops_at_the_byte_bound_when_blocks_add_up_to_it(server, transport, caplog):
     block = 16 * 1024
-    wheel = make_wheel(extra={f"demo/data/{n:06d}.txt": b"" for n in range(2000)},
-                       dist_info_first=True)
+    # METADATA in the middle of a large directory: the whole directory must be read.
+    wheel = make_wheel(extra={f"demo/data/{n:06d}.txt": b"" for n in range(10_000)},
+                       after={f"demo/more/{n:06d}.txt": b"" for n in range(10_000)})
     start_dir = zipfile.ZipFile(io.BytesIO(wheel)).start_dir
     central_directory = len(wheel) - start_dir // block * block  # its blocks, tail included
     assert central_directory > 4 * block
     url = server.serve(WHEEL_PATH, wheel)
 
-    # Enough for the central directory, not for METADATA's block at the wheel's start too.
+    # Enough for the central directory, not for METADATA's block too.
     bound = central_directory + 100
     assert read_wheel_metadata(transport, url, block=block, max_bytes=bound) is None
     assert f"more than {bound} bytes" in caplog.text
@@ -489,7 +546,9 @@ def test_install_requirements_come_from_the_wheel_that_fits_the_target(server, t
     assert finder.from_wheel == {("demo", Version("1.0")): linux.rsplit("/", 1)[1]}
     assert upstream.transport.range_bytes < 200_000
 
-    # A project built from another source than PyPI's sdist: PyPI's wheels say nothing of it.
-    overridden = UpstreamFinder(upstream, tmp_path / "sdists", not_from_wheels=frozenset({"demo"}))
-    assert overridden.dependencies(Candidate("demo", Version("1.0"), file)) is None
-    assert overridden.from_wheel == {}
+    # What an override says our build does not have (torch's nvidia-*) is left out.
+    overridden = UpstreamFinder(upstream, tmp_path / "sdists",
+                                fits=lambda filename: "linux_x86_64" in filename,
+                                ignored={"demo": ("id*",)})
+    assert overridden.dependencies(Candidate("demo", Version("1.0"), file)) == [
+        "rich; extra == 'cli'"]

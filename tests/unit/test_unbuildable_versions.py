@@ -183,7 +183,7 @@ def test_rebuild_bootstrap_missing_passes_over_an_unbuildable_build_requirement(
         shutil.rmtree(bootstrap.output / folder / "tool")
     # Since then, upstream released a tool that cannot be built here.
     packages["tool"]["2.0"] = Package(build_requires=["python-sbom"])
-    bootstrapper, builder = bootstrap.make(packages)
+    bootstrapper, builder = bootstrap.make(packages, options=Options(build_cache=False))
     bootstrapper.rebuild("app", Version("1.0"), RebuildRequest(reason="test",
                                                                bootstrap_missing=True))
     assert [(name, sorted(env)) for name, env in builder.builds] == \
@@ -243,3 +243,34 @@ def test_a_local_sdist_whose_build_requirement_is_missing_is_the_error_not_a_loo
         resolve=ResolveOptions(direct={"local": local})))
     with pytest.raises(ResolutionError, match="local==1.0 needs python-sbom to build"):
         finishes(lambda: bootstrapper.run([Requirement("local")]))
+
+
+# -- a source override vouches for the versions it gives a sha256 for ------------------------
+
+def override_with_hash_for(overrides_dir, version):
+    (overrides_dir / "app.yaml").write_text(
+        "source:\n  url: https://example.org/app-${version}.tar.gz\n"
+        f"  sha256:\n    \"{version}\": {'ab' * 32}\n")
+
+
+def test_plan_passes_over_versions_the_source_override_gives_no_sha256_for(plan):
+    override_with_hash_for(plan.root / "overrides", "1.0")
+    result = plan({"app": {"2.0": Package(), "1.0": Package()}}, "app")
+    app = planned(result, "app")
+    assert app.candidate.version == Version("1.0")
+    ((version, why),) = app.skipped
+    assert version == Version("2.0") and "gives no sha256 for this version" in why.reason
+
+
+def test_a_runs_resolution_passes_over_them_too(bootstrap):
+    bootstrapper, builder = bootstrap.make({"app": {"2.0": Package(), "1.0": Package()},
+                                            "lib": {"1.0": Package(requires_dist=["app"])}})
+    bootstrap.overrides.mkdir(exist_ok=True)
+    override_with_hash_for(bootstrap.overrides, "1.0")
+    run = bootstrapper._new_run()
+    resolution = run.closures._resolve([Requirement("lib")], run.services.finder, "sdist", (),
+                                       None)
+    assert resolution.pins["app"].version == Version("1.0")
+    ((version, why),) = resolution.skipped["app"]
+    assert version == Version("2.0") and why.reason.startswith(
+        "its source cannot be had: the source override in ")
