@@ -60,10 +60,12 @@ class RichReporter:
                                       f"{' -> '.join(path[-3:])}")
             self._update_total()
         mark = {"built": "[green]built[/]", "reused": "[cyan]reused[/]",
+                "cached": "[cyan]reused from the cache[/]",
                 "pre-built": "[bold yellow]pre-built, NOT from source:[/]"}[wheel.status]
         elapsed = time.monotonic() - self.started
-        self.console.print(f"{mark} {wheel.path.name} [dim]({wheel.seconds:.1f} s; "
-                           f"{self.done} done, {elapsed:.0f} s elapsed)[/]")
+        where = f"{wheel.note}; " if wheel.note else ""
+        self.console.print(f"{mark} {wheel.path.name} [dim]({where}{wheel.seconds:.1f} s; "
+                           f"{self.done} done, {elapsed:.0f} s elapsed)[/]", highlight=False)
 
     def run_started(self, report: BootstrapReport) -> None:
         """Follow a run's report, to show its critical path so far."""
@@ -84,8 +86,9 @@ class RichReporter:
         table.add_column("status")
         table.add_column("seconds", justify="right")
         for wheel in report.wheels:
-            status = wheel.status if wheel.status != "pre-built" else \
-                "[bold yellow]pre-built (not from source)[/]"
+            status = {"pre-built": "[bold yellow]pre-built (not from source)[/]",
+                      "cached": f"reused from the cache ({escape(wheel.note)})"}.get(
+                wheel.status, wheel.status)
             table.add_row(wheel.name, str(wheel.version), status, f"{wheel.seconds:.1f}")
         for failure in failures:
             name, _, version = failure.pin.partition("==")
@@ -114,7 +117,9 @@ class RichReporter:
         if pre_built:
             self.console.print(f"[bold yellow]{len(pre_built)} taken pre-built from upstream, not "
                                f"built from source:[/] {', '.join(pre_built)}")
-        self.console.print(f"{built} built, {len(report.wheels) - built - len(pre_built)} reused in "
+        cached = sum(1 for w in report.wheels if w.status == "cached")
+        self.console.print(f"{built} built, {len(report.wheels) - built - len(pre_built)} reused "
+                           f"({cached} from the build cache) in "
                            f"{time.monotonic() - self.started:.1f} s; "
                            f"{upstream_requests} requests to the upstream index. Install with:\n"
                            f"  pip install --index-url {index_url} --only-binary :all: PACKAGE")

@@ -31,10 +31,11 @@ class BuiltWheel:
     version: Version
     path: Path
     requires_dist: tuple[str, ...]
-    status: Literal["built", "reused", "pre-built", "rejected"]
+    status: Literal["built", "reused", "pre-built", "rejected", "cached"]
     seconds: float
     chain: tuple[str, ...]
     sha256: str = ""  # hashed once, when the wheel becomes available to the run
+    note: str = ""  # cached: where the build cache's entry was built ("built <when> for <output>")
 
     @property
     def pin(self) -> str:

@@ -15,6 +15,7 @@ before its parent). Every build runs on its own thread (engine/scheduler.py).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -31,7 +32,9 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from mirror_builder.buildcache.store import BuildCache
 from mirror_builder.engine.closures import Closures
+from mirror_builder.engine.fromcache import FromCache
 from mirror_builder.engine.stages import Stages
 from mirror_builder.engine.context import Catalog, Options, Services
 from mirror_builder.engine.decisions import one_per_project
@@ -98,6 +101,8 @@ class BootstrapRun:
         self.fetcher = SourceFetcher(settings, services.finder, self.index, self.work_dir)
         self.packages = PackageBuilder(self)
         self.reuse = Reuse(self)
+        self.from_cache = FromCache(self, BuildCache(settings.cache_dir / "builds")
+                                    if options.build_cache else None)
         self.closures = Closures(self)
         self.stages = Stages(self)
         self.publisher = Publisher(
@@ -164,8 +169,11 @@ class BootstrapRun:
     @contextmanager
     def _working(self) -> Iterator[None]:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        cache = self.from_cache.cache
         try:
-            yield
+            # Shared: prune waits for the runs that may be taking from the cache.
+            with cache.locked() if cache else contextlib.nullcontext():
+                yield
         finally:
             if not self.tasks.stopping.is_set():
                 try:
@@ -201,6 +209,7 @@ class BootstrapRun:
         number = staged.record.get("rebuild", {}).get("number")
         rejected_log = self.index.layout.rejected_records.log(staged.name, staged.wheel.name)
         if outcome.published is not None:
+            self.from_cache.store(staged, outcome.published)
             self._end_job(staged.name, key[1], "built", rebuild_number=number,
                           wheel=staged.wheel.name,
                           log_path=self.records.log_path(staged.name, staged.wheel.name))
@@ -265,6 +274,9 @@ class BootstrapRun:
                     return self._reused(candidate, earlier[0], chain)
                 log.warning("%s: %s since %s was built; building it again", candidate.pin, changed,
                             earlier[0]["wheel"])
+            cached = self.from_cache.take(candidate, chain, earlier, wanted)
+            if cached is not None:
+                return cached
             # A first build has no number; a changelog entry calls for a numbered rebuild.
             number = 0 if not wanted and not earlier else \
                 self.reuse.next_number(candidate, earlier, False)
@@ -332,13 +344,13 @@ class BootstrapRun:
                                chain=chain) from exc
 
     def finish(self, candidate: Candidate, path: Path,
-               status: Literal["built", "reused", "pre-built"],
-               seconds: float, chain: tuple[str, ...]) -> BuiltWheel:
+               status: Literal["built", "reused", "pre-built", "cached"],
+               seconds: float, chain: tuple[str, ...], note: str = "") -> BuiltWheel:
         """The wheel is available to the rest of the run from now on."""
         metadata = pkginfo.Wheel(str(path))
         wheel = BuiltWheel(name=candidate.name, version=candidate.version, path=path,
                            requires_dist=tuple(metadata.requires_dist or ()), status=status,
-                           seconds=seconds, chain=chain, sha256=sha256_of(path))
+                           seconds=seconds, chain=chain, sha256=sha256_of(path), note=note)
         with self.lock:
             if self._newest is not None:
                 version = parse_wheel_filename(path.name)[1]

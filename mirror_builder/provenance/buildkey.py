@@ -19,11 +19,17 @@ from mirror_builder.provenance.record import BuildRecord
 def build_key(record: BuildRecord) -> str:
     """The same sdist, patches, package settings and plugin, image, target, and the exact wheels
     of the build environment (and of the repair) make the same key."""
-    parts = {"source": record.source["sha256"], "patches": record.patches,
-             "package": record.settings["package"], "plugin": record.settings.get("plugin"),
-             "image": record.image["id"], "target": record.target["name"],
-             "build_env": sorted(w["sha256"] for w in record.build_env["wheels"]),
-             "repair": [w["sha256"] for w in record.repair["tools"]] if record.repair else None}
+    return build_key_of_dict(as_json(record.to_dict()))
+
+
+def build_key_of_dict(record: dict) -> str:
+    """build_key() of a record read back from JSON (a cache entry's, another output's)."""
+    repair = record.get("repair")
+    parts = {"source": record["source"]["sha256"], "patches": record["patches"],
+             "package": record["settings"]["package"], "plugin": record["settings"].get("plugin"),
+             "image": record["image"]["id"], "target": record["target"]["name"],
+             "build_env": sorted(w["sha256"] for w in record["build_env"]["wheels"]),
+             "repair": [w["sha256"] for w in repair["tools"]] if repair else None}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

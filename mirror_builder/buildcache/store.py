@@ -1,0 +1,245 @@
+"""A content-addressed store of built wheels, their logs and build records, shared by every
+output on the machine (CACHE_DIR/builds).
+
+    blobs/sha256/ab/abcdef...   every file by its sha256: written beside its place and renamed
+                                into it, so a reader sees all of it or nothing
+    entries/<name>/<key>.json   one build: its record (with its build key), the wheel's and the
+                                log's digests, when and for which output it was built
+
+An entry is written after its blobs, atomically; a blob is checked against its digest whenever
+it is taken out, so a corrupt or truncated one is found, its entry dropped, and the wheel built
+again, never served. Runs hold a shared lock on the store for as long as they may read it;
+prune takes it exclusively, so it never removes what a running build is taking.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from mirror_builder.files import atomic_write_text, sha256_of
+from mirror_builder.provenance.buildkey import build_key_of_dict
+
+log = logging.getLogger(__name__)
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class CorruptEntry(Exception):
+    """A cache entry whose files are missing or are not the bytes its digests name."""
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One build in the cache."""
+
+    build_key: str
+    name: NormalizedName
+    version: Version
+    wheel: str  # file name
+    wheel_sha256: str
+    log_sha256: str | None
+    built_at: str  # ISO time the entry was stored
+    output: str  # the output directory it was built for
+    record: dict
+    path: Path  # the entry file
+
+    def describe(self) -> str:
+        return f"built {self.built_at[:16].replace('T', ' ')} for {self.output}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What `cache verify` found wrong with an entry."""
+
+    entry: Path
+    detail: str
+
+
+def key_matches(entry: CacheEntry) -> bool:
+    """Whether the entry's build key is the one its record's inputs make (and its file's name)."""
+    try:
+        return entry.record.get("build_key") == entry.build_key == entry.path.stem == \
+            build_key_of_dict(entry.record)
+    except (KeyError, TypeError, AttributeError):
+        return False  # an incomplete record
+
+
+class BuildCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.entries_dir = root / "entries"
+
+    # -- blobs -----------------------------------------------------------------------------
+    def blob(self, sha256: str) -> Path:
+        if len(sha256) != 64 or not set(sha256) <= _HEX:
+            raise CorruptEntry(f"{sha256!r} is not a sha256 digest")
+        return self.blobs / sha256[:2] / sha256
+
+    def add_blob(self, path: Path) -> str:
+        """Store path's bytes under their digest (kept if already there and whole)."""
+        digest = sha256_of(path)
+        dest = self.blob(digest)
+        if dest.is_file() and dest.stat().st_size == path.stat().st_size:
+            return digest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{digest[:12]}.", suffix=".part")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            if sha256_of(Path(tmp)) != digest:  # changed while being copied
+                raise OSError(f"{path} changed while it was stored in the build cache")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return digest
+
+    def take_blob(self, sha256: str, dest: Path) -> Path:
+        """Copy the blob to dest, checked against its digest on the way."""
+        source = self.blob(sha256)
+        if not source.is_file():
+            raise CorruptEntry(f"{source.name[:12]}... is missing from the cache")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
+        if sha256_of(dest) != sha256:
+            dest.unlink(missing_ok=True)
+            raise CorruptEntry(f"{source} is not the bytes of its digest (corrupt or truncated)")
+        return dest
+
+    # -- entries ---------------------------------------------------------------------------
+    def put(self, record: dict, wheel: Path, log_file: Path | None, output: Path) -> CacheEntry:
+        """Store a published build: its wheel and log first, then the entry naming them."""
+        key = record["build_key"]
+        name = canonicalize_name(record["name"])
+        wheel_sha256 = self.add_blob(wheel)
+        if record.get("wheel_sha256") not in (None, wheel_sha256):
+            raise CorruptEntry(f"{wheel.name} is not the wheel its record names")
+        log_sha256 = self.add_blob(log_file) if log_file and log_file.is_file() else None
+        data = {"build_key": key, "name": name, "version": record["version"],
+                "wheel": wheel.name, "wheel_sha256": wheel_sha256, "log_sha256": log_sha256,
+                "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "output": str(output), "record": record}
+        path = self._entry_path(name, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
+        return self._entry(path, data)
+
+    def entries(self, name: str | None = None) -> list[CacheEntry]:
+        """The entries (of one project, or all), newest first; unreadable files skipped."""
+        folders = [self.entries_dir / canonicalize_name(name)] if name else \
+            sorted(p for p in self.entries_dir.glob("*") if p.is_dir())
+        found = []
+        for folder in folders:
+            for path in folder.glob("*.json"):
+                entry = self.read(path)
+                if entry is not None:
+                    found.append(entry)
+        return sorted(found, key=lambda e: e.built_at, reverse=True)
+
+    def entries_for(self, name: str, version: Version) -> list[CacheEntry]:
+        return [e for e in self.entries(name) if e.version == version]
+
+    def read(self, path: Path) -> CacheEntry | None:
+        try:
+            return self._entry(path, json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError, InvalidVersion) as exc:
+            log.warning("%s: not a readable build cache entry (%s); ignored", path, exc)
+            return None
+
+    def take_wheel(self, entry: CacheEntry, dest_dir: Path) -> Path:
+        """The entry's wheel, copied to dest_dir and checked; marks the entry used."""
+        wheel = self.take_blob(entry.wheel_sha256, dest_dir / entry.wheel)
+        os.utime(entry.path)  # last use, for prune
+        return wheel
+
+    def take_log(self, entry: CacheEntry, dest: Path) -> Path | None:
+        if entry.log_sha256 is None:
+            return None
+        return self.take_blob(entry.log_sha256, dest)
+
+    def drop(self, entry: CacheEntry, why: str) -> None:
+        log.warning("%s: build cache entry %s dropped: %s", entry.name, entry.build_key[:12], why)
+        entry.path.unlink(missing_ok=True)
+
+    def verify(self) -> tuple[int, list[Problem]]:
+        """Every entry's files checked against their digests, and its build key against its
+        record: how many entries, and what is wrong."""
+        problems, count = [], 0
+        for path in sorted(self.entries_dir.glob("*/*.json")):
+            count += 1
+            entry = self.read(path)
+            if entry is None:
+                problems.append(Problem(path, "not a readable entry"))
+                continue
+            for what, digest in (("wheel", entry.wheel_sha256), ("log", entry.log_sha256)):
+                if digest is None:
+                    continue
+                try:
+                    blob = self.blob(digest)
+                except CorruptEntry as exc:
+                    problems.append(Problem(path, f"its {what}: {exc}"))
+                    continue
+                if not blob.is_file():
+                    problems.append(Problem(path, f"its {what} is missing"))
+                elif sha256_of(blob) != digest:
+                    problems.append(Problem(path, f"its {what} is corrupt or truncated"))
+            if not key_matches(entry):
+                problems.append(Problem(path, "its build key does not match its record"))
+        return count, problems
+
+    def prune(self, older_than: timedelta) -> tuple[list[CacheEntry], int]:
+        """Remove entries not used for older_than, then the blobs no entry names: the entries
+        removed and the bytes freed. Waits for running builds (their shared locks)."""
+        cutoff = time.time() - older_than.total_seconds()
+        with self.locked(exclusive=True):
+            removed = []
+            for entry in self.entries():
+                if entry.path.stat().st_mtime < cutoff:
+                    entry.path.unlink(missing_ok=True)
+                    removed.append(entry)
+            named = {d for e in self.entries() for d in (e.wheel_sha256, e.log_sha256) if d}
+            freed = 0
+            for blob in self.blobs.glob("*/*"):
+                if blob.name not in named:
+                    freed += blob.stat().st_size
+                    blob.unlink(missing_ok=True)
+        return removed, freed
+
+    @contextmanager
+    def locked(self, exclusive: bool = False) -> Iterator[None]:
+        """Shared: a run that may take from the store; exclusive: prune."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _entry_path(self, name: NormalizedName, key: str) -> Path:
+        if len(key) != 64 or not set(key) <= _HEX:
+            raise CorruptEntry(f"{key!r} is not a build key")
+        return self.entries_dir / name / f"{key}.json"
+
+    @staticmethod
+    def _entry(path: Path, data: dict) -> CacheEntry:
+        return CacheEntry(
+            build_key=data["build_key"], name=canonicalize_name(data["name"]),
+            version=Version(data["version"]), wheel=data["wheel"],
+            wheel_sha256=data["wheel_sha256"], log_sha256=data.get("log_sha256"),
+            built_at=data["built_at"], output=data["output"], record=data["record"], path=path)

@@ -1,0 +1,96 @@
+"""End-to-end, real podman and PyPI: the machine's build cache (CACHE_DIR/builds) gives a fresh
+output every wheel another output built, after the same smoke test; the fresh output installs
+from its own index alone; a corrupt cache entry is built again, never published."""
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import STEVEDORE, clean_environment, fresh_venv, run_mirror_builder
+
+pytestmark = pytest.mark.e2e
+
+PYYAML = "6.0.4"
+
+
+def records(out: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text())
+            for p in (out / "records").glob("*/*.build.json")}
+
+
+def install_and_run(tmp_path: Path, out: Path, requirement: str, code: str) -> str:
+    venv = fresh_venv(tmp_path / f"venv-{out.name}")
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--no-cache-dir", "--index-url",
+                    (out / "simple").as_uri(), "--only-binary", ":all:", requirement],
+                   check=True, env=clean_environment(), capture_output=True)
+    return subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path, check=True,
+                          env=clean_environment(), capture_output=True, text=True).stdout
+
+
+def bootstrap(requirement: str, out: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return run_mirror_builder("bootstrap", requirement, "-o", str(out), cwd=tmp_path)
+
+
+def test_a_fresh_output_takes_every_wheel_from_the_cache(stevedore_output, tmp_path):
+    out = tmp_path / "b"
+    proc = bootstrap(f"stevedore=={STEVEDORE}", out, tmp_path)
+
+    mine, theirs = records(out), records(stevedore_output)
+    assert set(mine) == set(theirs) >= {"stevedore", "pbr", "setuptools"}
+    for name, record in mine.items():
+        assert record["from_cache"]["build_key"] == record["build_key"] == \
+            theirs[name]["build_key"], name
+        assert record["wheel_sha256"] == theirs[name]["wheel_sha256"], name
+    assert "reused from the cache" in " ".join(proc.stdout.split() + proc.stderr.split())
+    assert "0 built" in proc.stdout + proc.stderr
+    assert install_and_run(tmp_path, out, f"stevedore=={STEVEDORE}",
+                           "import stevedore; print(stevedore.__name__)").strip() == "stevedore"
+
+
+def test_a_corrupt_cache_entry_is_built_again_not_published(stevedore_output, tmp_path):
+    entries = json.loads(run_mirror_builder("cache", "list", "stevedore", "--json",
+                                            cwd=tmp_path).stdout)
+    entry = next(e for e in entries if e["version"] == STEVEDORE)
+    stored = json.loads(_entry_file(entry).read_text())
+    blob = _blob(stored["wheel_sha256"])
+    blob.write_bytes(blob.read_bytes()[:1000])  # truncated
+    assert run_mirror_builder("cache", "verify", cwd=tmp_path, check=False).returncode == 1
+
+    out = tmp_path / "c"
+    bootstrap(f"stevedore=={STEVEDORE}", out, tmp_path)
+
+    mine = records(out)
+    assert "from_cache" not in mine["stevedore"]  # built here
+    assert "from_cache" in mine["pbr"]
+    (wheel,) = (out / "files" / "stevedore").glob("*.whl")
+    assert hashlib.sha256(wheel.read_bytes()).hexdigest() == mine["stevedore"]["wheel_sha256"]
+    assert run_mirror_builder("cache", "verify", cwd=tmp_path).returncode == 0  # whole again
+
+
+@pytest.mark.slow
+def test_pyyaml_into_a_second_output_builds_nothing_the_first_built(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    bootstrap(f"pyyaml=={PYYAML}", first, tmp_path)
+    bootstrap(f"pyyaml=={PYYAML}", second, tmp_path)
+
+    mine = records(second)
+    assert {"pyyaml", "cython", "setuptools"} <= set(mine)
+    assert all("from_cache" in r for r in mine.values()), \
+        [n for n, r in mine.items() if "from_cache" not in r]
+    assert install_and_run(tmp_path, second, f"pyyaml=={PYYAML}",
+                           "import yaml; print(yaml.CLoader.__name__)").strip() == "CLoader"
+
+
+def _cache_root() -> Path:
+    return Path.home() / ".cache" / "mirror-builder" / "builds"
+
+
+def _entry_file(entry: dict) -> Path:
+    return _cache_root() / "entries" / entry["name"] / f"{entry['build_key']}.json"
+
+
+def _blob(sha256: str) -> Path:
+    return _cache_root() / "blobs" / "sha256" / sha256[:2] / sha256

@@ -1,0 +1,200 @@
+"""The machine's build cache (CACHE_DIR/builds): a wheel built for one output is taken by every
+other output whose build of that version would be the same (same build key), after the same
+smoke test, and says so; a corrupt entry is never served; prune waits for running builds."""
+
+import json
+import os
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from mirror_builder.buildcache.store import BuildCache, CorruptEntry
+from mirror_builder.engine.context import Options
+from test_bootstrap import Package, bootstrap  # noqa: F401  (the fixture)
+
+TREE = {"app": {"1.0": Package(build_requires=["tool"], requires_dist=["lib"])},
+        "lib": {"1.0": Package()},
+        "tool": {"1.0": Package()}}
+
+
+def records_of(output, name):
+    return [json.loads(p.read_text()) for p in (output / "records" / name).glob("*.build.json")]
+
+
+def bootstrap_into(bootstrap, output, packages=TREE, options=None):
+    bootstrapper, builder = bootstrap.make(packages, output=output, options=options)
+    report = bootstrapper.run([Requirement("app")])
+    return report, builder
+
+
+# -- across outputs --------------------------------------------------------------------------
+
+def test_a_second_output_builds_nothing_the_first_built(bootstrap, tmp_path):
+    _, first = bootstrap_into(bootstrap, tmp_path / "a")
+    report, second = bootstrap_into(bootstrap, tmp_path / "b")
+
+    assert sorted(name for name, _ in first.builds) == ["app", "lib", "tool"]
+    assert second.builds == []
+    assert {w.status for w in report.wheels} == {"cached"}
+    for name in ("app", "lib", "tool"):
+        (a_wheel,) = (tmp_path / "a" / "files" / name).glob("*.whl")
+        (b_wheel,) = (tmp_path / "b" / "files" / name).glob("*.whl")
+        assert a_wheel.read_bytes() == b_wheel.read_bytes()
+        (record,) = records_of(tmp_path / "b", name)
+        assert record["from_cache"]["output"] == str(tmp_path / "a")
+        assert record["from_cache"]["build_key"] == record["build_key"]
+        assert (tmp_path / "b" / "records" / name / f"{b_wheel.name}.log").is_file()
+    app = next(w for w in report.wheels if w.name == "app")
+    assert app.note.startswith("built ") and app.note.endswith(f"for {tmp_path / 'a'}")
+    # The same smoke test as a build of its own, before it was published.
+    assert "app-1.0-py3-none-any.whl" in second.smoke_tester.tested
+
+
+def test_the_second_outputs_records_follow_the_record_schema(bootstrap, tmp_path):
+    import jsonschema
+
+    import mirror_builder
+
+    schema = json.loads((Path(mirror_builder.__file__).parent / "data" /
+                         "build-record.schema.json").read_text())
+    bootstrap_into(bootstrap, tmp_path / "a")
+    bootstrap_into(bootstrap, tmp_path / "b")
+    for name in ("app", "lib", "tool"):
+        (record,) = records_of(tmp_path / "b", name)
+        jsonschema.Draft202012Validator(schema).validate(record)
+
+
+def test_its_sdist_is_archived_in_the_second_output_too(bootstrap, tmp_path):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    bootstrap_into(bootstrap, tmp_path / "b")
+    assert list((tmp_path / "b" / "sources" / "files" / "app").glob("app-1.0.tar.gz"))
+
+
+def test_a_changed_override_is_not_taken_from_the_cache_and_says_why(bootstrap, tmp_path, caplog):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    bootstrap.overrides.mkdir(exist_ok=True)
+    (bootstrap.overrides / "lib.yaml").write_text("env: {FAST: '1'}\n")
+
+    _, second = bootstrap_into(bootstrap, tmp_path / "b", options=Options(explain_rebuild=True))
+
+    assert [name for name, _ in second.builds] == ["lib"]
+    assert "lib==1.0: not taken from the build cache: its overrides changed" in caplog.text
+
+
+def test_a_corrupt_entry_is_rebuilt_not_published(bootstrap, tmp_path):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    cache = BuildCache(bootstrap.cache / "builds")
+    (entry,) = cache.entries("lib")
+    blob = cache.blob(entry.wheel_sha256)
+    blob.write_bytes(blob.read_bytes()[:100])  # truncated
+
+    _, second = bootstrap_into(bootstrap, tmp_path / "b")
+
+    assert [name for name, _ in second.builds] == ["lib"]
+    (record,) = records_of(tmp_path / "b", "lib")
+    assert "from_cache" not in record
+    # The rebuilt wheel is in the cache again, whole.
+    assert [e.wheel_sha256 for e in cache.entries("lib")] == [record["wheel_sha256"]]
+
+
+def test_without_the_cache_everything_is_built(bootstrap, tmp_path):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    _, second = bootstrap_into(bootstrap, tmp_path / "b", options=Options(build_cache=False))
+    assert sorted(name for name, _ in second.builds) == ["app", "lib", "tool"]
+
+
+# -- the store -------------------------------------------------------------------------------
+
+def stored(tmp_path, name="demo", key="ab" * 32, content=b"wheel bytes"):
+    cache = BuildCache(tmp_path / "builds")
+    wheel = tmp_path / f"{name}-1.0-py3-none-any.whl"
+    wheel.write_bytes(content)
+    record = {"name": name, "version": "1.0", "build_key": key}
+    return cache, cache.put(record, wheel, None, tmp_path / "out")
+
+
+def test_a_blob_that_is_not_its_digest_is_refused(tmp_path):
+    cache, entry = stored(tmp_path)
+    cache.blob(entry.wheel_sha256).write_bytes(b"other bytes")
+    with pytest.raises(CorruptEntry, match="corrupt or truncated"):
+        cache.take_wheel(entry, tmp_path / "taken")
+    assert not (tmp_path / "taken" / entry.wheel).exists()
+
+
+def test_a_missing_blob_is_refused(tmp_path):
+    cache, entry = stored(tmp_path)
+    cache.blob(entry.wheel_sha256).unlink()
+    with pytest.raises(CorruptEntry, match="missing"):
+        cache.take_wheel(entry, tmp_path / "taken")
+
+
+def test_verify_names_every_bad_entry(bootstrap, tmp_path):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    cache = BuildCache(bootstrap.cache / "builds")
+    assert cache.verify() == (3, [])
+    (lib,) = cache.entries("lib")
+    cache.blob(lib.wheel_sha256).write_bytes(b"x")
+    (tool,) = cache.entries("tool")
+    data = json.loads(tool.path.read_text())
+    data["record"]["image"]["id"] = "sha256:forged"  # a record changed after the fact
+    tool.path.write_text(json.dumps(data))
+
+    count, problems = cache.verify()
+
+    assert count == 3
+    assert sorted((p.entry.parent.name, p.detail) for p in problems) == [
+        ("lib", "its wheel is corrupt or truncated"),
+        ("tool", "its build key does not match its record")]
+
+
+def test_an_entry_whose_record_does_not_make_its_key_is_dropped_and_rebuilt(bootstrap, tmp_path):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    cache = BuildCache(bootstrap.cache / "builds")
+    (tool,) = cache.entries("tool")
+    data = json.loads(tool.path.read_text())
+    data["record"]["patches"] = [{"name": "tool/evil.patch", "sha256": "0" * 64}]
+    tool.path.write_text(json.dumps(data))
+
+    _, second = bootstrap_into(bootstrap, tmp_path / "b")
+
+    # tool is built again, so app, whose build environment it is, too; lib still comes cached.
+    assert [name for name, _ in second.builds] == ["tool", "app"]
+
+
+def test_an_unreadable_entry_file_is_skipped_not_fatal(tmp_path):
+    cache, entry = stored(tmp_path)
+    entry.path.write_text("{half")
+    assert cache.entries("demo") == []
+
+
+def test_prune_removes_entries_unused_for_long_and_blobs_no_entry_names(tmp_path):
+    cache, old = stored(tmp_path, name="old", key="aa" * 32, content=b"old wheel")
+    _, new = stored(tmp_path, name="new", key="bb" * 32, content=b"new wheel")
+    past = time.time() - 40 * 86400
+    os.utime(old.path, (past, past))
+
+    removed, freed = cache.prune(timedelta(days=30))
+
+    assert [e.name for e in removed] == ["old"]
+    assert freed == len(b"old wheel")
+    assert not cache.blob(old.wheel_sha256).exists()
+    assert cache.blob(new.wheel_sha256).exists()
+
+
+def test_prune_waits_for_a_running_build(tmp_path):
+    cache, old = stored(tmp_path)
+    past = time.time() - 40 * 86400
+    os.utime(old.path, (past, past))
+    pruned = threading.Event()
+    with cache.locked():  # a run that may take from the cache
+        worker = threading.Thread(target=lambda: (cache.prune(timedelta(days=30)),
+                                                  pruned.set()))
+        worker.start()
+        time.sleep(0.3)
+        assert not pruned.is_set() and old.path.exists()
+    worker.join(10)
+    assert pruned.is_set() and not old.path.exists()
