@@ -16,6 +16,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from mirror_builder.build.grafted import grafted_libraries
 from mirror_builder.build.request import BuildRequest, BuildResult, RepairRequest, RepairResult
 from mirror_builder.sandbox.podman import Mount, PodmanService, RunResult, RunSpec
 from mirror_builder.sandbox.userns import give_back, id_map_text
@@ -151,8 +152,15 @@ class Builder:
             repaired = self.work_dir / built.name
             shutil.move(built, repaired)
             give_back(repaired)
+            try:
+                bundled = grafted_libraries(wheel, repaired)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise BuildError(f"the repaired wheel {repaired.name} cannot be read as a zip "
+                                 f"archive: {exc}", package=name, version=version,
+                                 log_path=str(log_path)) from None
             return RepairResult(repaired, {"tool": result["tool"], "command": result["command"],
-                                           "from": wheel.name, "to": result["wheel"]})
+                                           "from": wheel.name, "to": result["wheel"],
+                                           "bundled": bundled})
         finally:
             folders.remove()
 
