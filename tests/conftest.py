@@ -91,9 +91,12 @@ STEVEDORE = "5.10.0"
 
 @pytest.fixture(scope="session")
 def stevedore_output(tmp_path_factory) -> Path:
-    """stevedore bootstrapped from PyPI with real podman, once for the whole session."""
+    """stevedore bootstrapped from PyPI with real podman, once for the whole session: built
+    here, not taken from the machine's build cache (which keeps these builds for the tests that
+    take them from there)."""
     work = tmp_path_factory.mktemp("stevedore")
-    run_mirror_builder("bootstrap", f"stevedore=={STEVEDORE}", "--output", "out", cwd=work)
+    run_mirror_builder("bootstrap", f"stevedore=={STEVEDORE}", "--output", "out",
+                       "--no-build-cache", cwd=work)
     return work / "out"
 
 

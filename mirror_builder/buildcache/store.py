@@ -3,8 +3,12 @@ output on the machine (CACHE_DIR/builds).
 
     blobs/sha256/ab/abcdef...   every file by its sha256: written beside its place and renamed
                                 into it, so a reader sees all of it or nothing
-    entries/<name>/<key>.json   one build: its record (with its build key), the wheel's and the
-                                log's digests, when and for which output it was built
+    entries/<name>/<key>-<numbering>-<n>.json
+                                one build: its record (with its build key), the wheel's and the
+                                log's digests, when and for which output it was built; a build
+                                key can have several wheels, rebuilt with other numbers
+    entries/<name>/index.json   the project's entries (key, version, wheel), for readers that
+                                cannot list a folder: another machine over HTTP (remote.py)
 
 An entry is written after its blobs, atomically; a blob is checked against its digest whenever
 it is taken out, so a corrupt or truncated one is found, its entry dropped, and the wheel built
@@ -21,13 +25,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import (InvalidWheelFilename, NormalizedName, canonicalize_name,
+                             parse_wheel_filename)
 from packaging.version import InvalidVersion, Version
 
 from mirror_builder.files import atomic_write_text, sha256_of
@@ -36,6 +41,16 @@ from mirror_builder.provenance.buildkey import build_key_of_dict
 log = logging.getLogger(__name__)
 
 _HEX = frozenset("0123456789abcdef")
+CLAIM_POLL_SECONDS = 0.5
+INDEX = "index.json"
+
+
+def _is_wheel_name(name: str) -> bool:
+    try:
+        parse_wheel_filename(name)
+    except InvalidWheelFilename:
+        return False
+    return "/" not in name and name not in (".", "..")
 
 
 class CorruptEntry(Exception):
@@ -60,6 +75,14 @@ class CacheEntry:
     def describe(self) -> str:
         return f"built {self.built_at[:16].replace('T', ' ')} for {self.output}"
 
+    @property
+    def numbering(self) -> str:
+        return str(self.record.get("rebuild", {}).get("numbering", "build-tag"))
+
+    @property
+    def number(self) -> int:
+        return int(self.record.get("rebuild", {}).get("number", 0))
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -69,12 +92,20 @@ class Problem:
     detail: str
 
 
+def entry_filename(key: str, numbering: str, number: int) -> str:
+    if len(key) != 64 or not set(key) <= _HEX or numbering not in ("build-tag", "post-release") \
+            or not isinstance(number, int) or number < 0:
+        raise CorruptEntry(f"{key!r}, {numbering!r}, {number!r}: not a build key and rebuild")
+    return f"{key}-{numbering}-{number}.json"
+
+
 def key_matches(entry: CacheEntry) -> bool:
     """Whether the entry's build key is the one its record's inputs make (and its file's name)."""
     try:
-        return entry.record.get("build_key") == entry.build_key == entry.path.stem == \
-            build_key_of_dict(entry.record)
-    except (KeyError, TypeError, AttributeError):
+        return entry.record.get("build_key") == entry.build_key == \
+            build_key_of_dict(entry.record) and \
+            entry.path.name == entry_filename(entry.build_key, entry.numbering, entry.number)
+    except (KeyError, TypeError, AttributeError, ValueError, CorruptEntry):
         return False  # an incomplete record
 
 
@@ -122,21 +153,27 @@ class BuildCache:
         return dest
 
     # -- entries ---------------------------------------------------------------------------
-    def put(self, record: dict, wheel: Path, log_file: Path | None, output: Path) -> CacheEntry:
+    def put(self, record: dict, wheel: Path, log_file: Path | None,
+            output: Path | str) -> CacheEntry:
         """Store a published build: its wheel and log first, then the entry naming them."""
         key = record["build_key"]
         name = canonicalize_name(record["name"])
         wheel_sha256 = self.add_blob(wheel)
         if record.get("wheel_sha256") not in (None, wheel_sha256):
             raise CorruptEntry(f"{wheel.name} is not the wheel its record names")
+        if not _is_wheel_name(wheel.name):
+            raise CorruptEntry(f"{wheel.name!r} is not a wheel's file name")
         log_sha256 = self.add_blob(log_file) if log_file and log_file.is_file() else None
         data = {"build_key": key, "name": name, "version": record["version"],
                 "wheel": wheel.name, "wheel_sha256": wheel_sha256, "log_sha256": log_sha256,
                 "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "output": str(output), "record": record}
-        path = self._entry_path(name, key)
+        rebuild = record.get("rebuild", {})
+        path = self.entries_dir / name / entry_filename(
+            key, rebuild.get("numbering", "build-tag"), rebuild.get("number", 0))
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
+        self._write_index(name)
         return self._entry(path, data)
 
     def entries(self, name: str | None = None) -> list[CacheEntry]:
@@ -146,6 +183,8 @@ class BuildCache:
         found = []
         for folder in folders:
             for path in folder.glob("*.json"):
+                if path.name == INDEX:
+                    continue
                 entry = self.read(path)
                 if entry is not None:
                     found.append(entry)
@@ -175,12 +214,15 @@ class BuildCache:
     def drop(self, entry: CacheEntry, why: str) -> None:
         log.warning("%s: build cache entry %s dropped: %s", entry.name, entry.build_key[:12], why)
         entry.path.unlink(missing_ok=True)
+        self._write_index(entry.name)
 
     def verify(self) -> tuple[int, list[Problem]]:
         """Every entry's files checked against their digests, and its build key against its
         record: how many entries, and what is wrong."""
         problems, count = [], 0
         for path in sorted(self.entries_dir.glob("*/*.json")):
+            if path.name == INDEX:
+                continue
             count += 1
             entry = self.read(path)
             if entry is None:
@@ -212,6 +254,8 @@ class BuildCache:
                 if entry.path.stat().st_mtime < cutoff:
                     entry.path.unlink(missing_ok=True)
                     removed.append(entry)
+            for name in {e.name for e in removed}:
+                self._write_index(name)
             named = {d for e in self.entries() for d in (e.wheel_sha256, e.log_sha256) if d}
             freed = 0
             for blob in self.blobs.glob("*/*"):
@@ -219,6 +263,37 @@ class BuildCache:
                     freed += blob.stat().st_size
                     blob.unlink(missing_ok=True)
         return removed, freed
+
+    @contextmanager
+    def claim(self, what: str, wait_seconds: float,
+              waiting: Callable[[], None] = lambda: None,
+              stop: Callable[[], bool] = lambda: False) -> Iterator[bool]:
+        """Claim the machine-wide right to build what (name-version-target): while one run
+        builds it, another waits (calling waiting once) instead of building it too. Yields
+        whether it waited for another run, which has then stored its build here. After
+        wait_seconds, or when stop() says so, it goes on without the claim."""
+        folder = self.root / "building"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / f"{what}.lock").open("a") as handle:
+            waited, held = False, False
+            deadline = time.monotonic() + wait_seconds
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
+                    break
+                except BlockingIOError:
+                    if not waited:
+                        waiting()
+                    waited = True
+                    if time.monotonic() > deadline or stop():
+                        break
+                    time.sleep(CLAIM_POLL_SECONDS)
+            try:
+                yield waited
+            finally:
+                if held:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextmanager
     def locked(self, exclusive: bool = False) -> Iterator[None]:
@@ -231,10 +306,16 @@ class BuildCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _entry_path(self, name: NormalizedName, key: str) -> Path:
-        if len(key) != 64 or not set(key) <= _HEX:
-            raise CorruptEntry(f"{key!r} is not a build key")
-        return self.entries_dir / name / f"{key}.json"
+    def _write_index(self, name: NormalizedName) -> None:
+        """Rewrite the project's index.json from its entry files (one writer at a time)."""
+        folder = self.entries_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            listed = [{"file": e.path.name, "build_key": e.build_key, "version": str(e.version),
+                       "wheel": e.wheel, "built_at": e.built_at} for e in self.entries(name)]
+            atomic_write_text(folder / INDEX, json.dumps({"entries": listed}, indent=1))
+
 
     @staticmethod
     def _entry(path: Path, data: dict) -> CacheEntry:

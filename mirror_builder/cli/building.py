@@ -51,7 +51,8 @@ def add_bootstrap(commands) -> None:
                            "the end (exit status 1)")
     boot.add_argument("--no-build-cache", dest="build_cache", action="store_false",
                       help="build everything this output lacks, instead of taking wheels whose "
-                           "build key matches from the machine's build cache (CACHE_DIR/builds)")
+                           "build key matches from the machine's build cache (CACHE_DIR/builds); "
+                           "what is built is still kept there for other outputs")
     boot.add_argument("--explain-rebuild", action="store_true",
                       help="say why each version built was not taken from the build cache: "
                            "which input differs from the nearest cached build")

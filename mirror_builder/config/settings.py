@@ -7,7 +7,6 @@ names the file, the line and the dotted key, so a typo never silently falls back
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from mirror_builder import PROJECT_DIR
+from mirror_builder.config.durations import format_duration, parse_duration  # noqa: F401
 from mirror_builder.config.variants import DEFAULT_VARIANT, VariantSettings, read_variants
 from mirror_builder.errors import SettingsError
 
@@ -25,8 +25,6 @@ SETTINGS_FILENAME = "settings.yaml"
 REBUILD_NUMBERINGS = ("build-tag", "post-release")
 TRACK_MODES = ("newer", "all")
 UPDATE_KEYS = ("track", "specifier", "prereleases", "min_release_age")
-_DURATION_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION = re.compile(r"^(?:[0-9]+[wdhms])+$")
 
 
 @dataclass(frozen=True)
@@ -99,6 +97,15 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
+class BuildCacheSettings:
+    """The machine's build cache (CACHE_DIR/builds) and other caches to take wheels from."""
+
+    # Read-only caches of other machines (their CACHE_DIR/builds over http(s):// or file://),
+    # tried in order after this machine's; every entry is checked against our own inputs.
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class VersionChoice:
     """What resolution does with a version that cannot be built from source."""
 
@@ -127,6 +134,7 @@ class Settings:
     carry: CarrySettings = field(default_factory=CarrySettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
     versions: VersionChoice = field(default_factory=VersionChoice)
+    build_cache: BuildCacheSettings = field(default_factory=BuildCacheSettings)
     # The build variants (variants:), the first the default; variant: the one this command works
     # on (--variant), which picks the packages' variant settings and the output (layout.py).
     variants: tuple[VariantSettings, ...] = (VariantSettings(DEFAULT_VARIANT),)
@@ -300,7 +308,7 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
     top = r.mapping(data, (), {"upstream", "targets", "build", "output_dir", "cache_dir",
                                "patches_dir", "overrides_dir", "allow_prereleases",
                                "rebuild_numbering", "update", "carry", "serve", "versions",
-                               "variants"})
+                               "variants", "build_cache"})
     numbering = r.value(top, ("rebuild_numbering",), str, "build-tag")
     if numbering not in REBUILD_NUMBERINGS:
         raise r.fail(("rebuild_numbering",),
@@ -341,7 +349,18 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
                                           False)),
         variants=variants,
         variant=variants[0].name,
+        build_cache=_build_cache(r, top),
     )
+
+
+def _build_cache(r: YamlReader, top: dict[str, Any]) -> BuildCacheSettings:
+    cache = r.mapping(top.get("build_cache"), ("build_cache",), {"sources"})
+    sources = r.value(cache, ("build_cache", "sources"), list, [])
+    for url in sources:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://", "file://")):
+            raise r.fail(("build_cache", "sources"),
+                         f"expected http://, https:// or file:// URLs, got {url!r}")
+    return BuildCacheSettings(tuple(u.rstrip("/") + "/" for u in sources))
 
 
 def _resolve_path(raw: str, project_dir: Path) -> Path:
@@ -453,38 +472,6 @@ def read_update_policy(r: YamlReader, data: dict[str, Any], key: tuple[str, ...]
         except ValueError as exc:
             raise r.fail(key + ("min_release_age",), str(exc)) from None
     return found
-
-
-def parse_duration(value: object) -> timedelta:
-    """A duration as written in settings: 0, or numbers with units w d h m s ("12h", "3d",
-    "1d12h"). A number without a unit is refused (hours? days?), except 0."""
-    if value == 0 and not isinstance(value, bool):
-        return timedelta(0)
-    text = value.strip() if isinstance(value, str) else None
-    if text == "0":
-        return timedelta(0)
-    if text is None or not _DURATION.match(text):
-        raise ValueError(f"expected a duration like 0, 12h, 3d or 2w (units: w d h m s), "
-                         f"got {value!r}")
-    return timedelta(seconds=sum(int(n) * _DURATION_UNITS[unit]
-                                 for n, unit in re.findall(r"([0-9]+)([wdhms])", text)))
-
-
-def format_duration(duration: timedelta) -> str:
-    """A duration for messages: its largest unit, and the next one when not zero ("3 d", "5 h",
-    "2 d 23 h", "40 s"). Cut down, never rounded up: 2 d 23 h 59 m is not shown as 3 d."""
-    seconds = int(abs(duration).total_seconds())
-    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-    text = ""
-    for i, (unit, size) in enumerate(units):
-        if seconds >= size or unit == "s":
-            text = f"{seconds // size} {unit}"
-            if i + 1 < len(units):
-                next_unit, next_size = units[i + 1]
-                if rest := (seconds % size) // next_size:
-                    text += f" {rest} {next_unit}"
-            break
-    return ("-" if duration < timedelta(0) else "") + text
 
 
 def describe_specifier(specifier: SpecifierSet) -> str:

@@ -101,7 +101,7 @@ class Options:
     # Under review (update), a package we do not carry yet waits for a person's approval.
     review: ReviewQueue | None = None
     # Take wheels from the machine's build cache (CACHE_DIR/builds) when their build key
-    # matches, and keep new builds there for every other output.
+    # matches (new builds are kept there for every other output either way).
     build_cache: bool = True
     # Say at warning level why a version was not taken from the build cache.
     explain_rebuild: bool = False

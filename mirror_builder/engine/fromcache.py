@@ -11,15 +11,22 @@ record says where it came from (`from_cache`).
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pkginfo
 
 from mirror_builder.build.smoketest import top_level_modules
+from mirror_builder import __version__
+from mirror_builder.buildcache.remote import RemoteCache
 from mirror_builder.buildcache.store import BuildCache, CacheEntry, CorruptEntry, key_matches
 from mirror_builder.engine.model import BuiltWheel
 from mirror_builder.index.publisher import Staged
+from mirror_builder.provenance.buildkey import build_key_of_dict
 from mirror_builder.resolve.resolver import Candidate
+from mirror_builder.resolve.transport import Transport
 
 if TYPE_CHECKING:
     from mirror_builder.engine.run import BootstrapRun
@@ -28,22 +35,26 @@ log = logging.getLogger(__name__)
 
 
 class FromCache:
-    def __init__(self, run: BootstrapRun, cache: BuildCache | None) -> None:
+    def __init__(self, run: BootstrapRun, cache: BuildCache | None, take: bool = True) -> None:
         self.run = run
         self.cache = cache
+        # False (--no-build-cache): build anyway, but still keep the builds for other outputs.
+        self.taking = take
+        up = run.settings.upstream
+        # A cache is an optimisation: one that is slow or down is passed over, not waited for.
+        transport = Transport(timeout=min(up.timeout_seconds, 30), retries=1, backoff_seconds=0.5,
+                              user_agent=f"mirror-builder/{__version__}")
+        self.sources = [RemoteCache(url, transport) for url in run.settings.build_cache.sources]
 
     def take(self, candidate: Candidate, chain: tuple[str, ...], earlier: list[dict],
              wanted: int) -> BuiltWheel | None:
         """The cached wheel of candidate, staged for publishing, or None: build it."""
-        if self.cache is None:
+        if self.cache is None or not self.taking:
             return None
         run = self.run
-        # Never below a number this output already has: its index would shadow the entry.
-        highest = max((r["rebuild"]["number"] for r in earlier), default=-1)
         nearest: tuple[CacheEntry, str] | None = None
         for entry in self.cache.entries_for(candidate.name, candidate.version):
-            number = entry.record.get("rebuild", {}).get("number", 0)
-            if not run.target.fits(entry.wheel) or number < wanted or number <= highest:
+            if not self._usable(entry.wheel, entry.record, earlier, wanted):
                 continue
             if not key_matches(entry):
                 self.cache.drop(entry, "its build key does not match its record")
@@ -56,6 +67,10 @@ class FromCache:
                 return self._publish(candidate, entry, chain)
             except CorruptEntry as exc:
                 self.cache.drop(entry, f"{exc}; building instead")
+        for source in self.sources:
+            entry = self._from_source(source, candidate, chain, earlier, wanted)
+            if entry is not None:
+                return self._publish(candidate, entry, chain)
         if nearest is not None:
             entry, changed = nearest
             (log.warning if run.options.explain_rebuild else log.info)(
@@ -66,16 +81,78 @@ class FromCache:
                         candidate.pin, run.target.name)
         return None
 
-    def store(self, staged: Staged, published) -> None:
-        """Keep a freshly built and published wheel for every output on the machine."""
+    def _usable(self, wheel: str, record: dict, earlier: list[dict], wanted: int) -> bool:
+        """Whether a build's wheel fits this run's target and is numbered as a build here would
+        be: a first build's number (0, or its changelog's) in an output without the version,
+        else the next one; by this output's numbering (a .postN wheel would break pins)."""
+        rebuild = record.get("rebuild", {})
+        if earlier:
+            expected = max(max(r["rebuild"]["number"] for r in earlier) + 1, wanted)
+        else:
+            expected = wanted
+        return self.run.target.fits(wheel) and rebuild.get("number") == expected and (
+            expected == 0 or rebuild.get("numbering") == self.run.settings.rebuild_numbering)
+
+    def _from_source(self, source: RemoteCache, candidate: Candidate, chain: tuple[str, ...],
+                     earlier: list[dict], wanted: int) -> CacheEntry | None:
+        """An entry of another machine's cache, checked as our own are and stored in ours."""
+        run = self.run
+        for remote in source.entries_for(candidate.name, candidate.version):
+            data, record = remote.data, remote.data["record"]
+            wheel_name = str(data.get("wheel", ""))
+            if not self._usable(wheel_name, record, earlier, wanted):
+                continue
+            try:
+                checked = record.get("build_key") == remote.build_key == \
+                    build_key_of_dict(record) and \
+                    data.get("wheel_sha256") == record.get("wheel_sha256")
+            except (KeyError, TypeError, AttributeError):
+                checked = False
+            if not checked:
+                log.warning("%s: %s's entry %s... does not make its own build key; not taken",
+                            candidate.pin, source.url, remote.build_key[:12])
+                continue
+            changed = run.reuse.what_changed(candidate, record, chain)
+            if changed is not None:
+                log.info("%s: not taken from %s: %s", candidate.pin, source.url, changed)
+                continue
+            folder = run.work_dir / "from-source" / remote.build_key[:16]
+            wheel = source.fetch_blob(record["wheel_sha256"], folder / os.path.basename(wheel_name))
+            if wheel is None:
+                continue
+            log_file = source.fetch_blob(str(data.get("log_sha256")), folder / "build.log")
+            return self.cache.put(record, wheel, log_file,
+                                  f"{data.get('output', '?')} (from {source.url})")
+        return None
+
+    @contextmanager
+    def claim(self, candidate: Candidate) -> Iterator[bool]:
+        """While this run builds candidate, another run (another output) that needs it waits
+        and then takes it from the cache. Yields whether this one waited for another."""
+        run = self.run
+        if self.cache is None or not self.taking:
+            yield False
+            return
+
+        def waiting() -> None:
+            log.info("%s: another run is building it; waiting to take it from the build cache",
+                     candidate.pin)
+            run.reporter.activity(candidate.pin, "waiting for another run building it")
+
+        with self.cache.claim(f"{candidate.name}-{candidate.version}-{run.target.name}",
+                              run.settings.build.timeout_seconds, waiting,
+                              run.tasks.stopping.is_set) as waited:
+            yield waited
+
+    def store(self, staged: Staged) -> None:
+        """Keep a fresh build for every output on the machine, as soon as it is staged (its
+        smoke test, in each output, comes before publishing there)."""
         if self.cache is None or "from_cache" in staged.record or \
                 not staged.record.get("build_key"):
             return
-        run = self.run
         try:
-            self.cache.put(staged.record, published,
-                           run.records.log_path(staged.name, published.name),
-                           run.index.layout.root)
+            self.cache.put(staged.record, staged.wheel, staged.log_path,
+                           self.run.index.layout.root)
         except (OSError, CorruptEntry) as exc:
             log.warning("%s: not kept in the build cache: %s", staged.pin, exc)
 

@@ -89,6 +89,7 @@ class PackageBuilder:
         own_seconds += time.monotonic() - publish_started
         if stage:
             return run.stages.finish(candidate, staged, own_seconds, chain, rebuild.number, stage)
+        run.from_cache.store(staged)
         wheel = run.finish(candidate, staged.wheel, "built", own_seconds, chain)
         run.publisher.submit(staged)
         return wheel

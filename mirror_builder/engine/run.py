@@ -101,8 +101,8 @@ class BootstrapRun:
         self.fetcher = SourceFetcher(settings, services.finder, self.index, self.work_dir)
         self.packages = PackageBuilder(self)
         self.reuse = Reuse(self)
-        self.from_cache = FromCache(self, BuildCache(settings.cache_dir / "builds")
-                                    if options.build_cache else None)
+        self.from_cache = FromCache(self, BuildCache(settings.cache_dir / "builds"),
+                                    take=options.build_cache)
         self.closures = Closures(self)
         self.stages = Stages(self)
         self.publisher = Publisher(
@@ -209,7 +209,6 @@ class BootstrapRun:
         number = staged.record.get("rebuild", {}).get("number")
         rejected_log = self.index.layout.rejected_records.log(staged.name, staged.wheel.name)
         if outcome.published is not None:
-            self.from_cache.store(staged, outcome.published)
             self._end_job(staged.name, key[1], "built", rebuild_number=number,
                           wheel=staged.wheel.name,
                           log_path=self.records.log_path(staged.name, staged.wheel.name))
@@ -277,16 +276,25 @@ class BootstrapRun:
             cached = self.from_cache.take(candidate, chain, earlier, wanted)
             if cached is not None:
                 return cached
-            # A first build has no number; a changelog entry calls for a numbered rebuild.
-            number = 0 if not wanted and not earlier else \
-                self.reuse.next_number(candidate, earlier, False)
-            self._start_job(candidate, chain, changed)
-            rebuild = Rebuild(number=number, numbering=self.settings.rebuild_numbering,
-                              reason="changelog" if number else None,
-                              changelog=package.reasons_for(candidate.version))
-            self.stages.building(candidate, chain, rebuild)
-            return self._as_package_failure(candidate, chain, lambda: self.packages.build(
-                candidate, chain, rebuild))
+            with self.from_cache.claim(candidate) as waited:
+                # Another run (another output) was building it: it is in the cache now.
+                cached = self.from_cache.take(candidate, chain, earlier, wanted) if waited else None
+                return cached or self._build(candidate, chain, earlier, changed)
+
+    def _build(self, candidate: Candidate, chain: tuple[str, ...], earlier: list[dict],
+               changed: str | None) -> BuiltWheel:
+        package = self.catalog.package(candidate.name)
+        wanted = len(package.reasons_for(candidate.version))
+        # A first build has no number; a changelog entry calls for a numbered rebuild.
+        number = 0 if not wanted and not earlier else \
+            self.reuse.next_number(candidate, earlier, False)
+        self._start_job(candidate, chain, changed)
+        rebuild = Rebuild(number=number, numbering=self.settings.rebuild_numbering,
+                          reason="changelog" if number else None,
+                          changelog=package.reasons_for(candidate.version))
+        self.stages.building(candidate, chain, rebuild)
+        return self._as_package_failure(candidate, chain, lambda: self.packages.build(
+            candidate, chain, rebuild))
 
     def _reused(self, candidate: Candidate, record: dict, chain: tuple[str, ...]) -> BuiltWheel:
         return self.finish(candidate, self.index.layout.file(candidate.name, record["wheel"]),

@@ -54,7 +54,7 @@ def test_a_corrupt_cache_entry_is_built_again_not_published(stevedore_output, tm
     entries = json.loads(run_mirror_builder("cache", "list", "stevedore", "--json",
                                             cwd=tmp_path).stdout)
     entry = next(e for e in entries if e["version"] == STEVEDORE)
-    stored = json.loads(_entry_file(entry).read_text())
+    stored = json.loads(Path(entry["entry"]).read_text())
     blob = _blob(stored["wheel_sha256"])
     blob.write_bytes(blob.read_bytes()[:1000])  # truncated
     assert run_mirror_builder("cache", "verify", cwd=tmp_path, check=False).returncode == 1
@@ -86,10 +86,6 @@ def test_pyyaml_into_a_second_output_builds_nothing_the_first_built(tmp_path):
 
 def _cache_root() -> Path:
     return Path.home() / ".cache" / "mirror-builder" / "builds"
-
-
-def _entry_file(entry: dict) -> Path:
-    return _cache_root() / "entries" / entry["name"] / f"{entry['build_key']}.json"
 
 
 def _blob(sha256: str) -> Path:

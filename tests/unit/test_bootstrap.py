@@ -172,8 +172,9 @@ def bootstrap(tmp_path):
     image = ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test")
 
     def make(packages, numbering="build-tag", smoke_fails=(), builder=None, options=None,
-             output=None):
-        run_settings = dataclasses.replace(settings, rebuild_numbering=numbering)
+             output=None, **settings_changes):
+        run_settings = dataclasses.replace(settings, rebuild_numbering=numbering,
+                                           **settings_changes)
         builder = builder or FakeBuilder(tmp_path / "fake-work", smoke_fails)
         bootstrapper = fake_bootstrapper(run_settings, image, FakeIndex(tmp_path, packages),
                                          builder, output or tmp_path / "out", options)

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 from mirror_builder.buildcache.store import BuildCache, CorruptEntry
+from mirror_builder.config.settings import BuildCacheSettings
 from mirror_builder.engine.context import Options
-from test_bootstrap import Package, bootstrap  # noqa: F401  (the fixture)
+from test_bootstrap import FakeBuilder, Package, bootstrap  # noqa: F401  (the fixture)
 
+TREE_VERSION = Version("1.0")
 TREE = {"app": {"1.0": Package(build_requires=["tool"], requires_dist=["lib"])},
         "lib": {"1.0": Package()},
         "tool": {"1.0": Package()}}
@@ -198,3 +201,147 @@ def test_prune_waits_for_a_running_build(tmp_path):
         assert not pruned.is_set() and old.path.exists()
     worker.join(10)
     assert pruned.is_set() and not old.path.exists()
+
+
+# -- two runs at once ------------------------------------------------------------------------
+
+class SlowBuilder(FakeBuilder):
+    """Builds that take a while, so that two runs meet in the middle of one."""
+
+    def build(self, request):
+        time.sleep(0.4)
+        return super().build(request)
+
+
+def test_two_runs_at_once_into_two_outputs_build_each_version_once(bootstrap, tmp_path):
+    builders = [SlowBuilder(tmp_path / f"work-{i}") for i in range(2)]
+    runs = [bootstrap.make(TREE, builder=builders[i], output=tmp_path / f"out-{i}")[0]
+            for i in range(2)]
+    errors = []
+
+    def run(bootstrapper):
+        try:
+            bootstrapper.run([Requirement("app")])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert errors == []
+    assert sorted(name for b in builders for name, _ in b.builds) == ["app", "lib", "tool"]
+    for name in ("app", "lib", "tool"):
+        wheels = [next((tmp_path / f"out-{i}" / "files" / name).glob("*.whl")).read_bytes()
+                  for i in range(2)]
+        assert wheels[0] == wheels[1], name
+
+
+# -- another machine's cache as a read-only source -------------------------------------------
+
+def from_other_machine(bootstrap, tmp_path, source_url, output="b"):
+    """Bootstrap into a fresh output on a 'machine' with an empty cache of its own, whose
+    settings name source_url as a build cache source."""
+    bootstrapper, builder = bootstrap.make(
+        TREE, output=tmp_path / output, cache_dir=tmp_path / f"cache-{output}",
+        build_cache=BuildCacheSettings(sources=(source_url,)))
+    report = bootstrapper.run([Requirement("app")])
+    return report, builder
+
+
+def test_another_machines_cache_over_file_urls_gives_every_wheel(bootstrap, tmp_path):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    source = (bootstrap.cache / "builds").as_uri() + "/"
+
+    report, builder = from_other_machine(bootstrap, tmp_path, source)
+
+    assert builder.builds == []
+    (record,) = records_of(tmp_path / "b", "app")
+    assert record["from_cache"]["output"] == f"{tmp_path / 'a'} (from {source})"
+    # Now in this machine's own cache too, checked like every entry.
+    assert BuildCache(tmp_path / "cache-b" / "builds").verify() == (3, [])
+
+
+def test_a_remote_entry_whose_record_was_changed_is_not_taken(bootstrap, tmp_path, caplog):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    cache = BuildCache(bootstrap.cache / "builds")
+    (lib,) = cache.entries("lib")
+    data = json.loads(lib.path.read_text())
+    data["record"]["settings"]["package"]["env"] = {"EVIL": "1"}  # the key no longer follows
+    lib.path.write_text(json.dumps(data))
+
+    _, builder = from_other_machine(bootstrap, tmp_path, (bootstrap.cache / "builds").as_uri())
+
+    assert [name for name, _ in builder.builds] == ["lib"]
+    assert "does not make its own build key; not taken" in caplog.text
+
+
+def test_a_remote_blob_that_is_not_its_digest_is_not_taken(bootstrap, tmp_path, caplog):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    cache = BuildCache(bootstrap.cache / "builds")
+    (lib,) = cache.entries("lib")
+    cache.blob(lib.wheel_sha256).write_bytes(b"PK not the wheel")
+
+    _, builder = from_other_machine(bootstrap, tmp_path, (bootstrap.cache / "builds").as_uri())
+
+    assert [name for name, _ in builder.builds] == ["lib"]
+    assert "is not the bytes of its digest; not taken" in caplog.text
+
+
+def test_a_cache_served_over_http_is_a_source_and_an_unreachable_one_is_passed_over(
+        bootstrap, tmp_path, caplog):
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    bootstrap_into(bootstrap, tmp_path / "a")
+    handler = functools.partial(SimpleHTTPRequestHandler,
+                                directory=str(bootstrap.cache / "builds"))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        _, builder = from_other_machine(bootstrap, tmp_path, url)
+        assert builder.builds == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    _, builder = from_other_machine(bootstrap, tmp_path, url, output="c")  # gone now
+    assert sorted(name for name, _ in builder.builds) == ["app", "lib", "tool"]
+    assert "passed over" in caplog.text
+
+
+# -- rebuild numbers -------------------------------------------------------------------------
+
+def test_a_fresh_output_takes_a_first_builds_wheel_not_a_rebuilds(bootstrap, tmp_path):
+    from mirror_builder.jobs.triggers import RebuildRequest
+
+    bootstrap_into(bootstrap, tmp_path / "a")
+    first = next((tmp_path / "a" / "files" / "app").glob("*.whl")).read_bytes()
+    bootstrapper, _ = bootstrap.make(TREE, output=tmp_path / "a")
+    bootstrapper.rebuild("app", TREE_VERSION, RebuildRequest(reason="new compiler"))
+    assert sorted(e.number for e in BuildCache(bootstrap.cache / "builds").entries("app")) == [0, 1]
+
+    _, second = bootstrap_into(bootstrap, tmp_path / "b")
+
+    assert second.builds == []
+    (wheel,) = (tmp_path / "b" / "files" / "app").glob("*.whl")
+    assert wheel.name == "app-1.0-py3-none-any.whl" and wheel.read_bytes() == first
+
+
+def test_a_post_release_rebuild_is_not_taken_where_the_number_is_a_build_tag(bootstrap, tmp_path):
+    bootstrap.overrides.mkdir(exist_ok=True)
+    (bootstrap.overrides / "app.yaml").write_text("changelog:\n  '1.0': [new compiler]\n")
+    bootstrapper, _ = bootstrap.make(TREE, numbering="post-release", output=tmp_path / "a")
+    bootstrapper.run([Requirement("app")])
+    assert [w.name for w in (tmp_path / "a" / "files" / "app").glob("*.whl")] == [
+        "app-1.0.post1-py3-none-any.whl"]
+
+    bootstrapper, builder = bootstrap.make(TREE, output=tmp_path / "b")  # build tags
+    bootstrapper.run([Requirement("app")])
+
+    assert [name for name, _ in builder.builds] == ["app"]  # lib and tool: number 0, shared
+    assert [w.name for w in (tmp_path / "b" / "files" / "app").glob("*.whl")] == [
+        "app-1.0-1-py3-none-any.whl"]
