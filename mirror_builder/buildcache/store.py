@@ -155,22 +155,27 @@ class BuildCache:
     # -- entries ---------------------------------------------------------------------------
     def put(self, record: dict, wheel: Path, log_file: Path | None,
             output: Path | str) -> CacheEntry:
-        """Store a published build: its wheel and log first, then the entry naming them."""
+        """Store a build: its wheel and log first, then the entry naming them. An entry of the
+        same build key and rebuild that is whole is kept: the first build stays the one every
+        output takes (a later build of the same inputs, --no-build-cache, does not replace it)."""
         key = record["build_key"]
         name = canonicalize_name(record["name"])
+        rebuild = record.get("rebuild", {})
+        path = self.entries_dir / name / entry_filename(
+            key, rebuild.get("numbering", "build-tag"), rebuild.get("number", 0))
+        kept = self.read(path) if path.is_file() else None
+        if kept is not None and self._whole(kept.wheel_sha256):
+            return kept
+        if not _is_wheel_name(wheel.name):
+            raise CorruptEntry(f"{wheel.name!r} is not a wheel's file name")
         wheel_sha256 = self.add_blob(wheel)
         if record.get("wheel_sha256") not in (None, wheel_sha256):
             raise CorruptEntry(f"{wheel.name} is not the wheel its record names")
-        if not _is_wheel_name(wheel.name):
-            raise CorruptEntry(f"{wheel.name!r} is not a wheel's file name")
         log_sha256 = self.add_blob(log_file) if log_file and log_file.is_file() else None
         data = {"build_key": key, "name": name, "version": record["version"],
                 "wheel": wheel.name, "wheel_sha256": wheel_sha256, "log_sha256": log_sha256,
                 "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "output": str(output), "record": record}
-        rebuild = record.get("rebuild", {})
-        path = self.entries_dir / name / entry_filename(
-            key, rebuild.get("numbering", "build-tag"), rebuild.get("number", 0))
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
         self._write_index(name)
@@ -199,6 +204,13 @@ class BuildCache:
         except (OSError, ValueError, KeyError, TypeError, InvalidVersion) as exc:
             log.warning("%s: not a readable build cache entry (%s); ignored", path, exc)
             return None
+
+    def _whole(self, sha256: str) -> bool:
+        try:
+            blob = self.blob(sha256)
+        except CorruptEntry:
+            return False
+        return blob.is_file() and sha256_of(blob) == sha256
 
     def take_wheel(self, entry: CacheEntry, dest_dir: Path) -> Path:
         """The entry's wheel, copied to dest_dir and checked; marks the entry used."""

@@ -64,6 +64,7 @@ def _list(store, args, console: Console) -> int:
     if args.json:
         sys.stdout.write(json.dumps([{
             "name": e.name, "version": str(e.version), "wheel": e.wheel,
+            "wheel_sha256": e.wheel_sha256,
             "build_key": e.build_key, "built_at": e.built_at, "output": e.output,
             "entry": str(e.path), "rebuild_number": e.number,
             "target": e.record.get("target", {}).get("name")} for e in entries], indent=2) + "\n")

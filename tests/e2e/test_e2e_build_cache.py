@@ -40,10 +40,15 @@ def test_a_fresh_output_takes_every_wheel_from_the_cache(stevedore_output, tmp_p
 
     mine, theirs = records(out), records(stevedore_output)
     assert set(mine) == set(theirs) >= {"stevedore", "pbr", "setuptools"}
+    cached = json.loads(run_mirror_builder("cache", "list", *mine, "--json", cwd=tmp_path).stdout)
     for name, record in mine.items():
+        # The same inputs as the session's own build; the wheel the cache's first build of them.
         assert record["from_cache"]["build_key"] == record["build_key"] == \
             theirs[name]["build_key"], name
-        assert record["wheel_sha256"] == theirs[name]["wheel_sha256"], name
+        (wheel,) = (out / "files" / name).glob("*.whl")
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() == record["wheel_sha256"]
+        assert any((e["name"], e["build_key"], e["wheel_sha256"]) ==
+                   (name, record["build_key"], record["wheel_sha256"]) for e in cached), name
     assert "reused from the cache" in " ".join(proc.stdout.split() + proc.stderr.split())
     assert "0 built" in proc.stdout + proc.stderr
     assert install_and_run(tmp_path, out, f"stevedore=={STEVEDORE}",
