@@ -17,6 +17,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PYYAML = "6.0.4"
 PSYCOPG2 = "2.9.13"
 PILLOW = "13.0.0"
+NUMPY = "2.4.6"  # 2.5 needs Python 3.12; bookworm has 3.11
+SHAPELY = "2.2.0"
 
 
 def bootstrap_repaired(tmp_path: Path, name: str, version: str, layer_package: str,
@@ -37,8 +39,10 @@ def bootstrap_repaired(tmp_path: Path, name: str, version: str, layer_package: s
     assert repair["tool"].startswith("auditwheel ")
     assert repair["from"].endswith("-linux_x86_64.whl") and repair["to"] == wheel.name
     with zipfile.ZipFile(wheel) as zf:
-        grafted = [n.split("/", 1)[1] for n in zf.namelist() if n.split("/")[0].endswith(".libs")]
+        grafted = [n.split("/", 1)[1] for n in zf.namelist()
+                   if n.split("/")[0].endswith(".libs") and not n.endswith("/")]
     assert any(n.startswith(library) for n in grafted), grafted
+    assert repair["bundled"] == sorted(grafted)  # the record names exactly what the wheel carries
 
     venv = fresh_venv(tmp_path / "venv")
     subprocess.run([str(venv / "bin" / "pip"), "install", "--no-cache-dir", "--index-url",
@@ -114,3 +118,55 @@ print(dark, features.version("freetype2"), features.version("jpg"))
     dark, freetype, jpeg = printed.split()
     assert int(dark) > 100  # the text is there
     assert freetype.startswith("2.") and jpeg
+
+
+def test_numpy_builds_against_debian_openblas_and_solves_a_linear_system_with_it(tmp_path):
+    venv = bootstrap_repaired(tmp_path, "numpy", NUMPY, "libopenblas-dev", "libopenblas")
+
+    printed = run_in(venv, """
+import numpy as np
+dependencies = np.show_config(mode="dicts")["Build Dependencies"]
+assert dependencies["blas"]["name"] == "openblas", dependencies["blas"]
+assert dependencies["lapack"]["name"] == "openblas", dependencies["lapack"]
+a = np.array([[3.0, 1.0, 2.0], [1.0, 4.0, 1.0], [2.0, 1.0, 5.0]])
+x = np.linalg.solve(a, np.array([11.0, 12.0, 19.0]))  # LAPACK's dgesv
+assert np.allclose(x, [1.0, 2.0, 3.0]), x
+rng = np.random.default_rng(17)
+m, n = rng.random((300, 200)), rng.random((200, 100))
+product = m @ n  # BLAS's dgemm
+assert np.allclose(product, (m[:, :, None] * n[None, :, :]).sum(axis=1))  # no BLAS on this path
+assert np.allclose(np.linalg.inv(a) @ a, np.eye(3))
+with open("/proc/self/maps") as maps:
+    loaded = sorted({line.split()[-1] for line in maps if "libopenblas" in line})
+print(dependencies["blas"]["version"], *loaded)
+""", tmp_path)
+    version, *loaded = printed.split()
+    assert version.startswith("0.3.")  # bookworm's OpenBLAS 0.3.21
+    # The OpenBLAS in use is the one the wheel carries, not one found on this machine.
+    assert len(loaded) == 1 and "/numpy.libs/libopenblas" in loaded[0], loaded
+
+
+def test_shapely_builds_against_debian_geos_and_computes_areas_and_intersections(tmp_path):
+    venv = bootstrap_repaired(tmp_path, "shapely", SHAPELY, "libgeos-dev", "libgeos_c")
+
+    printed = run_in(venv, """
+import math
+import shapely
+from shapely.geometry import Point, Polygon, box
+disc = Point(0, 0).buffer(1.0, quad_segs=64)
+assert abs(disc.area - math.pi) < 1e-3, disc.area
+overlap = box(0, 0, 2, 2).intersection(box(1, 1, 3, 3))
+assert overlap.equals(box(1, 1, 2, 2)) and overlap.area == 1.0, overlap.wkt
+triangle = Polygon([(0, 0), (4, 0), (0, 3)])
+assert triangle.length == 12.0 and triangle.contains(Point(1, 1))
+assert not triangle.contains(Point(3, 3))
+areas = shapely.area(shapely.buffer(shapely.points([[0, 0], [10, 10]]), 2.0, quad_segs=64))
+assert all(abs(area - 4 * math.pi) < 4e-3 for area in areas), areas
+with open("/proc/self/maps") as maps:
+    loaded = sorted({line.split()[-1] for line in maps if "libgeos" in line})
+print(shapely.geos_version_string, *loaded)
+""", tmp_path)
+    geos, *loaded = printed.split()
+    assert geos.startswith("3.11.")  # bookworm's GEOS
+    # The GEOS in use is the one the wheel carries (libgeos_c and the libgeos it links).
+    assert loaded and all("/shapely.libs/libgeos" in path for path in loaded), loaded
