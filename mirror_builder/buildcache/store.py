@@ -256,6 +256,17 @@ class BuildCache:
                 problems.append(Problem(path, "its build key does not match its record"))
         return count, problems
 
+    def remove_entries(self, paths: set[Path]) -> int:
+        """Remove these entry files (bad ones, as verify found them); their blobs go at the
+        next prune. How many were removed."""
+        removed = 0
+        for path in paths:
+            if path.parent.parent == self.entries_dir and path.is_file():
+                path.unlink()
+                removed += 1
+                self._write_index(canonicalize_name(path.parent.name))
+        return removed
+
     def prune(self, older_than: timedelta) -> tuple[list[CacheEntry], int]:
         """Remove entries not used for older_than, then the blobs no entry names: the entries
         removed and the bytes freed. Waits for running builds (their shared locks)."""

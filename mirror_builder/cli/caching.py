@@ -23,7 +23,7 @@ def add_cache(commands) -> None:
                     "list: the entries, newest first. prune --older-than AGE: remove the entries "
                     "not used for that long (it waits for running builds). verify: check every "
                     "entry's files against their digests and its build key against its record "
-                    "(exit status 1 if any is wrong).")
+                    "(exit status 1 if any is wrong; --remove-bad removes them).")
     actions = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="the entries, newest first")
     listing.add_argument("names", nargs="*", metavar="NAME", help="only these projects")
@@ -31,7 +31,10 @@ def add_cache(commands) -> None:
     prune = actions.add_parser("prune", help="remove entries not used for a while")
     prune.add_argument("--older-than", required=True, metavar="AGE",
                        help="e.g. 30d, 2w, 12h: entries not taken or stored for that long")
-    actions.add_parser("verify", help="check every entry's files and build key")
+    verify = actions.add_parser("verify", help="check every entry's files and build key")
+    verify.add_argument("--remove-bad", action="store_true",
+                        help="remove the entries found bad (a bootstrap would build them again "
+                             "anyway; it never serves them)")
     cache.set_defaults(run=_cache)
 
 
@@ -56,6 +59,10 @@ def _cache(args, console: Console) -> int:
     for problem in problems:
         console.print(f"[red]bad[/] {problem.entry}: {problem.detail}", highlight=False)
     console.print(f"{count} entries checked, {len(problems)} bad")
+    if problems and args.remove_bad:
+        removed = store.remove_entries({p.entry for p in problems})
+        console.print(f"removed {removed} bad entries")
+        return 0
     return 1 if problems else 0
 
 

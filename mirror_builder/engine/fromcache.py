@@ -177,6 +177,8 @@ class FromCache:
             imports=(top_level_modules(wheel) if package.smoke_test is True
                      else None if package.smoke_test is False else package.smoke_test),
             publish_source=lambda: self._archive_source(candidate), extras=candidate.extras)
+        # A job like a build's: it ends when the wheel is published (or kept out) here.
+        run.start_job(candidate, chain, None)
         built = run.finish(candidate, wheel, "cached", 0.0, chain, note=entry.describe())
         run.publisher.submit(staged)
         return built

@@ -152,7 +152,7 @@ class BootstrapRun:
             source["filename"], source["url"], source["sha256"]))
         with self._working(), about(candidate.pin):
             number = self.reuse.next_number(candidate, earlier, request.force)
-            self._start_job(candidate, (), None)
+            self.start_job(candidate, (), None)
             try:
                 self._as_package_failure(candidate, (), lambda: self.packages.build(
                     candidate, (), Rebuild(number=number, numbering=self.settings.rebuild_numbering,
@@ -209,9 +209,12 @@ class BootstrapRun:
         number = staged.record.get("rebuild", {}).get("number")
         rejected_log = self.index.layout.rejected_records.log(staged.name, staged.wheel.name)
         if outcome.published is not None:
+            cached = staged.record.get("from_cache")
             self._end_job(staged.name, key[1], "built", rebuild_number=number,
                           wheel=staged.wheel.name,
-                          log_path=self.records.log_path(staged.name, staged.wheel.name))
+                          log_path=self.records.log_path(staged.name, staged.wheel.name),
+                          message=f"taken from the build cache (built {cached['built_at']} for "
+                                  f"{cached['output']})" if cached else "")
         else:
             self._end_job(staged.name, key[1], "smoke-failed", rebuild_number=number,
                           wheel=staged.wheel.name, message=outcome.result.error,
@@ -288,7 +291,7 @@ class BootstrapRun:
         # A first build has no number; a changelog entry calls for a numbered rebuild.
         number = 0 if not wanted and not earlier else \
             self.reuse.next_number(candidate, earlier, False)
-        self._start_job(candidate, chain, changed)
+        self.start_job(candidate, chain, changed)
         rebuild = Rebuild(number=number, numbering=self.settings.rebuild_numbering,
                           reason="changelog" if number else None,
                           changelog=package.reasons_for(candidate.version))
@@ -300,7 +303,7 @@ class BootstrapRun:
         return self.finish(candidate, self.index.layout.file(candidate.name, record["wheel"]),
                            "reused", 0.0, chain)
 
-    def _start_job(self, candidate: Candidate, chain: tuple[str, ...], changed: str | None) -> Job:
+    def start_job(self, candidate: Candidate, chain: tuple[str, ...], changed: str | None) -> Job:
         rebuild = self.rebuild_request
         trigger, detail = self.job_policy.for_build(
             candidate.name, chain, carried=bool(self.index.entries(candidate.name)),

@@ -136,7 +136,7 @@ def line_of(path: Path, text: str) -> int:
     (("  pids_limit: 4096", "  pids_limit: lots"), "pids_limit: lots",
      "build.pids_limit: expected int, got 'lots'"),
     (("output_dir: output", "outptu_dir: output"), "outptu_dir",
-     "outptu_dir: unknown key (allowed here: allow_prereleases, build, cache_dir, carry, "),
+     "outptu_dir: unknown key (allowed here: allow_prereleases, build, build_cache, cache_dir, "),
     (("  timeout_seconds: 60", "  timeout_seconds: [60"), "retries:",
      "not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence that "
      "starts at line {start})"),

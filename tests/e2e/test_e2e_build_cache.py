@@ -5,11 +5,13 @@ from its own index alone; a corrupt cache entry is built again, never published.
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import STEVEDORE, clean_environment, fresh_venv, run_mirror_builder
+from conftest import (STEVEDORE, clean_environment, fresh_venv, run_mirror_builder,
+                      write_settings)
 
 pytestmark = pytest.mark.e2e
 
@@ -42,9 +44,9 @@ def test_a_fresh_output_takes_every_wheel_from_the_cache(stevedore_output, tmp_p
     assert set(mine) == set(theirs) >= {"stevedore", "pbr", "setuptools"}
     cached = json.loads(run_mirror_builder("cache", "list", *mine, "--json", cwd=tmp_path).stdout)
     for name, record in mine.items():
-        # The same inputs as the session's own build; the wheel the cache's first build of them.
-        assert record["from_cache"]["build_key"] == record["build_key"] == \
-            theirs[name]["build_key"], name
+        # The cache's first build of these inputs (the session's own build, or an earlier one
+        # of the same build tools: then stevedore's build environment, and key, follow them).
+        assert record["from_cache"]["build_key"] == record["build_key"], name
         (wheel,) = (out / "files" / name).glob("*.whl")
         assert hashlib.sha256(wheel.read_bytes()).hexdigest() == record["wheel_sha256"]
         assert any((e["name"], e["build_key"], e["wheel_sha256"]) ==
@@ -58,10 +60,9 @@ def test_a_fresh_output_takes_every_wheel_from_the_cache(stevedore_output, tmp_p
 def test_a_corrupt_cache_entry_is_built_again_not_published(stevedore_output, tmp_path):
     entries = json.loads(run_mirror_builder("cache", "list", "stevedore", "--json",
                                             cwd=tmp_path).stdout)
-    entry = next(e for e in entries if e["version"] == STEVEDORE)
-    stored = json.loads(Path(entry["entry"]).read_text())
-    blob = _blob(stored["wheel_sha256"])
-    blob.write_bytes(blob.read_bytes()[:1000])  # truncated
+    for entry in [e for e in entries if e["version"] == STEVEDORE]:
+        blob = _blob(entry["wheel_sha256"])
+        blob.write_bytes(blob.read_bytes()[:1000])  # truncated
     assert run_mirror_builder("cache", "verify", cwd=tmp_path, check=False).returncode == 1
 
     out = tmp_path / "c"
@@ -72,7 +73,13 @@ def test_a_corrupt_cache_entry_is_built_again_not_published(stevedore_output, tm
     assert "from_cache" in mine["pbr"]
     (wheel,) = (out / "files" / "stevedore").glob("*.whl")
     assert hashlib.sha256(wheel.read_bytes()).hexdigest() == mine["stevedore"]["wheel_sha256"]
-    assert run_mirror_builder("cache", "verify", cwd=tmp_path).returncode == 0  # whole again
+    # Its entry is whole again, with the new build; the others are removed when asked.
+    entries = json.loads(run_mirror_builder("cache", "list", "stevedore", "--json",
+                                            cwd=tmp_path).stdout)
+    assert {(e["build_key"], e["wheel_sha256"]) for e in entries} >= {
+        (mine["stevedore"]["build_key"], mine["stevedore"]["wheel_sha256"])}
+    run_mirror_builder("cache", "verify", "--remove-bad", cwd=tmp_path)
+    assert run_mirror_builder("cache", "verify", cwd=tmp_path).returncode == 0
 
 
 @pytest.mark.slow
@@ -95,3 +102,24 @@ def _cache_root() -> Path:
 
 def _blob(sha256: str) -> Path:
     return _cache_root() / "blobs" / "sha256" / sha256[:2] / sha256
+
+
+def test_two_bootstraps_at_once_into_two_outputs_build_each_version_once(tmp_path):
+    # A build cache of their own, empty, so that both need setuptools and six built.
+    settings = write_settings(tmp_path / "conf", cache_dir=str(tmp_path / "cache"))
+    run_mirror_builder("images", cwd=tmp_path, settings=settings)  # made already: quick
+    runs = [subprocess.Popen(
+        [sys.executable, "-m", "mirror_builder", "--settings", str(settings), "bootstrap",
+         "six==1.17.0", "-o", str(tmp_path / name)], cwd=tmp_path, env=clean_environment(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+    for run in runs:
+        output, _ = run.communicate(timeout=900)
+        assert run.returncode == 0, output
+
+    a, b = records(tmp_path / "a"), records(tmp_path / "b")
+    assert set(a) == set(b) >= {"six", "setuptools"}
+    for name in a:
+        # Built by one run, taken from the cache by the other: the same wheel, built once.
+        built_here = ["from_cache" not in a[name], "from_cache" not in b[name]]
+        assert sorted(built_here) == [False, True], name
+        assert a[name]["wheel_sha256"] == b[name]["wheel_sha256"], name
