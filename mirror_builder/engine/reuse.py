@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pkginfo
 from packaging.requirements import Requirement
-from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.engine.decisions import is_pure
@@ -58,26 +58,32 @@ class Reuse:
 
     def _environment_change(self, candidate: Candidate, record: dict,
                             chain: tuple[str, ...]) -> str | None:
-        """Resolve the build environment as a build would, and compare the exact wheels."""
+        """Resolve the build environment as a build would, and compare the exact wheels: the
+        static requirements' closure, and when the record's wheels are more than that (the
+        backend asked for more), the closure with the backend's requirements too."""
         run = self.run
         pin = candidate.pin
+        recorded = {w["filename"]: w["sha256"] for w in record["build_env"]["wheels"]}
         static = [Requirement(r) for r in record["build_system"]["requires"]]
         env = run.closure(static, parent=pin, kind="build-system", context=chain + (pin,))
-        recorded = {w["filename"]: w["sha256"] for w in record["build_env"]["wheels"]}
-        for member in env:
-            wheel = run.done[(member.name, member.version)]
-            if recorded.get(wheel.path.name) != wheel.sha256:
-                return f"its build environment changed ({wheel.path.name})"
-        current = {run.done[(m.name, m.version)].path.name for m in env}
-        for filename, sha256 in recorded.items():  # what the backend asked for on top
-            if filename in current:
-                continue
-            name, version, _, _ = parse_wheel_filename(filename)
-            newest = max((w for w in run.index.find(name, version) if run.target.fits(w.filename)),
-                         key=lambda w: w.build_tag, default=None)
-            if newest is None or newest.sha256 != sha256:
-                return f"its build environment changed ({filename} was rebuilt or removed)"
+        found = self._env_wheels(env)
+        dynamic = [Requirement(r) for r in record.get("backend_requires") or ()]
+        if found != recorded and dynamic and set(recorded) - set(found):
+            env = run.closure(static + dynamic, parent=pin, kind="build-backend",
+                              context=chain + (pin,),
+                              preferred={n: c.version for n, c in env.pins.items()})
+            found = self._env_wheels(env)
+        for filename, sha256 in sorted(found.items()):
+            if recorded.get(filename) != sha256:
+                return f"its build environment changed ({filename})"
+        for filename in sorted(set(recorded) - set(found)):
+            return f"its build environment changed ({filename} is no longer in it)"
         return None
+
+    def _env_wheels(self, env) -> dict[str, str]:
+        done = self.run.done
+        return {done[(m.name, m.version)].path.name: done[(m.name, m.version)].sha256
+                for m in env}
 
     def config_change(self, name: NormalizedName, version: Version, record: dict) -> str | None:
         """What changed in how we build this package (its patches, overrides, plugin, repair

@@ -345,3 +345,18 @@ def test_a_post_release_rebuild_is_not_taken_where_the_number_is_a_build_tag(boo
     assert [name for name, _ in builder.builds] == ["app"]  # lib and tool: number 0, shared
     assert [w.name for w in (tmp_path / "b" / "files" / "app").glob("*.whl")] == [
         "app-1.0-1-py3-none-any.whl"]
+
+
+def test_a_build_whose_backend_asked_for_more_is_taken_too(bootstrap, tmp_path):
+    # hatchling's case: its backend asks for packaging on top of [build-system] requires; in a
+    # fresh output packaging is staged (not yet published) when hatchling is looked up.
+    tree = {"app": {"1.0": Package(build_requires=["tool"], backend_requires=["helper"])},
+            "tool": {"1.0": Package()}, "helper": {"1.0": Package()}}
+    bootstrapper, first = bootstrap.make(tree, output=tmp_path / "a")
+    bootstrapper.run([Requirement("app")])
+    assert sorted(name for name, _ in first.builds) == ["app", "app", "helper", "tool"]
+
+    bootstrapper, second = bootstrap.make(tree, output=tmp_path / "b")
+    bootstrapper.run([Requirement("app")])
+
+    assert second.builds == []
