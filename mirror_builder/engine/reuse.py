@@ -9,7 +9,6 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.engine.decisions import is_pure
 from mirror_builder.errors import RebuildError
 from mirror_builder.provenance.buildkey import local_config_change
 from mirror_builder.provenance.stamp import rebuilt_version
@@ -93,7 +92,7 @@ class Reuse:
         changed = local_config_change(run.settings, package, run.catalog.plugins, version, record)
         if changed is not None:
             return changed
-        if bool(record.get("repair")) != (run.manylinux and not is_pure(record["wheel"])):
+        if bool(record.get("repair")) != run.packages.repairs(name, record["wheel"]):
             return "the manylinux repair setting changed"
         if record["target"]["name"] == run.target.name and \
                 record["image"]["id"] != run.services.target.image_for(package).id:

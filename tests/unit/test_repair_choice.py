@@ -58,3 +58,32 @@ def test_a_package_s_manylinux_false_leaves_it_unrepaired_when_the_run_repairs(b
     bootstrapper, _ = bootstrap.make(TREE, builder=builder, options=Options(manylinux=True))
     bootstrapper.run([Requirement("zmqish"), Requirement("plain")])
     assert builder.repaired == ["zmqish-1.0-py3-none-linux_x86_64.whl"]
+
+
+class OldGlibcBuilder(PlatformBuilder):
+    """Repairs to a tag the test target installs (manylinux_2_17)."""
+
+    def repair(self, request):
+        result = super().repair(request)
+        fixed = result.wheel.with_name(result.wheel.name.replace("2_36", "2_17"))
+        result.wheel.rename(fixed)
+        return RepairResult(fixed, result.record)
+
+
+def test_a_rerun_reuses_what_a_package_s_own_override_repaired(bootstrap, monkeypatch):
+    import test_bootstrap
+    from mirror_builder.resolve.target import TargetEnvironment
+
+    # A target that installs manylinux wheels, as a real one (its glibc measured in its image).
+    monkeypatch.setattr(test_bootstrap, "TARGET", TargetEnvironment(
+        "test", test_bootstrap.TARGET.markers | {"libc_version": "2.36"}))
+    bootstrap.overrides.mkdir(exist_ok=True)
+    (bootstrap.overrides / "zmqish.yaml").write_text("manylinux: true\n")
+    (bootstrap.overrides / "plain.yaml").write_text("manylinux: false\n")
+    for manylinux in (None, True):
+        builder = OldGlibcBuilder(bootstrap.work, native={"zmqish", "plain"})
+        bootstrapper, _ = bootstrap.make(TREE, builder=builder,
+                                         options=Options(manylinux=manylinux, build_cache=False))
+        bootstrapper.run([Requirement("zmqish"), Requirement("plain")])
+        # The second run (the run repairing, as plain's first build was not) rebuilds nothing.
+        assert builder.builds == [] or manylinux is None, builder.builds
