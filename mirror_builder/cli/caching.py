@@ -23,7 +23,8 @@ def add_cache(commands) -> None:
                     "list: the entries, newest first. prune --older-than AGE: remove the entries "
                     "not used for that long (it waits for running builds). verify: check every "
                     "entry's files against their digests and its build key against its record "
-                    "(exit status 1 if any is wrong; --remove-bad removes them).")
+                    "(exit status 1 if any is wrong; --remove-bad removes them). Other "
+                    "machines' caches to take from: build_cache.sources in settings.yaml.")
     actions = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="the entries, newest first")
     listing.add_argument("names", nargs="*", metavar="NAME", help="only these projects")
