@@ -117,6 +117,12 @@ def _source_rows(table: Table, record: dict[str, Any]) -> None:
     table.add_row("built from", described.get(origin["kind"], "source")
                   if record.get("built_from_source", True)
                   else "[bold red]NOT built from source: the upstream wheel (pre_built)[/]")
+    cached = record.get("from_cache")
+    if cached:
+        table.add_row("from cache", escape(
+            f"taken from the build cache: built {cached['built_at'][:19]} for "
+            f"{cached['output']} (build key {cached['build_key'][:16]}...); its job, timing "
+            f"and log are that build's; the smoke test is this output's own"))
     table.add_row("source", f"{source['url']}\nsha256 {source['sha256']}")
     patches = record["patches"]
     table.add_row("patches", "\n".join(f"{p['name']}  sha256 {p['sha256'][:16]}…" for p in patches)

@@ -360,3 +360,24 @@ def test_a_build_whose_backend_asked_for_more_is_taken_too(bootstrap, tmp_path):
     bootstrapper.run([Requirement("app")])
 
     assert second.builds == []
+
+
+def test_inspect_says_a_wheel_came_from_the_cache_and_whose_build_it_is(bootstrap, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from mirror_builder.cli.views import _details
+
+    bootstrap_into(bootstrap, tmp_path / "a")
+    bootstrap_into(bootstrap, tmp_path / "b")
+    (record,) = records_of(tmp_path / "b", "app")
+    console = Console(width=300, record=True, file=io.StringIO())
+    console.print(_details(record))
+    text = " ".join(console.export_text().split())
+    assert f"taken from the build cache: built {record['from_cache']['built_at'][:19]} for " \
+           f"{tmp_path / 'a'}" in text
+    (own,) = records_of(tmp_path / "a", "app")
+    console = Console(width=300, record=True, file=io.StringIO())
+    console.print(_details(own))
+    assert "build cache" not in console.export_text()
