@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.logging import RichHandler
 
 from mirror_builder import __version__
-from mirror_builder.cli import (building, caching, configuring, inspecting, keeping,
-                                publishing)
+from mirror_builder.cli import (building, caching, clustering, configuring, inspecting,
+                                keeping, publishing)
 from mirror_builder.errors import MirrorBuilderError, UsageError
 from mirror_builder.logs import PackageFilter
 
@@ -31,6 +31,7 @@ COMMANDS = (
     publishing.add_yank, publishing.add_index, publishing.add_serve, publishing.add_tokens,
     configuring.add_overrides, inspecting.add_history, keeping.add_update, keeping.add_review,
     publishing.add_nginx_config, building.add_images, caching.add_cache,
+    clustering.add_cluster,
 )
 
 

@@ -1,0 +1,1 @@
+"""Building on many hosts: the cluster's mutual TLS (and, next, the Dask executor and workers)."""
