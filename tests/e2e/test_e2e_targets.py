@@ -31,7 +31,10 @@ def test_two_pythons_share_pure_wheels_and_each_gets_its_own_extension(tmp_path)
     assert cp313["target"]["python_version"] == "3.13"
     trixie_order = {e["name"]: e["status"] for e in
                     json.loads((out / "build-order.trixie-x86_64.json").read_text())}
-    assert trixie_order["jinja2"] == "reused" and trixie_order["markupsafe"] == "built"
+    # The extension is trixie's own: built for it now, or by an earlier run for trixie and
+    # taken from the machine's build cache (its record says trixie either way).
+    assert trixie_order["jinja2"] == "reused" and trixie_order["markupsafe"] in ("built", "cached")
+    assert cp313["target"]["name"] == "trixie-x86_64"
 
     # Install into trixie's Python 3.13, in a container without network, from our index alone.
     images = run_mirror_builder("images", "--target", "trixie-x86_64", cwd=tmp_path).stderr
