@@ -17,6 +17,17 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def copy_hashing(source: Path, dest: Path) -> str:
+    """Copy source to dest and return the sha256 of the bytes written: one pass over the file
+    (a blob store checks what it copies; reading it again to hash it would double the I/O)."""
+    digest = hashlib.sha256()
+    with source.open("rb") as reader, dest.open("wb") as writer:
+        for chunk in iter(lambda: reader.read(1 << 20), b""):
+            digest.update(chunk)
+            writer.write(chunk)
+    return digest.hexdigest()
+
+
 def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
     """Write through a temporary file in the same directory, so readers see old or new, never half.
     mkstemp makes files only their owner can read; the index is read by others (a smoke-test

@@ -23,6 +23,14 @@ NOT_IMPORTED = frozenset({"test", "tests", "testing", "docs", "doc", "examples",
                           "benchmarks", "scripts"})
 
 
+def smoke_imports(setting: bool | tuple[str, ...], wheel: Path) -> tuple[str, ...] | None:
+    """What a smoke test imports, by a package's smoke_test override: the wheel's top-level
+    modules (True), nothing, no test (False), or the modules it names."""
+    if setting is True:
+        return top_level_modules(wheel)
+    return None if setting is False else tuple(setting)
+
+
 def top_level_modules(wheel: Path) -> tuple[str, ...]:
     """What a user would import: the public modules at the top of the wheel's tree, narrowed to
     top_level.txt when the wheel has one. top_level.txt alone is not enough: setuptools lists

@@ -8,6 +8,7 @@ A source that cannot be reached, or answers nonsense, is passed over with a warn
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -18,13 +19,12 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 from packaging.version import InvalidVersion, Version
 
+from mirror_builder.buildcache.store import is_digest
 from mirror_builder.errors import UpstreamError
-from mirror_builder.files import sha256_of
 from mirror_builder.resolve.transport import Transport
 
 log = logging.getLogger(__name__)
 
-_HEX = frozenset("0123456789abcdef")
 _ENTRY_FILE = re.compile(r"[0-9a-f]{64}-(build-tag|post-release)-[0-9]+\.json")
 
 
@@ -53,7 +53,7 @@ class RemoteCache:
         found = []
         for item in (listed or {}).get("entries", []) if isinstance(listed, dict) else []:
             key = item.get("build_key") if isinstance(item, dict) else None
-            if not _is_digest(key) or not _same_version(item.get("version"), version) or \
+            if not is_digest(key) or not _same_version(item.get("version"), version) or \
                     not _ENTRY_FILE.fullmatch(str(item.get("file"))) or \
                     not str(item["file"]).startswith(key):
                 continue
@@ -65,15 +65,17 @@ class RemoteCache:
     def fetch_blob(self, sha256: str, dest: Path) -> Path | None:
         """The blob, written to dest and checked against its digest; None if the source does
         not have it whole."""
-        if not _is_digest(sha256):
+        if not is_digest(sha256):
             return None
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
         try:
+            digest = hashlib.sha256()
             with open(fd, "wb") as handle:
                 for chunk in self.transport.stream(f"{self.url}blobs/sha256/{sha256[:2]}/{sha256}"):
+                    digest.update(chunk)
                     handle.write(chunk)
-            if sha256_of(Path(tmp)) != sha256:
+            if digest.hexdigest() != sha256:
                 log.warning("%s: blob %s... is not the bytes of its digest; not taken", self.url,
                             sha256[:12])
                 return None
@@ -99,10 +101,6 @@ class RemoteCache:
         except ValueError:
             log.warning("build cache %s: %s is not JSON; passed over", self.url, path)
             return None
-
-
-def _is_digest(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
 
 
 def _same_version(text: object, version: Version) -> bool:

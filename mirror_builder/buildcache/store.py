@@ -22,7 +22,6 @@ import fcntl
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ from packaging.utils import (InvalidWheelFilename, NormalizedName, canonicalize_
                              parse_wheel_filename)
 from packaging.version import InvalidVersion, Version
 
-from mirror_builder.files import atomic_write_text, sha256_of
+from mirror_builder.files import atomic_write_text, copy_hashing, sha256_of
 from mirror_builder.provenance.buildkey import build_key_of_dict
 
 log = logging.getLogger(__name__)
@@ -92,21 +91,33 @@ class Problem:
     detail: str
 
 
+def is_digest(value: object) -> bool:
+    """A sha256 digest as the store names files: 64 lower-case hex digits."""
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
 def entry_filename(key: str, numbering: str, number: int) -> str:
-    if len(key) != 64 or not set(key) <= _HEX or numbering not in ("build-tag", "post-release") \
+    if not is_digest(key) or numbering not in ("build-tag", "post-release") \
             or not isinstance(number, int) or number < 0:
         raise CorruptEntry(f"{key!r}, {numbering!r}, {number!r}: not a build key and rebuild")
     return f"{key}-{numbering}-{number}.json"
 
 
+def record_has_key(record: dict, key: str) -> bool:
+    """Whether key is the build key record names and the one its inputs make."""
+    try:
+        return record.get("build_key") == key == build_key_of_dict(record)
+    except (KeyError, TypeError, AttributeError):
+        return False  # an incomplete record
+
+
 def key_matches(entry: CacheEntry) -> bool:
     """Whether the entry's build key is the one its record's inputs make (and its file's name)."""
     try:
-        return entry.record.get("build_key") == entry.build_key == \
-            build_key_of_dict(entry.record) and \
+        return record_has_key(entry.record, entry.build_key) and \
             entry.path.name == entry_filename(entry.build_key, entry.numbering, entry.number)
-    except (KeyError, TypeError, AttributeError, ValueError, CorruptEntry):
-        return False  # an incomplete record
+    except (TypeError, ValueError, CorruptEntry):
+        return False
 
 
 class BuildCache:
@@ -117,25 +128,23 @@ class BuildCache:
 
     # -- blobs -----------------------------------------------------------------------------
     def blob(self, sha256: str) -> Path:
-        if len(sha256) != 64 or not set(sha256) <= _HEX:
+        if not is_digest(sha256):
             raise CorruptEntry(f"{sha256!r} is not a sha256 digest")
         return self.blobs / sha256[:2] / sha256
 
     def add_blob(self, path: Path) -> str:
-        """Store path's bytes under their digest (kept if already there and whole)."""
-        digest = sha256_of(path)
-        dest = self.blob(digest)
-        if dest.is_file() and dest.stat().st_size == path.stat().st_size:
-            return digest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{digest[:12]}.", suffix=".part")
+        """Store path's bytes under their digest (kept if already there and whole): copied
+        beside the blobs while hashed, then renamed to the digest the copy had."""
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".incoming.", suffix=".part")
         os.close(fd)
         try:
-            shutil.copyfile(path, tmp)
-            if sha256_of(Path(tmp)) != digest:  # changed while being copied
-                raise OSError(f"{path} changed while it was stored in the build cache")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
+            digest = copy_hashing(path, Path(tmp))
+            dest = self.blob(digest)
+            if not (dest.is_file() and dest.stat().st_size == Path(tmp).stat().st_size):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, dest)
         finally:
             Path(tmp).unlink(missing_ok=True)
         return digest
@@ -146,8 +155,7 @@ class BuildCache:
         if not source.is_file():
             raise CorruptEntry(f"{source.name[:12]}... is missing from the cache")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, dest)
-        if sha256_of(dest) != sha256:
+        if copy_hashing(source, dest) != sha256:
             dest.unlink(missing_ok=True)
             raise CorruptEntry(f"{source} is not the bytes of its digest (corrupt or truncated)")
         return dest

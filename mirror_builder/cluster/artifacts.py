@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import re
 import ssl
 import tempfile
 import threading
@@ -25,13 +24,12 @@ from pathlib import Path
 import requests
 from aiohttp import web
 
-from mirror_builder.buildcache.store import BuildCache
+from mirror_builder.buildcache.store import BuildCache, is_digest
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.files import sha256_of
 
 log = logging.getLogger(__name__)
 
-DIGEST = re.compile(r"^[0-9a-f]{64}$")
 MAX_BYTES = 4 * 1024 ** 3  # a torch wheel is under 1 GB
 CHUNK = 1 << 20
 
@@ -61,7 +59,7 @@ class _Handlers:
 
 async def _get(cache: BuildCache, request: web.Request) -> web.StreamResponse:
     digest = request.match_info["digest"]
-    if not DIGEST.match(digest):
+    if not is_digest(digest):
         raise web.HTTPBadRequest(text="not a sha256 digest\n")
     path = cache.blob(digest)
     if not path.is_file():
@@ -71,7 +69,7 @@ async def _get(cache: BuildCache, request: web.Request) -> web.StreamResponse:
 
 async def _put(cache: BuildCache, request: web.Request, max_bytes: int) -> web.Response:
     digest = request.match_info["digest"]
-    if not DIGEST.match(digest):
+    if not is_digest(digest):
         raise web.HTTPBadRequest(text="not a sha256 digest\n")
     if request.content_length is not None and request.content_length > max_bytes:
         raise web.HTTPRequestEntityTooLarge(max_size=max_bytes,
@@ -148,7 +146,7 @@ class ArtifactClient:
 
     def fetch(self, digest: str, dest: Path) -> Path:
         """The blob, written to dest; an ArtifactError if it is missing or not its digest."""
-        if not DIGEST.match(digest):
+        if not is_digest(digest):
             raise ArtifactError(f"{digest!r} is not a sha256 digest")
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")

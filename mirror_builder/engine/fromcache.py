@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import pkginfo
 
-from mirror_builder.build.smoketest import top_level_modules
+from mirror_builder.build.smoketest import smoke_imports
 from mirror_builder import __version__
 from mirror_builder.buildcache.remote import RemoteCache
-from mirror_builder.buildcache.store import BuildCache, CacheEntry, CorruptEntry, key_matches
+from mirror_builder.buildcache.store import (BuildCache, CacheEntry, CorruptEntry, key_matches,
+                                             record_has_key)
 from mirror_builder.engine.model import BuiltWheel
 from mirror_builder.index.publisher import Staged
-from mirror_builder.provenance.buildkey import build_key_of_dict
 from mirror_builder.resolve.resolver import Candidate
 from mirror_builder.resolve.transport import Transport
 
@@ -102,13 +102,8 @@ class FromCache:
             wheel_name = str(data.get("wheel", ""))
             if not self._usable(wheel_name, record, earlier, wanted):
                 continue
-            try:
-                checked = record.get("build_key") == remote.build_key == \
-                    build_key_of_dict(record) and \
-                    data.get("wheel_sha256") == record.get("wheel_sha256")
-            except (KeyError, TypeError, AttributeError):
-                checked = False
-            if not checked:
+            if not record_has_key(record, remote.build_key) or \
+                    data.get("wheel_sha256") != record.get("wheel_sha256"):
                 log.warning("%s: %s's entry %s... does not make its own build key; not taken",
                             candidate.pin, source.url, remote.build_key[:12])
                 continue
@@ -120,7 +115,8 @@ class FromCache:
             wheel = source.fetch_blob(record["wheel_sha256"], folder / os.path.basename(wheel_name))
             if wheel is None:
                 continue
-            log_file = source.fetch_blob(str(data.get("log_sha256")), folder / "build.log")
+            log_digest = data.get("log_sha256")
+            log_file = source.fetch_blob(log_digest, folder / "build.log") if log_digest else None
             return self.cache.put(record, wheel, log_file,
                                   f"{data.get('output', '?')} (from {source.url})")
         return None
@@ -174,8 +170,7 @@ class FromCache:
             record=record, requires_python=metadata.requires_python,
             requires_dist=tuple(metadata.requires_dist or ()), log_path=log_path,
             image=run.services.target.image_for(package),
-            imports=(top_level_modules(wheel) if package.smoke_test is True
-                     else None if package.smoke_test is False else package.smoke_test),
+            imports=smoke_imports(package.smoke_test, wheel),
             publish_source=lambda: self._archive_source(candidate), extras=candidate.extras)
         # A job like a build's: it ends when the wheel is published (or kept out) here.
         run.start_job(candidate, chain, None)

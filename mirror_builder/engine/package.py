@@ -29,7 +29,7 @@ from mirror_builder.engine.scheduler import parse_size
 from mirror_builder.errors import BuildError, ResolutionError
 from mirror_builder.files import sha256_of
 from mirror_builder.index.publisher import Staged
-from mirror_builder.build.smoketest import top_level_modules
+from mirror_builder.build.smoketest import smoke_imports
 from mirror_builder.prepare.buildsystem import BuildSystem, read_build_system
 from mirror_builder.prepare.sources import PreparedSource, make_readable, prepare_source
 from mirror_builder.prepare.cargoprojects import manifests_to_vendor
@@ -316,8 +316,7 @@ class PackageBuilder:
             requires_python=metadata.requires_python,
             requires_dist=tuple(metadata.requires_dist or ()), log_path=outcome.log_path,
             image=run.services.target.image_for(package),
-            imports=(top_level_modules(final) if package.smoke_test is True
-                     else None if package.smoke_test is False else package.smoke_test),
+            imports=smoke_imports(package.smoke_test, final),
             publish_source=lambda: run.fetcher.archive(source, candidate),
             extras=candidate.extras)
 
