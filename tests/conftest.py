@@ -32,7 +32,12 @@ def write_settings(folder: Path, **keys: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     text = (REPO / "settings.yaml").read_text().replace(
         "containerfile: containerfiles/", f"containerfile: {REPO}/containerfiles/")
-    lines = [line for line in text.splitlines() if line.split(":")[0] not in keys]
+    lines, replacing = [], False
+    for line in text.splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            replacing = line.split(":")[0] in keys  # a key replaced, with its indented block
+        if not replacing:
+            lines.append(line)
     lines += [f"{key}: {value}" for key, value in keys.items()]
     path = folder / "settings.yaml"
     path.write_text("\n".join(lines) + "\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (STEVEDORE, clean_environment, fresh_venv, run_mirror_builder,
+from conftest import (STEVEDORE, clean_environment, free_port, fresh_venv, run_mirror_builder,
                       write_settings)
 
 pytestmark = pytest.mark.e2e
@@ -123,3 +123,52 @@ def test_two_bootstraps_at_once_into_two_outputs_build_each_version_once(tmp_pat
         built_here = ["from_cache" not in a[name], "from_cache" not in b[name]]
         assert sorted(built_here) == [False, True], name
         assert a[name]["wheel_sha256"] == b[name]["wheel_sha256"], name
+
+
+def test_another_machines_cache_over_http_gives_a_fresh_machine_every_wheel(tmp_path):
+    # "Machine" one builds six into its own cache; its CACHE_DIR/builds is served by a plain
+    # static file server on loopback; "machine" two, with an empty cache, names it as a source.
+    first = write_settings(tmp_path / "one", cache_dir=str(tmp_path / "cache-one"))
+    run_mirror_builder("images", cwd=tmp_path, settings=first)
+    bootstrap_with(first, "six==1.17.0", tmp_path / "a", tmp_path)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port), "--directory",
+         str(tmp_path / "cache-one" / "builds")], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(url)
+        second = write_settings(tmp_path / "two", cache_dir=str(tmp_path / "cache-two"),
+                                build_cache=f"{{sources: ['{url}']}}")
+        run_mirror_builder("images", cwd=tmp_path, settings=second)
+        bootstrap_with(second, "six==1.17.0", tmp_path / "b", tmp_path)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    mine, theirs = records(tmp_path / "b"), records(tmp_path / "a")
+    assert set(mine) == set(theirs) >= {"six", "setuptools"}
+    for name, record in mine.items():
+        assert record["from_cache"]["output"] == f"{tmp_path / 'a'} (from {url})", name
+        assert record["wheel_sha256"] == theirs[name]["wheel_sha256"], name
+    assert run_mirror_builder("cache", "verify", cwd=tmp_path, settings=second).returncode == 0
+    assert install_and_run(tmp_path, tmp_path / "b", "six==1.17.0",
+                           "import six; print(six.__version__)").strip() == "1.17.0"
+
+
+def bootstrap_with(settings: Path, requirement: str, out: Path, cwd: Path) -> None:
+    run_mirror_builder("bootstrap", requirement, "-o", str(out), cwd=cwd, settings=settings)
+
+
+def wait_for(url: str) -> None:
+    import time
+    import urllib.request
+
+    for _ in range(50):
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
