@@ -86,10 +86,7 @@ class FromCache:
         be: a first build's number (0, or its changelog's) in an output without the version,
         else the next one; by this output's numbering (a .postN wheel would break pins)."""
         rebuild = record.get("rebuild", {})
-        if earlier:
-            expected = max(max(r["rebuild"]["number"] for r in earlier) + 1, wanted)
-        else:
-            expected = wanted
+        expected = self.run.reuse.number_due(earlier, wanted)
         return self.run.target.fits(wheel) and rebuild.get("number") == expected and (
             expected == 0 or rebuild.get("numbering") == self.run.settings.rebuild_numbering)
 

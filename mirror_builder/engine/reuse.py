@@ -115,6 +115,14 @@ class Reuse:
             return "the build image changed"
         return None
 
+    @staticmethod
+    def number_due(earlier: list[dict], wanted: int) -> int:
+        """The rebuild number a new build of a version gets in this output: a first build's
+        (0, or as many as its changelog's reasons), else one past the highest it has."""
+        if not earlier:
+            return wanted
+        return max(max(r["rebuild"]["number"] for r in earlier) + 1, wanted)
+
     def next_number(self, candidate: Candidate, earlier: list[dict], force: bool) -> int:
         run = self.run
         highest = max((r["rebuild"]["number"] for r in earlier), default=0)
