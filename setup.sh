@@ -65,7 +65,7 @@ add_subid_range /etc/subgid group
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,cluster]'
 
 # Targets for another architecture build under qemu user emulation: when settings.yaml has one,
 # install qemu and register it with binfmt_misc (not mounted on a fresh machine).

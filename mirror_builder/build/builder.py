@@ -110,7 +110,7 @@ class Builder:
         """Check the built wheel and its freeze, then move it out of the job's folders."""
         built = _built_wheel(out_dir, result.get("wheel"),
                              lambda message: self._error(request, message))
-        _check_freeze(result.get("freeze", ""), request)
+        check_freeze(result.get("freeze", ""), request)
         try:
             check_built_wheel(built, request.source.name, Version(request.source.version))
         except WheelRejected as exc:
@@ -226,7 +226,7 @@ def _user_namespace(reported: object, run: RunResult, request: BuildRequest) -> 
     return said
 
 
-def _check_freeze(freeze: str, request: BuildRequest) -> None:
+def check_freeze(freeze: str, request: BuildRequest) -> None:
     """The freeze the driver reports must list exactly the wheels the host mounted."""
     expected = set()
     for wheel in request.env.wheels:

@@ -32,3 +32,6 @@ class PodmanExecutor:
     def smoke_test(self, request: SmokeRequest) -> Mapping[str, SmokeResult]:
         return self.smoke_tester.run(request.image, request.index, request.staged,
                                      request.tests, request.limits, request.log_path)
+
+    def workers_summary(self) -> list[tuple[str, str, int, float]]:
+        return []  # every build ran here

@@ -121,6 +121,9 @@ class BuildResult:
     environment: Mapping[str, str] = field(default_factory=dict)
     # The build container's user namespace: {"uid_map": ..., "gid_map": ...}.
     user_namespace: Mapping[str, str] = field(default_factory=dict)
+    # The build host, when not this machine: the worker's name, id, host, kernel, podman and
+    # the image id it used (cluster/buildhost.py).
+    worker: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -196,6 +199,10 @@ class Executor(Protocol):
     def repair(self, request: RepairRequest) -> RepairResult: ...
 
     def smoke_test(self, request: SmokeRequest) -> Mapping[str, SmokeResult]: ...
+
+    def workers_summary(self) -> list[tuple[str, str, int, float]]:
+        """Per build host other than this machine: (worker, host, builds, busy seconds)."""
+        ...
 
 
 def _file(data: Mapping[str, Any]) -> FileRef:

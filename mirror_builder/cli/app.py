@@ -31,7 +31,7 @@ COMMANDS = (
     publishing.add_yank, publishing.add_index, publishing.add_serve, publishing.add_tokens,
     configuring.add_overrides, inspecting.add_history, keeping.add_update, keeping.add_review,
     publishing.add_nginx_config, building.add_images, caching.add_cache,
-    clustering.add_cluster,
+    clustering.add_cluster, clustering.add_worker,
 )
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mirror_builder.cli.common import (output_of, output_option, pin, settings_of,
-                                       variant_option, versions_options, writing)
+from mirror_builder.cli.common import (cluster_of, executor_options, output_of, output_option,
+                                       pin, settings_of, variant_option, versions_options,
+                                       writing)
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.layout import OutputLayout
 
@@ -57,6 +58,7 @@ def add_bootstrap(commands) -> None:
                       help="say why each version built was not taken from the build cache: "
                            "which input differs from the nearest cached build")
     versions_options(boot)
+    executor_options(boot)
     boot.set_defaults(run=_bootstrap)
 
 
@@ -102,6 +104,7 @@ def add_rebuild(commands) -> None:
     versions_options(rebuild, builds=False)
     output_option(rebuild, writes=True)
     rebuild.add_argument("--target", metavar="NAME", help="build target from settings.yaml")
+    executor_options(rebuild)
     rebuild.set_defaults(run=_rebuild)
 
 
@@ -137,6 +140,7 @@ def _bootstrap(args, console: Console) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise MirrorBuilderError("--jobs must be at least 1")
     targets = settings.select_targets(args.target)
+    cluster_of(args, settings)  # a refused scheduler address stops the run before it starts
     with writing(args, output_of(args, settings), console):
         _bootstrap_targets(args, console, settings, request, targets)
     return 0
@@ -169,7 +173,8 @@ def _run_options(args, settings, request, target, number: int):
                      manylinux=args.manylinux, job_policy=_bootstrap_jobs(args, request),
                      build_cache=args.build_cache, explain_rebuild=args.explain_rebuild)
     return RunOptions(output=output_of(args, settings), target=target.name,
-                      refresh=args.refresh and number == 0, engine=engine)
+                      refresh=args.refresh and number == 0, engine=engine,
+                      cluster=cluster_of(args, settings))
 
 
 def _bootstrap_targets(args, console: Console, settings, request, targets) -> None:
@@ -194,9 +199,24 @@ def _bootstrap_targets(args, console: Console, settings, request, targets) -> No
                     report, target_failed = exc.report, exc
         reporter.summary(report, pipeline.services.index.url(), upstream.requests_made,
                          target_failed.failures if target_failed else [])
+        _workers_table(console, pipeline.services.executor.workers_summary())
         failed = failed or target_failed
     if failed:
         raise failed
+
+
+def _workers_table(console: Console, rows: list[tuple[str, str, int, float]]) -> None:
+    """Which worker of the cluster built how much (nothing for a local run)."""
+    if not rows:
+        return
+    from rich.table import Table
+
+    table = Table(title="build cluster workers")
+    for column in ("worker", "host", "builds", "busy seconds"):
+        table.add_column(column, justify="right" if column in ("builds", "busy seconds") else "left")
+    for name, host, builds, busy in rows:
+        table.add_row(name, host, str(builds), f"{busy:.1f}")
+    console.print(table)
 
 
 def _plan(args, console: Console) -> int:
@@ -295,7 +315,8 @@ def _rebuild(args, console: Console) -> int:
 
     name, version = pin(args.requirement)
     settings = settings_of(args)
-    options = RunOptions(output=output_of(args, settings, existing=True), target=args.target)
+    options = RunOptions(output=output_of(args, settings, existing=True), target=args.target,
+                         cluster=cluster_of(args, settings))
     with writing(args, options.output, console), RichReporter(console) as reporter:
         with open_pipeline(settings, options, reporter) as (pipeline, _):
             wheel = pipeline.rebuild(name, version, RebuildRequest(

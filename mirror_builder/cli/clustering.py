@@ -1,4 +1,5 @@
-"""The build cluster: cluster certs (its mutual TLS)."""
+"""The build cluster: cluster certs (its mutual TLS), cluster scheduler, and worker (a build
+host). The coordinator is bootstrap, rebuild or update with --executor."""
 
 from __future__ import annotations
 
@@ -30,10 +31,117 @@ def add_cluster(commands) -> None:
     certs.add_argument("--force", action="store_true",
                        help="replace member certificates that exist (and the CA if --member is "
                             "not given: then every member needs a new certificate)")
+    scheduler = actions.add_parser(
+        "scheduler", help="run the cluster's Dask scheduler here, hardened",
+        description="A Dask scheduler for the build cluster, until Ctrl-C: mutual TLS with the "
+                    "certificates in --certs (scheduler.pem, scheduler.key), its HTTP server "
+                    "answering /health only (Dask's dashboard pages need no credentials), a "
+                    "build that kills its worker tried on at most --allowed-failures + 1 "
+                    "workers. It prints its address.")
+    scheduler.add_argument("--certs", type=Path, metavar="DIR", required=True)
+    scheduler.add_argument("--host", default="127.0.0.1",
+                           help="the address to listen on (default: 127.0.0.1)")
+    scheduler.add_argument("--port", type=int, default=8786, help="0: any free port")
+    scheduler.add_argument("--allowed-failures", type=int, default=2, metavar="N")
+    scheduler.add_argument("--address-file", type=Path, metavar="FILE",
+                           help="also write the address to FILE once listening")
     cluster.set_defaults(run=_cluster)
 
 
+def add_worker(commands) -> None:
+    worker = commands.add_parser(
+        "worker", help="serve builds for a build cluster from this host",
+        description="Start a Dask worker (with a nanny that restarts it) on this build host. It "
+                    "makes the images of the targets it serves, as bootstrap does, and "
+                    "advertises one resource per target and per image content, so a build goes "
+                    "only to a host whose image is the coordinator's. Each build runs in this "
+                    "host's podman, in the same network-less sandbox as a local build; its "
+                    "files come from and go to the coordinator's artifact store by sha256.")
+    worker.add_argument("--scheduler", required=True, metavar="ADDRESS",
+                        help="tls://HOST:PORT of the cluster's scheduler")
+    worker.add_argument("--target", metavar="NAME", action="append",
+                        help="a target this host builds for; repeat (default: the default "
+                             "target)")
+    worker.add_argument("--certs", type=Path, metavar="DIR",
+                        help="ca.pem and this worker's certificate and key (default: "
+                             "CACHE_DIR/cluster/certs)")
+    worker.add_argument("--member", default="worker",
+                        help="whose certificate in --certs (default: worker)")
+    worker.add_argument("--name", help="this worker's name in records and summaries "
+                                       "(default: the host name)")
+    worker.add_argument("--slots", type=int, default=1, metavar="N",
+                        help="builds at once (default: 1)")
+    worker.add_argument("--host", default=None,
+                        help="the address to listen on and be reached at (default: this "
+                             "host's address toward the scheduler)")
+    worker.add_argument("--cache-dir", type=Path, metavar="DIR",
+                        help="this worker's cache (default: settings' cache_dir)")
+    worker.add_argument("--insecure", action="store_true",
+                        help="allow a tcp:// scheduler on loopback (tests only)")
+    worker.set_defaults(run=_worker)
+
+
+def _worker(args, console: Console) -> int:
+    import dataclasses
+    import socket
+
+    from mirror_builder.cli.common import settings_of
+    from mirror_builder.cluster.members import WorkerSpec, run_worker
+    from mirror_builder.cluster.security import check_address, member_files
+    from mirror_builder.cluster.wire import image_resource, target_resource
+    from mirror_builder.errors import UsageError
+    from mirror_builder.sandbox.images import ImageManager
+    from mirror_builder.sandbox.podman import PodmanService
+
+    settings = settings_of(args)
+    if args.cache_dir is not None:
+        settings = dataclasses.replace(settings, cache_dir=args.cache_dir.resolve())
+    insecure = check_address(args.scheduler, args.insecure).startswith("tcp://")
+    certs = (args.certs or settings.cache_dir / "cluster" / "certs").resolve()
+    member_files(certs, args.member)  # the store needs them even with --insecure
+    if args.slots < 1:
+        raise UsageError("--slots must be at least 1")
+    targets = settings.select_targets(args.target)
+    resources: dict[str, float] = {}
+    with PodmanService(settings.cache_dir / "state") as podman:
+        images = ImageManager(podman, settings.cache_dir)
+        for target in targets:
+            with console.status(f"preparing the image for {target.name}"):
+                image = images.ensure(target)
+            resources[target_resource(target.name)] = args.slots
+            resources[image_resource(image)] = args.slots
+            console.print(f"{target.name}: {image.tag}", highlight=False)
+    spec = WorkerSpec(scheduler=args.scheduler, name=args.name or socket.gethostname(),
+                      certs=None if insecure else certs, member=args.member, host=args.host,
+                      slots=args.slots, resources=resources)
+    run_worker(spec, settings, tuple(t.name for t in targets), lambda address: console.print(
+        f"worker {spec.name} at {address}, serving {', '.join(t.name for t in targets)} "
+        f"({args.slots} at once); Ctrl-C stops it", highlight=False))
+    return 0
+
+
 def _cluster(args, console: Console) -> int:
+    if args.action == "scheduler":
+        return _scheduler(args, console)
+    return _certs(args, console)
+
+
+def _scheduler(args, console: Console) -> int:
+    from mirror_builder.cluster.members import run_scheduler
+    from mirror_builder.cluster.security import member_files
+
+    member_files(args.certs, "scheduler")
+
+    def ready(address: str) -> None:
+        console.print(f"scheduler at {address}; Ctrl-C stops it", highlight=False)
+        if args.address_file:
+            args.address_file.write_text(address + "\n")
+
+    run_scheduler(args.certs.resolve(), args.host, args.port, ready, args.allowed_failures)
+    return 0
+
+
+def _certs(args, console: Console) -> int:
     from mirror_builder.cluster.certs import DEFAULT_HOSTS, make_ca, make_member
 
     folder: Path = args.folder

@@ -99,3 +99,47 @@ def pin(text: str):
         return canonicalize_name(req.name), Version(spec.version)
     except (InvalidRequirement, ValueError):
         raise MirrorBuilderError(f"{text!r}: give one exact version, as NAME==VERSION") from None
+
+
+def executor_options(sub: argparse.ArgumentParser) -> None:
+    """--executor, --cluster-certs and --insecure: where builds run."""
+    sub.add_argument("--executor", metavar="WHERE",
+                     help="local (podman on this machine), dask (the cluster in settings' "
+                          "executor:), or a scheduler's address tls://HOST:PORT (default: "
+                          "settings' executor:, else local)")
+    sub.add_argument("--cluster-certs", type=Path, metavar="DIR",
+                     help="the cluster's ca.pem and this coordinator's coordinator.pem and "
+                          "coordinator.key (mirror-builder cluster certs; default: settings, "
+                          "else CACHE_DIR/cluster/certs)")
+    sub.add_argument("--insecure", action="store_true",
+                     help="allow a tcp:// scheduler address on loopback (tests only: anyone who "
+                          "reaches a plain-TCP scheduler runs code on every worker)")
+
+
+def cluster_of(args, settings):
+    """The cluster this command's builds go to (DaskSettings), or None for local podman."""
+    import dataclasses
+
+    from mirror_builder.cluster.security import check_address
+    from mirror_builder.config.executor import DaskSettings
+
+    choice = getattr(args, "executor", None)
+    configured = settings.executor.dask
+    if choice == "local" or (choice is None and configured is None):
+        return None
+    if choice in (None, "dask"):
+        if configured is None:
+            raise UsageError("--executor dask: settings have no executor: dask: section; give "
+                             "the scheduler's address instead (--executor tls://HOST:PORT)")
+        cluster = configured
+    elif "://" in choice:
+        cluster = configured or DaskSettings(scheduler=choice,
+                                             certs=settings.cache_dir / "cluster" / "certs")
+        cluster = dataclasses.replace(cluster, scheduler=choice)
+    else:
+        raise UsageError(f"--executor {choice}: expected local, dask or tls://HOST:PORT")
+    if args.cluster_certs is not None:
+        cluster = dataclasses.replace(cluster, certs=args.cluster_certs)
+    cluster = dataclasses.replace(cluster, insecure=args.insecure)
+    check_address(cluster.scheduler, cluster.insecure)
+    return cluster

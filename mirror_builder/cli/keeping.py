@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mirror_builder.cli.common import (output_of, output_option, settings_of, versions_options,
-                                       writing)
+from mirror_builder.cli.common import (cluster_of, executor_options, output_of, output_option,
+                                       settings_of, versions_options, writing)
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.layout import OutputLayout
 
@@ -29,6 +29,7 @@ def add_update(commands) -> None:
     update.add_argument("--dry-run", action="store_true",
                         help="only check upstream and say what would be built")
     update.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    executor_options(update)
     versions_options(update, builds=False)
     update.set_defaults(run=_update)
 
@@ -59,7 +60,8 @@ def _updater(args, settings, output: Path, reporter):
 
     target = settings.target(args.target)
     upstream = upstream_for(settings, refresh=True)
-    options = RunOptions(output=output, target=target.name, review=True)
+    options = RunOptions(output=output, target=target.name, review=True,
+                         cluster=cluster_of(args, settings))
 
     def pipeline():
         from contextlib import contextmanager

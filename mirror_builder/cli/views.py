@@ -154,6 +154,12 @@ def _environment_rows(table: Table, record: dict[str, Any]) -> None:
         table.add_row("user namespace", "; ".join(
             f"{kind}s {_id_ranges(sandbox['user_namespace'].get(f'{kind}_map', ''))}"
             for kind in ("uid", "gid")))
+    host = sandbox.get("host")
+    if isinstance(host, dict):
+        table.add_row("built on", escape(
+            f"worker {host.get('name')} of a build cluster ({host.get('executor')}): host "
+            f"{host.get('host')}, kernel {host.get('kernel')}, {host.get('podman')}, its image "
+            f"id {str(host.get('image_id'))[:19]}…"))
 
 
 def _repair_text(repair: dict[str, Any]) -> str:

@@ -158,6 +158,7 @@ class ArtifactClient:
                     handle.write(chunk)
             if hasher.hexdigest() != digest:
                 raise ArtifactError(f"the artifact store sent other bytes for {digest[:12]}...")
+            os.chmod(tmp, 0o644)  # build containers read it as their own unprivileged user
             os.replace(tmp, dest)
         finally:
             Path(tmp).unlink(missing_ok=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mirror_builder.build.executor import PodmanExecutor
 from mirror_builder.build.suggest import FailureHints
+from mirror_builder.config.executor import DaskSettings
 from mirror_builder.config.overrides import upstream_requires_ignored
 from mirror_builder.config.settings import Settings
 from mirror_builder.engine.bootstrap import Bootstrapper
@@ -36,6 +37,8 @@ class RunOptions:
     refresh: bool = False  # ask the upstream index again instead of using cached answers
     engine: Options = field(default_factory=Options)
     review: bool = False  # a package we do not carry waits for review (update), or is approved
+    # Builds on a Dask cluster's workers (settings' executor: dask, or --executor); None: here.
+    cluster: DaskSettings | None = None
 
 
 @contextmanager
@@ -43,10 +46,17 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
                   on_image=lambda target_name: None) -> Iterator[tuple[Bootstrapper, UpstreamIndex]]:
     target_settings = settings.target(options.target)
     upstream = upstream_for(settings, options.refresh)
-    with PodmanService(settings.cache_dir / "state") as podman:
+    with ExitStack() as stack:
+        podman = stack.enter_context(PodmanService(settings.cache_dir / "state"))
         images = ImageManager(podman, settings.cache_dir)
         on_image(target_settings.name)
         image = images.ensure(target_settings)
+        state = settings.cache_dir / "state" / f"run-{os.getpid()}"
+        executor = PodmanExecutor(podman, state)
+        if options.cluster is not None:
+            executor = stack.enter_context(_remote(executor, options.cluster, settings, reporter,
+                                                   state / "remote"))
+            executor.check_image(image)
         target = BuildTarget(TargetEnvironment(target_settings.name,
                                                images.marker_environment(image)),
                              image, images.with_system_packages)
@@ -55,7 +65,7 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             finder=UpstreamFinder(upstream, settings.cache_dir / "sdists",
                                   target.environment.fits,
                                   upstream_requires_ignored(settings.overrides_dir)),
-            executor=PodmanExecutor(podman, settings.cache_dir / "state" / f"run-{os.getpid()}"),
+            executor=executor,
             index=WheelIndex(options.output), reporter=reporter,
             vendorer=RustVendorer(podman, image).vendor,
             hints=FailureHints(contents_for(settings, target_settings), settings.overrides_dir))
@@ -63,3 +73,12 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
         if options.review:
             engine = replace(engine, review=ReviewQueue(options.output))
         yield Bootstrapper(services, engine), upstream
+
+
+def _remote(local: PodmanExecutor, cluster: DaskSettings, settings: Settings, reporter: Reporter,
+            work_dir: Path):
+    from mirror_builder.buildcache.store import BuildCache
+    from mirror_builder.cluster.daskexecutor import DaskExecutor  # imports Dask: only here
+
+    return DaskExecutor(local, cluster, BuildCache(settings.cache_dir / "builds"),
+                        reporter.activity, work_dir)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mirror_builder.build.builder import Builder, _built_wheel, _check_freeze
+from mirror_builder.build.builder import Builder, _built_wheel, check_freeze
 from mirror_builder.sandbox.jobfolders import read_result
 from mirror_builder.errors import BuildError
 
@@ -77,8 +77,8 @@ def test_a_wheel_the_backend_named_but_did_not_write_is_a_clear_failure(tmp_path
 
 def test_the_freeze_must_list_exactly_the_mounted_wheels():
     wheels = ["setuptools-80.9.0-py3-none-any.whl", "Cython-3.1.0-cp311-cp311-linux_x86_64.whl"]
-    _check_freeze("cython==3.1.0\nsetuptools==80.9.0\n", request(wheels))
+    check_freeze("cython==3.1.0\nsetuptools==80.9.0\n", request(wheels))
     with pytest.raises(BuildError, match="reported freeze differs"):
-        _check_freeze("setuptools==80.9.0\n", request(wheels))
+        check_freeze("setuptools==80.9.0\n", request(wheels))
     with pytest.raises(BuildError, match="reported freeze differs"):
-        _check_freeze("cython==3.1.0\nsetuptools==80.9.0\nevil==1.0\n", request(wheels))
+        check_freeze("cython==3.1.0\nsetuptools==80.9.0\nevil==1.0\n", request(wheels))

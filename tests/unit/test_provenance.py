@@ -68,7 +68,11 @@ def make_record(**changes) -> BuildRecord:
                  "timeout_seconds": 3600, "cpus": None,
                  "root_filesystem": "read-only; writable: /out and a fresh /tmp",
                  "user_namespace": {"uid_map": "0 2147483647 65534",
-                                    "gid_map": "0 2147483647 65534"}},
+                                    "gid_map": "0 2147483647 65534"},
+                 "host": {"executor": "dask", "name": "wbook", "id": "Worker-c6acd0a1",
+                          "address": "tls://10.0.0.5:44469", "host": "build-3",
+                          "kernel": "6.1.0-27-amd64", "podman": "podman version 4.3.1",
+                          "image_id": "f6312959192b", "image_tag": "localhost/mb:c98060f0"}},
         command=["python3", "/mb/mb_driver.py", "/job/job.json"],
         environment={"SOURCE_DATE_EPOCH": "1620000000", "PYTHONHASHSEED": "0"},
         started_at="2024-03-01T10:00:00.123456+00:00",
@@ -246,8 +250,8 @@ def test_schema_describes_every_property_in_one_line(schema):
 
 
 # Keys a record may lack: records of builds made before builds had a user namespace of their own,
-# and of wheels not built here, have none.
-OPTIONAL = {"sandbox": {"user_namespace"}}
+# and of wheels not built here, have none; only builds on a cluster's worker name their host.
+OPTIONAL = {"sandbox": {"user_namespace", "host"}}
 
 
 @pytest.mark.parametrize("nested", ["source", "build_env", "rebuild", "image", "sandbox"])

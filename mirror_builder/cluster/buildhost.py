@@ -1,0 +1,206 @@
+"""A build host of the cluster: the Dask worker plugin that owns this host's podman, images and
+blob cache, and runs each RemoteBuild in a local container with the same sandbox as a local
+build (build/builder.py). Package code runs only inside those containers."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from distributed import WorkerPlugin
+
+from mirror_builder.build.request import BuildRequest, FileRef
+from mirror_builder.buildcache.store import BuildCache
+from mirror_builder.cluster.artifacts import ArtifactClient, ArtifactError
+from mirror_builder.cluster.security import client_files
+from mirror_builder.cluster.wire import RemoteBuild, RemoteOutcome, WireError, unpack_tree
+from mirror_builder.config.settings import Settings
+from mirror_builder.errors import MirrorBuilderError, PackageError
+from mirror_builder.sandbox.imagenames import ImageRef
+
+log = logging.getLogger(__name__)
+
+PLUGIN_NAME = "mirror-builder"
+EVENT_TOPIC = "mirror-builder"
+
+
+class BuildHost(WorkerPlugin):
+    """Set up in the worker process (Dask calls setup/teardown); tasks reach it with
+    get_worker().plugins[PLUGIN_NAME] (cluster/task.py). Holds no state of a run."""
+
+    name = PLUGIN_NAME
+
+    def __init__(self, settings: Settings, targets: tuple[str, ...], certs: Path | None,
+                 member: str) -> None:
+        self.settings, self.targets, self.certs, self.member = settings, targets, certs, member
+        self.images: dict[str, ImageRef] = {}
+        self._stack: ExitStack | None = None  # set up in the worker process, not pickled
+
+    # -- Dask's WorkerPlugin interface -----------------------------------------------------
+    def setup(self, worker) -> None:
+        from mirror_builder.build.executor import PodmanExecutor
+        from mirror_builder.sandbox.images import ImageManager
+        from mirror_builder.sandbox.podman import PodmanService
+
+        self.worker = worker
+        self._layers = threading.Lock()
+        self._stack = ExitStack()
+        cache_dir = self.settings.cache_dir
+        podman = self._stack.enter_context(PodmanService(cache_dir / "state"))
+        self.image_manager = ImageManager(podman, cache_dir)
+        for target in self.targets:  # made before the worker started (cli worker): found here
+            self.images[target] = self.image_manager.ensure(self.settings.target(target))
+        self.work_dir = cache_dir / "cluster" / f"work-{uuid.uuid4().hex[:12]}"
+        self.executor = PodmanExecutor(podman, self.work_dir / "state")
+        self.cache = BuildCache(cache_dir / "builds")
+        self.podman_version = _podman_version()
+
+    def teardown(self, worker) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        shutil.rmtree(getattr(self, "work_dir", Path("/nonexistent")), ignore_errors=True)
+
+    # -- one build -------------------------------------------------------------------------
+    def provenance(self, image: ImageRef | None = None) -> dict[str, str]:
+        worker = self.worker
+        facts = {"executor": "dask", "name": str(worker.name), "id": str(worker.id),
+                 "address": str(worker.address), "host": socket.gethostname(),
+                 "kernel": platform.release(), "podman": self.podman_version}
+        if image is not None:
+            facts |= {"image_id": image.id, "image_tag": image.tag}
+        return facts
+
+    def build(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A RemoteOutcome as a dict; never raises for what a build or its input did wrong."""
+        try:
+            remote = RemoteBuild.from_dict(payload)
+        except WireError as exc:
+            return RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
+        request = remote.request
+        image, refusal = self._image_for(request)
+        if image is None:
+            return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
+        job = self.work_dir / "jobs" / uuid.uuid4().hex[:12]
+        try:
+            store = ArtifactClient(remote.store, *client_files(self.certs, self.member))
+            local = self._materialize(request, remote.tree_sha256, image, store, job)
+            self._event("building", request)
+            try:
+                result = self.executor.build(local)
+            except PackageError as exc:
+                log_digest = store.push(local.log_path) if local.log_path.is_file() else None
+                return RemoteOutcome("failed", self.provenance(image), log_sha256=log_digest,
+                                     error=exc.detail).to_dict()
+            self._event("uploading", request)
+            wheel = None
+            if result.wheel is not None:
+                wheel = (result.wheel.name, store.push(result.wheel))
+                result.wheel.unlink()
+            log_digest = store.push(local.log_path)
+            return RemoteOutcome(result.status, self.provenance(image),
+                                 result=_plain_result(result), wheel=wheel,
+                                 log_sha256=log_digest).to_dict()
+        except (ArtifactError, WireError) as exc:
+            return RemoteOutcome("failed", self.provenance(image),
+                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
+        except MirrorBuilderError as exc:  # podman or the image on this host
+            return RemoteOutcome("failed", self.provenance(image),
+                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
+        finally:
+            self._event("done", request)
+            shutil.rmtree(job, ignore_errors=True)
+
+    def _image_for(self, request: BuildRequest) -> tuple[ImageRef | None, str]:
+        """This host's image for the build, if it is the content the coordinator expects (the
+        same Containerfile, the same Debian packages at the same versions); image ids differ
+        between hosts, so they are recorded, not compared."""
+        wanted = request.runtime.image
+        base = self.images.get(request.runtime.target)
+        if base is None:
+            return None, (f"worker {self.worker.name} does not serve target "
+                          f"{request.runtime.target} (it serves {', '.join(self.targets)})")
+        if base.containerfile_sha256 != wanted.containerfile_sha256:
+            return None, (f"worker {self.worker.name}: its image for {request.runtime.target} "
+                          f"comes from another Containerfile (sha256 "
+                          f"{base.containerfile_sha256[:12]}..., expected "
+                          f"{wanted.containerfile_sha256[:12]}...)")
+        if wanted.layer_packages:
+            with self._layers:
+                image = self.image_manager.with_system_packages(base, wanted.layer_packages)
+        else:
+            image = base
+        if set(image.system_packages) != set(wanted.system_packages):
+            differ = sorted(set(image.system_packages) ^ set(wanted.system_packages))
+            return None, (f"worker {self.worker.name}: its image for {request.runtime.target} "
+                          f"has other Debian packages ({', '.join(differ[:4])}"
+                          f"{', ...' if len(differ) > 4 else ''}); make the images again from "
+                          f"the same Containerfile on the same day, or update both")
+        return image, ""
+
+    def _materialize(self, request: BuildRequest, tree_sha256: str, image: ImageRef,
+                     store: ArtifactClient, job: Path) -> BuildRequest:
+        """The request with this host's paths: every input fetched into the blob cache once,
+        then linked into the job's folder under its name."""
+        self._event("fetching", request)
+        inputs = job / "inputs"
+        inputs.mkdir(parents=True)
+
+        def local(ref: FileRef, folder: str) -> FileRef:
+            blob = self._blob(ref.sha256, store)
+            dest = inputs / folder / ref.name
+            dest.parent.mkdir(exist_ok=True)
+            _link_or_copy(blob, dest)
+            return FileRef(dest, ref.sha256)
+
+        tree = unpack_tree(self._blob(tree_sha256, store), job / "tree")
+        source = replace(request.source, sdist=local(request.source.sdist, "sdist"), tree=tree,
+                         patches=tuple(local(p, "patches") for p in request.source.patches))
+        env = replace(request.env, wheels=tuple(local(w, "wheels") for w in request.env.wheels))
+        return replace(request, source=source, env=env,
+                       runtime=replace(request.runtime, image=image),
+                       log_path=job / "build.log")
+
+    def _blob(self, digest: str, store: ArtifactClient) -> Path:
+        path = self.cache.blob(digest)
+        if not path.is_file():
+            store.fetch(digest, path)
+        return path
+
+    def _event(self, phase: str, request: BuildRequest) -> None:
+        try:
+            self.worker.log_event(EVENT_TOPIC, {"phase": phase, "package": request.label,
+                                                "target": request.runtime.target,
+                                                "worker_name": str(self.worker.name)})
+        except Exception:  # progress is best effort; a build never fails for it
+            log.debug("could not send a progress event", exc_info=True)
+
+
+def _plain_result(result) -> dict[str, Any]:
+    values = result.to_dict()
+    values.pop("worker", None)
+    values["wheel"] = values["log_path"] = None
+    return values
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        dest.hardlink_to(source)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
+def _podman_version() -> str:
+    try:
+        return subprocess.run(["podman", "--version"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

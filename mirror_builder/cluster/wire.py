@@ -1,0 +1,183 @@
+"""What travels through the scheduler: plain dicts (JSON and msgpack types only) naming files
+by sha256, never the files themselves, and never pickled objects a hostile worker could make
+run code in the coordinator.
+
+    RemoteBuild    coordinator -> worker: the BuildRequest, the prepared tree as a tar blob,
+                   where the artifact store is
+    RemoteOutcome  worker -> coordinator: built / needs / failed / refused, the wheel's and the
+                   log's digests, and which host ran it
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import stat
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mirror_builder import DATA_DIR, __version__
+from mirror_builder.build.request import BuildRequest, BuildResult
+from mirror_builder.buildcache.store import is_digest
+from mirror_builder.errors import MirrorBuilderError
+
+BUILD_SCHEMA = "mirror-builder/remote-build/v1"
+OUTCOME_SCHEMA = "mirror-builder/remote-outcome/v1"
+STATUSES = ("built", "needs", "failed", "refused")
+
+
+class WireError(MirrorBuilderError):
+    """A message between coordinator and worker that is not what this version sends."""
+
+
+@dataclass(frozen=True)
+class RemoteBuild:
+    request: BuildRequest
+    tree_sha256: str  # the prepared tree, packed by pack_tree
+    store: str  # the artifact store's https:// URL
+    version: str = ""  # code_version() of the sender
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": BUILD_SCHEMA, "version": self.version or code_version(),
+                "store": self.store,
+                "tree": self.tree_sha256, "request": self.request.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RemoteBuild:
+        _check_schema(data, BUILD_SCHEMA)
+        if not is_digest(data.get("tree")):
+            raise WireError("the build's tree is not named by a sha256 digest")
+        try:
+            request = BuildRequest.from_dict(data["request"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WireError(f"not a build request: {exc}") from None
+        return cls(request, data["tree"], str(data["store"]), str(data["version"]))
+
+
+@dataclass(frozen=True)
+class RemoteOutcome:
+    status: str  # one of STATUSES
+    worker: Mapping[str, str] = field(default_factory=dict)
+    result: Mapping[str, Any] | None = None  # BuildResult.to_dict(), for built and needs
+    wheel: tuple[str, str] | None = None  # (file name, sha256)
+    log_sha256: str | None = None
+    error: str = ""  # for failed and refused
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": OUTCOME_SCHEMA, "version": code_version(), "status": self.status,
+                "worker": dict(self.worker), "result": self.result,
+                "wheel": list(self.wheel) if self.wheel else None,
+                "log": self.log_sha256, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: object) -> RemoteOutcome:
+        if not isinstance(data, Mapping):
+            raise WireError(f"a worker answered with {type(data).__name__}, not an outcome")
+        _check_schema(data, OUTCOME_SCHEMA)
+        status = data.get("status")
+        if status not in STATUSES:
+            raise WireError(f"a worker answered with status {status!r}")
+        wheel = data.get("wheel")
+        if wheel is not None and not (isinstance(wheel, list) and len(wheel) == 2
+                                      and isinstance(wheel[0], str) and is_digest(wheel[1])):
+            raise WireError("a worker named its wheel without a sha256 digest")
+        log = data.get("log")
+        if log is not None and not is_digest(log):
+            raise WireError("a worker named its log without a sha256 digest")
+        worker = data.get("worker") or {}
+        if not isinstance(worker, Mapping):
+            raise WireError("a worker described itself with something other than a mapping")
+        result = data.get("result")
+        if status in ("built", "needs") and not isinstance(result, Mapping):
+            raise WireError(f"a worker answered {status} without a build result")
+        return cls(status, {str(k): str(v) for k, v in worker.items()}, result,
+                   tuple(wheel) if wheel else None, log, str(data.get("error", "")))
+
+    def build_result(self, wheel: Path | None, log_path: Path) -> BuildResult:
+        values = dict(self.result or {})
+        values["wheel"], values["log_path"] = (str(wheel) if wheel else None), str(log_path)
+        values["worker"] = dict(self.worker)
+        try:
+            return BuildResult.from_dict(values)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WireError(f"a worker's build result is malformed: {exc}") from None
+
+
+def image_resource(image) -> str:
+    """The Dask resource a worker advertises for a target's image, named by its content (the
+    target, its Containerfile, its Debian packages at their versions) and by our code: a build
+    asks for it, so the scheduler sends it only to hosts whose image is the coordinator's and
+    that run the same mirror-builder. Image ids differ between hosts that built the same image,
+    so they are not part of it."""
+    digest = hashlib.sha256("\n".join([code_version(), image.target,
+                                        image.containerfile_sha256,
+                                        *sorted(image.system_packages)]).encode())
+    return f"image-{image.target}-{digest.hexdigest()[:16]}"
+
+
+def target_resource(target: str) -> str:
+    return f"target-{target}"
+
+
+def _check_schema(data: Mapping[str, Any], schema: str) -> None:
+    if data.get("schema") != schema:
+        raise WireError(f"expected a {schema} message, got {data.get('schema')!r}")
+    if data.get("version") != code_version():
+        raise WireError(f"the other side runs mirror-builder {data.get('version')}, this one "
+                        f"{code_version()}: run the same code on the coordinator and workers")
+
+
+@functools.cache
+def code_version() -> str:
+    """This install's version and a digest of its code: a coordinator and a worker with the
+    same version number but other code would not build the same way."""
+    digest = hashlib.sha256()
+    package_dir = DATA_DIR.parent
+    for path in sorted(package_dir.rglob("*")):
+        if path.suffix in (".py", ".json", ".conf") and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def pack_tree(tree: Path, dest: Path) -> Path:
+    """The tree as an uncompressed tar, the same bytes for the same tree: sorted members, no
+    owners. Times and modes are kept (builds can depend on them). Uncompressed: trees cross a
+    LAN or loopback, where gzip costs more time than it saves."""
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in _walk_sorted(tree):
+            tar.add(path, arcname=path.relative_to(tree).as_posix(), recursive=False,
+                    filter=clean)
+    return dest
+
+
+def _walk_sorted(root: Path):
+    for current, dirs, files in os.walk(root):
+        dirs.sort()
+        here = Path(current)
+        for name in sorted(dirs + files):
+            path = here / name
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                yield path
+
+
+def unpack_tree(archive: Path, dest: Path) -> Path:
+    """Unpack a pack_tree archive into dest with the standard library's data filter: nothing
+    outside dest, no devices, no setuid bits, whatever the archive says."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise WireError(f"the prepared tree could not be unpacked: {exc}") from None
+    return dest
