@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -234,11 +235,15 @@ class DaskExecutor:
             self.cache.take_blob(digest, dest)
         except CorruptEntry as exc:
             raise _error(request, f"the worker's wheel did not arrive whole: {exc}") from None
-        check_freeze((outcome.result or {}).get("freeze", ""), request)
         try:
+            check_freeze((outcome.result or {}).get("freeze", ""), request)
             check_built_wheel(dest, request.source.name, Version(request.source.version))
         except WheelRejected as exc:
+            shutil.rmtree(dest.parent, ignore_errors=True)
             raise _error(request, f"the build's wheel was rejected: {exc}") from None
+        except BuildError:
+            shutil.rmtree(dest.parent, ignore_errors=True)
+            raise
         return dest
 
     def _append_log(self, request: BuildRequest, outcome: RemoteOutcome) -> None:

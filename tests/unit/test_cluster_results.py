@@ -1,0 +1,181 @@
+"""What a worker sends back is untrusted: the coordinator takes a wheel only by its digest from
+its own store, runs the same checks as on a local build's output, and reads answers as plain
+data. And a worker runs a build only in an image with the coordinator's content."""
+
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from forged_wheels import plain_wheel
+from mirror_builder.build.request import BuildEnvironment, FileRef
+from mirror_builder.buildcache.store import BuildCache
+from mirror_builder.cluster.buildhost import BuildHost
+from mirror_builder.cluster.daskexecutor import DaskExecutor
+from mirror_builder.cluster.wire import RemoteOutcome
+from mirror_builder.config.executor import DaskSettings
+from mirror_builder.errors import BuildError
+from test_build_request import REQUEST
+
+
+class Answer:
+    """A Dask future that already holds the worker's answer (or Dask's error)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value
+
+    def release(self):
+        pass
+
+
+class FakeClient:
+    def __init__(self, answer):
+        self.answer, self.submitted = answer, []
+
+    def submit(self, function, payload, **options):
+        self.submitted.append((payload, options))
+        return Answer(self.answer)
+
+
+def coordinator(tmp_path: Path, answer) -> DaskExecutor:
+    cache = BuildCache(tmp_path / "builds")
+    executor = DaskExecutor(local=None, settings=DaskSettings("tls://s:1", tmp_path / "certs"),
+                            cache=cache, activity=lambda pin, text: None,
+                            work_dir=tmp_path / "remote")
+    executor.client, executor.store_url = FakeClient(answer), "https://127.0.0.1:1/"
+    executor._resources["bookworm-x86_64"] = "image-bookworm-x86_64-0123"
+    return executor
+
+
+def request(tmp_path: Path):
+    """REQUEST with real files: a tree, an sdist and no build-environment wheels."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "setup.py").write_text("")
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    sdist.write_bytes(b"sdist")
+    from mirror_builder.files import sha256_of
+
+    source = replace(REQUEST.source, sdist=FileRef(sdist, sha256_of(sdist)), tree=tree,
+                     patches=())
+    return replace(REQUEST, source=source, env=BuildEnvironment(()),
+                   log_path=tmp_path / "logs" / "demo-1.0.log")
+
+
+def built(cache: BuildCache, made: Path | None, freeze: str = "", **changes) -> dict:
+    wheel = made
+    digest = cache.add_blob(wheel) if wheel else "f" * 64
+    log = cache.add_blob(_text(cache.root.parent / "worker.log", "compiling demo\n"))
+    result = {"status": "built", "wheel": None, "backend_requires": [], "missing": [],
+              "freeze": freeze, "log_path": None, "command": ["python3"],
+              "started_at": "2026-11-30T00:00:00+00:00",
+              "ended_at": "2026-11-30T00:00:01+00:00", "seconds": 1.0,
+              "container_seconds": 0.9, "timings": {}, "environment": {},
+              "user_namespace": {}}
+    name = wheel.name if wheel else "demo-1.0-py3-none-any.whl"
+    return RemoteOutcome("built", {"name": "wbook", "host": "build-3", "podman": "podman 4.3",
+                                   "image_id": "abc"},
+                         result=result, wheel=(name, digest), log_sha256=log).to_dict() | changes
+
+
+def _text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_a_sound_wheel_comes_back_from_the_store_with_the_worker_named(tmp_path):
+    executor = coordinator(tmp_path, None)
+    wheel = plain_wheel(tmp_path / "made", "demo", "1.0")
+    executor.client.answer = built(executor.cache, wheel)
+    result = executor.build(request(tmp_path))
+    assert result.wheel.read_bytes() == wheel.read_bytes()
+    assert result.worker["name"] == "wbook"
+    log = (tmp_path / "logs" / "demo-1.0.log").read_text()
+    assert "on worker wbook (host build-3" in log and "compiling demo" in log
+    (payload, options) = executor.client.submitted[0]
+    assert options["resources"] == {"image-bookworm-x86_64-0123": 1}
+    assert options["retries"] == 0 and options["pure"] is False
+    assert executor.workers_summary()[0][:3] == ("wbook", "build-3", 1)
+    # The inputs were put in the store for the worker to fetch, the tree as one tar blob.
+    assert executor.cache.blob(payload["request"]["source"]["sdist"]["sha256"]).is_file()
+    assert executor.cache.blob(payload["tree"]).is_file()
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("other package's wheel", "the build's wheel was rejected"),
+    ("missing from the store", "did not arrive whole"),
+    ("wheel name escapes", "not a wheel's file name"),
+    ("freeze names more", "not trusted"),
+    ("a pickled object", "the worker's answer was refused"),
+    ("worker failed", "no space left on device (on worker wbook)"),
+    ("worker refused", "image differs (refused by worker wbook)"),
+])
+def test_a_bad_answer_is_that_packages_build_failure(tmp_path, case, problem):
+    executor = coordinator(tmp_path, None)
+    cache = executor.cache
+    answers = {
+        "other package's wheel": lambda: built(cache, plain_wheel(tmp_path / "m", "evil", "1.0")),
+        "missing from the store": lambda: built(cache, None),
+        "wheel name escapes": lambda: built(cache, plain_wheel(tmp_path / "m", "demo", "1.0"),
+                                            wheel=["../../demo-1.0-py3-none-any.whl", "f" * 64]),
+        "freeze names more": lambda: built(cache, plain_wheel(tmp_path / "m", "demo", "1.0"),
+                                           freeze="evil==1.0\n"),
+        "a pickled object": lambda: "cposix\nsystem\n(S'id'\ntR.",
+        "worker failed": lambda: RemoteOutcome("failed", {"name": "wbook"},
+                                               error="no space left on device").to_dict(),
+        "worker refused": lambda: RemoteOutcome("refused", {"name": "wbook"},
+                                                error="image differs").to_dict(),
+    }
+    executor.client.answer = answers[case]()
+    with pytest.raises(BuildError, match="demo==1.0") as excinfo:
+        executor.build(request(tmp_path))
+    assert problem in str(excinfo.value)
+    assert not list((tmp_path / "remote").rglob("*.whl"))  # nothing of it is kept
+
+
+@pytest.mark.parametrize("error, problem", [
+    (type("KilledWorker", (Exception,), {})("Attempted to run task 'build-demo' on 2 different "
+                                            "workers, but all those workers died while running "
+                                            "it"), "the build killed its worker on every try"),
+    (type("NoValidWorkerError", (Exception,), {})("no valid worker"),
+     "no worker serving target bookworm-x86_64 is left"),
+])
+def test_dasks_errors_become_the_packages_failure_in_words(tmp_path, error, problem):
+    executor = coordinator(tmp_path, error)
+    with pytest.raises(BuildError, match=problem):
+        executor.build(request(tmp_path))
+
+
+# -- the worker's side --------------------------------------------------------------------
+def host_with(image) -> BuildHost:
+    host = BuildHost(settings=None, targets=("bookworm-x86_64",), certs=None, member="worker")
+    host.worker = SimpleNamespace(name="wbook")
+    host.images = {"bookworm-x86_64": image}
+    return host
+
+
+def test_a_worker_builds_in_its_image_when_the_content_is_the_coordinators():
+    mine = replace(REQUEST.runtime.image, id="sha256:this-host", tag="localhost/img:here")
+    image, refusal = host_with(mine)._image_for(REQUEST)
+    assert image is mine and refusal == ""
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"containerfile_sha256": "9" * 64}, "comes from another Containerfile"),
+    ({"system_packages": ("gcc=13",)}, "has other Debian packages (gcc=12, gcc=13)"),
+])
+def test_a_worker_refuses_a_build_for_an_image_of_other_content(change, problem):
+    image, refusal = host_with(replace(REQUEST.runtime.image, **change))._image_for(REQUEST)
+    assert image is None and problem in refusal
+
+
+def test_a_worker_refuses_a_target_it_does_not_serve():
+    other = replace(REQUEST, runtime=replace(REQUEST.runtime, target="trixie-x86_64"))
+    image, refusal = host_with(REQUEST.runtime.image)._image_for(other)
+    assert image is None and "does not serve target trixie-x86_64" in refusal
