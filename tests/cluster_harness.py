@@ -65,7 +65,7 @@ class Member:
 
     def running_jobs(self) -> set[str]:
         """The builds this worker has started (their job folders), by folder name."""
-        return {p.name for p in (self.cache or Path("/nonexistent")).glob("cluster/work-*/jobs/*")}
+        return {p.name for p in (self.cache or Path("/nonexistent")).glob("cluster/work-*/builds/*")}
 
     def kill(self) -> None:
         """kill -9 the nanny and its worker (the whole process group), as a host going away."""
@@ -109,12 +109,13 @@ class Cluster:
         return self.address
 
     def start_worker(self, name: str, *targets: str, settings: Path | None = None,
-                     wait: bool = True) -> Member:
+                     wait: bool = True, options: tuple[str, ...] = ()) -> Member:
         cache = self.folder / f"cache-{name}"
         args = ["worker", "--scheduler", self.address, "--certs", str(self.certs), "--name", name,
                 "--host", "127.0.0.1", "--cache-dir", str(cache)]
         for target in targets:
             args += ["--target", target]
+        args += options
         member = self._spawn(name, _command(*args, settings=settings))
         member.cache = cache
         self.workers[name] = member

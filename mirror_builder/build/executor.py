@@ -35,3 +35,6 @@ class PodmanExecutor:
 
     def workers_summary(self) -> list[tuple[str, str, int, float]]:
         return []  # every build ran here
+
+    def capacity(self) -> int | None:
+        return None  # this machine's cores and memory decide (engine/scheduler.py)

@@ -204,6 +204,11 @@ class Executor(Protocol):
         """Per build host other than this machine: (worker, host, builds, busy seconds)."""
         ...
 
+    def capacity(self) -> int | None:
+        """Builds it can run at once (a cluster's slots for the target), or None: as many as
+        this machine's cores and memory allow."""
+        ...
+
 
 def _file(data: Mapping[str, Any]) -> FileRef:
     return FileRef(Path(data["path"]), data["sha256"])

@@ -71,6 +71,9 @@ def add_worker(commands) -> None:
                                        "(default: the host name)")
     worker.add_argument("--slots", type=int, default=1, metavar="N",
                         help="builds at once (default: 1)")
+    worker.add_argument("--cpus", type=float, metavar="N",
+                        help="at most N CPUs for each build container, whatever a package's "
+                             "cpus override asks (a host shared with other work)")
     worker.add_argument("--host", default=None,
                         help="the address to listen on and be reached at (default: this "
                              "host's address toward the scheduler)")
@@ -101,6 +104,8 @@ def _worker(args, console: Console) -> int:
     member_files(certs, args.member)  # the store needs them even with --insecure
     if args.slots < 1:
         raise UsageError("--slots must be at least 1")
+    if args.cpus is not None and args.cpus <= 0:
+        raise UsageError("--cpus must be more than 0")
     targets = settings.select_targets(args.target)
     resources: dict[str, float] = {}
     with PodmanService(settings.cache_dir / "state") as podman:
@@ -113,7 +118,7 @@ def _worker(args, console: Console) -> int:
             console.print(f"{target.name}: {image.tag}", highlight=False)
     spec = WorkerSpec(scheduler=args.scheduler, name=args.name or socket.gethostname(),
                       certs=None if insecure else certs, member=args.member, host=args.host,
-                      slots=args.slots, resources=resources)
+                      slots=args.slots, resources=resources, cpus=args.cpus)
     run_worker(spec, settings, tuple(t.name for t in targets), lambda address: console.print(
         f"worker {spec.name} at {address}, serving {', '.join(t.name for t in targets)} "
         f"({args.slots} at once); Ctrl-C stops it", highlight=False))

@@ -40,8 +40,9 @@ class BuildHost(WorkerPlugin):
     name = PLUGIN_NAME
 
     def __init__(self, settings: Settings, targets: tuple[str, ...], certs: Path | None,
-                 member: str) -> None:
+                 member: str, cpus: float | None = None) -> None:
         self.settings, self.targets, self.certs, self.member = settings, targets, certs, member
+        self.cpus = cpus  # at most this many CPUs per build container (worker --cpus)
         self.images: dict[str, ImageRef] = {}
         self._stack: ExitStack | None = None  # set up in the worker process, not pickled
 
@@ -89,7 +90,7 @@ class BuildHost(WorkerPlugin):
         image, refusal = self._image_for(request)
         if image is None:
             return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
-        job = self.work_dir / "jobs" / uuid.uuid4().hex[:12]
+        job = self.work_dir / "builds" / uuid.uuid4().hex[:12]
         try:
             store = ArtifactClient(remote.store, *client_files(self.certs, self.member))
             local = self._materialize(request, remote.tree_sha256, image, store, job)
@@ -165,8 +166,11 @@ class BuildHost(WorkerPlugin):
         source = replace(request.source, sdist=local(request.source.sdist, "sdist"), tree=tree,
                          patches=tuple(local(p, "patches") for p in request.source.patches))
         env = replace(request.env, wheels=tuple(local(w, "wheels") for w in request.env.wheels))
+        cpus = request.runtime.cpus
+        if self.cpus is not None:
+            cpus = min(cpus or self.cpus, self.cpus)
         return replace(request, source=source, env=env,
-                       runtime=replace(request.runtime, image=image),
+                       runtime=replace(request.runtime, image=image, cpus=cpus),
                        log_path=job / "build.log")
 
     def _blob(self, digest: str, store: ArtifactClient) -> Path:

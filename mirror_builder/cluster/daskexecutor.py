@@ -63,6 +63,7 @@ class DaskExecutor:
         self.tally: dict[str, WorkerTally] = {}
         self._trees: dict[Path, str] = {}
         self._resources: dict[str, str] = {}  # target: the resource of its image
+        self._capacity: int | None = None
         self._lock = threading.Lock()
         self._stack = ExitStack()
         self.client = None
@@ -110,7 +111,9 @@ class DaskExecutor:
         with self._lock:
             self._resources[image.target] = wanted
         workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
-        if any(wanted in (w.get("resources") or {}) for w in workers):
+        slots = sum(int((w.get("resources") or {}).get(wanted, 0)) for w in workers)
+        if slots:
+            self._capacity = slots
             return
         raise ClusterError(f"no worker of the cluster at {self.address} can build for "
                            f"{image.target}: {self._why_not(image) or 'it has no workers'}")
@@ -163,6 +166,11 @@ class DaskExecutor:
 
     def smoke_test(self, request: SmokeRequest) -> Mapping[str, SmokeResult]:
         return self.local.smoke_test(request)
+
+    def capacity(self) -> int | None:
+        """The slots of the workers serving the checked image when the run started (workers
+        that join later take builds too; the scheduler queues what waits)."""
+        return self._capacity
 
     def workers_summary(self) -> list[tuple[str, str, int, float]]:
         """(worker, host, builds, busy seconds), for the run's summary."""

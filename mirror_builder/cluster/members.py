@@ -27,6 +27,7 @@ class WorkerSpec:
     host: str
     slots: int  # builds at once
     resources: dict[str, float]
+    cpus: float | None = None  # at most this many CPUs per build container
 
 
 def run_scheduler(certs: Path | None, host: str, port: int, on_ready: Callable[[str], None],
@@ -56,7 +57,7 @@ def run_worker(spec: WorkerSpec, settings: Settings, targets: tuple[str, ...],
     import dask
     from distributed import Nanny
 
-    plugin = BuildHost(settings, targets, spec.certs, spec.member)
+    plugin = BuildHost(settings, targets, spec.certs, spec.member, spec.cpus)
 
     async def serve() -> None:
         with dask.config.set(HARDENED_WORKER):

@@ -79,8 +79,11 @@ class BootstrapRun:
         self.reporter = services.reporter
         self.counter = RebuildCounter(self.index.layout)
         self.job_policy = options.job_policy or JobPolicy(log=JobLog(self.index.layout))
-        self.slots = BuildSlots(options.jobs or settings.build.jobs
-                                or default_jobs(parse_size(settings.build.memory)))
+        remote = services.executor.capacity()
+        # On a cluster, the workers' slots are the budget and each host keeps its own memory.
+        self.slots = BuildSlots(options.jobs or remote or settings.build.jobs
+                                or default_jobs(parse_size(settings.build.memory)),
+                                memory=None if remote is None else 1 << 62)
         # make -j inside each build; how many builds run at once is the slots' business.
         self.make_jobs = os.cpu_count() or 2
         self.manylinux = settings.build.manylinux if options.manylinux is None else options.manylinux

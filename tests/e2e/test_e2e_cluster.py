@@ -131,6 +131,22 @@ def test_no_worker_with_the_coordinators_image_for_a_target_stops_the_run_at_onc
     assert not list((tmp_path / "out").glob("files/*/*.whl"))
 
 
+def test_the_schedulers_http_server_answers_health_only_and_on_loopback(cluster):
+    """Dask's dashboard, /info pages and /metrics need no credentials; ours serves none."""
+    import re
+    import urllib.error
+    import urllib.request
+
+    (base,) = set(re.findall(r"dashboard at: +(http://[0-9.]+:[0-9]+)", cluster.scheduler.output()))
+    assert base.startswith("http://127.0.0.1:")
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    assert direct.open(f"{base}/health", timeout=10).status == 200
+    for path in ("/info/main/workers.html", "/metrics", "/status", "/json/counts.json"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            direct.open(f"{base}{path}", timeout=10)
+        assert refused.value.code == 404, path
+
+
 # -- faults ----------------------------------------------------------------------------------
 def lingering_sdist(work: Path, name: str, seconds: int) -> tuple[Path, str]:
     """A package whose build keeps a marked process alive for seconds, in its container."""

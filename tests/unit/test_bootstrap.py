@@ -105,6 +105,12 @@ class FakeBuilder:
         return self.smoke_tester.run(request.image, request.index, request.staged,
                                      request.tests, request.limits, request.log_path)
 
+    def capacity(self):
+        return None
+
+    def workers_summary(self):
+        return []
+
     def build(self, request):
         self.requests.append(request)
         work_dir = self.work_dir
