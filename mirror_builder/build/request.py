@@ -201,7 +201,7 @@ class Executor(Protocol):
     def smoke_test(self, request: SmokeRequest) -> Mapping[str, SmokeResult]: ...
 
     def workers_summary(self) -> list[tuple[str, str, int, float]]:
-        """Per build host other than this machine: (worker, host, builds, busy seconds)."""
+        """Per build host other than this machine: (worker, host, tasks, busy seconds)."""
         ...
 
     def capacity(self) -> int | None:

@@ -206,14 +206,15 @@ def _bootstrap_targets(args, console: Console, settings, request, targets) -> No
 
 
 def _workers_table(console: Console, rows: list[tuple[str, str, int, float]]) -> None:
-    """Which worker of the cluster built how much (nothing for a local run)."""
+    """Which worker of the cluster ran how many builds, repairs and smoke tests, and for how
+    long (nothing for a local run)."""
     if not rows:
         return
     from rich.table import Table
 
     table = Table(title="build cluster workers")
-    for column in ("worker", "host", "builds", "busy seconds"):
-        table.add_column(column, justify="right" if column in ("builds", "busy seconds") else "left")
+    for column in ("worker", "host", "tasks", "busy seconds"):
+        table.add_column(column, justify="right" if column in ("tasks", "busy seconds") else "left")
     for name, host, builds, busy in rows:
         table.add_row(name, host, str(builds), f"{busy:.1f}")
     console.print(table)

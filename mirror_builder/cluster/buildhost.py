@@ -18,13 +18,16 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
-from mirror_builder.build.request import BuildRequest, FileRef
+from mirror_builder.build.request import (BuildRequest, FileRef, RepairRequest, SmokeRequest,
+                                          SmokeTest)
 from mirror_builder.buildcache.store import BuildCache
-from mirror_builder.cluster.artifacts import ArtifactClient, ArtifactError
+from mirror_builder.cluster.artifacts import ArtifactClient
 from mirror_builder.cluster.security import client_files
-from mirror_builder.cluster.wire import RemoteBuild, RemoteOutcome, WireError, unpack_tree
+from mirror_builder.cluster.wire import (RemoteBuild, RemoteOutcome, RemoteRepair, RemoteSmoke,
+                                         WireError, smoke_results_to_dict, unpack_tree)
 from mirror_builder.config.settings import Settings
 from mirror_builder.errors import MirrorBuilderError, PackageError
+from mirror_builder.layout import IndexLayout
 from mirror_builder.sandbox.imagenames import ImageRef
 
 log = logging.getLogger(__name__)
@@ -87,20 +90,18 @@ class BuildHost(WorkerPlugin):
         except WireError as exc:
             return RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
         request = remote.request
-        image, refusal = self._image_for(request)
+        image, refusal = self._image_for(request.runtime.target, request.runtime.image)
         if image is None:
             return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
         job = self.work_dir / "builds" / uuid.uuid4().hex[:12]
         try:
-            store = ArtifactClient(remote.store, *client_files(self.certs, self.member))
+            store = self._store(remote.store)
             local = self._materialize(request, remote.tree_sha256, image, store, job)
             self._event("building", request)
             try:
                 result = self.executor.build(local)
             except PackageError as exc:
-                log_digest = store.push(local.log_path) if local.log_path.is_file() else None
-                return RemoteOutcome("failed", self.provenance(image), log_sha256=log_digest,
-                                     error=exc.detail).to_dict()
+                return self._failed(exc.detail, image, store, local.log_path)
             self._event("uploading", request)
             wheel = None
             if result.wheel is not None:
@@ -110,30 +111,108 @@ class BuildHost(WorkerPlugin):
             return RemoteOutcome(result.status, self.provenance(image),
                                  result=_plain_result(result), wheel=wheel,
                                  log_sha256=log_digest).to_dict()
-        except (ArtifactError, WireError) as exc:
-            return RemoteOutcome("failed", self.provenance(image),
-                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
-        except MirrorBuilderError as exc:  # podman or the image on this host
+        except MirrorBuilderError as exc:  # the store, podman or the image on this host
             return RemoteOutcome("failed", self.provenance(image),
                                  error=f"on worker {self.worker.name}: {exc}").to_dict()
         finally:
             self._event("done", request)
             shutil.rmtree(job, ignore_errors=True)
 
-    def _image_for(self, request: BuildRequest) -> tuple[ImageRef | None, str]:
-        """This host's image for the build, if it is the content the coordinator expects (the
+    def repair(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Repair a wheel here (auditwheel from our tool wheels, no network); the repaired
+        wheel goes back by digest."""
+        try:
+            remote = RemoteRepair.from_dict(payload)
+        except WireError as exc:
+            return RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
+        runtime = remote.runtime
+        image, refusal = self._image_for(runtime.target, runtime.image)
+        if image is None:
+            return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
+        job = self.work_dir / "repairs" / uuid.uuid4().hex[:12]
+        log_path = job / "repair.log"
+        try:
+            store = self._store(remote.store)
+            wheel = self._fetch_named(remote.wheel, job / "in", store)
+            tools = tuple(self._fetch_named(t, job / "tools", store) for t in remote.tools)
+            try:
+                repaired = self.executor.repair(RepairRequest(
+                    wheel, tools, replace(runtime, image=image), log_path, remote.label))
+            except PackageError as exc:
+                return self._failed(exc.detail, image, store, log_path)
+            digest = store.push(repaired.wheel)
+            repaired.wheel.unlink()
+            return RemoteOutcome("repaired", self.provenance(image), result=dict(repaired.record),
+                                 wheel=(repaired.wheel.name, digest),
+                                 log_sha256=store.push(log_path)).to_dict()
+        except MirrorBuilderError as exc:  # the store, podman or the image on this host
+            return RemoteOutcome("failed", self.provenance(image),
+                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
+        finally:
+            shutil.rmtree(job, ignore_errors=True)
+
+    def smoke(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Smoke-test wheels here, against a copy of the coordinator's index laid out from this
+        host's blob cache (each file fetched once)."""
+        try:
+            remote = RemoteSmoke.from_dict(payload)
+        except WireError as exc:
+            return RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
+        image, refusal = self._image_for(remote.image.target, remote.image)
+        if image is None:
+            return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
+        job = self.work_dir / "smoke" / uuid.uuid4().hex[:12]
+        log_path = job / "smoke.log"
+        try:
+            store = self._store(remote.store)
+            for path, digest in remote.index:
+                dest = job / "index" / path
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(self._blob(digest, store), dest)
+            staged = {name: self._fetch_named((name, digest), job / "staged", store)
+                      for name, digest in remote.staged}
+            tests = tuple(SmokeTest(staged[name], imports) for name, imports in remote.tests
+                          if name in staged)
+            results = self.executor.smoke_test(SmokeRequest(
+                image, IndexLayout(job / "index"), tuple(staged.values()), tests,
+                remote.limits, log_path))
+            return RemoteOutcome("tested", self.provenance(image),
+                                 result=smoke_results_to_dict(results),
+                                 log_sha256=store.push(log_path) if log_path.is_file() else None
+                                 ).to_dict()
+        except MirrorBuilderError as exc:
+            return RemoteOutcome("failed", self.provenance(image),
+                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
+        finally:
+            shutil.rmtree(job, ignore_errors=True)
+
+    def _failed(self, message: str, image: ImageRef, store: ArtifactClient,
+                log_path: Path) -> dict[str, Any]:
+        log_digest = store.push(log_path) if log_path.is_file() else None
+        return RemoteOutcome("failed", self.provenance(image), log_sha256=log_digest,
+                             error=message).to_dict()
+
+    def _store(self, url: str) -> ArtifactClient:
+        return ArtifactClient(url, *client_files(self.certs, self.member))
+
+    def _fetch_named(self, ref: tuple[str, str], folder: Path, store: ArtifactClient) -> Path:
+        name, digest = ref
+        folder.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(self._blob(digest, store), folder / name)
+        return folder / name
+
+    def _image_for(self, target: str, wanted: ImageRef) -> tuple[ImageRef | None, str]:
+        """This host's image for the target, if it is the content the coordinator expects (the
         same Containerfile, the same Debian packages at the same versions); image ids differ
         between hosts, so they are recorded, not compared."""
-        wanted = request.runtime.image
-        base = self.images.get(request.runtime.target)
+        base = self.images.get(target)
         if base is None:
-            return None, (f"worker {self.worker.name} does not serve target "
-                          f"{request.runtime.target} (it serves {', '.join(self.targets)})")
+            return None, (f"worker {self.worker.name} does not serve target {target} (it "
+                          f"serves {', '.join(self.targets)})")
         if base.containerfile_sha256 != wanted.containerfile_sha256:
-            return None, (f"worker {self.worker.name}: its image for {request.runtime.target} "
-                          f"comes from another Containerfile (sha256 "
-                          f"{base.containerfile_sha256[:12]}..., expected "
-                          f"{wanted.containerfile_sha256[:12]}...)")
+            return None, (f"worker {self.worker.name}: its image for {target} comes from "
+                          f"another Containerfile (sha256 {base.containerfile_sha256[:12]}..., "
+                          f"expected {wanted.containerfile_sha256[:12]}...)")
         if wanted.layer_packages:
             with self._layers:
                 image = self.image_manager.with_system_packages(base, wanted.layer_packages)
@@ -141,7 +220,7 @@ class BuildHost(WorkerPlugin):
             image = base
         if set(image.system_packages) != set(wanted.system_packages):
             differ = sorted(set(image.system_packages) ^ set(wanted.system_packages))
-            return None, (f"worker {self.worker.name}: its image for {request.runtime.target} "
+            return None, (f"worker {self.worker.name}: its image for {target} "
                           f"has other Debian packages ({', '.join(differ[:4])}"
                           f"{', ...' if len(differ) > 4 else ''}); make the images again from "
                           f"the same Containerfile on the same day, or update both")

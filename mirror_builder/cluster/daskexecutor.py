@@ -1,11 +1,12 @@
-"""The coordinator's side of the cluster: an Executor whose builds run as Dask tasks on the
-workers that serve the build's target with the same image, their files moving through the
-artifact store this process serves (cluster/artifacts.py). Our own DAG stays the coordinator
-and the single writer of the index; what comes back is checked as a local build's output is
-before anything is staged. Repairs and smoke tests run on this machine's podman."""
+"""The coordinator's side of the cluster: an Executor whose builds, repairs and smoke tests run
+as Dask tasks on the workers that serve their target with the same image, their files moving
+through the artifact store this process serves (cluster/artifacts.py). Our own DAG stays the
+coordinator and the single writer of the index; what comes back is checked as a local build's
+output is before anything is staged."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -13,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -21,18 +23,21 @@ from pathlib import Path
 from packaging.version import Version
 
 from mirror_builder.build.builder import check_freeze
-from mirror_builder.build.request import (BuildRequest, BuildResult, Executor, RepairRequest,
-                                          RepairResult, SmokeRequest, SmokeResult)
+from mirror_builder.build.grafted import grafted_libraries
+from mirror_builder.build.request import (BuildRequest, BuildResult, RepairRequest, RepairResult,
+                                          SmokeRequest, SmokeResult)
 from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
 from mirror_builder.buildcache.store import BuildCache, CorruptEntry
 from mirror_builder.cluster.artifacts import ArtifactServer
 from mirror_builder.cluster.buildhost import EVENT_TOPIC
 from mirror_builder.cluster.security import check_address, dask_security, server_context
-from mirror_builder.cluster.wire import (RemoteBuild, RemoteOutcome, WireError, image_resource,
-                                         pack_tree)
+from mirror_builder.cluster.wire import (RemoteBuild, RemoteOutcome, RemoteRepair, RemoteSmoke,
+                                         WireError, image_resource, pack_tree,
+                                         smoke_results_from_dict)
 from mirror_builder.config.executor import DaskSettings
 from mirror_builder.errors import BuildError, MirrorBuilderError
 from mirror_builder.files import sha256_of
+from mirror_builder.layout import IndexLayout
 from mirror_builder.sandbox.imagenames import ImageRef
 
 log = logging.getLogger(__name__)
@@ -44,9 +49,13 @@ class ClusterError(MirrorBuilderError):
     """The cluster cannot take this run's builds (no scheduler, no worker for a target)."""
 
 
+class RemoteFailure(Exception):
+    """A task did not come back with a usable answer; the message says why, in words."""
+
+
 @dataclass
 class WorkerTally:
-    builds: int = 0
+    tasks: int = 0
     busy_seconds: float = 0.0
     host: str = ""
 
@@ -55,13 +64,14 @@ class DaskExecutor:
     """Use as a context manager: connects to the scheduler and serves the artifact store for
     the length of a run. Safe to use from several threads (the engine's build slots)."""
 
-    def __init__(self, local: Executor, settings: DaskSettings, cache: BuildCache,
+    def __init__(self, settings: DaskSettings, cache: BuildCache,
                  activity: Callable[[str, str], None], work_dir: Path) -> None:
-        self.local, self.settings, self.cache = local, settings, cache
+        self.settings, self.cache = settings, cache
         self.activity, self.work_dir = activity, work_dir  # activity(pin, text): progress
         self.address = check_address(settings.scheduler, settings.insecure)
         self.tally: dict[str, WorkerTally] = {}
         self._trees: dict[Path, str] = {}
+        self._digests: dict[tuple[Path, int, int], str] = {}
         self._resources: dict[str, str] = {}  # target: the resource of its image
         self._capacity: int | None = None
         self._lock = threading.Lock()
@@ -146,26 +156,64 @@ class DaskExecutor:
     def build(self, request: BuildRequest) -> BuildResult:
         payload = RemoteBuild(request, self._tree_blob(request), self.store_url)
         self._publish_inputs(request)
-        started = time.monotonic()
-        answer = self._run_remote(request, payload.to_dict())
         try:
-            outcome = RemoteOutcome.from_dict(answer)
-        except WireError as exc:
-            raise _error(request, f"the worker's answer was refused: {exc}") from None
-        self._count(outcome, time.monotonic() - started)
-        self._append_log(request, outcome)
-        where = outcome.worker.get("name", "a worker")
-        if outcome.status in ("failed", "refused"):
-            verb = "refused by" if outcome.status == "refused" else "on"
-            raise _error(request, f"{outcome.error} ({verb} worker {where})")
+            outcome = self._run_remote("run_build", payload.to_dict(), request.runtime.target,
+                                       request.label)
+        except RemoteFailure as exc:
+            raise _error(request, str(exc)) from None
+        self._append_log(request.log_path, request.label, outcome)
+        _raise_if_failed(outcome, lambda message: _error(request, message))
         wheel = self._take_wheel(request, outcome) if outcome.status == "built" else None
         return outcome.build_result(wheel, request.log_path)
 
     def repair(self, request: RepairRequest) -> RepairResult:
-        return self.local.repair(request)
+        """Repair on a worker of the target; the repaired wheel comes back by digest and is
+        checked as a built one is."""
+        name, version = request.label.split("==", 1)
+
+        def error(message: str) -> BuildError:
+            return BuildError(message, package=name, version=version,
+                              log_path=str(request.log_path))
+
+        tools = tuple((tool.name, self._publish(tool)) for tool in request.tools)
+        payload = RemoteRepair((request.wheel.name, self._publish(request.wheel)), tools,
+                               request.runtime, request.label, self.store_url)
+        try:
+            outcome = self._run_remote("run_repair", payload.to_dict(), request.runtime.target,
+                                       request.label)
+        except RemoteFailure as exc:
+            raise error(str(exc)) from None
+        self._append_log(request.log_path, request.label, outcome)
+        _raise_if_failed(outcome, error)
+        if outcome.status != "repaired" or outcome.wheel is None:
+            raise error(f"the worker answered {outcome.status} to a repair")
+        repaired = self._wheel_from_store(outcome.wheel, name, version, error)
+        try:
+            bundled = grafted_libraries(request.wheel, repaired)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise error(f"the repaired wheel cannot be read as a zip archive: {exc}") from None
+        record = {key: (outcome.result or {}).get(key) for key in ("tool", "command")}
+        return RepairResult(repaired, {**record, "from": request.wheel.name,
+                                       "to": repaired.name, "bundled": bundled})
 
     def smoke_test(self, request: SmokeRequest) -> Mapping[str, SmokeResult]:
-        return self.local.smoke_test(request)
+        """Smoke tests on a worker of the target, against a copy of the index it lays out from
+        its blob cache. A test that cannot run there fails, saying why."""
+        tests = {t.wheel.name: t for t in request.tests}
+        staged = {path.name: path for path in request.staged}
+        payload = RemoteSmoke(request.image, request.limits, self._index_files(request.index),
+                              tuple((n, self._publish(p)) for n, p in staged.items()),
+                              tuple((n, t.imports) for n, t in tests.items()), self.store_url)
+        label = next(iter(tests), "smoke test")
+        try:
+            outcome = self._run_remote("run_smoke", payload.to_dict(), request.image.target,
+                                       label)
+            self._append_log(request.log_path, "smoke test", outcome)
+            _raise_if_failed(outcome, RemoteFailure)
+            return smoke_results_from_dict(outcome.result or {}, set(tests))
+        except (RemoteFailure, WireError) as exc:
+            return {name: SmokeResult(name, "failed", error=f"on the cluster: {exc}",
+                                      image=request.image.tag) for name in tests}
 
     def capacity(self) -> int | None:
         """The slots of the workers serving the checked image when the run started (workers
@@ -173,26 +221,37 @@ class DaskExecutor:
         return self._capacity
 
     def workers_summary(self) -> list[tuple[str, str, int, float]]:
-        """(worker, host, builds, busy seconds), for the run's summary."""
+        """(worker, host, tasks, busy seconds), for the run's summary: tasks are builds,
+        repairs and smoke tests."""
         with self._lock:
-            return [(name, t.host, t.builds, t.busy_seconds)
+            return [(name, t.host, t.tasks, t.busy_seconds)
                     for name, t in sorted(self.tally.items())]
 
-    # -- one build -------------------------------------------------------------------------
-    def _run_remote(self, request: BuildRequest, payload: dict) -> object:
-        from mirror_builder.cluster.task import run_build
+    # -- one task ------------------------------------------------------------------------
+    def _run_remote(self, task: str, payload: dict, target: str, label: str) -> RemoteOutcome:
+        """Run cluster/task.py's task on a worker serving target with our image; its answer
+        read as a RemoteOutcome. A RemoteFailure says in words what went wrong on the way."""
+        from mirror_builder.cluster import task as tasks
 
-        target = request.runtime.target
-        key = f"build-{request.source.name}-{request.source.version}-{target}-{uuid.uuid4().hex[:8]}"
-        future = self.client.submit(run_build, payload, key=key, pure=False, retries=0,
+        name = label.replace("==", "-")
+        future = self.client.submit(getattr(tasks, task), payload, pure=False, retries=0,
+                                    key=f"{task.removeprefix('run_')}-{name}-{target}-"
+                                        f"{uuid.uuid4().hex[:8]}",
                                     resources={self._resource_for(target): 1})
-        self.activity(request.label, f"waiting for a {target} worker")
+        self.activity(label, f"waiting for a {target} worker")
+        started = time.monotonic()
         try:
-            return future.result()
+            answer = future.result()
         except Exception as exc:  # what Dask raises, as plain errors (deserializers)
-            raise _error(request, _explain(exc, target)) from None
+            raise RemoteFailure(_explain(exc, target)) from None
         finally:
             future.release()
+        try:
+            outcome = RemoteOutcome.from_dict(answer)
+        except WireError as exc:
+            raise RemoteFailure(f"the worker's answer was refused: {exc}") from None
+        self._count(outcome, time.monotonic() - started)
+        return outcome
 
     def _resource_for(self, target: str) -> str:
         with self._lock:
@@ -232,33 +291,61 @@ class DaskExecutor:
                 raise _error(request, f"{ref.path} changed since it was chosen for the build "
                                       f"(its sha256 is no longer {ref.sha256[:12]}...)")
 
+    def _publish(self, path: Path) -> str:
+        """path's digest, its bytes in the store (hashed once per size and time of change)."""
+        stat = path.stat()
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            digest = self._digests.get(key)
+        if digest is None or not self.cache.blob(digest).is_file():
+            digest = self.cache.add_blob(path)
+            with self._lock:
+                self._digests[key] = digest
+        return digest
+
+    def _index_files(self, index: IndexLayout) -> tuple[tuple[str, str], ...]:
+        """Every page and file of the index, by path under it and digest, for a worker to lay
+        out a copy of it (files it already has are not sent again)."""
+        listed = []
+        for folder in (index.simple, index.files):
+            for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
+                if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
+                    listed.append((path.relative_to(index.root).as_posix(), self._publish(path)))
+        return tuple(listed)
+
     def _take_wheel(self, request: BuildRequest, outcome: RemoteOutcome) -> Path:
         """The worker's wheel, from the store by digest, checked as a local build's is."""
-        name, digest = outcome.wheel or ("", "")
-        if not name.endswith(".whl") or "/" in name or name.startswith(".") or "\0" in name:
-            raise _error(request, f"the worker named its wheel {name!r}, which is not a wheel's "
-                                  f"file name")
-        dest = self.work_dir / f"{uuid.uuid4().hex[:8]}" / name
+        check_freeze((outcome.result or {}).get("freeze", ""), request)
+        return self._wheel_from_store(outcome.wheel or ("", ""), request.source.name,
+                                      request.source.version,
+                                      lambda message: _error(request, message))
+
+    def _wheel_from_store(self, wheel: tuple[str, str], name: str, version: str,
+                          error: Callable[[str], BuildError]) -> Path:
+        """A wheel a worker made, copied from the store by its digest and checked: its file
+        name, its .dist-info and METADATA, its RECORD (build/wheelcheck.py)."""
+        filename, digest = wheel
+        if not filename.endswith(".whl") or "/" in filename or filename.startswith(".") \
+                or "\0" in filename:
+            raise error(f"the worker named its wheel {filename!r}, which is not a wheel's "
+                        f"file name")
+        dest = self.work_dir / uuid.uuid4().hex[:8] / filename
         try:
             self.cache.take_blob(digest, dest)
         except CorruptEntry as exc:
-            raise _error(request, f"the worker's wheel did not arrive whole: {exc}") from None
+            raise error(f"the worker's wheel did not arrive whole: {exc}") from None
         try:
-            check_freeze((outcome.result or {}).get("freeze", ""), request)
-            check_built_wheel(dest, request.source.name, Version(request.source.version))
+            check_built_wheel(dest, name, Version(version))
         except WheelRejected as exc:
             shutil.rmtree(dest.parent, ignore_errors=True)
-            raise _error(request, f"the build's wheel was rejected: {exc}") from None
-        except BuildError:
-            shutil.rmtree(dest.parent, ignore_errors=True)
-            raise
+            raise error(f"the build's wheel was rejected: {exc}") from None
         return dest
 
-    def _append_log(self, request: BuildRequest, outcome: RemoteOutcome) -> None:
+    def _append_log(self, log_path: Path, label: str, outcome: RemoteOutcome) -> None:
         worker = outcome.worker
-        request.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with request.log_path.open("ab") as out:
-            out.write(f"[mirror-builder] {request.label}: on worker {worker.get('name')} "
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as out:
+            out.write(f"[mirror-builder] {label}: on worker {worker.get('name')} "
                       f"(host {worker.get('host')}, {worker.get('podman')}, image "
                       f"{worker.get('image_id', '?')[:12]})\n".encode())
             if outcome.log_sha256:
@@ -266,15 +353,17 @@ class DaskExecutor:
                     with self.cache.blob(outcome.log_sha256).open("rb") as log_file:
                         data = log_file.read()
                 except OSError:
-                    data = b"[mirror-builder] the worker's log did not arrive\n"
-                if sha256_of_bytes(data) == outcome.log_sha256:
+                    data = b""
+                if hashlib.sha256(data).hexdigest() == outcome.log_sha256:
                     out.write(data)
+                else:
+                    out.write(b"[mirror-builder] the worker's log did not arrive whole\n")
 
     def _count(self, outcome: RemoteOutcome, seconds: float) -> None:
         name = outcome.worker.get("name", "?")
         with self._lock:
             tally = self.tally.setdefault(name, WorkerTally(host=outcome.worker.get("host", "")))
-            tally.builds += 1
+            tally.tasks += 1
             tally.busy_seconds += seconds
 
     def _on_event(self, event) -> None:
@@ -303,6 +392,7 @@ def _error(request: BuildRequest, message: str) -> BuildError:
                       chain=request.chain, log_path=str(request.log_path))
 
 
-def sha256_of_bytes(data: bytes) -> str:
-    import hashlib
-    return hashlib.sha256(data).hexdigest()
+def _raise_if_failed(outcome: RemoteOutcome, error: Callable[[str], Exception]) -> None:
+    if outcome.status in ("failed", "refused"):
+        verb = "refused by" if outcome.status == "refused" else "on"
+        raise error(f"{outcome.error} ({verb} worker {outcome.worker.get('name', '?')})")

@@ -15,6 +15,24 @@ def run_build(payload: dict[str, Any]) -> dict[str, Any]:
     return get_worker().plugins[PLUGIN_NAME].build(payload)
 
 
+def run_repair(payload: dict[str, Any]) -> dict[str, Any]:
+    """Repair one wheel on this worker (a RemoteRepair in, a RemoteOutcome out)."""
+    from distributed import get_worker
+
+    from mirror_builder.cluster.buildhost import PLUGIN_NAME
+
+    return get_worker().plugins[PLUGIN_NAME].repair(payload)
+
+
+def run_smoke(payload: dict[str, Any]) -> dict[str, Any]:
+    """Smoke-test wheels on this worker (a RemoteSmoke in, a RemoteOutcome out)."""
+    from distributed import get_worker
+
+    from mirror_builder.cluster.buildhost import PLUGIN_NAME
+
+    return get_worker().plugins[PLUGIN_NAME].smoke(payload)
+
+
 def describe_host(dask_worker) -> dict[str, Any]:
     """What this worker serves: its targets and their images, for the coordinator's checks
     before a run (Client.run passes the worker as dask_worker)."""

@@ -4,8 +4,11 @@ run code in the coordinator.
 
     RemoteBuild    coordinator -> worker: the BuildRequest, the prepared tree as a tar blob,
                    where the artifact store is
-    RemoteOutcome  worker -> coordinator: built / needs / failed / refused, the wheel's and the
-                   log's digests, and which host ran it
+    RemoteRepair   coordinator -> worker: a wheel and the repair tools' wheels, by digest
+    RemoteSmoke    coordinator -> worker: the index (every page and file, by digest), the
+                   wheels staged in this run, the tests
+    RemoteOutcome  worker -> coordinator: built / needs / repaired / tested / failed / refused,
+                   the wheel's and the log's digests, and which host ran it
 """
 
 from __future__ import annotations
@@ -16,18 +19,24 @@ import os
 import stat
 import tarfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mirror_builder import DATA_DIR, __version__
-from mirror_builder.build.request import BuildRequest, BuildResult
+from mirror_builder.build.request import BuildRequest, BuildResult, Runtime, SmokeResult
+from mirror_builder.config.settings import BuildSettings
+from mirror_builder.sandbox.imagenames import ImageRef
 from mirror_builder.buildcache.store import is_digest
 from mirror_builder.errors import MirrorBuilderError
 
 BUILD_SCHEMA = "mirror-builder/remote-build/v1"
+REPAIR_SCHEMA = "mirror-builder/remote-repair/v1"
+SMOKE_SCHEMA = "mirror-builder/remote-smoke/v1"
 OUTCOME_SCHEMA = "mirror-builder/remote-outcome/v1"
-STATUSES = ("built", "needs", "failed", "refused")
+STATUSES = ("built", "needs", "repaired", "tested", "failed", "refused")
+WITH_RESULT = ("built", "needs", "repaired", "tested")
+INDEX_FOLDERS = ("simple", "files")
 
 
 class WireError(MirrorBuilderError):
@@ -92,7 +101,7 @@ class RemoteOutcome:
         if not isinstance(worker, Mapping):
             raise WireError("a worker described itself with something other than a mapping")
         result = data.get("result")
-        if status in ("built", "needs") and not isinstance(result, Mapping):
+        if status in WITH_RESULT and not isinstance(result, Mapping):
             raise WireError(f"a worker answered {status} without a build result")
         return cls(status, {str(k): str(v) for k, v in worker.items()}, result,
                    tuple(wheel) if wheel else None, log, str(data.get("error", "")))
@@ -105,6 +114,134 @@ class RemoteOutcome:
             return BuildResult.from_dict(values)
         except (KeyError, TypeError, ValueError) as exc:
             raise WireError(f"a worker's build result is malformed: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RemoteRepair:
+    """Repair wheel (file name, sha256) to a manylinux tag with the tools' wheels."""
+
+    wheel: tuple[str, str]
+    tools: tuple[tuple[str, str], ...]
+    runtime: Runtime
+    label: str
+    store: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": REPAIR_SCHEMA, "version": code_version(), "store": self.store,
+                "wheel": list(self.wheel), "tools": [list(t) for t in self.tools],
+                "runtime": runtime_to_dict(self.runtime), "label": self.label}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RemoteRepair:
+        _check_schema(data, REPAIR_SCHEMA)
+        try:
+            return cls(file_ref(data["wheel"]), tuple(file_ref(t) for t in data["tools"]),
+                       runtime_from_dict(data["runtime"]), str(data["label"]),
+                       str(data["store"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WireError(f"not a repair request: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RemoteSmoke:
+    """Smoke tests against a copy of the index: its files as (path under the index, sha256),
+    the staged wheels as (file name, sha256), and per test (wheel's file name, imports)."""
+
+    image: ImageRef
+    limits: BuildSettings
+    index: tuple[tuple[str, str], ...]
+    staged: tuple[tuple[str, str], ...]
+    tests: tuple[tuple[str, tuple[str, ...]], ...]
+    store: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SMOKE_SCHEMA, "version": code_version(), "store": self.store,
+                "image": _plain(asdict(self.image)), "limits": asdict(self.limits),
+                "index": [list(f) for f in self.index], "staged": [list(f) for f in self.staged],
+                "tests": [[name, list(imports)] for name, imports in self.tests]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RemoteSmoke:
+        _check_schema(data, SMOKE_SCHEMA)
+        try:
+            index = tuple(index_ref(f) for f in data["index"])
+            staged = tuple(file_ref(f) for f in data["staged"])
+            tests = tuple((_file_name(name), tuple(str(i) for i in imports))
+                          for name, imports in data["tests"])
+            return cls(image_from_dict(data["image"]), BuildSettings(**data["limits"]), index,
+                       staged, tests, str(data["store"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WireError(f"not a smoke-test request: {exc}") from None
+
+
+def smoke_results_to_dict(results: Mapping[str, SmokeResult]) -> dict[str, Any]:
+    return {name: _plain(asdict(result)) for name, result in results.items()}
+
+
+def smoke_results_from_dict(data: Mapping[str, Any], wanted: set[str]) -> dict[str, SmokeResult]:
+    """The worker's verdicts, for exactly the wheels that were to be tested."""
+    if set(data) != wanted:
+        raise WireError("a worker answered for other wheels than it was asked to test")
+    results = {}
+    for name, values in data.items():
+        try:
+            result = SmokeResult(**{**values, "imports": dict(values["imports"]),
+                                    "freeze": tuple(values["freeze"])})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WireError(f"a worker's smoke-test result is malformed: {exc}") from None
+        if result.status not in ("passed", "failed", "skipped") or result.wheel != name:
+            raise WireError(f"a worker's smoke-test result for {name} is malformed")
+        results[name] = result
+    return results
+
+
+def runtime_to_dict(runtime: Runtime) -> dict[str, Any]:
+    return _plain(asdict(runtime))
+
+
+def runtime_from_dict(data: Mapping[str, Any]) -> Runtime:
+    return Runtime(image=image_from_dict(data["image"]), limits=BuildSettings(**data["limits"]),
+                   target=str(data["target"]), cpus=data.get("cpus"))
+
+
+def image_from_dict(data: Mapping[str, Any]) -> ImageRef:
+    return ImageRef(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def file_ref(value: object) -> tuple[str, str]:
+    """(file name, sha256), a plain file name only."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and is_digest(value[1])):
+        raise WireError(f"{value!r} does not name a file by its sha256")
+    return _file_name(value[0]), value[1]
+
+
+def index_ref(value: object) -> tuple[str, str]:
+    """(path under the index, sha256): under simple/ or files/, no climbing out."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and is_digest(value[1])
+            and isinstance(value[0], str)):
+        raise WireError(f"{value!r} does not name an index file by its sha256")
+    parts = value[0].split("/")
+    if parts[0] not in INDEX_FOLDERS or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise WireError(f"{value[0]!r} is not a path inside an index")
+    return value[0], value[1]
+
+
+def _file_name(name: object) -> str:
+    if not isinstance(name, str) or not name or "/" in name or name.startswith(".") \
+            or "\0" in name:
+        raise WireError(f"{name!r} is not a file name")
+    return name
+
+
+def _plain(value: Any) -> Any:
+    """asdict() output as JSON/msgpack types (tuples as lists, paths as strings)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def image_resource(image) -> str:

@@ -52,9 +52,10 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
         on_image(target_settings.name)
         image = images.ensure(target_settings)
         state = settings.cache_dir / "state" / f"run-{os.getpid()}"
-        executor = PodmanExecutor(podman, state)
-        if options.cluster is not None:
-            executor = stack.enter_context(_remote(executor, options.cluster, settings, reporter,
+        if options.cluster is None:
+            executor = PodmanExecutor(podman, state)
+        else:
+            executor = stack.enter_context(_remote(options.cluster, settings, reporter,
                                                    state / "remote"))
             executor.check_image(image)
         target = BuildTarget(TargetEnvironment(target_settings.name,
@@ -75,10 +76,9 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
         yield Bootstrapper(services, engine), upstream
 
 
-def _remote(local: PodmanExecutor, cluster: DaskSettings, settings: Settings, reporter: Reporter,
-            work_dir: Path):
+def _remote(cluster: DaskSettings, settings: Settings, reporter: Reporter, work_dir: Path):
     from mirror_builder.buildcache.store import BuildCache
     from mirror_builder.cluster.daskexecutor import DaskExecutor  # imports Dask: only here
 
-    return DaskExecutor(local, cluster, BuildCache(settings.cache_dir / "builds"),
-                        reporter.activity, work_dir)
+    return DaskExecutor(cluster, BuildCache(settings.cache_dir / "builds"), reporter.activity,
+                        work_dir)

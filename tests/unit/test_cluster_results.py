@@ -45,7 +45,7 @@ class FakeClient:
 
 def coordinator(tmp_path: Path, answer) -> DaskExecutor:
     cache = BuildCache(tmp_path / "builds")
-    executor = DaskExecutor(local=None, settings=DaskSettings("tls://s:1", tmp_path / "certs"),
+    executor = DaskExecutor(settings=DaskSettings("tls://s:1", tmp_path / "certs"),
                             cache=cache, activity=lambda pin, text: None,
                             work_dir=tmp_path / "remote")
     executor.client, executor.store_url = FakeClient(answer), "https://127.0.0.1:1/"
@@ -162,7 +162,7 @@ def host_with(image) -> BuildHost:
 
 def test_a_worker_builds_in_its_image_when_the_content_is_the_coordinators():
     mine = replace(REQUEST.runtime.image, id="sha256:this-host", tag="localhost/img:here")
-    image, refusal = host_with(mine)._image_for(REQUEST)
+    image, refusal = host_with(mine)._image_for(REQUEST.runtime.target, REQUEST.runtime.image)
     assert image is mine and refusal == ""
 
 
@@ -171,11 +171,56 @@ def test_a_worker_builds_in_its_image_when_the_content_is_the_coordinators():
     ({"system_packages": ("gcc=13",)}, "has other Debian packages (gcc=12, gcc=13)"),
 ])
 def test_a_worker_refuses_a_build_for_an_image_of_other_content(change, problem):
-    image, refusal = host_with(replace(REQUEST.runtime.image, **change))._image_for(REQUEST)
+    image, refusal = host_with(replace(REQUEST.runtime.image, **change))._image_for(
+        REQUEST.runtime.target, REQUEST.runtime.image)
     assert image is None and problem in refusal
 
 
 def test_a_worker_refuses_a_target_it_does_not_serve():
     other = replace(REQUEST, runtime=replace(REQUEST.runtime, target="trixie-x86_64"))
-    image, refusal = host_with(REQUEST.runtime.image)._image_for(other)
+    image, refusal = host_with(REQUEST.runtime.image)._image_for(other.runtime.target,
+                                                               other.runtime.image)
     assert image is None and "does not serve target trixie-x86_64" in refusal
+
+
+def test_a_remote_smoke_test_sends_the_index_by_digest_and_takes_only_asked_verdicts(tmp_path):
+    from mirror_builder.build.request import SmokeRequest, SmokeResult, SmokeTest
+    from mirror_builder.cluster.wire import smoke_results_to_dict
+    from mirror_builder.config.settings import BuildSettings
+    from mirror_builder.layout import IndexLayout
+
+    index = IndexLayout(tmp_path / "out")
+    (index.simple / "demo").mkdir(parents=True)
+    (index.simple / "demo" / "index.html").write_text("<a href='x'>x</a>")
+    staged = plain_wheel(tmp_path / "staged", "demo", "1.0")
+    request_ = SmokeRequest(REQUEST.runtime.image, index, (staged,),
+                            (SmokeTest(staged, ("demo",)),), BuildSettings(),
+                            tmp_path / "logs" / "smoke.log")
+    executor = coordinator(tmp_path, None)
+    verdict = {staged.name: SmokeResult(staged.name, "passed", {"demo": None})}
+    executor.client.answer = RemoteOutcome("tested", {"name": "wbook"},
+                                           result=smoke_results_to_dict(verdict)).to_dict()
+    assert executor.smoke_test(request_)[staged.name].status == "passed"
+    (payload, _), = executor.client.submitted
+    assert [path for path, _ in payload["index"]] == ["simple/demo/index.html"]
+    assert all(executor.cache.blob(digest).is_file() for _, digest in payload["index"])
+
+    other = {"other-1.0-py3-none-any.whl": SmokeResult("other-1.0-py3-none-any.whl", "passed")}
+    executor.client.answer = RemoteOutcome("tested", {"name": "wbook"},
+                                           result=smoke_results_to_dict(other)).to_dict()
+    result = executor.smoke_test(request_)[staged.name]
+    assert result.status == "failed" and "answered for other wheels" in result.error
+
+
+def test_a_remote_repair_whose_wheel_is_another_package_is_refused(tmp_path):
+    from mirror_builder.build.request import RepairRequest
+
+    executor = coordinator(tmp_path, None)
+    wheel = plain_wheel(tmp_path / "built", "demo", "1.0")
+    evil = plain_wheel(tmp_path / "evil", "evil", "1.0")
+    executor.client.answer = RemoteOutcome(
+        "repaired", {"name": "wbook"}, result={"tool": "auditwheel 6", "command": ["x"]},
+        wheel=(evil.name, executor.cache.add_blob(evil))).to_dict()
+    with pytest.raises(BuildError, match="demo==1.0: the build's wheel was rejected"):
+        executor.repair(RepairRequest(wheel, (), REQUEST.runtime, tmp_path / "repair.log",
+                                      "demo==1.0"))

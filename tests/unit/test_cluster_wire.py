@@ -133,3 +133,55 @@ def test_an_images_resource_names_its_content_not_its_id():
     assert image_resource(image) == image_resource(same_content)
     assert image_resource(image) != image_resource(other_packages)
     assert image_resource(image).startswith("image-bookworm-x86_64-")
+
+
+def smoke_request(**changes) -> dict:
+    from mirror_builder.cluster.wire import RemoteSmoke
+    from mirror_builder.config.settings import BuildSettings
+
+    document = RemoteSmoke(REQUEST.runtime.image, BuildSettings(),
+                           (("simple/demo/index.html", "1" * 64),
+                            ("files/demo/demo-1.0-py3-none-any.whl", "2" * 64)),
+                           (("demo-1.0-py3-none-any.whl", "2" * 64),),
+                           (("demo-1.0-py3-none-any.whl", ("demo",)),),
+                           "https://coord:8790/").to_dict()
+    return json.loads(json.dumps(document)) | changes
+
+
+def test_a_smoke_request_is_plain_json_and_comes_back_equal():
+    from mirror_builder.cluster.wire import RemoteSmoke
+
+    back = RemoteSmoke.from_dict(smoke_request())
+    assert back.image == REQUEST.runtime.image
+    assert back.tests == (("demo-1.0-py3-none-any.whl", ("demo",)),)
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"index": [["../../etc/passwd", "1" * 64]]}, "not a path inside an index"),
+    ({"index": [["simple/../../../etc/cron.d/x", "1" * 64]]}, "not a path inside an index"),
+    ({"index": [["logs/secret.log", "1" * 64]]}, "not a path inside an index"),
+    ({"index": [["simple/demo/index.html", "not-hex"]]}, "by its sha256"),
+    ({"staged": [["../demo-1.0-py3-none-any.whl", "2" * 64]]}, "not a file name"),
+    ({"tests": [["/etc/passwd", ["demo"]]]}, "not a file name"),
+])
+def test_a_smoke_request_naming_files_outside_its_folders_is_refused(change, problem):
+    from mirror_builder.cluster.wire import RemoteSmoke
+
+    with pytest.raises(WireError, match=problem):
+        RemoteSmoke.from_dict(smoke_request(**change))
+
+
+def test_smoke_results_are_taken_only_for_the_wheels_asked_about():
+    from mirror_builder.build.request import SmokeResult
+    from mirror_builder.cluster.wire import smoke_results_from_dict, smoke_results_to_dict
+
+    sent = smoke_results_to_dict({"demo-1.0-py3-none-any.whl": SmokeResult(
+        "demo-1.0-py3-none-any.whl", "passed", {"demo": None}, ("demo==1.0",))})
+    back = smoke_results_from_dict(json.loads(json.dumps(sent)), {"demo-1.0-py3-none-any.whl"})
+    assert back["demo-1.0-py3-none-any.whl"].freeze == ("demo==1.0",)
+    with pytest.raises(WireError, match="other wheels"):
+        smoke_results_from_dict(sent, {"other-1.0-py3-none-any.whl"})
+    forged = json.loads(json.dumps(sent))
+    forged["demo-1.0-py3-none-any.whl"]["status"] = "trusted"
+    with pytest.raises(WireError, match="malformed"):
+        smoke_results_from_dict(forged, {"demo-1.0-py3-none-any.whl"})
