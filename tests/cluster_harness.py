@@ -95,7 +95,7 @@ class Cluster:
     def __post_init__(self) -> None:
         self.certs = self.folder / "certs"
 
-    def start_scheduler(self, allowed_failures: int = 2) -> str:
+    def start_scheduler(self, allowed_failures: int = 2, options: tuple[str, ...] = ()) -> str:
         subprocess.run(_command("cluster", "certs", str(self.certs), "--member", "scheduler",
                                 "--member", "coordinator", "--member", "worker", settings=None),
                        check=True, capture_output=True, env=_environment())
@@ -103,7 +103,7 @@ class Cluster:
         self.scheduler = self._spawn("scheduler", _command(
             "cluster", "scheduler", "--certs", str(self.certs), "--port", "0",
             "--allowed-failures", str(allowed_failures), "--address-file", str(address_file),
-            settings=None))
+            *options, settings=None))
         self.scheduler.wait_for("Ctrl-C stops it", timeout=60)
         self.address = address_file.read_text().strip()
         return self.address

@@ -37,12 +37,18 @@ def add_cluster(commands) -> None:
                     "certificates in --certs (scheduler.pem, scheduler.key), its HTTP server "
                     "answering /health only (Dask's dashboard pages need no credentials), a "
                     "build that kills its worker tried on at most --allowed-failures + 1 "
-                    "workers. It prints its address.")
+                    "workers, a build whose target has no worker left failing after "
+                    "--lost-target-timeout. It prints its address.")
     scheduler.add_argument("--certs", type=Path, metavar="DIR", required=True)
     scheduler.add_argument("--host", default="127.0.0.1",
                            help="the address to listen on (default: 127.0.0.1)")
     scheduler.add_argument("--port", type=int, default=8786, help="0: any free port")
-    scheduler.add_argument("--allowed-failures", type=int, default=2, metavar="N")
+    scheduler.add_argument("--allowed-failures", type=int, default=2, metavar="N",
+                           help="a build whose worker dies is tried on at most N + 1 workers "
+                                "(default: 2)")
+    scheduler.add_argument("--lost-target-timeout", default="120s", metavar="DURATION",
+                           help="a build waiting for a target no worker serves any more fails "
+                                "after this (default: 120s)")
     scheduler.add_argument("--address-file", type=Path, metavar="FILE",
                            help="also write the address to FILE once listening")
     cluster.set_defaults(run=_cluster)
@@ -86,12 +92,14 @@ def add_worker(commands) -> None:
 
 def _worker(args, console: Console) -> int:
     import dataclasses
+    import os
     import socket
 
     from mirror_builder.cli.common import settings_of
     from mirror_builder.cluster.members import WorkerSpec, run_worker
     from mirror_builder.cluster.security import check_address, member_files
     from mirror_builder.cluster.wire import image_resource, target_resource
+    from mirror_builder.config.sizes import machine_memory
     from mirror_builder.errors import UsageError
     from mirror_builder.sandbox.images import ImageManager
     from mirror_builder.sandbox.podman import PodmanService
@@ -107,7 +115,9 @@ def _worker(args, console: Console) -> int:
     if args.cpus is not None and args.cpus <= 0:
         raise UsageError("--cpus must be more than 0")
     targets = settings.select_targets(args.target)
-    resources: dict[str, float] = {}
+    # The host's cores and memory: the budget builds take their cpus and memory limits from.
+    resources: dict[str, float] = {"cpus": float(os.cpu_count() or 1),
+                                   "memory": float(machine_memory())}
     with PodmanService(settings.cache_dir / "state") as podman:
         images = ImageManager(podman, settings.cache_dir)
         for target in targets:
@@ -142,7 +152,18 @@ def _scheduler(args, console: Console) -> int:
         if args.address_file:
             args.address_file.write_text(address + "\n")
 
-    run_scheduler(args.certs.resolve(), args.host, args.port, ready, args.allowed_failures)
+    from mirror_builder.config.durations import parse_duration
+    from mirror_builder.errors import UsageError
+
+    try:
+        lost = int(parse_duration(args.lost_target_timeout).total_seconds())
+    except ValueError as exc:
+        raise UsageError(f"--lost-target-timeout: {exc}") from None
+    if args.allowed_failures < 0 or lost < 1:
+        raise UsageError("--allowed-failures must be 0 or more, --lost-target-timeout at "
+                         "least 1s")
+    run_scheduler(args.certs.resolve(), args.host, args.port, ready, args.allowed_failures,
+                  lost)
     return 0
 
 

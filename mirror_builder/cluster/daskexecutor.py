@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ from mirror_builder.cluster.wire import (RemoteBuild, RemoteOutcome, RemoteRepai
                                          WireError, image_resource, pack_tree,
                                          smoke_results_from_dict)
 from mirror_builder.config.executor import DaskSettings
+from mirror_builder.config.sizes import parse_size
 from mirror_builder.errors import BuildError, MirrorBuilderError
 from mirror_builder.files import sha256_of
 from mirror_builder.layout import IndexLayout
@@ -74,6 +76,7 @@ class DaskExecutor:
         self._digests: dict[tuple[Path, int, int], str] = {}
         self._resources: dict[str, str] = {}  # target: the resource of its image
         self._capacity: int | None = None
+        self._largest = (1.0, 0.0)  # the most cpus and memory one worker serving it has
         self._lock = threading.Lock()
         self._stack = ExitStack()
         self.client = None
@@ -121,9 +124,13 @@ class DaskExecutor:
         with self._lock:
             self._resources[image.target] = wanted
         workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
-        slots = sum(int((w.get("resources") or {}).get(wanted, 0)) for w in workers)
-        if slots:
-            self._capacity = slots
+        serving = [w.get("resources") or {} for w in workers
+                   if wanted in (w.get("resources") or {})]
+        if serving:
+            self._capacity = int(sum(r[wanted] for r in serving))
+            # A build asks for no more than the largest worker has, or it would wait forever.
+            self._largest = (max(r.get("cpus", 1) for r in serving),
+                             max(r.get("memory", 0) for r in serving))
             return
         raise ClusterError(f"no worker of the cluster at {self.address} can build for "
                            f"{image.target}: {self._why_not(image) or 'it has no workers'}")
@@ -158,7 +165,7 @@ class DaskExecutor:
         self._publish_inputs(request)
         try:
             outcome = self._run_remote("run_build", payload.to_dict(), request.runtime.target,
-                                       request.label)
+                                       request.label, self._budget(request))
         except RemoteFailure as exc:
             raise _error(request, str(exc)) from None
         self._append_log(request.log_path, request.label, outcome)
@@ -228,7 +235,18 @@ class DaskExecutor:
                     for name, t in sorted(self.tally.items())]
 
     # -- one task ------------------------------------------------------------------------
-    def _run_remote(self, task: str, payload: dict, target: str, label: str) -> RemoteOutcome:
+    def _budget(self, request: BuildRequest) -> dict[str, float]:
+        """What a build takes of its worker's cores and memory (worker resources cpus and
+        memory), as a local build takes build slots: its cpus override (at least one) and its
+        memory limit, at most what the largest worker has."""
+        cpus, memory = self._largest
+        budget = {"cpus": min(float(math.ceil(request.runtime.cpus or 1)), cpus)}
+        if memory:
+            budget["memory"] = float(min(parse_size(request.runtime.limits.memory), memory))
+        return budget
+
+    def _run_remote(self, task: str, payload: dict, target: str, label: str,
+                    budget: Mapping[str, float] | None = None) -> RemoteOutcome:
         """Run cluster/task.py's task on a worker serving target with our image; its answer
         read as a RemoteOutcome. A RemoteFailure says in words what went wrong on the way."""
         from mirror_builder.cluster import task as tasks
@@ -237,7 +255,8 @@ class DaskExecutor:
         future = self.client.submit(getattr(tasks, task), payload, pure=False, retries=0,
                                     key=f"{task.removeprefix('run_')}-{name}-{target}-"
                                         f"{uuid.uuid4().hex[:8]}",
-                                    resources={self._resource_for(target): 1})
+                                    resources={self._resource_for(target): 1,
+                                               **(budget or {})})
         self.activity(label, f"waiting for a {target} worker")
         started = time.monotonic()
         try:
@@ -380,7 +399,7 @@ def _explain(exc: Exception, target: str) -> str:
     if kind == "KilledWorker" or "died while running it" in text:
         return (f"the build killed its worker on every try (Dask's allowed-failures); {text}. "
                 f"See that worker's log")
-    if "valid worker" in text or kind == "NoValidWorkerError":
+    if kind in ("NoValidWorkerError", "NoWorkerError") or "valid worker" in text:
         return f"no worker serving target {target} is left in the cluster: {text}"
     if kind == "CancelledError" or "cancelled" in text.lower():
         return "the build was cancelled on the cluster (the scheduler went away?)"

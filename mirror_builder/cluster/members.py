@@ -31,13 +31,14 @@ class WorkerSpec:
 
 
 def run_scheduler(certs: Path | None, host: str, port: int, on_ready: Callable[[str], None],
-                  allowed_failures: int = 2) -> None:
+                  allowed_failures: int = 2, lost_target_seconds: int = 120) -> None:
     """Serve a scheduler until SIGINT or SIGTERM."""
     import dask
     from distributed import Scheduler
 
-    config = dict(HARDENED_SCHEDULER, **{"distributed.scheduler.allowed-failures":
-                                         allowed_failures})
+    config = dict(HARDENED_SCHEDULER, **{
+        "distributed.scheduler.allowed-failures": allowed_failures,
+        "distributed.scheduler.no-workers-timeout": f"{lost_target_seconds}s"})
 
     async def serve() -> None:
         with dask.config.set(config):

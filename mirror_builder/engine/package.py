@@ -25,7 +25,7 @@ from mirror_builder.config.settings import BuildSettings
 from mirror_builder.engine.decisions import REPAIR_TOOLS, is_pure
 from mirror_builder.engine.model import BuiltWheel, CarryRefused, UnbuildableVersion
 from mirror_builder.engine.records import make_record
-from mirror_builder.engine.scheduler import parse_size
+from mirror_builder.config.sizes import parse_size
 from mirror_builder.errors import BuildError, ResolutionError
 from mirror_builder.files import sha256_of
 from mirror_builder.index.publisher import Staged

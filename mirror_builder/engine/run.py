@@ -44,7 +44,8 @@ from mirror_builder.engine.model import (ROOT, BootstrapFailed, BootstrapReport,
                                          UnbuildableVersion)
 from mirror_builder.engine.package import PackageBuilder
 from mirror_builder.engine.reuse import Reuse
-from mirror_builder.engine.scheduler import BuildSlots, CycleError, Tasks, default_jobs, parse_size
+from mirror_builder.config.sizes import parse_size
+from mirror_builder.engine.scheduler import BuildSlots, CycleError, Tasks, default_jobs
 from mirror_builder.errors import (BuildError, PackageError, RebuildError, ResolutionError,
                                    SourceError, UpstreamError)
 from mirror_builder.files import failed_write, sha256_of

@@ -16,22 +16,16 @@ from __future__ import annotations
 import contextvars
 import math
 import os
-import re
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 
+from mirror_builder.config.sizes import machine_memory
+
 # The task the current thread works for (None on the main thread).
 current_task: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("current_task",
                                                                               default=None)
-
-
-def machine_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return 8 << 30
 
 
 def default_jobs(memory_per_build: int) -> int:
@@ -39,14 +33,6 @@ def default_jobs(memory_per_build: int) -> int:
     cores = os.cpu_count() or 1
     return max(1, min(cores, machine_memory() // max(memory_per_build, 1)))
 
-
-def parse_size(text: str | None) -> int:
-    if not text:
-        return 0
-    match = re.fullmatch(r"(\d+)([bkmg]?)", text.strip().lower())
-    if not match:
-        raise ValueError(f"not a size: {text!r}")
-    return int(match.group(1)) << {"": 0, "b": 0, "k": 10, "m": 20, "g": 30}[match.group(2)]
 
 
 class BuildSlots:

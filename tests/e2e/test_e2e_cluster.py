@@ -231,3 +231,46 @@ def test_a_build_that_kills_its_worker_every_time_fails_after_bounded_tries(clus
     assert len(kills) == 2, (kills, errors)
     assert "workerkiller==1.0" in errors and "killed its worker on every try" in errors
     assert not list((tmp_path / "out").glob("files/*/*.whl"))
+
+
+def test_a_killed_coordinator_is_rerun_against_the_same_cluster_and_finishes(cluster, tmp_path):
+    sdist, marker = lingering_sdist(tmp_path, "coordinated", seconds=6)
+    first = start_bootstrap(cluster, tmp_path, sdist)
+    wait_until(lambda: marker_running(marker) or first.poll() is not None, 300,
+               "container running the build")
+    first.kill()
+    first.communicate(timeout=60)
+    assert not list((tmp_path / "out").glob("files/*/*.whl"))
+    again = start_bootstrap(cluster, tmp_path, sdist)
+    _, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr
+    (wheel,) = (tmp_path / "out" / "files" / "coordinated").glob("*.whl")
+    (record,) = records(tmp_path / "out")
+    assert record["wheel"] == wheel.name and record["sandbox"]["host"]["executor"] == "dask"
+    check = run_mirror_builder("index", "--check", "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert "checks out" in " ".join(check.stderr.split())
+
+
+def test_a_target_whose_last_worker_is_gone_fails_its_build_instead_of_waiting(tmp_path):
+    """A cluster of its own whose scheduler gives up on a build with no worker left for its
+    target after 5 s (cluster scheduler --lost-target-timeout; 120 s by default)."""
+    lonely = Cluster(tmp_path / "lonely")
+    lonely.folder.mkdir()
+    try:
+        lonely.start_scheduler(options=("--lost-target-timeout", "5s"))
+        only = lonely.start_worker("wonly", "bookworm-x86_64")
+        sdist, marker = lingering_sdist(tmp_path, "orphaned", seconds=60)
+        run = start_bootstrap(lonely, tmp_path, sdist)
+        wait_until(lambda: marker_running(marker) or run.poll() is not None, 300,
+                   "container running the build")
+        only.kill()
+        subprocess.run(["pkill", "-9", "-f", marker])
+        started = time.monotonic()
+        _, stderr = run.communicate(timeout=300)
+        errors = " ".join(" ".join(error_lines(stderr)).split())
+    finally:
+        lonely.stop()
+    assert run.returncode == 1
+    assert "orphaned==1.0" in errors
+    assert "no worker serving target bookworm-x86_64 is left" in errors
+    assert time.monotonic() - started < 120

@@ -50,6 +50,7 @@ def coordinator(tmp_path: Path, answer) -> DaskExecutor:
                             work_dir=tmp_path / "remote")
     executor.client, executor.store_url = FakeClient(answer), "https://127.0.0.1:1/"
     executor._resources["bookworm-x86_64"] = "image-bookworm-x86_64-0123"
+    executor._largest = (2.0, float(24 << 30))  # the biggest worker: 2 cores, 24 GiB
     return executor
 
 
@@ -99,7 +100,8 @@ def test_a_sound_wheel_comes_back_from_the_store_with_the_worker_named(tmp_path)
     log = (tmp_path / "logs" / "demo-1.0.log").read_text()
     assert "on worker wbook (host build-3" in log and "compiling demo" in log
     (payload, options) = executor.client.submitted[0]
-    assert options["resources"] == {"image-bookworm-x86_64-0123": 1}
+    assert options["resources"] == {"image-bookworm-x86_64-0123": 1, "cpus": 2.0,
+                                    "memory": float(8 << 30)}
     assert options["retries"] == 0 and options["pure"] is False
     assert executor.workers_summary()[0][:3] == ("wbook", "build-3", 1)
     # The inputs were put in the store for the worker to fetch, the tree as one tar blob.
@@ -144,6 +146,8 @@ def test_a_bad_answer_is_that_packages_build_failure(tmp_path, case, problem):
                                             "workers, but all those workers died while running "
                                             "it"), "the build killed its worker on every try"),
     (type("NoValidWorkerError", (Exception,), {})("no valid worker"),
+     "no worker serving target bookworm-x86_64 is left"),
+    (type("NoWorkerError", (Exception,), {})("without any running workers"),
      "no worker serving target bookworm-x86_64 is left"),
 ])
 def test_dasks_errors_become_the_packages_failure_in_words(tmp_path, error, problem):
@@ -224,3 +228,17 @@ def test_a_remote_repair_whose_wheel_is_another_package_is_refused(tmp_path):
     with pytest.raises(BuildError, match="demo==1.0: the build's wheel was rejected"):
         executor.repair(RepairRequest(wheel, (), REQUEST.runtime, tmp_path / "repair.log",
                                       "demo==1.0"))
+
+
+@pytest.mark.parametrize("cpus, memory, budget", [
+    (None, "8g", {"cpus": 1.0, "memory": float(8 << 30)}),
+    (1.5, "512m", {"cpus": 2.0, "memory": float(512 << 20)}),
+    (8, "64g", {"cpus": 2.0, "memory": float(24 << 30)}),  # no more than the biggest worker
+])
+def test_a_build_takes_its_cpus_and_memory_from_its_workers_budget(tmp_path, cpus, memory,
+                                                                   budget):
+    from mirror_builder.config.settings import BuildSettings
+
+    executor = coordinator(tmp_path, None)
+    runtime = replace(REQUEST.runtime, cpus=cpus, limits=BuildSettings(memory=memory))
+    assert executor._budget(replace(REQUEST, runtime=runtime)) == budget
