@@ -117,14 +117,16 @@ def main() -> None:
     parser.add_argument("--tree", default="flask==3.1.1")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,2,4",
-                        help="worker counts for the scaling model (comma-separated)")
+                        help="worker counts for the scaling model (comma-separated; empty: "
+                             "no scaling model)")
     parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mb-bench-cluster-") as tmp:
         work = Path(tmp)
         if not args.skip_overhead:
             overhead(args.tree, args.rounds, work)
-        scaling(args.tree, [int(n) for n in args.workers.split(",")], work)
+        if args.workers:
+            scaling(args.tree, [int(n) for n in args.workers.split(",")], work)
 
 
 if __name__ == "__main__":

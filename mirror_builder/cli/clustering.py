@@ -98,7 +98,7 @@ def _worker(args, console: Console) -> int:
     from mirror_builder.cli.common import settings_of
     from mirror_builder.cluster.members import WorkerSpec, run_worker
     from mirror_builder.cluster.security import check_address, member_files
-    from mirror_builder.cluster.wire import image_resource, target_resource
+    from mirror_builder.cluster.wire import image_resource, target_resource, tests_resource
     from mirror_builder.config.sizes import machine_memory
     from mirror_builder.errors import UsageError
     from mirror_builder.sandbox.images import ImageManager
@@ -125,6 +125,7 @@ def _worker(args, console: Console) -> int:
                 image = images.ensure(target)
             resources[target_resource(target.name)] = args.slots
             resources[image_resource(image)] = args.slots
+            resources[tests_resource(image)] = args.slots
             console.print(f"{target.name}: {image.tag}", highlight=False)
     spec = WorkerSpec(scheduler=args.scheduler, name=args.name or socket.gethostname(),
                       certs=None if insecure else certs, member=args.member, host=args.host,

@@ -57,6 +57,7 @@ class BuildHost(WorkerPlugin):
 
         self.worker = worker
         self._layers = threading.Lock()
+        self._clients = threading.local()
         self._stack = ExitStack()
         cache_dir = self.settings.cache_dir
         podman = self._stack.enter_context(PodmanService(cache_dir / "state"))
@@ -193,7 +194,25 @@ class BuildHost(WorkerPlugin):
                              error=message).to_dict()
 
     def _store(self, url: str) -> ArtifactClient:
-        return ArtifactClient(url, *client_files(self.certs, self.member))
+        """A client of the coordinator's store, one per thread and store (its connections are
+        kept alive between tasks: a TLS handshake per file would cost more than the file)."""
+        clients = self._clients.__dict__.setdefault("by_url", {})
+        if url not in clients:
+            clients[url] = ArtifactClient(url, *client_files(self.certs, self.member))
+        return clients[url]
+
+    def _tree(self, digest: str, store: ArtifactClient) -> Path:
+        """The prepared tree, unpacked once per worker process: builds mount it read-only, so
+        the builds of one version (more build requirements found, another target) share it."""
+        tree = self.work_dir / "trees" / digest
+        if not tree.is_dir():
+            partial = tree.with_name(f".{digest}.{uuid.uuid4().hex[:8]}")
+            unpack_tree(self._blob(digest, store), partial)
+            try:
+                partial.rename(tree)
+            except OSError:  # another thread unpacked it first
+                shutil.rmtree(partial, ignore_errors=True)
+        return tree
 
     def _fetch_named(self, ref: tuple[str, str], folder: Path, store: ArtifactClient) -> Path:
         name, digest = ref
@@ -241,7 +260,7 @@ class BuildHost(WorkerPlugin):
             _link_or_copy(blob, dest)
             return FileRef(dest, ref.sha256)
 
-        tree = unpack_tree(self._blob(tree_sha256, store), job / "tree")
+        tree = self._tree(tree_sha256, store)
         source = replace(request.source, sdist=local(request.source.sdist, "sdist"), tree=tree,
                          patches=tuple(local(p, "patches") for p in request.source.patches))
         env = replace(request.env, wheels=tuple(local(w, "wheels") for w in request.env.wheels))

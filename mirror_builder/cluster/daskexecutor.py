@@ -32,8 +32,8 @@ from mirror_builder.buildcache.store import BuildCache, CorruptEntry
 from mirror_builder.cluster.artifacts import ArtifactServer
 from mirror_builder.cluster.buildhost import EVENT_TOPIC
 from mirror_builder.cluster.security import check_address, dask_security, server_context
-from mirror_builder.cluster.wire import (RemoteBuild, RemoteOutcome, RemoteRepair, RemoteSmoke,
-                                         WireError, image_resource, pack_tree,
+from mirror_builder.cluster.wire import (TESTS_PREFIX, RemoteBuild, RemoteOutcome, RemoteRepair,
+                                         RemoteSmoke, WireError, image_resource, pack_tree,
                                          smoke_results_from_dict)
 from mirror_builder.config.executor import DaskSettings
 from mirror_builder.config.sizes import parse_size
@@ -214,7 +214,7 @@ class DaskExecutor:
         label = next(iter(tests), "smoke test")
         try:
             outcome = self._run_remote("run_smoke", payload.to_dict(), request.image.target,
-                                       label)
+                                       label, kind="tests")
             self._append_log(request.log_path, "smoke test", outcome)
             _raise_if_failed(outcome, RemoteFailure)
             return smoke_results_from_dict(outcome.result or {}, set(tests))
@@ -246,7 +246,8 @@ class DaskExecutor:
         return budget
 
     def _run_remote(self, task: str, payload: dict, target: str, label: str,
-                    budget: Mapping[str, float] | None = None) -> RemoteOutcome:
+                    budget: Mapping[str, float] | None = None,
+                    kind: str = "builds") -> RemoteOutcome:
         """Run cluster/task.py's task on a worker serving target with our image; its answer
         read as a RemoteOutcome. A RemoteFailure says in words what went wrong on the way."""
         from mirror_builder.cluster import task as tasks
@@ -255,7 +256,7 @@ class DaskExecutor:
         future = self.client.submit(getattr(tasks, task), payload, pure=False, retries=0,
                                     key=f"{task.removeprefix('run_')}-{name}-{target}-"
                                         f"{uuid.uuid4().hex[:8]}",
-                                    resources={self._resource_for(target): 1,
+                                    resources={self._resource_for(target, kind): 1,
                                                **(budget or {})})
         self.activity(label, f"waiting for a {target} worker")
         started = time.monotonic()
@@ -272,13 +273,15 @@ class DaskExecutor:
         self._count(outcome, time.monotonic() - started)
         return outcome
 
-    def _resource_for(self, target: str) -> str:
+    def _resource_for(self, target: str, kind: str = "builds") -> str:
+        """The resource of the target's image: its build slots (builds and repairs), or its
+        smoke-test slots (kind "tests")."""
         with self._lock:
             resource = self._resources.get(target)
         if resource is None:
             raise ClusterError(f"target {target}: its image was not checked against the "
                                f"cluster's workers (check_image) before building")
-        return resource
+        return resource if kind == "builds" else TESTS_PREFIX + resource
 
     def _tree_blob(self, request: BuildRequest) -> str:
         tree = request.source.tree

@@ -62,7 +62,9 @@ def run_worker(spec: WorkerSpec, settings: Settings, targets: tuple[str, ...],
 
     async def serve() -> None:
         with dask.config.set(HARDENED_WORKER):
-            async with Nanny(spec.scheduler, name=spec.name, nthreads=spec.slots,
+            # A thread per build slot and one per smoke-test slot (resources keep each kind
+            # to its own count).
+            async with Nanny(spec.scheduler, name=spec.name, nthreads=2 * spec.slots,
                              resources=spec.resources, host=spec.host,
                              protocol="tls" if spec.certs else "tcp",
                              security=dask_security(spec.certs, spec.member, ("worker", "client")),

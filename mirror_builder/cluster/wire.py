@@ -37,6 +37,7 @@ OUTCOME_SCHEMA = "mirror-builder/remote-outcome/v1"
 STATUSES = ("built", "needs", "repaired", "tested", "failed", "refused")
 WITH_RESULT = ("built", "needs", "repaired", "tested")
 INDEX_FOLDERS = ("simple", "files")
+TESTS_PREFIX = "tests-"
 
 
 class WireError(MirrorBuilderError):
@@ -254,6 +255,12 @@ def image_resource(image) -> str:
                                         image.containerfile_sha256,
                                         *sorted(image.system_packages)]).encode())
     return f"image-{image.target}-{digest.hexdigest()[:16]}"
+
+
+def tests_resource(image) -> str:
+    """The resource smoke tests ask for: the same image, but slots of their own, so that a
+    smoke test never waits behind builds (locally they run beside builds, too)."""
+    return TESTS_PREFIX + image_resource(image)
 
 
 def target_resource(target: str) -> str:

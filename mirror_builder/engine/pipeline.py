@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,17 +47,20 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
                   on_image=lambda target_name: None) -> Iterator[tuple[Bootstrapper, UpstreamIndex]]:
     target_settings = settings.target(options.target)
     upstream = upstream_for(settings, options.refresh)
+    state = settings.cache_dir / "state" / f"run-{os.getpid()}"
     with ExitStack() as stack:
+        # Connecting to a cluster (importing Dask, starting the artifact store) overlaps with
+        # starting podman and checking the image.
+        remote = None if options.cluster is None else stack.enter_context(
+            _connecting(options.cluster, settings, reporter, state / "remote"))
         podman = stack.enter_context(PodmanService(settings.cache_dir / "state"))
         images = ImageManager(podman, settings.cache_dir)
         on_image(target_settings.name)
         image = images.ensure(target_settings)
-        state = settings.cache_dir / "state" / f"run-{os.getpid()}"
-        if options.cluster is None:
+        if remote is None:
             executor = PodmanExecutor(podman, state)
         else:
-            executor = stack.enter_context(_remote(options.cluster, settings, reporter,
-                                                   state / "remote"))
+            executor = remote.result()
             executor.check_image(image)
         target = BuildTarget(TargetEnvironment(target_settings.name,
                                                images.marker_environment(image)),
@@ -76,9 +80,22 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
         yield Bootstrapper(services, engine), upstream
 
 
-def _remote(cluster: DaskSettings, settings: Settings, reporter: Reporter, work_dir: Path):
-    from mirror_builder.buildcache.store import BuildCache
-    from mirror_builder.cluster.daskexecutor import DaskExecutor  # imports Dask: only here
+@contextmanager
+def _connecting(cluster: DaskSettings, settings: Settings, reporter: Reporter,
+                work_dir: Path) -> Iterator[Future]:
+    """A DaskExecutor being opened on a thread of its own; closed when the block ends, however
+    it ends (result() raises what opening it raised)."""
+    def connect():
+        from mirror_builder.buildcache.store import BuildCache
+        from mirror_builder.cluster.daskexecutor import DaskExecutor  # imports Dask: only here
 
-    return DaskExecutor(cluster, BuildCache(settings.cache_dir / "builds"), reporter.activity,
-                        work_dir)
+        return DaskExecutor(cluster, BuildCache(settings.cache_dir / "builds"),
+                            reporter.activity, work_dir).__enter__()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="connect") as pool:
+        opening = pool.submit(connect)
+        try:
+            yield opening
+        finally:
+            if opening.exception() is None:
+                opening.result().__exit__(None, None, None)
