@@ -24,7 +24,8 @@ from mirror_builder.buildcache.store import BuildCache
 from mirror_builder.cluster.artifacts import ArtifactClient
 from mirror_builder.cluster.security import client_files
 from mirror_builder.cluster.wire import (RemoteBuild, RemoteOutcome, RemoteRepair, RemoteSmoke,
-                                         WireError, smoke_results_to_dict, unpack_tree)
+                                         RemoteVendor, WireError, pack_tree,
+                                         smoke_results_to_dict, unpack_tree)
 from mirror_builder.config.settings import Settings
 from mirror_builder.errors import MirrorBuilderError, PackageError
 from mirror_builder.layout import IndexLayout
@@ -60,7 +61,7 @@ class BuildHost(WorkerPlugin):
         self._clients = threading.local()
         self._stack = ExitStack()
         cache_dir = self.settings.cache_dir
-        podman = self._stack.enter_context(PodmanService(cache_dir / "state"))
+        podman = self.podman = self._stack.enter_context(PodmanService(cache_dir / "state"))
         self.image_manager = ImageManager(podman, cache_dir)
         for target in self.targets:  # made before the worker started (cli worker): found here
             self.images[target] = self.image_manager.ensure(self.settings.target(target))
@@ -187,6 +188,39 @@ class BuildHost(WorkerPlugin):
         finally:
             shutil.rmtree(job, ignore_errors=True)
 
+    def vendor(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Vendor a prepared tree's Rust crates here (cargo vendor, in a container with network
+        that runs no package code); the vendored tree goes back packed, by digest."""
+        from mirror_builder.prepare.vendoring import RustVendorer
+
+        try:
+            remote = RemoteVendor.from_dict(payload)
+        except WireError as exc:
+            return RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
+        image, refusal = self._image_for(remote.image.target, remote.image)
+        if image is None:
+            return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
+        job = self.work_dir / "vendoring" / uuid.uuid4().hex[:12]
+        log_path = job / "vendor.log"
+        try:
+            store = self._store(remote.store)
+            tree = unpack_tree(self._blob(remote.tree_sha256, store), job / "tree")
+            manifests = None if remote.manifests is None else [tree / m for m in remote.manifests]
+            try:
+                crates = RustVendorer(self.podman, image).vendor(tree, remote.label, log_path,
+                                                                 manifests)
+            except MirrorBuilderError as exc:
+                return self._failed(str(exc), image, store, log_path)
+            packed = store.push(pack_tree(tree, job / "tree.tar"))
+            return RemoteOutcome("vendored", self.provenance(image),
+                                 result={"crates": [_plain_crate(c) for c in crates]},
+                                 log_sha256=store.push(log_path), tree_sha256=packed).to_dict()
+        except MirrorBuilderError as exc:
+            return RemoteOutcome("failed", self.provenance(image),
+                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
+        finally:
+            shutil.rmtree(job, ignore_errors=True)
+
     def _failed(self, message: str, image: ImageRef, store: ArtifactClient,
                 log_path: Path) -> dict[str, Any]:
         log_digest = store.push(log_path) if log_path.is_file() else None
@@ -284,6 +318,10 @@ class BuildHost(WorkerPlugin):
                                                 "worker_name": str(self.worker.name)})
         except Exception:  # progress is best effort; a build never fails for it
             log.debug("could not send a progress event", exc_info=True)
+
+
+def _plain_crate(crate) -> dict[str, Any]:
+    return {"name": crate.name, "version": crate.version, "checksum": crate.checksum}
 
 
 def _plain_result(result) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,17 +29,21 @@ from mirror_builder.build.request import (BuildRequest, BuildResult, RepairReque
                                           SmokeRequest, SmokeResult)
 from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
 from mirror_builder.buildcache.store import BuildCache, CorruptEntry
+from mirror_builder.cluster.answers import (RemoteFailure, changed_outside_vendoring,
+                                            explain_dask_error, raise_if_failed)
 from mirror_builder.cluster.artifacts import ArtifactServer
 from mirror_builder.cluster.buildhost import EVENT_TOPIC
 from mirror_builder.cluster.security import check_address, dask_security, server_context
 from mirror_builder.cluster.wire import (TESTS_PREFIX, RemoteBuild, RemoteOutcome, RemoteRepair,
-                                         RemoteSmoke, WireError, image_resource, pack_tree,
-                                         smoke_results_from_dict)
+                                         RemoteSmoke, RemoteVendor, WireError, image_resource,
+                                         pack_tree, smoke_results_from_dict, unpack_tree)
 from mirror_builder.config.executor import DaskSettings
 from mirror_builder.config.sizes import parse_size
-from mirror_builder.errors import BuildError, MirrorBuilderError
+from mirror_builder.errors import BuildError, MirrorBuilderError, SourceError
 from mirror_builder.files import sha256_of
 from mirror_builder.layout import IndexLayout
+from mirror_builder.prepare.cargoprojects import manifests_to_vendor
+from mirror_builder.prepare.vendoring import VendoredCrate
 from mirror_builder.sandbox.imagenames import ImageRef
 
 log = logging.getLogger(__name__)
@@ -49,10 +53,6 @@ CONNECT_TIMEOUT = 30
 
 class ClusterError(MirrorBuilderError):
     """The cluster cannot take this run's builds (no scheduler, no worker for a target)."""
-
-
-class RemoteFailure(Exception):
-    """A task did not come back with a usable answer; the message says why, in words."""
 
 
 @dataclass
@@ -76,6 +76,7 @@ class DaskExecutor:
         self._digests: dict[tuple[Path, int, int], str] = {}
         self._resources: dict[str, str] = {}  # target: the resource of its image
         self._capacity: int | None = None
+        self._image: ImageRef | None = None  # the target's, once checked
         self._largest = (1.0, 0.0)  # the most cpus and memory one worker serving it has
         self._lock = threading.Lock()
         self._stack = ExitStack()
@@ -123,6 +124,7 @@ class DaskExecutor:
         wanted = image_resource(image)
         with self._lock:
             self._resources[image.target] = wanted
+            self._image = image
         workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
         serving = [w.get("resources") or {} for w in workers
                    if wanted in (w.get("resources") or {})]
@@ -161,7 +163,7 @@ class DaskExecutor:
 
     # -- the Executor interface ------------------------------------------------------------
     def build(self, request: BuildRequest) -> BuildResult:
-        payload = RemoteBuild(request, self._tree_blob(request), self.store_url)
+        payload = RemoteBuild(request, self._tree_blob(request.source.tree), self.store_url)
         self._publish_inputs(request)
         try:
             outcome = self._run_remote("run_build", payload.to_dict(), request.runtime.target,
@@ -169,7 +171,7 @@ class DaskExecutor:
         except RemoteFailure as exc:
             raise _error(request, str(exc)) from None
         self._append_log(request.log_path, request.label, outcome)
-        _raise_if_failed(outcome, lambda message: _error(request, message))
+        raise_if_failed(outcome, lambda message: _error(request, message))
         wheel = self._take_wheel(request, outcome) if outcome.status == "built" else None
         return outcome.build_result(wheel, request.log_path)
 
@@ -191,7 +193,7 @@ class DaskExecutor:
         except RemoteFailure as exc:
             raise error(str(exc)) from None
         self._append_log(request.log_path, request.label, outcome)
-        _raise_if_failed(outcome, error)
+        raise_if_failed(outcome, error)
         if outcome.status != "repaired" or outcome.wheel is None:
             raise error(f"the worker answered {outcome.status} to a repair")
         repaired = self._wheel_from_store(outcome.wheel, name, version, error)
@@ -216,11 +218,61 @@ class DaskExecutor:
             outcome = self._run_remote("run_smoke", payload.to_dict(), request.image.target,
                                        label, kind="tests")
             self._append_log(request.log_path, "smoke test", outcome)
-            _raise_if_failed(outcome, RemoteFailure)
+            raise_if_failed(outcome, RemoteFailure)
             return smoke_results_from_dict(outcome.result or {}, set(tests))
         except (RemoteFailure, WireError) as exc:
             return {name: SmokeResult(name, "failed", error=f"on the cluster: {exc}",
                                       image=request.image.tag) for name in tests}
+
+    def vendor(self, tree: Path, label: str, log_path: Path,
+               manifests: Sequence[Path] | None = None) -> list[VendoredCrate]:
+        """Vendor the tree's Rust crates on a worker of the target (the same RustVendorer, in
+        the worker's podman, with network and no package code). The vendored tree replaces this
+        one only if it differs from it by the vendored crates and cargo's config alone."""
+        wanted = manifests_to_vendor(tree) if manifests is None else list(manifests)
+        if not wanted:
+            return []
+        image = self._image
+        payload = RemoteVendor(self._tree_blob(tree), image,
+                               tuple(m.relative_to(tree).as_posix() for m in wanted), label,
+                               self.store_url)
+
+        def error(message: str) -> SourceError:
+            return SourceError(f"{label}: vendoring crates: {message}; log: {log_path}")
+
+        try:
+            outcome = self._run_remote("run_vendor", payload.to_dict(), image.target, label,
+                                       kind="tests")
+        except RemoteFailure as exc:
+            raise error(str(exc)) from None
+        self._append_log(log_path, label, outcome)
+        raise_if_failed(outcome, error)
+        if outcome.status != "vendored":
+            raise error(f"the worker answered {outcome.status} to vendoring")
+        self._replace_tree(tree, outcome.tree_sha256, error)
+        try:
+            return [VendoredCrate(str(c["name"]), str(c["version"]), c.get("checksum"))
+                    for c in (outcome.result or {}).get("crates", [])]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise error(f"the worker's list of crates is malformed: {exc}") from None
+
+    def _replace_tree(self, tree: Path, digest: str, error: Callable[[str], Exception]) -> None:
+        staging = tree.with_name(f".{tree.name}.vendored-{uuid.uuid4().hex[:8]}")
+        try:
+            blob = self.cache.blob(digest)
+            if not blob.is_file() or sha256_of(blob) != digest:
+                raise error("the vendored tree did not arrive whole")
+            unpack_tree(blob, staging)
+            changed = changed_outside_vendoring(tree, staging)
+            if changed:
+                raise error(f"the worker changed the source, not only its crates: "
+                            f"{', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}")
+            shutil.rmtree(tree)
+            staging.rename(tree)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        with self._lock:
+            self._trees.pop(tree, None)
 
     def capacity(self) -> int | None:
         """The slots of the workers serving the checked image when the run started (workers
@@ -263,7 +315,7 @@ class DaskExecutor:
         try:
             answer = future.result()
         except Exception as exc:  # what Dask raises, as plain errors (deserializers)
-            raise RemoteFailure(_explain(exc, target)) from None
+            raise RemoteFailure(explain_dask_error(exc, target)) from None
         finally:
             future.release()
         try:
@@ -283,8 +335,8 @@ class DaskExecutor:
                                f"cluster's workers (check_image) before building")
         return resource if kind == "builds" else TESTS_PREFIX + resource
 
-    def _tree_blob(self, request: BuildRequest) -> str:
-        tree = request.source.tree
+    def _tree_blob(self, tree: Path) -> str:
+        """The prepared tree, packed into the store once (vendoring replaces it: then again)."""
         with self._lock:
             known = self._trees.get(tree)
         if known is not None and self.cache.blob(known).is_file():
@@ -396,25 +448,6 @@ class DaskExecutor:
                                    f"{message['phase']} on worker {message.get('worker_name')}")
 
 
-def _explain(exc: Exception, target: str) -> str:
-    text = str(exc)
-    kind = type(exc).__name__
-    if kind == "KilledWorker" or "died while running it" in text:
-        return (f"the build killed its worker on every try (Dask's allowed-failures); {text}. "
-                f"See that worker's log")
-    if kind in ("NoValidWorkerError", "NoWorkerError") or "valid worker" in text:
-        return f"no worker serving target {target} is left in the cluster: {text}"
-    if kind == "CancelledError" or "cancelled" in text.lower():
-        return "the build was cancelled on the cluster (the scheduler went away?)"
-    return f"the cluster could not run the build: {kind}: {text}"
-
-
 def _error(request: BuildRequest, message: str) -> BuildError:
     return BuildError(message, package=request.source.name, version=request.source.version,
                       chain=request.chain, log_path=str(request.log_path))
-
-
-def _raise_if_failed(outcome: RemoteOutcome, error: Callable[[str], Exception]) -> None:
-    if outcome.status in ("failed", "refused"):
-        verb = "refused by" if outcome.status == "refused" else "on"
-        raise error(f"{outcome.error} ({verb} worker {outcome.worker.get('name', '?')})")

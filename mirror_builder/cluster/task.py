@@ -33,6 +33,15 @@ def run_smoke(payload: dict[str, Any]) -> dict[str, Any]:
     return get_worker().plugins[PLUGIN_NAME].smoke(payload)
 
 
+def run_vendor(payload: dict[str, Any]) -> dict[str, Any]:
+    """Vendor a tree's Rust crates on this worker (a RemoteVendor in, a RemoteOutcome out)."""
+    from distributed import get_worker
+
+    from mirror_builder.cluster.buildhost import PLUGIN_NAME
+
+    return get_worker().plugins[PLUGIN_NAME].vendor(payload)
+
+
 def describe_host(dask_worker) -> dict[str, Any]:
     """What this worker serves: its targets and their images, for the coordinator's checks
     before a run (Client.run passes the worker as dask_worker)."""

@@ -7,6 +7,8 @@ run code in the coordinator.
     RemoteRepair   coordinator -> worker: a wheel and the repair tools' wheels, by digest
     RemoteSmoke    coordinator -> worker: the index (every page and file, by digest), the
                    wheels staged in this run, the tests
+    RemoteVendor   coordinator -> worker: a prepared tree whose Rust crates are to be vendored
+                   (the one step with network); the vendored tree comes back as a tar
     RemoteOutcome  worker -> coordinator: built / needs / repaired / tested / failed / refused,
                    the wheel's and the log's digests, and which host ran it
 """
@@ -33,9 +35,10 @@ from mirror_builder.errors import MirrorBuilderError
 BUILD_SCHEMA = "mirror-builder/remote-build/v1"
 REPAIR_SCHEMA = "mirror-builder/remote-repair/v1"
 SMOKE_SCHEMA = "mirror-builder/remote-smoke/v1"
+VENDOR_SCHEMA = "mirror-builder/remote-vendor/v1"
 OUTCOME_SCHEMA = "mirror-builder/remote-outcome/v1"
-STATUSES = ("built", "needs", "repaired", "tested", "failed", "refused")
-WITH_RESULT = ("built", "needs", "repaired", "tested")
+STATUSES = ("built", "needs", "repaired", "tested", "vendored", "failed", "refused")
+WITH_RESULT = ("built", "needs", "repaired", "tested", "vendored")
 INDEX_FOLDERS = ("simple", "files")
 TESTS_PREFIX = "tests-"
 
@@ -76,12 +79,13 @@ class RemoteOutcome:
     wheel: tuple[str, str] | None = None  # (file name, sha256)
     log_sha256: str | None = None
     error: str = ""  # for failed and refused
+    tree_sha256: str | None = None  # for vendored: the tree with its crates, packed
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": OUTCOME_SCHEMA, "version": code_version(), "status": self.status,
                 "worker": dict(self.worker), "result": self.result,
                 "wheel": list(self.wheel) if self.wheel else None,
-                "log": self.log_sha256, "error": self.error}
+                "log": self.log_sha256, "error": self.error, "tree": self.tree_sha256}
 
     @classmethod
     def from_dict(cls, data: object) -> RemoteOutcome:
@@ -104,8 +108,11 @@ class RemoteOutcome:
         result = data.get("result")
         if status in WITH_RESULT and not isinstance(result, Mapping):
             raise WireError(f"a worker answered {status} without a build result")
+        tree = data.get("tree")
+        if (tree is not None or status == "vendored") and not is_digest(tree):
+            raise WireError("a worker named its tree without a sha256 digest")
         return cls(status, {str(k): str(v) for k, v in worker.items()}, result,
-                   tuple(wheel) if wheel else None, log, str(data.get("error", "")))
+                   tuple(wheel) if wheel else None, log, str(data.get("error", "")), tree)
 
     def build_result(self, wheel: Path | None, log_path: Path) -> BuildResult:
         values = dict(self.result or {})
@@ -173,6 +180,45 @@ class RemoteSmoke:
                        staged, tests, str(data["store"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise WireError(f"not a smoke-test request: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RemoteVendor:
+    """Vendor the crates of manifests (paths in the tree; None: what the backend compiles)."""
+
+    tree_sha256: str
+    image: ImageRef
+    manifests: tuple[str, ...] | None
+    label: str
+    store: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": VENDOR_SCHEMA, "version": code_version(), "store": self.store,
+                "tree": self.tree_sha256, "image": _plain(asdict(self.image)),
+                "manifests": None if self.manifests is None else list(self.manifests),
+                "label": self.label}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RemoteVendor:
+        _check_schema(data, VENDOR_SCHEMA)
+        if not is_digest(data.get("tree")):
+            raise WireError("the tree to vendor is not named by a sha256 digest")
+        try:
+            manifests = data["manifests"]
+            if manifests is not None:
+                manifests = tuple(_tree_path(m) for m in manifests)
+            return cls(data["tree"], image_from_dict(data["image"]), manifests,
+                       str(data["label"]), str(data["store"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WireError(f"not a vendoring request: {exc}") from None
+
+
+def _tree_path(value: object) -> str:
+    """A relative path inside a tree, no climbing out."""
+    if not isinstance(value, str) or value.startswith("/") or \
+            any(p in ("", ".", "..") or "\0" in p for p in value.split("/")):
+        raise WireError(f"{value!r} is not a path inside the tree")
+    return value
 
 
 def smoke_results_to_dict(results: Mapping[str, SmokeResult]) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
                                   upstream_requires_ignored(settings.overrides_dir)),
             executor=executor,
             index=WheelIndex(options.output), reporter=reporter,
-            vendorer=RustVendorer(podman, image).vendor,
+            vendorer=RustVendorer(podman, image).vendor if remote is None else executor.vendor,
             hints=FailureHints(contents_for(settings, target_settings), settings.overrides_dir))
         engine = options.engine
         if options.review:

@@ -274,3 +274,19 @@ def test_a_target_whose_last_worker_is_gone_fails_its_build_instead_of_waiting(t
     assert "orphaned==1.0" in errors
     assert "no worker serving target bookworm-x86_64 is left" in errors
     assert time.monotonic() - started < 120
+
+
+def test_a_rust_package_is_vendored_and_built_on_a_worker(cluster, tmp_path):
+    """cargo vendor (the one step with network) runs on the worker too; the vendored tree
+    comes back, and the build runs offline on a worker from it."""
+    sdist = make_sdist(FIXTURES / "rustprobe", tmp_path / "dist", "rustprobe", "1.0")
+    run_mirror_builder(*on_cluster(cluster, "bootstrap", str(sdist)), cwd=tmp_path)
+    out = tmp_path / "out"
+    (wheel,) = (out / "files" / "rustprobe").glob("*.whl")
+    record = json.loads((out / "records" / "rustprobe" / f"{wheel.name}.build.json").read_text())
+    assert record["sandbox"]["host"]["name"].startswith("wbook")
+    assert [c["name"] for c in record["source"]["origin"]["vendored_crates"]] == ["itoa"]
+    log = (out / "records" / "rustprobe" / f"{wheel.name}.log").read_text()
+    assert log.index("vendoring crates") < log.index("network none")
+    assert log.count("on worker wbook") >= 2  # vendored there, then built there
+    assert "Compiling itoa v1.0.15" in log

@@ -2,6 +2,7 @@
 its own store, runs the same checks as on a local build's output, and reads answers as plain
 data. And a worker runs a build only in an image with the coordinator's content."""
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -242,3 +243,68 @@ def test_a_build_takes_its_cpus_and_memory_from_its_workers_budget(tmp_path, cpu
     executor = coordinator(tmp_path, None)
     runtime = replace(REQUEST.runtime, cpus=cpus, limits=BuildSettings(memory=memory))
     assert executor._budget(replace(REQUEST, runtime=runtime)) == budget
+
+
+def vendored_answer(executor: DaskExecutor, tmp_path: Path, tree: Path, edit) -> dict:
+    """The worker's answer to vendoring: the tree with its crates, and edit(tree) applied."""
+    from mirror_builder.cluster.wire import pack_tree
+
+    returned = tmp_path / "returned"
+    shutil.copytree(tree, returned, symlinks=True)
+    (returned / "mirror-builder-vendor" / "itoa-1.0.15").mkdir(parents=True)
+    (returned / "mirror-builder-vendor" / "itoa-1.0.15" / "lib.rs").write_text("// itoa\n")
+    (returned / ".cargo").mkdir()
+    (returned / ".cargo" / "config.toml").write_text("[net]\noffline = true\n")
+    edit(returned)
+    digest = executor.cache.add_blob(pack_tree(returned, tmp_path / "returned.tar"))
+    return RemoteOutcome("vendored", {"name": "wbook"}, tree_sha256=digest,
+                         result={"crates": [{"name": "itoa", "version": "1.0.15",
+                                             "checksum": "4a5f"}]}).to_dict()
+
+
+def rust_tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "rustprobe-1.0"
+    tree.mkdir()
+    (tree / "Cargo.toml").write_text("[package]\nname = 'rustprobe'\n")
+    (tree / "setup.py").write_text("print('build')\n")
+    return tree
+
+
+def test_a_tree_vendored_on_a_worker_replaces_ours_when_only_crates_were_added(tmp_path):
+    executor = coordinator(tmp_path, None)
+    executor._image = REQUEST.runtime.image
+    tree = rust_tree(tmp_path)
+    executor.client.answer = vendored_answer(executor, tmp_path, tree, lambda t: None)
+    crates = executor.vendor(tree, "rustprobe==1.0", tmp_path / "log", [tree / "Cargo.toml"])
+    assert [(c.name, c.version) for c in crates] == [("itoa", "1.0.15")]
+    assert (tree / "mirror-builder-vendor" / "itoa-1.0.15" / "lib.rs").is_file()
+    (payload, options), = executor.client.submitted
+    assert payload["manifests"] == ["Cargo.toml"]
+    assert options["resources"] == {"tests-image-bookworm-x86_64-0123": 1}
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: (t / "setup.py").write_text("import os; os.system('curl evil')\n"),
+    lambda t: (t / "sitecustomize.py").write_text("evil = True\n"),
+    lambda t: (t / "setup.py").unlink(),
+])
+def test_a_vendored_tree_that_changes_the_source_is_refused_and_ours_kept(tmp_path, edit):
+    from mirror_builder.errors import SourceError
+
+    executor = coordinator(tmp_path, None)
+    executor._image = REQUEST.runtime.image
+    tree = rust_tree(tmp_path)
+    executor.client.answer = vendored_answer(executor, tmp_path, tree, edit)
+    with pytest.raises(SourceError, match="changed the source, not only its crates"):
+        executor.vendor(tree, "rustprobe==1.0", tmp_path / "log", [tree / "Cargo.toml"])
+    assert (tree / "setup.py").read_text() == "print('build')\n"
+    assert not (tree / "mirror-builder-vendor").exists()
+
+
+def test_a_tree_without_crates_to_vendor_never_goes_to_the_cluster(tmp_path):
+    executor = coordinator(tmp_path, None)
+    tree = tmp_path / "pure"
+    tree.mkdir()
+    (tree / "setup.py").write_text("")
+    assert executor.vendor(tree, "pure==1.0", tmp_path / "log") == []
+    assert executor.client.submitted == []
