@@ -12,6 +12,7 @@ import subprocess
 import threading
 import uuid
 from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,11 @@ class BuildHost(WorkerPlugin):
 
     def build(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A RemoteOutcome as a dict; never raises for what a build or its input did wrong."""
-        try:
-            remote = RemoteBuild.from_dict(payload)
-        except WireError as exc:
-            return RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
+        remote, image, refused = self._accept(RemoteBuild, payload,
+                                              lambda r: r.request.runtime.image)
+        if refused:
+            return refused
         request = remote.request
-        image, refusal = self._image_for(request.runtime.target, request.runtime.image)
-        if image is None:
-            return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
         job = self.work_dir / "builds" / uuid.uuid4().hex[:12]
         try:
             store = self._store(remote.store)
@@ -123,14 +121,10 @@ class BuildHost(WorkerPlugin):
     def repair(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Repair a wheel here (auditwheel from our tool wheels, no network); the repaired
         wheel goes back by digest."""
-        try:
-            remote = RemoteRepair.from_dict(payload)
-        except WireError as exc:
-            return RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
+        remote, image, refused = self._accept(RemoteRepair, payload, lambda r: r.runtime.image)
+        if refused:
+            return refused
         runtime = remote.runtime
-        image, refusal = self._image_for(runtime.target, runtime.image)
-        if image is None:
-            return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
         job = self.work_dir / "repairs" / uuid.uuid4().hex[:12]
         log_path = job / "repair.log"
         try:
@@ -156,13 +150,9 @@ class BuildHost(WorkerPlugin):
     def smoke(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Smoke-test wheels here, against a copy of the coordinator's index laid out from this
         host's blob cache (each file fetched once)."""
-        try:
-            remote = RemoteSmoke.from_dict(payload)
-        except WireError as exc:
-            return RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
-        image, refusal = self._image_for(remote.image.target, remote.image)
-        if image is None:
-            return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
+        remote, image, refused = self._accept(RemoteSmoke, payload, lambda r: r.image)
+        if refused:
+            return refused
         job = self.work_dir / "smoke" / uuid.uuid4().hex[:12]
         log_path = job / "smoke.log"
         try:
@@ -193,13 +183,9 @@ class BuildHost(WorkerPlugin):
         that runs no package code); the vendored tree goes back packed, by digest."""
         from mirror_builder.prepare.vendoring import RustVendorer
 
-        try:
-            remote = RemoteVendor.from_dict(payload)
-        except WireError as exc:
-            return RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
-        image, refusal = self._image_for(remote.image.target, remote.image)
-        if image is None:
-            return RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
+        remote, image, refused = self._accept(RemoteVendor, payload, lambda r: r.image)
+        if refused:
+            return refused
         job = self.work_dir / "vendoring" / uuid.uuid4().hex[:12]
         log_path = job / "vendor.log"
         try:
@@ -253,6 +239,18 @@ class BuildHost(WorkerPlugin):
         folder.mkdir(parents=True, exist_ok=True)
         _link_or_copy(self._blob(digest, store), folder / name)
         return folder / name
+
+    def _accept(self, kind, payload: dict[str, Any], wanted: Callable[[Any], ImageRef]):
+        """(the message, this host's image for it, None), or (None, None, a "refused" outcome
+        as a dict) when the message is not this code's or its image is not ours."""
+        try:
+            remote = kind.from_dict(payload)
+        except WireError as exc:
+            return None, None, RemoteOutcome("refused", self.provenance(), error=str(exc)).to_dict()
+        image, refusal = self._image_for(wanted(remote).target, wanted(remote))
+        if image is None:
+            return None, None, RemoteOutcome("refused", self.provenance(), error=refusal).to_dict()
+        return remote, image, None
 
     def _image_for(self, target: str, wanted: ImageRef) -> tuple[ImageRef | None, str]:
         """This host's image for the target, if it is the content the coordinator expects (the
