@@ -84,6 +84,11 @@ fi
 # (Other targets' images are made when first used, or by: mirror-builder images --target all.)
 .venv/bin/mirror-builder images
 
+# The key that signs build provenance (settings.yaml's signing.key), made once and then kept.
+if [[ ! -e ~/.config/mirror-builder/signing.key ]]; then
+    .venv/bin/mirror-builder keys generate
+fi
+
 if ((demo)); then
     .venv/bin/mirror-builder bootstrap stevedore==5.10.0 --output output
     rm -rf .venv-demo

@@ -112,6 +112,8 @@ class OutputLayout(IndexLayout):
         rejected/records/<project>/...      records of wheels that failed their smoke test
         logs/<name>-<version>.log           logs of failed builds
         jobs/history.jsonl                  the audit log of build jobs
+        signing-key.pub, keys/<keyid>.pub   the key that signs the statements, and every
+                                            earlier one
         review/queue.json, waiting.json     packages awaiting review, jobs waiting for them
         rebuild-numbers.json, .lock         the rebuild numbers handed out, and their lock
         build-order.<target>.json           bottom-up build order of one target; build-order.json
@@ -159,6 +161,16 @@ class OutputLayout(IndexLayout):
     @property
     def jobs(self) -> Path:
         return self.root / "jobs"
+
+    @property
+    def public_key(self) -> Path:
+        """signing-key.pub: the public key of the key that signs this output's statements."""
+        return self.root / "signing-key.pub"
+
+    def key_by_id(self, keyid: str) -> Path:
+        """keys/<keyid>.pub: every key that signed statements here, so older statements still
+        verify after the key is replaced."""
+        return self.root / "keys" / f"{keyid}.pub"
 
     @property
     def job_history(self) -> Path:

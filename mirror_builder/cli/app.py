@@ -29,7 +29,8 @@ COMMANDS = (
     building.add_bootstrap, building.add_plan, building.add_rebuild,
     inspecting.add_inspect, inspecting.add_verify_wheel,
     publishing.add_yank, publishing.add_index, publishing.add_serve, publishing.add_tokens,
-    configuring.add_overrides, inspecting.add_history, keeping.add_update, keeping.add_review,
+    configuring.add_overrides, configuring.add_keys, inspecting.add_history, keeping.add_update,
+    keeping.add_review,
     publishing.add_nginx_config, building.add_images, caching.add_cache,
     clustering.add_cluster, clustering.add_worker,
 )

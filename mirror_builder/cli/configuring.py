@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -155,3 +156,38 @@ def _failed_log(layout, text: str):
         raise MirrorBuilderError(f"no log of a failed build of {text} in {layout.logs} "
                                  f"(a failed bootstrap leaves its log there)")
     return name, logs[0]
+
+
+def add_keys(commands) -> None:
+    keys = commands.add_parser(
+        "keys", help="the key that signs build provenance",
+        description="generate: make the Ed25519 key that signs every in-toto statement a run "
+                    "writes (a DSSE envelope beside each build record), at settings' "
+                    "signing.key or --key FILE (PEM, mode 0600), and its public key beside it "
+                    "(FILE.pub). Runs publish the public key at the output's root "
+                    "(signing-key.pub) and keep every key that signed there in keys/. The "
+                    "private key is never written anywhere else or logged.")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    generate = actions.add_parser("generate", help="make the signing key")
+    generate.add_argument("--key", type=Path, metavar="FILE",
+                          help="where (default: settings' signing.key)")
+    generate.add_argument("--force", action="store_true",
+                          help="replace a key that exists (statements it signed keep "
+                               "verifying with the copy of its public key in each output's "
+                               "keys/)")
+    keys.set_defaults(run=_keys)
+
+
+def _keys(args, console: Console) -> int:
+    from mirror_builder.errors import UsageError
+    from mirror_builder.provenance.signing import generate_key, key_id, load_signer
+
+    path = args.key or settings_of(args).signing_key
+    if path is None:
+        raise UsageError("no signing key to make: give --key FILE, or set signing: {key: FILE} "
+                         "in settings.yaml")
+    private, public = generate_key(path, force=args.force)
+    signer = load_signer(private)
+    console.print(f"signing key {private} (mode 600) and its public key {public}; key id "
+                  f"{key_id(signer.public)}", highlight=False, soft_wrap=True)
+    return 0

@@ -27,7 +27,16 @@ def add_inspect(commands) -> None:
     shown.add_argument("--log", action="store_true", help="the newest build's log")
     shown.add_argument("--freeze", action="store_true", help="the newest build environment's freeze")
     shown.add_argument("--slsa", action="store_true",
-                       help="the newest build's in-toto statement (SLSA provenance v1)")
+                       help="the newest build's in-toto statement (SLSA provenance v1), out "
+                            "of its signed envelope (--verify checks the signature)")
+    inspect.add_argument("--verify", action="store_true",
+                         help="check each build's signed in-toto statement: signed by the key "
+                              "(--key, or the output's keys/ by the id the signature names) and "
+                              "about exactly the wheel and sha256 its record names; exit 1 "
+                              "otherwise")
+    inspect.add_argument("--key", type=Path, metavar="FILE",
+                         help="the public key to trust for --verify (PEM), e.g. a copy of the "
+                              "index's signing-key.pub you got another way")
     inspect.add_argument("--require-index", action="store_true",
                          help="for a WHEEL: exit 1 unless its sha256 matches the record beside "
                               "the index in OUTPUT (without it, a wheel with no such record is "
@@ -94,10 +103,39 @@ def _inspect(args, console: Console) -> int:
         if (verdict is not None and verdict.status != "verified") or not path.is_file():
             raise MirrorBuilderError(f"{newest['wheel']}: {path.name} is not in {store.root}; it is "
                                      f"kept beside the index the wheel was published to")
-        sys.stdout.write(path.read_text())
+        if args.log:
+            sys.stdout.write(path.read_text())
+        else:  # the statement itself; its envelope's signature is what --verify checks
+            sys.stdout.write(json.dumps(store.statement(newest["name"], newest["wheel"])[0],
+                                        indent=2) + "\n")
     else:
         _show_records(verdict, title, records, jobs)
+    if args.verify:
+        failed = not _signatures_hold(records, store, output, args.key, console) or failed
     return 1 if failed else 0
+
+
+def _signatures_hold(records, store, output: Path, key: Path | None, console: Console) -> bool:
+    from rich.markup import escape
+
+    from mirror_builder.layout import OutputLayout
+    from mirror_builder.provenance.signing import (SigningError, check_signed_statement,
+                                                   load_public)
+
+    public = load_public(key) if key is not None else None
+    held = True
+    for record in records:
+        path = store.slsa_path(record["name"], record["wheel"])
+        try:
+            keyid = check_signed_statement(path, record["wheel"], record["wheel_sha256"], public,
+                                           OutputLayout(output))
+            console.print(f"[green]signature holds[/]: {escape(record['wheel'])} (key "
+                          f"{keyid[:16]}...)", highlight=False, soft_wrap=True)
+        except SigningError as exc:
+            held = False
+            console.print(f"[bold red]signature does not hold[/]: {escape(record['wheel'])}: "
+                          f"{escape(str(exc))}", highlight=False, soft_wrap=True)
+    return held
 
 
 def _records_to_inspect(what: str, store):

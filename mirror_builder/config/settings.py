@@ -20,6 +20,7 @@ from mirror_builder import PROJECT_DIR
 from mirror_builder.config.durations import format_duration, parse_duration  # noqa: F401
 from mirror_builder.config.variants import DEFAULT_VARIANT, VariantSettings, read_variants
 from mirror_builder.config.executor import ExecutorSettings, read_executor
+from mirror_builder.config.signing import read_signing_key
 from mirror_builder.errors import SettingsError
 
 SETTINGS_FILENAME = "settings.yaml"
@@ -137,6 +138,7 @@ class Settings:
     versions: VersionChoice = field(default_factory=VersionChoice)
     build_cache: BuildCacheSettings = field(default_factory=BuildCacheSettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    signing_key: Path | None = None  # signs every in-toto statement written (None: unsigned)
     # The build variants (variants:), the first the default; variant: the one this command works
     # on (--variant), which picks the packages' variant settings and the output (layout.py).
     variants: tuple[VariantSettings, ...] = (VariantSettings(DEFAULT_VARIANT),)
@@ -310,7 +312,7 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
     top = r.mapping(data, (), {"upstream", "targets", "build", "output_dir", "cache_dir",
                                "patches_dir", "overrides_dir", "allow_prereleases",
                                "rebuild_numbering", "update", "carry", "serve", "versions",
-                               "variants", "build_cache", "executor"})
+                               "variants", "build_cache", "executor", "signing"})
     numbering = r.value(top, ("rebuild_numbering",), str, "build-tag")
     if numbering not in REBUILD_NUMBERINGS:
         raise r.fail(("rebuild_numbering",),
@@ -353,6 +355,7 @@ def _build(r: YamlReader, data: Any, source: Path | None, project_dir: Path) -> 
         variant=variants[0].name,
         build_cache=_build_cache(r, top),
         executor=read_executor(r, top, project_dir, path_of("cache_dir", cache_default)),
+        signing_key=read_signing_key(r, top, project_dir),
     )
 
 

@@ -24,6 +24,7 @@ from mirror_builder.jobs.policy import CarryRules
 from mirror_builder.jobs.review import ReviewQueue
 from mirror_builder.jobs.triggers import JobPolicy
 from mirror_builder.provenance.buildkey import plugin_record
+from mirror_builder.provenance.signing import Signer
 from mirror_builder.provenance.store import RecordStore
 from mirror_builder.source.finders import SourceFinder
 from mirror_builder.resolve.resolver import Candidate
@@ -75,10 +76,11 @@ class Services:
     reporter: Reporter
     vendorer: Vendorer | None = None
     hints: FailureHints | None = None
+    signer: Signer | None = None  # signs the statements written (settings' signing:)
 
     @property
     def records(self) -> RecordStore:
-        return RecordStore(self.index.layout)
+        return RecordStore(self.index.layout, self.signer)
 
 
 @dataclass(frozen=True)

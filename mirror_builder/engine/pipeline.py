@@ -19,6 +19,8 @@ from mirror_builder.engine.context import BuildTarget, Options, Services
 from mirror_builder.engine.model import Reporter
 from mirror_builder.index.wheelindex import WheelIndex
 from mirror_builder.jobs.review import ReviewQueue
+from mirror_builder.layout import OutputLayout
+from mirror_builder.provenance.signing import load_signer, publish_key
 from mirror_builder.prepare.vendoring import RustVendorer
 from mirror_builder.engine.connect import upstream_for
 from mirror_builder.source.finders import UpstreamFinder
@@ -48,6 +50,9 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
     target_settings = settings.target(options.target)
     upstream = upstream_for(settings, options.refresh)
     state = settings.cache_dir / "state" / f"run-{os.getpid()}"
+    signer = None if settings.signing_key is None else load_signer(settings.signing_key)
+    if signer is not None:
+        publish_key(OutputLayout(options.output), signer)
     with ExitStack() as stack:
         # Connecting to a cluster (importing Dask, starting the artifact store) overlaps with
         # starting podman and checking the image.
@@ -73,7 +78,8 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             executor=executor,
             index=WheelIndex(options.output), reporter=reporter,
             vendorer=RustVendorer(podman, image).vendor if remote is None else executor.vendor,
-            hints=FailureHints(contents_for(settings, target_settings), settings.overrides_dir))
+            hints=FailureHints(contents_for(settings, target_settings), settings.overrides_dir),
+            signer=signer)
         engine = options.engine
         if options.review:
             engine = replace(engine, review=ReviewQueue(options.output))

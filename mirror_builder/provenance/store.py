@@ -1,7 +1,9 @@
-"""The build records kept beside the index: each wheel's record, freeze, log and SLSA statement."""
+"""The build records kept beside the index: each wheel's record, freeze, log and SLSA statement
+(in a signed DSSE envelope when the run has a signing key)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -11,15 +13,18 @@ from packaging.version import Version
 from mirror_builder.files import atomic_copy, atomic_write_text
 from mirror_builder.layout import OutputLayout, RecordsLayout
 from mirror_builder.provenance.record import slsa_statement
+from mirror_builder.provenance.signing import Signer
 
 
 class RecordStore:
     """Records under one RecordsLayout: OUTPUT/records/, or OUTPUT/rejected/records/ for the
     wheels that failed their smoke test. Given an output directory or OutputLayout, its records/."""
 
-    def __init__(self, where: RecordsLayout | OutputLayout | Path) -> None:
+    def __init__(self, where: RecordsLayout | OutputLayout | Path,
+                 signer: Signer | None = None) -> None:
         self.layout = where if isinstance(where, RecordsLayout) else OutputLayout.of(where).records
         self.root = self.layout.root
+        self.signer = signer  # signs each statement written (a DSSE envelope); None: unsigned
 
     def folder(self, name: str) -> Path:
         return self.layout.folder(name)
@@ -42,10 +47,20 @@ class RecordStore:
         atomic_copy(log_path, self.log_path(name, wheel))
         atomic_write_text(self.freeze_path(name, wheel), "".join(
             f"{line}\n" for line in record["build_env"]["freeze"]))
-        atomic_write_text(self.slsa_path(name, wheel), json.dumps(slsa_statement(record), indent=2))
+        statement = slsa_statement(record)
+        if self.signer is not None:
+            statement = self.signer.envelope(statement)
+        atomic_write_text(self.slsa_path(name, wheel), json.dumps(statement, indent=2))
         path = self.record_path(name, wheel)
         atomic_write_text(path, json.dumps(record, indent=2))
         return path
+
+    def statement(self, name: str, wheel: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(the statement, its DSSE envelope or None if it was written unsigned), unverified."""
+        data = json.loads(self.slsa_path(name, wheel).read_text())
+        if "payloadType" not in data:
+            return data, None
+        return json.loads(base64.b64decode(data["payload"])), data
 
     def read(self, name: str, wheel: str) -> dict[str, Any] | None:
         path = self.record_path(name, wheel)

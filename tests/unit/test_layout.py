@@ -19,11 +19,12 @@ README = PACKAGE.parent / "README.md"
 # What a layout's methods are called with, by parameter name, to spell their paths the way the
 # README does.
 PLACEHOLDERS = {"project": "<project>", "wheel": "<wheel>", "filename": "<wheel>",
-                "name": "<name>", "version": "<version>", "target": "<target>"}
+                "name": "<name>", "version": "<version>", "target": "<target>",
+                "keyid": "<keyid>"}
 
 # Folders and files directly under an output (or its source archive) that only layout.py names.
-FOLDERS = {"simple", "files", "sources", "records", "rejected", "logs", "jobs", "review"}
-FILES = re.compile(r"(history\.jsonl|\.mirror-builder\.lock|rebuild-numbers\.|\.index\.lock"
+FOLDERS = {"simple", "files", "sources", "records", "rejected", "logs", "jobs", "review", "keys"}
+FILES = re.compile(r"(history\.jsonl|signing-key\.pub|\.mirror-builder\.lock|rebuild-numbers\.|\.index\.lock"
                    r"|\.writing\.json|queue\.json|waiting\.json|build-order|graph[.])")
 
 
