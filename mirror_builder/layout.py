@@ -28,6 +28,7 @@ class IndexLayout:
         simple/index.html, index.json           the project list
         simple/<project>/index.html, index.json one page per project
         files/<project>/<file>                  the files, each wheel with <wheel>.metadata
+                                                and <wheel>.provenance
         .index.lock, .writing.json              the writers' lock and their intent note
     """
 
@@ -63,6 +64,12 @@ class IndexLayout:
     def metadata(self, project: str, wheel: str) -> Path:
         """files/<project>/<wheel>.metadata: the wheel's METADATA (PEP 658)."""
         return self.project_files(project) / f"{wheel}.metadata"
+
+    def provenance(self, project: str, wheel: str) -> Path:
+        """files/<project>/<wheel>.provenance: the wheel's signed in-toto statement, a copy of
+        the one beside its record, where the project page's provenance URL points (PEP 740's
+        URL shape; the content is our DSSE envelope, not PEP 740's Sigstore bundle)."""
+        return self.project_files(project) / f"{wheel}.provenance"
 
     @property
     def index_lock(self) -> Path:

@@ -266,6 +266,9 @@ class Publisher:
             # The source and the record go first: a wheel is never in the index without them.
             staged.publish_source()
             self.records.write(record, staged.log_path)
+            # Its statement beside the wheel, where the project page's provenance URL points.
+            self.records.copy_statement(record, self.index.layout.provenance(
+                staged.name, staged.wheel.name))
             published = self.index.add(staged.wheel, staged.requires_python).path
             staged.log_path.unlink(missing_ok=True)  # kept beside the record from now on
             with self._lock:

@@ -268,6 +268,8 @@ class SimpleIndex:
             # PEP 714 renamed the key; both are given for older clients.
             entry["core-metadata"] = {"sha256": sha256_of(metadata)}
             entry["dist-info-metadata"] = entry["core-metadata"]
+        if self.layout.provenance(name, path.name).is_file():
+            entry["provenance"] = f"{entry['url']}.provenance"  # PEP 740's key
         return entry
 
     def _write_project(self, name: NormalizedName, files: list[dict[str, Any]]) -> None:
@@ -288,6 +290,8 @@ class SimpleIndex:
             if f.get("core-metadata"):
                 value = f'sha256={f["core-metadata"]["sha256"]}'
                 attrs += f' data-core-metadata="{value}" data-dist-info-metadata="{value}"'
+            if f.get("provenance"):
+                attrs += f' data-provenance="{html.escape(f["provenance"])}"'
             href = f'{f["url"]}#sha256={f["hashes"]["sha256"]}'
             links.append(f'    <a href="{html.escape(href)}"{attrs}>{html.escape(f["filename"])}</a><br/>')
         _write_if_changed(self.layout.html_page(name), _html_page(f"Links for {name}", links))

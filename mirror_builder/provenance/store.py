@@ -55,6 +55,11 @@ class RecordStore:
         atomic_write_text(path, json.dumps(record, indent=2))
         return path
 
+    def copy_statement(self, record: dict[str, Any], dest: Path) -> None:
+        """Put a copy of the record's statement (as written: signed or not) at dest."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_copy(self.slsa_path(record["name"], record["wheel"]), dest)
+
     def statement(self, name: str, wheel: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(the statement, its DSSE envelope or None if it was written unsigned), unverified."""
         data = json.loads(self.slsa_path(name, wheel).read_text())

@@ -23,7 +23,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from packaging.utils import canonicalize_name
 
-from mirror_builder.layout import VARIANTS_FOLDER
+from mirror_builder.layout import VARIANTS_FOLDER, OutputLayout
 from mirror_builder.serve.accesslog import AccessLogger, access_logger
 from mirror_builder.errors import UsageError
 from mirror_builder.serve.httpauth import TokenAuthenticator, require_token
@@ -34,7 +34,8 @@ HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 # Server preference on a tie: a browser or curl asking for */* gets the HTML page (as PyPI does).
 PAGE_TYPES = ("text/html", HTML_TYPE, JSON_TYPE)
 FILE_TYPES = {".whl": "application/octet-stream", ".metadata": "text/plain; charset=utf-8",
-              ".gz": "application/gzip", ".zip": "application/zip"}
+              ".gz": "application/gzip", ".zip": "application/zip",
+              ".provenance": "application/json", ".pub": "application/x-pem-file"}
 # A project name as PEP 508 allows it, and in its PEP 503 normalized form (the folder names).
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _NORMALIZED = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -189,6 +190,10 @@ def make_app(root: Path, tokens: TokenAuthenticator | None = None,
         app.router.add_get(prefix + "/simple/{project}/", handlers.page)
         app.router.add_get(prefix + "/simple/{project}", handlers.without_slash)
         app.router.add_get(prefix + "/files/{project}/{filename}", handlers.file)
+    for prefix in ("", f"/{VARIANTS_FOLDER}/{{variant}}"):
+        app.router.add_get(prefix + f"/{OutputLayout(Path()).public_key}", handlers.public_key)
+        app.router.add_get(prefix + f"/{OutputLayout(Path()).key_by_id('{keyid:[0-9a-f]{64}}')}",
+                           handlers.public_key)
     app.router.add_get("/", handlers.home)
     return app
 
@@ -237,6 +242,19 @@ class _Handlers:
         suffix = ".metadata" if name.endswith(".metadata") else path.suffix
         response = IndexFile(path)
         response.content_type = FILE_TYPES.get(suffix, "application/octet-stream")
+        return response
+
+    async def public_key(self, request: web.Request) -> web.StreamResponse:
+        """The public key of the key that signs the statements (signing-key.pub), or of one
+        that signed earlier ones (keys/<keyid>.pub)."""
+        keyid = request.match_info.get("keyid")
+        here = OutputLayout(Path())
+        parts = (here.key_by_id(keyid) if keyid else here.public_key).parts
+        path = contained_file(self.root, (*self._variant_of(request), *parts))
+        if path is None:
+            raise _not_found("no such key")
+        response = IndexFile(path)
+        response.content_type = FILE_TYPES[".pub"]
         return response
 
     async def home(self, request: web.Request) -> web.StreamResponse:

@@ -77,3 +77,19 @@ def test_a_missing_signing_key_stops_a_run_naming_the_command_that_makes_one(tmp
     assert "absent.key does not exist; make one with mirror-builder keys generate" in \
         " ".join(proc.stderr.split())
     assert not (tmp_path / "out" / "files").exists()
+
+
+def test_each_wheels_project_page_points_at_its_signed_statement(stevedore_output):
+    output = OutputLayout(stevedore_output)
+    public = load_public(output.public_key)
+    trusted = SSlibKey.from_crypto(public, keyid=key_id(public))
+    for page in output.simple.glob("*/index.json"):
+        for entry in json.loads(page.read_text())["files"]:
+            statement_file = (page.parent / entry["provenance"]).resolve()
+            envelope = json.loads(statement_file.read_text())
+            Envelope.from_dict(envelope).verify([trusted], 1)
+            statement = json.loads(base64.b64decode(envelope["payload"]))
+            assert statement["subject"] == [{"name": entry["filename"],
+                                             "digest": {"sha256": entry["hashes"]["sha256"]}}]
+            assert f'data-provenance="{entry["provenance"]}"' in \
+                (page.parent / "index.html").read_text()

@@ -809,6 +809,9 @@ def test_a_wheel_waits_for_the_version_of_a_dependency_it_requires_not_just_the_
         def write(self, record, log_path):
             pass
 
+        def copy_statement(self, record, dest):
+            pass
+
     publisher = Publisher(index=index, records=Records(), rejected=Records(), executor=Tester(),
                           target=TARGET, limits=BuildSettings(), on_outcome=lambda outcome: None)
     publisher._pending.append(staged("httpx2", "2.16.2", ["httpcore2==2.16.2"]))
