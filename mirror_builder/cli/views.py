@@ -86,6 +86,10 @@ def _details(record: dict[str, Any], job_result: dict[str, Any] | None = None,
         table.add_row("file sha256", file_sha256)
     elif record.get("wheel_sha256"):
         table.add_row("wheel sha256", record["wheel_sha256"])
+    if record.get("content_sha256"):
+        table.add_row("content sha256", f"{record['content_sha256']}\n(its files apart from "
+                                        f"the record it carries: equal across reproducible "
+                                        f"builds)")
     table.add_row("tool", f"mirror-builder {record['mirror_builder_version']}")
     return Group(table)
 

@@ -36,7 +36,7 @@ from mirror_builder.prepare.cargoprojects import manifests_to_vendor
 from mirror_builder.prepare.vendoring import already_vendored
 from mirror_builder.provenance.buildkey import build_key
 from mirror_builder.provenance.record import Rebuild
-from mirror_builder.provenance.stamp import EMBEDDED_RECORD, stamp_wheel
+from mirror_builder.provenance.stamp import EMBEDDED_RECORD, content_digest, stamp_wheel
 from mirror_builder.resolve.resolver import Candidate, Resolution, resolve
 from mirror_builder.resolve.pages import DistributionFile
 
@@ -306,13 +306,16 @@ class PackageBuilder:
             "started_at": job.started_at} if job else None)
         record = dataclasses.replace(record, build_key=build_key(record))
         embedded = json.dumps(record.to_dict(), indent=2).encode()
+        epoch = outcome.environment.get("SOURCE_DATE_EPOCH") if outcome else None
         final = stamp_wheel(outcome.wheel, run.work_dir / "stamped", number=rebuild.number,
-                            numbering=rebuild.numbering, embed={EMBEDDED_RECORD: embedded})
+                            numbering=rebuild.numbering, embed={EMBEDDED_RECORD: embedded},
+                            epoch=int(epoch) if epoch and epoch.isdigit() else None)
         metadata = pkginfo.Wheel(str(final))
         outcome.wheel.unlink(missing_ok=True)
         return Staged(
             name=candidate.name, version=str(candidate.version), chain=chain, wheel=final,
-            record=record.to_dict(wheel_sha256=sha256_of(final)),
+            record=record.to_dict(wheel_sha256=sha256_of(final),
+                                  content_sha256=content_digest(final)),
             requires_python=metadata.requires_python,
             requires_dist=tuple(metadata.requires_dist or ()), log_path=outcome.log_path,
             image=run.services.target.image_for(package),

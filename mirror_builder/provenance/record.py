@@ -19,7 +19,7 @@ RECORD_SCHEMA = "mirror-builder/build-record/v1"
 # Fields only the record beside the index has: the embedded copy cannot hold the hash of the
 # wheel it is part of, the smoke test runs after the record was embedded, and a wheel taken
 # from the build cache is the same file, built elsewhere.
-OUTSIDE_ONLY_FIELDS = ("wheel_sha256", "smoke_test", "from_cache")
+OUTSIDE_ONLY_FIELDS = ("wheel_sha256", "content_sha256", "smoke_test", "from_cache")
 SLSA_BUILD_TYPE = "urn:mirror-builder:build-type:sdist-to-wheel:v1"
 
 
@@ -79,11 +79,14 @@ class BuildRecord:
     def settings_sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
 
-    def to_dict(self, wheel_sha256: str | None = None) -> dict[str, Any]:
+    def to_dict(self, wheel_sha256: str | None = None,
+                content_sha256: str | None = None) -> dict[str, Any]:
         data = asdict(self)
         data["settings_sha256"] = self.settings_sha256
         if wheel_sha256 is not None:
             data["wheel_sha256"] = wheel_sha256
+        if content_sha256 is not None:
+            data["content_sha256"] = content_sha256
         return data
 
 

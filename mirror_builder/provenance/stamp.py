@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+import time
 import zipfile
 from pathlib import Path
 
@@ -45,8 +46,11 @@ def rebuilt_filename(filename: str, number: int, numbering: str) -> str:
 
 
 def stamp_wheel(wheel: Path, dest_dir: Path, *, number: int, numbering: str,
-                embed: dict[str, bytes]) -> Path:
-    """Write a copy of wheel into dest_dir with the rebuild number and embedded files."""
+                embed: dict[str, bytes], epoch: int | None = None) -> Path:
+    """Write a copy of wheel into dest_dir with the rebuild number and embedded files. With
+    epoch (the build's SOURCE_DATE_EPOCH) the archive is normalized, so that the same files
+    always give the same bytes: members in name order with .dist-info last, every time the
+    epoch, modes 644 (755 where the backend made a file executable), all deflated."""
     _, version, _, _ = parse_wheel_filename(wheel.name)
     new_version = rebuilt_version(version, number, numbering)
     new_name = rebuilt_filename(wheel.name, number, numbering)
@@ -61,7 +65,10 @@ def stamp_wheel(wheel: Path, dest_dir: Path, *, number: int, numbering: str,
         entries, record_info = _copied_entries(zin, dist_info, new_base, headers,
                                                {f"{new_base}.dist-info/{r}" for r in embed})
     stamp_time = record_info.date_time if record_info else (1980, 1, 1, 0, 0, 0)
-    for relative, data in embed.items():
+    if epoch is not None:
+        stamp_time = time.gmtime(max(epoch, ZIP_EPOCH))[:6]
+        entries = _normalized(entries, stamp_time)
+    for relative, data in sorted(embed.items()):
         entries.append((_new_info(f"{new_base}.dist-info/{relative}", stamp_time), data))
     entries.append(_record(entries, f"{new_base}.dist-info/RECORD", stamp_time))
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +108,43 @@ def _copied_entries(zin: zipfile.ZipFile, dist_info: str, new_base: str,
             continue  # replaced by what is embedded now (a wheel stamped before)
         entries.append((_renamed(info, name), data))
     return entries, record_info
+
+
+ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip member can have
+
+
+def _normalized(entries: list[tuple[zipfile.ZipInfo, bytes]], stamp_time: tuple[int, ...]
+                ) -> list[tuple[zipfile.ZipInfo, bytes]]:
+    def order(entry: tuple[zipfile.ZipInfo, bytes]) -> tuple[bool, str]:
+        name = entry[0].filename
+        return (".dist-info/" in name.split("/", 1)[0] + "/", name)
+
+    normalized = []
+    for info, data in sorted(entries, key=order):
+        fresh = _new_info(info.filename, stamp_time)
+        if info.is_dir():
+            fresh.external_attr = (0o40755 << 16) | 0x10
+        elif (info.external_attr >> 16) & 0o111:
+            fresh.external_attr = 0o755 << 16
+        normalized.append((fresh, data))
+    return normalized
+
+
+def content_digest(wheel: Path) -> str:
+    """sha256 over the wheel's files (names and contents) apart from the build record it
+    carries and RECORD (which lists the record): equal for two builds that made the same
+    files, whenever and wherever they ran."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(wheel) as archive:
+        for info in sorted(archive.infolist(), key=lambda i: i.filename):
+            name = info.filename
+            top, _, inner = name.partition("/")
+            if top.endswith(".dist-info") and (inner == EMBEDDED_RECORD
+                                               or inner.startswith("RECORD")):
+                continue
+            digest.update(name.encode() + b"\0")
+            digest.update(hashlib.sha256(archive.read(info)).digest())
+    return digest.hexdigest()
 
 
 def _record(entries: list[tuple[zipfile.ZipInfo, bytes]], record_path: str,

@@ -260,6 +260,7 @@ def user_namespace():
 
 
 def main():
+    os.umask(0o022)  # files the build writes get the same modes whatever the caller's umask
     job = json.load(open(sys.argv[1]))
     if job.get("mode") == "repair":
         return repair(job)
@@ -362,6 +363,12 @@ def build_environ(job, env_dir):
         # was not vendored while the source was prepared.
         "CARGO_NET_OFFLINE": "true",
         "CARGO_HOME": "/tmp/mb-home/.cargo",
+        # Reproducible by default: nothing the build could pick up from when, where or how
+        # it runs varies (the tree is always built at WORK/src, the clock is SOURCE_DATE_EPOCH,
+        # the umask is set in main()).
+        "PYTHONHASHSEED": "0",
+        "TZ": "UTC",
+        "LC_ALL": "C.UTF-8",
     }
     base_env.update(job.get("environment", {}))
     return base_env

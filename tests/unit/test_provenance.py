@@ -235,8 +235,9 @@ def test_schema_requires_every_record_key_but_wheel_sha256(schema):
 
     assert set(schema["required"]) == keys - {"wheel_sha256"}
     # smoke_test is added when the wheel is published, after the record is embedded in it;
-    # from_cache when the published wheel was taken from the build cache.
-    assert set(schema["properties"]) == keys | {"smoke_test", "from_cache"}
+    # from_cache when the published wheel was taken from the build cache; content_sha256 (like
+    # wheel_sha256) only beside the index.
+    assert set(schema["properties"]) == keys | {"smoke_test", "from_cache", "content_sha256"}
 
 
 def test_schema_describes_every_property_in_one_line(schema):
