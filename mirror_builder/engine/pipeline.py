@@ -19,8 +19,7 @@ from mirror_builder.engine.context import BuildTarget, Options, Services
 from mirror_builder.engine.model import Reporter
 from mirror_builder.index.wheelindex import WheelIndex
 from mirror_builder.jobs.review import ReviewQueue
-from mirror_builder.layout import OutputLayout
-from mirror_builder.provenance.signing import load_signer, publish_key
+from mirror_builder.provenance.signing import load_signer
 from mirror_builder.prepare.vendoring import RustVendorer
 from mirror_builder.engine.connect import upstream_for
 from mirror_builder.source.finders import UpstreamFinder
@@ -50,9 +49,9 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
     target_settings = settings.target(options.target)
     upstream = upstream_for(settings, options.refresh)
     state = settings.cache_dir / "state" / f"run-{os.getpid()}"
+    # Loaded before anything runs: a missing or unusable key stops the run at once. Its public
+    # key is published with the first statement (provenance/store.py).
     signer = None if settings.signing_key is None else load_signer(settings.signing_key)
-    if signer is not None:
-        publish_key(OutputLayout(options.output), signer)
     with ExitStack() as stack:
         # Connecting to a cluster (importing Dask, starting the artifact store) overlaps with
         # starting podman and checking the image.

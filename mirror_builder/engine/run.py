@@ -111,7 +111,8 @@ class BootstrapRun:
         self.stages = Stages(self)
         self.publisher = Publisher(
             index=self.index, records=self.records,
-            rejected=RecordStore(self.index.layout.rejected_records, services.signer),
+            rejected=RecordStore(self.index.layout.rejected_records, services.signer,
+                                 output=self.index.layout),
             executor=services.executor, target=self.target,
             limits=settings.build, on_outcome=self._published)
 

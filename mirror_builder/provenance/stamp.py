@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+import stat
 import time
 import zipfile
 from pathlib import Path
@@ -123,9 +124,10 @@ def _normalized(entries: list[tuple[zipfile.ZipInfo, bytes]], stamp_time: tuple[
     for info, data in sorted(entries, key=order):
         fresh = _new_info(info.filename, stamp_time)
         if info.is_dir():
-            fresh.external_attr = (0o40755 << 16) | 0x10
+            fresh.external_attr = ((stat.S_IFDIR | 0o755) << 16) | 0x10
         elif (info.external_attr >> 16) & 0o111:
-            fresh.external_attr = 0o755 << 16
+            # A regular file's type bits too: installers make a file executable only then.
+            fresh.external_attr = (stat.S_IFREG | 0o755) << 16
         normalized.append((fresh, data))
     return normalized
 
@@ -163,7 +165,7 @@ def _record(entries: list[tuple[zipfile.ZipInfo, bytes]], record_path: str,
 
 def _new_info(name: str, stamp_time: tuple[int, ...]) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=stamp_time)
-    info.external_attr = 0o644 << 16
+    info.external_attr = (stat.S_IFREG | 0o644) << 16
     return info
 
 

@@ -13,7 +13,7 @@ from packaging.version import Version
 from mirror_builder.files import atomic_copy, atomic_write_text
 from mirror_builder.layout import OutputLayout, RecordsLayout
 from mirror_builder.provenance.record import slsa_statement
-from mirror_builder.provenance.signing import Signer
+from mirror_builder.provenance.signing import Signer, publish_key
 
 
 class RecordStore:
@@ -21,10 +21,14 @@ class RecordStore:
     wheels that failed their smoke test. Given an output directory or OutputLayout, its records/."""
 
     def __init__(self, where: RecordsLayout | OutputLayout | Path,
-                 signer: Signer | None = None) -> None:
+                 signer: Signer | None = None, output: OutputLayout | None = None) -> None:
         self.layout = where if isinstance(where, RecordsLayout) else OutputLayout.of(where).records
         self.root = self.layout.root
         self.signer = signer  # signs each statement written (a DSSE envelope); None: unsigned
+        # Where the signer's public key goes with the first statement (an output with no
+        # statement gets no key: a run that fails before publishing leaves nothing behind).
+        self.output = output if output is not None or isinstance(where, RecordsLayout) \
+            else OutputLayout.of(where)
 
     def folder(self, name: str) -> Path:
         return self.layout.folder(name)
@@ -50,6 +54,8 @@ class RecordStore:
         statement = slsa_statement(record)
         if self.signer is not None:
             statement = self.signer.envelope(statement)
+            if self.output is not None:
+                publish_key(self.output, self.signer)
         atomic_write_text(self.slsa_path(name, wheel), json.dumps(statement, indent=2))
         path = self.record_path(name, wheel)
         atomic_write_text(path, json.dumps(record, indent=2))

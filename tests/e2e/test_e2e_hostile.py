@@ -91,8 +91,10 @@ def test_the_hosts_secrets_and_sockets_are_out_of_a_builds_reach(hostile_run):
     assert SECRET not in (record_dir / f"{wheel.name}.build.json").read_text()
     environ = {line.split()[1].split("=", 1)[0] for line in harvest.splitlines()
                if line.startswith("environ ")}
-    # The driver's allow-list, and what pyproject-hooks adds to call the backend: nothing else.
+    # The driver's allow-list (with the constants that make builds reproducible), and what
+    # pyproject-hooks adds to call the backend: nothing else.
     assert environ <= {"PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV", "SOURCE_DATE_EPOCH",
+                       "PYTHONHASHSEED", "TZ", "LC_ALL",
                        "MAKEFLAGS", "CMAKE_BUILD_PARALLEL_LEVEL", "CARGO_NET_OFFLINE", "CARGO_HOME",
                        "_PYPROJECT_HOOKS_BUILD_BACKEND", "_PYPROJECT_HOOKS_BACKEND_PATH_JSON"}, environ
     for socket in ("/run/podman/podman.sock", "/var/run/docker.sock"):
