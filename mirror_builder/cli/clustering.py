@@ -12,8 +12,10 @@ DEFAULT_MEMBERS = ("scheduler", "coordinator", "worker")
 
 def add_cluster(commands) -> None:
     cluster = commands.add_parser(
-        "cluster", help="the build cluster's certificates (mutual TLS)",
-        description="certs DIR: make the cluster's CA in DIR (ca.pem, ca.key; kept if it is "
+        "cluster", help="the build cluster: its certificates (mutual TLS), its scheduler",
+        description="scheduler: run the cluster's scheduler here (see cluster scheduler "
+                    "--help). certs DIR: make the cluster's CA in DIR (ca.pem, ca.key; kept if "
+                    "it is "
                     "there) and a certificate and key for each member (default: scheduler, "
                     "coordinator, worker), valid for the given hosts. Every connection in the "
                     "cluster is mutual TLS: a worker runs what its scheduler sends, so only "
