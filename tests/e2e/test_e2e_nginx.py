@@ -226,3 +226,17 @@ def test_the_shipped_recipe_refuses_paths_nginx_would_read_as_syntax(site, tmp_p
     assert proc.returncode == 2
     assert "nginx needs an absolute path" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_each_wheels_signed_statement_and_the_keys_are_served_through_nginx(site):
+    status, _, body = fetch(site, "/simple/stevedore/", headers={"Accept": JSON_TYPE})
+    entry = json.loads(body)["files"][0]
+    statement_url = "/files/stevedore/" + entry["provenance"].rsplit("/", 1)[1]
+    status, headers, body = fetch(site, statement_url)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["payloadType"] == "application/vnd.in-toto+json"
+    status, headers, body = fetch(site, "/signing-key.pub")
+    assert status == 200 and body == (site["output"] / "signing-key.pub").read_bytes()
+    (key,) = (site["output"] / "keys").glob("*.pub")
+    assert fetch(site, f"/keys/{key.name}")[2] == key.read_bytes()
+    assert fetch(site, "/signing-key.pub", user=None)[0] == 401
