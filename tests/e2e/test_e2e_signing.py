@@ -97,6 +97,7 @@ def test_each_wheels_project_page_points_at_its_signed_statement(stevedore_outpu
 
 def test_serve_offers_each_statement_and_the_key_at_the_urls_the_pages_name(stevedore_output,
                                                                            served):
+    import urllib.parse
     import urllib.request
 
     base, _ = served(stevedore_output)
@@ -104,7 +105,7 @@ def test_serve_offers_each_statement_and_the_key_at_the_urls_the_pages_name(stev
         f"{base}/simple/stevedore/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}),
         timeout=10).read())
     entry = page["files"][0]
-    url = f"{base}/simple/stevedore/{entry['provenance']}"
+    url = urllib.parse.urljoin(f"{base}/simple/stevedore/", entry["provenance"])
     envelope = json.loads(urllib.request.urlopen(url, timeout=10).read())
     key = urllib.request.urlopen(f"{base}/signing-key.pub", timeout=10).read()
     assert key == OutputLayout(stevedore_output).public_key.read_bytes()
