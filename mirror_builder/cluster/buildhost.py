@@ -112,8 +112,7 @@ class BuildHost(WorkerPlugin):
                                  result=_plain_result(result), wheel=wheel,
                                  log_sha256=log_digest).to_dict()
         except MirrorBuilderError as exc:  # the store, podman or the image on this host
-            return RemoteOutcome("failed", self.provenance(image),
-                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
+            return self._host_failure(image, exc)
         finally:
             self._event("done", request)
             shutil.rmtree(job, ignore_errors=True)
@@ -142,8 +141,7 @@ class BuildHost(WorkerPlugin):
                                  wheel=(repaired.wheel.name, digest),
                                  log_sha256=store.push(log_path)).to_dict()
         except MirrorBuilderError as exc:  # the store, podman or the image on this host
-            return RemoteOutcome("failed", self.provenance(image),
-                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
+            return self._host_failure(image, exc)
         finally:
             shutil.rmtree(job, ignore_errors=True)
 
@@ -172,9 +170,8 @@ class BuildHost(WorkerPlugin):
                                  result=smoke_results_to_dict(results),
                                  log_sha256=store.push(log_path) if log_path.is_file() else None
                                  ).to_dict()
-        except MirrorBuilderError as exc:
-            return RemoteOutcome("failed", self.provenance(image),
-                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
+        except MirrorBuilderError as exc:  # the store, podman or the image on this host
+            return self._host_failure(image, exc)
         finally:
             shutil.rmtree(job, ignore_errors=True)
 
@@ -201,11 +198,16 @@ class BuildHost(WorkerPlugin):
             return RemoteOutcome("vendored", self.provenance(image),
                                  result={"crates": [_plain_crate(c) for c in crates]},
                                  log_sha256=store.push(log_path), tree_sha256=packed).to_dict()
-        except MirrorBuilderError as exc:
-            return RemoteOutcome("failed", self.provenance(image),
-                                 error=f"on worker {self.worker.name}: {exc}").to_dict()
+        except MirrorBuilderError as exc:  # the store, podman or the image on this host
+            return self._host_failure(image, exc)
         finally:
             shutil.rmtree(job, ignore_errors=True)
+
+    def _host_failure(self, image: ImageRef, exc: MirrorBuilderError) -> dict[str, Any]:
+        """What went wrong on this host rather than in the package: the store, podman, the
+        image."""
+        return RemoteOutcome("failed", self.provenance(image),
+                             error=f"on worker {self.worker.name}: {exc}").to_dict()
 
     def _failed(self, message: str, image: ImageRef, store: ArtifactClient,
                 log_path: Path) -> dict[str, Any]:
