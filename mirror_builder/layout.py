@@ -89,6 +89,10 @@ class RecordsLayout:
         <project>/<wheel>.freeze.txt    the build environment's freeze
         <project>/<wheel>.log           the build log
         <project>/<wheel>.intoto.json   the in-toto statement (SLSA provenance v1)
+        <project>/<wheel>.verification.json  the last `verify`: a statement (SLSA
+                                             verification summary v1)
+        <project>/<wheel>.diffoscope.txt     what differed, when the last `verify` differed
+        <project>/<wheel>.verify.log         the log of the last `verify`'s rebuild
     """
 
     root: Path
@@ -107,6 +111,15 @@ class RecordsLayout:
 
     def slsa(self, project: str, wheel: str) -> Path:
         return self.folder(project) / f"{wheel}.intoto.json"
+
+    def verification(self, project: str, wheel: str) -> Path:
+        return self.folder(project) / f"{wheel}.verification.json"
+
+    def differences(self, project: str, wheel: str) -> Path:
+        return self.folder(project) / f"{wheel}.diffoscope.txt"
+
+    def verify_log(self, project: str, wheel: str) -> Path:
+        return self.folder(project) / f"{wheel}.verify.log"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 
 
+BUILD_HOSTNAME = "mirror-builder"
+
+
 class Builder:
     """Builds and repairs with the in-container driver (sandbox/driver.py) in podman. Safe to
     use from several threads; it keeps nothing of a run."""
@@ -89,6 +92,9 @@ class Builder:
             pids_limit=limits.pids_limit,
             cpus=request.runtime.cpus,
             read_only_root=True,
+            # Fixed, like the build path and the clock: a build that writes down its host
+            # name makes the same wheel anyway (verify varies it to find such builds).
+            hostname=request.variation.hostname if request.variation else BUILD_HOSTNAME,
         )
 
     def _checked_result(self, request: BuildRequest, run: RunResult, out_dir: Path) -> dict:
@@ -172,7 +178,10 @@ class Builder:
 
 def _build_job(request: BuildRequest, container_wheels: list[str]) -> dict:
     """The job.json the driver reads inside the container."""
+    varied = request.variation
     return {
+        **({"work": varied.work_dir, "reverse_environment": varied.reverse_environment}
+           if varied else {}),
         "source": "/src",
         "project_dir": request.source.project_dir,
         "out": "/out",

@@ -68,6 +68,17 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class Variation:
+    """What a verifying rebuild changes that should not change the wheel (the reprotest idea):
+    where the tree is built inside the container, the host name, the order of the environment
+    variables. The CPU count is varied with Runtime.cpus and BuildEnvironment.jobs."""
+
+    work_dir: str          # instead of the driver's fixed /tmp/mb-work
+    hostname: str
+    reverse_environment: bool = True
+
+
+@dataclass(frozen=True)
 class BuildRequest:
     source: SourceInputs
     build_system: BuildSystem
@@ -75,6 +86,7 @@ class BuildRequest:
     runtime: Runtime
     log_path: Path  # the build's output is appended here
     chain: tuple[str, ...] = ()  # who asked for it, for error messages
+    variation: Variation | None = None  # only when verifying a published wheel
 
     @property
     def label(self) -> str:
@@ -101,7 +113,8 @@ class BuildRequest:
                   for k, v in data["build_system"].items()}
         return cls(source=SourceInputs(**source), build_system=BuildSystem(**system),
                    env=BuildEnvironment(**env), runtime=Runtime(**runtime),
-                   log_path=Path(data["log_path"]), chain=tuple(data["chain"]))
+                   log_path=Path(data["log_path"]), chain=tuple(data["chain"]),
+                   variation=Variation(**data["variation"]) if data.get("variation") else None)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 
 from mirror_builder import __version__
 from mirror_builder.cli import (building, caching, clustering, configuring, inspecting,
-                                keeping, publishing)
+                                keeping, publishing, verifying)
 from mirror_builder.errors import MirrorBuilderError, UsageError
 from mirror_builder.logs import PackageFilter
 
@@ -27,7 +27,7 @@ log = logging.getLogger("mirror_builder")
 # The commands, in the order --help lists them.
 COMMANDS = (
     building.add_bootstrap, building.add_plan, building.add_rebuild,
-    inspecting.add_inspect, inspecting.add_verify_wheel,
+    inspecting.add_inspect, inspecting.add_verify_wheel, verifying.add_verify,
     publishing.add_yank, publishing.add_index, publishing.add_serve, publishing.add_tokens,
     configuring.add_overrides, configuring.add_keys, inspecting.add_history, keeping.add_update,
     keeping.add_review,

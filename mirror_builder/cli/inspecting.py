@@ -92,7 +92,9 @@ def _inspect(args, console: Console) -> int:
     if machine and verdict is not None and verdict.status != "verified":
         console.print(verdict_line(verdict), soft_wrap=True)
     if args.json:
-        sys.stdout.write(json.dumps(inspect_document(records, jobs, verdict), indent=2) + "\n")
+        rebuilt = {r["wheel"]: store.verification(r["name"], r["wheel"]) for r in records}
+        sys.stdout.write(json.dumps(inspect_document(
+            records, jobs, verdict, {k: v for k, v in rebuilt.items() if v}), indent=2) + "\n")
     elif machine and (failed or not records):
         return 1  # no record describes this file: its log or freeze would be another file's
     elif args.freeze:
@@ -109,7 +111,7 @@ def _inspect(args, console: Console) -> int:
             sys.stdout.write(json.dumps(store.statement(newest["name"], newest["wheel"])[0],
                                         indent=2) + "\n")
     else:
-        _show_records(verdict, title, records, jobs)
+        _show_records(verdict, title, records, jobs, store)
     if args.verify:
         failed = not _signatures_hold(records, store, output, args.key, console) or failed
     return 1 if failed else 0
@@ -125,16 +127,19 @@ def _signatures_hold(records, store, output: Path, key: Path | None, console: Co
     public = load_public(key) if key is not None else None
     held = True
     for record in records:
-        path = store.slsa_path(record["name"], record["wheel"])
-        try:
-            keyid = check_signed_statement(path, record["wheel"], record["wheel_sha256"], public,
-                                           OutputLayout(output))
-            console.print(f"[green]signature holds[/]: {escape(record['wheel'])} (key "
-                          f"{keyid[:16]}...)", highlight=False, soft_wrap=True)
-        except SigningError as exc:
-            held = False
-            console.print(f"[bold red]signature does not hold[/]: {escape(record['wheel'])}: "
-                          f"{escape(str(exc))}", highlight=False, soft_wrap=True)
+        paths = [store.slsa_path(record["name"], record["wheel"])]
+        verification = store.layout.verification(record["name"], record["wheel"])
+        paths += [verification] if verification.is_file() else []
+        for path in paths:
+            try:
+                keyid = check_signed_statement(path, record["wheel"], record["wheel_sha256"],
+                                               public, OutputLayout(output))
+                console.print(f"[green]signature holds[/]: {escape(path.name)} (key "
+                              f"{keyid[:16]}...)", highlight=False, soft_wrap=True)
+            except SigningError as exc:
+                held = False
+                console.print(f"[bold red]signature does not hold[/]: {escape(path.name)}: "
+                              f"{escape(str(exc))}", highlight=False, soft_wrap=True)
     return held
 
 
@@ -170,7 +175,8 @@ def _jobs_of(records: list[dict], output: Path) -> dict[str, dict]:
     return jobs
 
 
-def _show_records(verdict, title: str, records: list[dict], jobs: dict[str, dict]) -> None:
+def _show_records(verdict, title: str, records: list[dict], jobs: dict[str, dict],
+                  store) -> None:
     from mirror_builder.cli.views import render_records, render_verdict
 
     shown = Console()
@@ -179,7 +185,9 @@ def _show_records(verdict, title: str, records: list[dict], jobs: dict[str, dict
     try:
         if records:
             render_records(shown, title, records, jobs,
-                           file_sha256=verdict.sha256 if verdict is not None else None)
+                           file_sha256=verdict.sha256 if verdict is not None else None,
+                           verification=store.verification(records[0]["name"],
+                                                           records[0]["wheel"]))
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
         if verdict is None or verdict.status == "verified":
             raise

@@ -46,13 +46,17 @@ def verify_document(verdicts: list[Verdict]) -> dict[str, Any]:
 
 def render_records(console: Console, title: str, records: list[dict[str, Any]],
                    jobs: dict[str, dict[str, Any]] | None = None,
-                   file_sha256: str | None = None) -> None:
-    """The newest build in full (with the job that made it), then the rebuild history.
-    file_sha256: the sha256 of the wheel file inspected, shown instead of the record's."""
+                   file_sha256: str | None = None,
+                   verification: dict[str, Any] | None = None) -> None:
+    """The newest build in full (with the job that made it, and its last `verify`), then the
+    rebuild history. file_sha256: the sha256 of the wheel file inspected, shown instead of the
+    record's."""
     newest = records[0]
-    console.print(Panel(_details(newest, (jobs or {}).get((newest.get("job") or {}).get("id", "")),
-                                 file_sha256),
-                        title=f"{title}: {newest['wheel']}", expand=False))
+    details = _details(newest, (jobs or {}).get((newest.get("job") or {}).get("id", "")),
+                       file_sha256)
+    if verification is not None:
+        details.renderables[0].add_row("verified", escape(verification_text(verification)))
+    console.print(Panel(details, title=f"{title}: {newest['wheel']}", expand=False))
     if len(records) > 1 or newest["rebuild"]["number"]:
         history = Table(title="rebuild history (newest first)")
         for column in ("number", "wheel", "built", "reason"):
@@ -64,6 +68,19 @@ def render_records(console: Console, title: str, records: list[dict[str, Any]],
             history.add_row(str(rebuild["number"]), record["wheel"], record["started_at"][:19],
                             "; ".join(reasons) or "first build")
         console.print(history)
+
+
+def verification_text(statement: dict[str, Any]) -> str:
+    """A verification statement (provenance/verification.py) in a line or two."""
+    predicate = statement.get("predicate", {})
+    found = predicate.get("reproduction", {})
+    varied = found.get("varied") or {}
+    text = (f"{predicate.get('verificationResult')} on {predicate.get('timeVerified')}: "
+            f"{found.get('status')}, {found.get('summary')}")
+    if varied:
+        text += (f"\n(rebuilt in {varied.get('build_dir')} on host {varied.get('hostname')} with "
+                 f"{varied.get('cpus')} CPU(s), the environment's order {varied.get('environment_order')})")
+    return text
 
 
 def _details(record: dict[str, Any], job_result: dict[str, Any] | None = None,
@@ -191,10 +208,13 @@ def _id_ranges(id_map: str) -> str:
 
 def inspect_document(records: list[dict[str, Any]],
                      jobs: dict[str, dict[str, Any]] | None = None,
-                     verdict: Verdict | None = None) -> dict[str, Any]:
+                     verdict: Verdict | None = None,
+                     rebuilt: dict[str, Any] | None = None) -> dict[str, Any]:
     """The records, and how each one's job ended (from the audit log), by job id; for a wheel
-    file, the verification (its own schema) too."""
-    document = {"schema": INSPECT_SCHEMA, "records": records, "jobs": jobs or {}}
+    file, the verification (its own schema) too; rebuilt: the statement of each wheel's last
+    `verify` by wheel name."""
+    document = {"schema": INSPECT_SCHEMA, "records": records, "jobs": jobs or {},
+                "verified_by_rebuild": rebuilt or {}}
     if verdict is not None:
         document["verification"] = verdict.to_dict()
     return document

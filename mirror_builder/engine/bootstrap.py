@@ -14,6 +14,7 @@ from packaging.version import Version
 from mirror_builder.engine.context import Catalog, Options, Services
 from mirror_builder.engine.model import BootstrapReport, BuiltWheel
 from mirror_builder.engine.run import BootstrapRun
+from mirror_builder.engine.verifier import Verifier
 from mirror_builder.jobs.triggers import JobPolicy, RebuildRequest
 from mirror_builder.resolve.target import TargetEnvironment
 
@@ -41,6 +42,13 @@ class Bootstrapper:
     def rebuild(self, name: str, version: Version, request: RebuildRequest) -> BuiltWheel:
         """Build one version again with the next rebuild number (see BootstrapRun.rebuild)."""
         return self._new_run(request).rebuild(canonicalize_name(name), version)
+
+    def verify(self, name: str | None = None, version: Version | None = None):
+        """Rebuild published wheels from their recorded inputs and compare (engine/verifier.py):
+        (each Verification, the wheels passed over and why)."""
+        verifier = Verifier(self._new_run())
+        records, passed_over = verifier.wanted(name, version)
+        return verifier.verify_all(records), passed_over
 
     def config_change(self, name: NormalizedName, version: Version, record: dict) -> str | None:
         """What changed in how we build this package since record's build, or None."""

@@ -77,6 +77,8 @@ class Services:
     vendorer: Vendorer | None = None
     hints: FailureHints | None = None
     signer: Signer | None = None  # signs the statements written (settings' signing:)
+    # How two wheels differ, in detail (sandbox/diffoscope.py), for `verify`.
+    differ: Callable[[Path, Path], str] | None = None
 
     @property
     def records(self) -> RecordStore:

@@ -100,27 +100,37 @@ class PackageBuilder:
         run.reporter.activity(pin, "fetching source")
         fetched = run.fetcher.fetch(candidate, package)
         candidate, origin = fetched.candidate, fetched.origin
-        run.reporter.activity(pin, "preparing source")
-        source = prepare_source(fetched.sdist, candidate.file.sha256 or sha256_of(fetched.sdist),
-                                candidate.name, candidate.version,
-                                work_dir=run.work_dir / ("src-stage1" if stage else "src"),
-                                patches_dir=run.settings.patches_dir,
-                                build_dir=package.build_dir,
-                                requires_add=package.build_requires_add,
-                                requires_remove=package.build_requires_remove + stage)
         # Kept under the output directory so a failed build's log outlives the run (and a
         # stage-1 build's, which its full build's record names).
         log_path = (run.index.layout.stage_one_log if stage else
                     run.index.layout.failed_build_log)(candidate.name, candidate.version)
         log_path.unlink(missing_ok=True)
+        source, crates = self.prepare_tree(
+            candidate, package, fetched.sdist, run.work_dir / ("src-stage1" if stage else "src"),
+            log_path, stage)
+        if crates:
+            origin = origin | {"vendored_crates": crates}
+        return candidate, origin, source, log_path
+
+    def prepare_tree(self, candidate: Candidate, package: PackageSettings, sdist: Path,
+                     work_dir: Path, log_path: Path, stage: tuple[NormalizedName, ...] = ()
+                     ) -> tuple[PreparedSource, list[dict]]:
+        """Unpack, patch, edit build requirements, run the prepare hook and vendor: the tree
+        a build gets, and the crates vendored into it."""
+        run = self.run
+        run.reporter.activity(candidate.pin, "preparing source")
+        source = prepare_source(sdist, candidate.file.sha256 or sha256_of(sdist),
+                                candidate.name, candidate.version, work_dir=work_dir,
+                                patches_dir=run.settings.patches_dir,
+                                build_dir=package.build_dir,
+                                requires_add=package.build_requires_add,
+                                requires_remove=package.build_requires_remove + stage)
         run.catalog.hook(candidate, "prepare_source", lambda: PrepareContext(
             candidate.name, candidate.version, source.tree, source.project, package,
             logging.getLogger(f"mirror_builder.plugin.{candidate.name}")))
-        crates = self._vendor(source, package, log_path)
-        if crates:
-            origin = origin | {"vendored_crates": [asdict(c) for c in crates]}
+        crates = [asdict(c) for c in self._vendor(source, package, log_path)]
         make_readable(source.tree)
-        return candidate, origin, source, log_path
+        return source, crates
 
     def _build_with_env(self, candidate: Candidate, source: PreparedSource,
                         build_system: BuildSystem, log_path, chain: tuple[str, ...]
@@ -186,7 +196,9 @@ class PackageBuilder:
         run = self.run
         label = f"{source.name}=={source.version}"
         run.reporter.activity(label, "waiting for a build slot")
-        request = self.request(source, build_system, env, log_path, chain)
+        wheels = tuple(FileRef(w.path, w.sha256) for w in (run.done[(c.name, c.version)]
+                                                            for c in env))
+        request = self.request(source, build_system, wheels, log_path, chain)
         package = run.catalog.package(canonicalize_name(source.name))
         memory = request.runtime.limits.memory
         try:
@@ -213,13 +225,15 @@ class PackageBuilder:
         return BuildError(f"{exc.detail.rstrip('. ')}. {hint}", package=exc.package,
                           version=exc.version, chain=exc.chain, log_path=exc.log_path)
 
-    def request(self, source: PreparedSource, build_system: BuildSystem, env: Resolution,
-                log_path, chain: tuple[str, ...]) -> BuildRequest:
-        """The unit of work for the executor: files and names only."""
+    def request(self, source: PreparedSource, build_system: BuildSystem,
+                wheels: tuple[FileRef, ...], log_path, chain: tuple[str, ...],
+                jobs: int | None = None) -> BuildRequest:
+        """The unit of work for the executor: files and names only. jobs: the build's
+        parallelism, if not the package's or the run's."""
         run = self.run
         package = run.catalog.package(canonicalize_name(source.name))
         version = Version(source.version)
-        jobs = math.ceil(package.cpus) if package.cpus else run.make_jobs
+        jobs = jobs or (math.ceil(package.cpus) if package.cpus else run.make_jobs)
         environment = dict(package.environment(version, jobs))
         extra = run.catalog.hook(
             Candidate(package.name, version, DistributionFile("", "", None)),
@@ -231,8 +245,6 @@ class PackageBuilder:
                 raise BuildError(f"plugin hook build_environment returned {extra!r}, not a "
                                  f"dict of strings", package=package.name, version=source.version)
             environment |= extra
-        wheels = tuple(FileRef(w.path, w.sha256) for w in (run.done[(c.name, c.version)]
-                                                            for c in env))
         return BuildRequest(
             source=SourceInputs(source.name, source.version,
                                 FileRef(source.sdist, source.sdist_sha256), source.tree,

@@ -26,6 +26,7 @@ from mirror_builder.source.finders import UpstreamFinder
 from mirror_builder.resolve.target import TargetEnvironment
 from mirror_builder.resolve.upstream import UpstreamIndex
 from mirror_builder.sandbox.debcontents import contents_for
+from mirror_builder.sandbox.diffoscope import PACKAGES as DIFFOSCOPE_PACKAGES, Diffoscope
 from mirror_builder.sandbox.images import ImageManager
 from mirror_builder.sandbox.podman import PodmanService
 
@@ -78,7 +79,9 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             index=WheelIndex(options.output), reporter=reporter,
             vendorer=RustVendorer(podman, image).vendor if remote is None else executor.vendor,
             hints=FailureHints(contents_for(settings, target_settings), settings.overrides_dir),
-            signer=signer)
+            signer=signer,
+            differ=Diffoscope(podman, lambda: images.with_system_packages(
+                image, DIFFOSCOPE_PACKAGES), state / "diffoscope"))
         engine = options.engine
         if options.review:
             engine = replace(engine, review=ReviewQueue(options.output))

@@ -61,6 +61,31 @@ class RecordStore:
         atomic_write_text(path, json.dumps(record, indent=2))
         return path
 
+    def write_verification(self, record: dict[str, Any], statement: dict[str, Any],
+                           differences: str | None) -> Path:
+        """Keep a verification's statement (signed when we have a key) beside the record, and
+        diffoscope's text when it differed; a reproduced wheel keeps no stale differences."""
+        name, wheel = record["name"], record["wheel"]
+        if differences is None:
+            self.layout.differences(name, wheel).unlink(missing_ok=True)
+        else:
+            atomic_write_text(self.layout.differences(name, wheel), differences)
+        if self.signer is not None:
+            statement = self.signer.envelope(statement)
+            if self.output is not None:
+                publish_key(self.output, self.signer)
+        path = self.layout.verification(name, wheel)
+        atomic_write_text(path, json.dumps(statement, indent=2))
+        return path
+
+    def verification(self, name: str, wheel: str) -> dict[str, Any] | None:
+        """The last verification's statement (unverified), or None if it was never verified."""
+        path = self.layout.verification(name, wheel)
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return json.loads(base64.b64decode(data["payload"])) if "payloadType" in data else data
+
     def copy_statement(self, record: dict[str, Any], dest: Path) -> None:
         """Put a copy of the record's statement (as written: signed or not) at dest."""
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ The result is written to /out/result.json; the log is this process's output.
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -295,10 +296,11 @@ def build_steps(job, result):
     """Run the build, filling in result; result["stage"] names the step under way."""
     timings = result["timings"]
     started = time.monotonic()
-    src = copy_source(job["source"])
-    env_dir = os.path.join(WORK, "env")
+    work = job.get("work") or WORK
+    src = copy_source(job["source"], work)
+    env_dir = os.path.join(work, "env")
     python = os.path.join(env_dir, "bin", "python")
-    base_env = build_environ(job, env_dir)
+    base_env = build_environ(job, env_dir, work)
     os.makedirs(base_env["HOME"], exist_ok=True)
     timings["copy_source"] = time.monotonic() - started
 
@@ -338,17 +340,17 @@ def build_steps(job, result):
     say(f"built {wheel}")
 
 
-def copy_source(source):
+def copy_source(source, work=WORK):
     """A fresh writable copy of the read-only source tree; returns its path."""
-    if os.path.exists(WORK):
-        shutil.rmtree(WORK)
-    os.makedirs(WORK)
-    src = os.path.join(WORK, "src")
+    if os.path.exists(work):
+        shutil.rmtree(work)
+    os.makedirs(work)
+    src = os.path.join(work, "src")
     shutil.copytree(source, src, symlinks=True)
     return src
 
 
-def build_environ(job, env_dir):
+def build_environ(job, env_dir, work=WORK):
     """The environment variables of every process of the build."""
     base_env = {
         "PATH": f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin",
@@ -371,7 +373,39 @@ def build_environ(job, env_dir):
         "LC_ALL": "C.UTF-8",
     }
     base_env.update(job.get("environment", {}))
+    if work != WORK:
+        remap = remap_compilers(work)
+        base_env["PATH"] = f"{env_dir}/bin:{remap}:/usr/local/bin:/usr/bin:/bin"
+        base_env["RUSTC_WRAPPER"] = os.path.join(remap, "rustc-remap")
+    if job.get("reverse_environment"):
+        base_env = dict(reversed(list(base_env.items())))
     return base_env
+
+
+# The C, C++ and Fortran compilers of the image, by the names builds call them.
+COMPILER = re.compile(r"^([\w.]+-)*(gcc|g\+\+|cc|c\+\+|clang|clang\+\+|gfortran)(-[\d.]+)?$")
+
+
+def remap_compilers(work):
+    """A verifying build runs in another folder than WORK: wrappers that map that folder back
+    to WORK in what the compilers write (debug info, __FILE__, Rust's panic locations), so
+    that only paths leaking in some other way make its wheel differ. Returns their folder."""
+    folder = os.path.join(work, "remap-bin")
+    os.makedirs(folder, exist_ok=True)
+    mapping = f"{work}={WORK}"
+    for name in sorted(os.listdir("/usr/bin")):
+        if COMPILER.match(name):
+            _script(os.path.join(folder, name),
+                    f'exec /usr/bin/{name} -ffile-prefix-map={mapping} "$@"\n')
+    _script(os.path.join(folder, "rustc-remap"),
+            f'rustc="$1"; shift\nexec "$rustc" --remap-path-prefix={mapping} "$@"\n')
+    return folder
+
+
+def _script(path, body):
+    with open(path, "w") as handle:
+        handle.write("#!/bin/sh\n" + body)
+    os.chmod(path, 0o755)
 
 
 def install_wheels(job, env_dir, python, base_env):

@@ -73,6 +73,7 @@ class RunSpec:
     cpu_shares: int | None = None
     # The image's file system read-only: only the mounts marked writable can be written.
     read_only_root: bool = False
+    hostname: str | None = None  # None: podman's (the container's id)
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,8 @@ def _create_options(spec: RunSpec) -> dict[str, Any]:
         kwargs["pids_limit"] = spec.pids_limit
     if spec.cpu_shares:
         kwargs["cpu_shares"] = spec.cpu_shares
+    if spec.hostname:
+        kwargs["hostname"] = spec.hostname
     if spec.cpus:
         kwargs["cpu_period"] = 100_000
         kwargs["cpu_quota"] = int(spec.cpus * 100_000)

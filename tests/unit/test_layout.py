@@ -78,7 +78,7 @@ def readme_tree() -> set[str]:
         column = re.split(r"\s{2,}", line.strip())[0]
         if column == "sources/...":  # "the tree above again"
             entries += [f"sources/{e}" for e in list(entries)]
-        elif column == "rejected/records/...":  # "the same four" as records/
+        elif column == "rejected/records/...":  # "the same" as records/
             entries += [f"rejected/{e}" for e in entries if e.startswith("records/")]
         elif column == "variants/<variant>/...":  # another variant's output: this tree again
             entries.append("variants")
