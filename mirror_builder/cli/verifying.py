@@ -74,14 +74,18 @@ def _verify(args, console: Console) -> int:
 
 def _print_results(console: Console, results, passed_over: list[str]) -> None:
     table = Table(title="verify: rebuilt from the recorded inputs")
-    for column in ("wheel", "result", "seconds", "why"):
+    for column in ("wheel", "result", "seconds"):
         table.add_column(column)
     style = {"reproduced": "green", "differs": "bold red", "unverifiable": "yellow"}
     for r in results:
-        why = r.summary + (f"\n(diffoscope: {r.differences})" if r.differences else "")
-        table.add_row(r.wheel, f"[{style[r.status]}]{r.status}[/]", f"{r.seconds:.1f}",
-                      escape(why))
+        table.add_row(r.wheel, f"[{style[r.status]}]{r.status}[/]", f"{r.seconds:.1f}")
     console.print(table)
+    # Unwrapped, one line each: what a person (or grep) needs to act on.
+    for r in results:
+        if r.status != "reproduced":
+            where = f"; diffoscope's report: {r.differences}" if r.differences else ""
+            console.print(f"[{style[r.status]}]{r.status}[/] {escape(r.wheel)}: "
+                          f"{escape(r.summary)}{escape(where)}", highlight=False, soft_wrap=True)
     for line in passed_over:
         console.print(f"passed over {escape(line)}", highlight=False)
     counts = {s: sum(r.status == s for r in results) for s in style}
