@@ -1,6 +1,6 @@
 """How reproducible our builds are: each tree built twice from scratch, and verified.
 
-    .venv/bin/python benchmarks/reproducibility.py [--tree REQ ...]
+    .venv/bin/python benchmarks/reproducibility.py [--tree REQ ...] [--once]
 
 For each tree:
   1. two cold bootstraps (--no-build-cache) into two fresh outputs, minutes apart; for every
@@ -86,11 +86,18 @@ def differing_members(first: Path, second: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", help=f"requirement (default: {TREES})")
+    parser.add_argument("--once", action="store_true",
+                        help="bootstrap once and verify, without the second cold build (for "
+                             "big trees: langchain-core==1.0.7)")
     args = parser.parse_args()
     for tree in args.tree or TREES:
         with tempfile.TemporaryDirectory(prefix="mb-bench-repro-") as tmp:
             work = Path(tmp)
             first_seconds = bootstrap(tree, work / "first")
+            if args.once:
+                seconds, results = verify_all(work / "first")
+                report_verify(tree, seconds, first_seconds, results)
+                continue
             bootstrap(tree, work / "second")
             first, second = digests(work / "first"), digests(work / "second")
             both = sorted(first.keys() & second.keys())

@@ -836,3 +836,23 @@ def make_certificate(folder: Path) -> Certificates:
     openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
     return Certificates(ca=ca, cert=cert, key=key)
+
+
+def wheel_sbom(wheel: Path) -> dict:
+    """The CycloneDX SBOM in a wheel's .dist-info/sboms/ (PEP 770), after checking that RECORD
+    lists it and that CycloneDX's own validator accepts it."""
+    import json
+    import zipfile
+
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    with zipfile.ZipFile(wheel) as archive:
+        (member,) = [n for n in archive.namelist()
+                     if n.split("/")[0].endswith(".dist-info") and "/sboms/" in n]
+        record = next(n for n in archive.namelist() if n.endswith(".dist-info/RECORD"))
+        assert f"{member},sha256=" in archive.read(record).decode(), member
+        text = archive.read(member).decode()
+    errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    assert errors is None, errors
+    return json.loads(text)

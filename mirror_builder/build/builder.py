@@ -4,6 +4,7 @@ requests of build/request.py; everything the build leaves is checked before the 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import stat
 import tarfile
@@ -70,6 +71,7 @@ class Builder:
                 timings=result.get("timings", {}),
                 environment=result.get("environment", {}),
                 user_namespace=user_namespace,
+                linked=linked_libraries(result.get("linked")),
             )
         finally:
             folders.remove()
@@ -233,6 +235,26 @@ def _user_namespace(reported: object, run: RunResult, request: BuildRequest) -> 
         raise Builder._error(request, "the build reported a user namespace other than the one podman "
                                       "gave its container; the build is not trusted")
     return said
+
+
+_LINKED_FIELDS = {"soname": r"[\w.+-]{1,200}", "path": r"/[\w./+-]{1,400}",
+                  "package": r"[a-z0-9][a-z0-9+.-]{0,100}",
+                  "version": r"[\w.+:~-]{1,100}", "architecture": r"[a-z0-9-]{1,40}",
+                  "distro": r"[a-z0-9.-]{0,40}"}
+
+
+def linked_libraries(reported: object) -> tuple[dict[str, str], ...]:
+    """The driver's list of linked Debian packages, kept only as far as it is well formed (the
+    build ran in the same container and could have written anything there)."""
+    if not isinstance(reported, list):
+        return ()
+    kept = []
+    for entry in reported[:500]:
+        if isinstance(entry, dict) and entry.keys() == _LINKED_FIELDS.keys() and all(
+                isinstance(entry[k], str) and re.fullmatch(pattern, entry[k])
+                for k, pattern in _LINKED_FIELDS.items()):
+            kept.append(dict(entry))
+    return tuple(kept)
 
 
 def check_freeze(freeze: str, request: BuildRequest) -> None:

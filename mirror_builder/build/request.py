@@ -137,6 +137,9 @@ class BuildResult:
     # The build host, when not this machine: the worker's name, id, host, kernel, podman and
     # the image id it used (cluster/buildhost.py).
     worker: Mapping[str, str] = field(default_factory=dict)
+    # The Debian packages whose libraries the wheel's ELF files link to, as the image has
+    # them: ({soname, path, package, version, architecture, distro}, ...), for its SBOM.
+    linked: tuple[Mapping[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -146,8 +149,8 @@ class BuildResult:
         values = dict(data)
         values["wheel"] = Path(values["wheel"]) if values["wheel"] else None
         values["log_path"] = Path(values["log_path"])
-        for key in ("backend_requires", "missing", "command"):
-            values[key] = tuple(values[key])
+        for key in ("backend_requires", "missing", "command", "linked"):
+            values[key] = tuple(values.get(key, ()))
         return cls(**values)
 
 

@@ -36,6 +36,7 @@ from mirror_builder.prepare.cargoprojects import manifests_to_vendor
 from mirror_builder.prepare.vendoring import already_vendored
 from mirror_builder.provenance.buildkey import build_key
 from mirror_builder.provenance.record import Rebuild
+from mirror_builder.provenance.sbom import sbom_bytes, sbom_member
 from mirror_builder.provenance.stamp import EMBEDDED_RECORD, content_digest, stamp_wheel
 from mirror_builder.resolve.resolver import Candidate, Resolution, resolve
 from mirror_builder.resolve.pages import DistributionFile
@@ -316,11 +317,14 @@ class PackageBuilder:
         record = dataclasses.replace(record, repair=repair, bootstrap_stage=stage_record, job={
             "id": job.id, "trigger": job.trigger, "detail": job.detail,
             "started_at": job.started_at} if job else None)
-        record = dataclasses.replace(record, build_key=build_key(record))
+        record = dataclasses.replace(record, build_key=build_key(record),
+                                     sbom=sbom_member(candidate.name))
         embedded = json.dumps(record.to_dict(), indent=2).encode()
         epoch = outcome.environment.get("SOURCE_DATE_EPOCH") if outcome else None
         final = stamp_wheel(outcome.wheel, run.work_dir / "stamped", number=rebuild.number,
-                            numbering=rebuild.numbering, embed={EMBEDDED_RECORD: embedded},
+                            numbering=rebuild.numbering,
+                            embed={EMBEDDED_RECORD: embedded,
+                                   record.sbom: sbom_bytes(record.to_dict())},
                             epoch=int(epoch) if epoch and epoch.isdigit() else None)
         metadata = pkginfo.Wheel(str(final))
         outcome.wheel.unlink(missing_ok=True)

@@ -90,6 +90,7 @@ def _record(run: BootstrapRun, candidate: Candidate, wheel_name: str, wheel_vers
         skipped_versions=[{"version": str(v), "reason": why.reason}
                           for v, why in run.skipped_for(candidate)],
         variant=run.settings.variant,
+        linked=[dict(lib) for lib in outcome.linked] if outcome else [],
     )
 
 

@@ -12,6 +12,7 @@ so expects the very same file.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import secrets
 import shutil
@@ -31,6 +32,7 @@ from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.files import sha256_of
 from mirror_builder.logs import about
 from mirror_builder.prepare.buildsystem import read_build_system
+from mirror_builder.provenance.sbom import sbom_bytes
 from mirror_builder.provenance.stamp import EMBEDDED_RECORD, stamp_wheel
 from mirror_builder.provenance.verification import (Verification, describe_difference,
                                                     verification_statement)
@@ -179,8 +181,8 @@ class Verifier:
         epoch = outcome.environment.get("SOURCE_DATE_EPOCH", "")
         rebuilt = stamp_wheel(built, work / "stamped", number=record["rebuild"]["number"],
                               numbering=record["rebuild"]["numbering"],
-                              embed={EMBEDDED_RECORD: _embedded_record(
-                                  run.index.layout.file(name, record["wheel"]))},
+                              embed=_embedded(run.index.layout.file(name, record["wheel"]),
+                                              outcome.linked),
                               epoch=int(epoch) if epoch.isdigit() else None)
         varied = {"build_dir": f"{variation.work_dir}/src", "hostname": variation.hostname,
                   "cpus": jobs, "make_jobs": jobs, "environment_order": "reversed"}
@@ -223,9 +225,17 @@ def _jobs_of(record: dict[str, Any]) -> int:
     return int(flags[2:]) if flags.startswith("-j") and flags[2:].isdigit() else 2
 
 
-def _embedded_record(wheel: Path) -> bytes:
-    with zipfile.ZipFile(wheel) as archive:
+def _embedded(published: Path, linked) -> dict[str, bytes]:
+    """What stamping embeds in the rebuild: the published wheel's own record (which says when
+    and by which job it was built: not something a rebuild can reproduce), and the SBOM made
+    anew from it with what the rebuild links to (so a difference there shows)."""
+    with zipfile.ZipFile(published) as archive:
         (member,) = [n for n in archive.namelist()
                      if n.partition("/")[0].endswith(".dist-info")
                      and n.partition("/")[2] == EMBEDDED_RECORD]
-        return archive.read(member)
+        embedded = archive.read(member)
+    record = json.loads(embedded)
+    found = {EMBEDDED_RECORD: embedded}
+    if record.get("sbom"):  # records made before wheels carried an SBOM have none
+        found[record["sbom"]] = sbom_bytes(dict(record, linked=[dict(x) for x in linked]))
+    return found

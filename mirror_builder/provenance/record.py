@@ -72,6 +72,10 @@ class BuildRecord:
     # The build variant it was built for (settings.yaml's variants:); a wheel shared by every
     # variant names the one it was built in.
     variant: str = DEFAULT_VARIANT
+    # The Debian packages its ELF files link to (sandbox/linked.py), and where in its
+    # .dist-info the SBOM made from this record is (provenance/sbom.py).
+    linked: list[dict[str, str]] = field(default_factory=list)
+    sbom: str | None = None
     mirror_builder_version: str = __version__
     schema: str = RECORD_SCHEMA
 

@@ -4,3 +4,5 @@ from pathlib import Path
 
 # Runs inside the build container (copied in as /mb/mb_driver.py); never imported on the host.
 DRIVER = Path(__file__).parent / "driver.py"
+# Its helper for the SBOM, copied in as /mb/lib/mb_linked.py.
+LINKED = Path(__file__).parent / "linked.py"

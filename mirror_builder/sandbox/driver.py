@@ -338,6 +338,10 @@ def build_steps(job, result):
     timings["build_wheel"] = time.monotonic() - step
     result.update(status="built", wheel=wheel)
     say(f"built {wheel}")
+    result["stage"] = "reading linked libraries"
+    from mb_linked import linked_packages  # /mb/lib (sandbox/linked.py)
+
+    result["linked"] = linked_packages(os.path.join(dist_dir, wheel))
 
 
 def copy_source(source, work=WORK):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import clean_environment, fresh_venv, run_mirror_builder
+from conftest import clean_environment, fresh_venv, run_mirror_builder, wheel_sbom
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -43,6 +43,11 @@ def bootstrap_repaired(tmp_path: Path, name: str, version: str, layer_package: s
                    if n.split("/")[0].endswith(".libs") and not n.endswith("/")]
     assert any(n.startswith(library) for n in grafted), grafted
     assert repair["bundled"] == sorted(grafted)  # the record names exactly what the wheel carries
+    # Its SBOM names the Debian package of every library auditwheel copied in.
+    copied = {p["value"].rsplit(" as ", 1)[1]: c["purl"] for c in wheel_sbom(wheel)["components"]
+              for p in c.get("properties", []) if "copied into the wheel" in p["value"]}
+    assert sorted(copied) == sorted(n.rsplit("/", 1)[-1] for n in grafted)
+    assert all(purl.startswith("pkg:deb/debian/") for purl in copied.values()), copied
 
     venv = fresh_venv(tmp_path / "venv")
     subprocess.run([str(venv / "bin" / "pip"), "install", "--no-cache-dir", "--index-url",

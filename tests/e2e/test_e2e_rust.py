@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import clean_environment, fresh_venv, make_sdist, run_mirror_builder
+from conftest import clean_environment, fresh_venv, make_sdist, run_mirror_builder, wheel_sbom
 
 pytestmark = pytest.mark.e2e
 
@@ -23,6 +23,9 @@ def test_a_rust_package_builds_offline_from_vendored_crates_and_records_them(tmp
     assert record["source"]["origin"]["vendored_crates"] == [{
         "name": "itoa", "version": "1.0.15",
         "checksum": "4a5f13b858c8d314ee3e8f639011f7ccefe71f97f96e50151fb991f267928e2c"}]
+    crates = [c for c in wheel_sbom(wheel)["components"] if c["purl"].startswith("pkg:cargo/")]
+    assert [(c["purl"], c["hashes"][0]["content"]) for c in crates] == [
+        ("pkg:cargo/itoa@1.0.15", record["source"]["origin"]["vendored_crates"][0]["checksum"])]
     log = (out / "records" / "rustprobe" / f"{wheel.name}.log").read_text()
     vendoring, building = log.index("vendoring crates"), log.index("network none")
     assert vendoring < building  # fetched while preparing, then built offline

@@ -12,7 +12,7 @@ import pytest
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
-from conftest import FIXTURES, make_sdist, run_mirror_builder
+from conftest import FIXTURES, make_sdist, run_mirror_builder, wheel_sbom
 from mirror_builder.layout import OutputLayout
 from mirror_builder.provenance.signing import key_id, load_public
 
@@ -25,8 +25,10 @@ MARKUPSAFE = "3.0.2"
 def verified(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("verify")
     sdist = make_sdist(FIXTURES / "unrepro", work / "dist", "unrepro", "1.0")
+    # Built here, not taken from the machine's build cache (where a wheel may have been built
+    # by an earlier mirror-builder, without an SBOM).
     run_mirror_builder("bootstrap", f"markupsafe=={MARKUPSAFE}", str(sdist), "-o", "out",
-                       cwd=work)
+                       "--no-build-cache", cwd=work)
     proc = run_mirror_builder("verify", "--all", "--json", "-o", "out", cwd=work, check=False)
     results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
     return {"work": work, "out": work / "out", "proc": proc, "results": results}
@@ -110,3 +112,19 @@ def test_a_missing_sdist_is_named_as_why_it_cannot_be_exact_and_a_replaced_wheel
 def test_verify_wants_one_version_or_all(verified):
     proc = run_mirror_builder("verify", "-o", "out", cwd=verified["work"], check=False)
     assert proc.returncode == 2 and "NAME==VERSION or --all" in proc.stderr
+
+
+def test_each_wheel_carries_an_sbom_naming_the_debian_packages_it_links_to(verified):
+    out = verified["out"]
+    (markupsafe,) = (out / "files" / "markupsafe").glob("*.whl")
+    record = json.loads((out / "records" / "markupsafe" / f"{markupsafe.name}.build.json")
+                        .read_text())
+    sbom = wheel_sbom(markupsafe)
+    assert sbom["metadata"]["component"]["purl"].startswith(f"pkg:pypi/markupsafe@{MARKUPSAFE}")
+    (libc,) = sbom["components"]  # its extension links glibc alone
+    installed = dict(p.split("=", 1) for p in record["image"]["system_packages"])
+    assert libc["name"] == "libc6" and libc["version"] == installed["libc6"]
+    assert libc["purl"].startswith("pkg:deb/debian/libc6@") and "distro=debian-12" in libc["purl"]
+    assert [lib["soname"] for lib in record["linked"]] == ["libc.so.6"]
+    (unrepro,) = (out / "files" / "unrepro").glob("*.whl")
+    assert wheel_sbom(unrepro)["components"] == []  # pure Python: nothing but itself
