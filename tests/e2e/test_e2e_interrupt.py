@@ -24,8 +24,11 @@ def test_a_killed_bootstrap_leaves_a_consistent_index_and_a_rerun_finishes(tmp_p
         cwd=tmp_path, env=clean_environment(), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
-    # Wait until the first wheel is published and the next build is under way, then kill -9.
-    while not list((out / "files").glob("setuptools/*.whl")):
+    # Wait until the first wheel is published (listed by the root page: the file alone is
+    # copied in a moment before its pages are written, and the publisher works beside the
+    # next build) and the next build is under way, then kill -9.
+    root = out / "simple" / "index.html"
+    while not (root.is_file() and "setuptools" in root.read_text()):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
     while not (out / "logs" / "pbr-7.1.3.log").exists():
