@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from mirror_builder.build.builder import BUILD_HOSTNAME
 from mirror_builder.build.request import BuildResult
 from mirror_builder.prepare.buildsystem import BuildSystem
 from mirror_builder.prepare.sources import PreparedSource
@@ -17,7 +18,7 @@ from mirror_builder.resolve.pages import DistributionFile
 if TYPE_CHECKING:
     from mirror_builder.engine.run import BootstrapRun
 
-_NOT_BUILT = {"network": "n/a: not built", "user": "", "capabilities": "",
+_NOT_BUILT = {"network": "n/a: not built", "hostname": "", "user": "", "capabilities": "",
               "no_new_privileges": False, "memory": "", "pids_limit": 0, "timeout_seconds": 0,
               "cpus": None, "root_filesystem": "n/a: not built"}
 
@@ -96,7 +97,7 @@ def _record(run: BootstrapRun, candidate: Candidate, wheel_name: str, wheel_vers
 
 def _sandbox(run: BootstrapRun, package, outcome: BuildResult) -> dict[str, Any]:
     limits = run.packages.limits(package)
-    return {"network": "none", "user": "builder (uid 1000)",
+    return {"network": "none", "hostname": BUILD_HOSTNAME, "user": "builder (uid 1000)",
             "capabilities": "all dropped", "no_new_privileges": True,
             "root_filesystem": "read-only; writable: /out and a fresh /tmp",
             "memory": limits.memory, "pids_limit": limits.pids_limit,

@@ -124,6 +124,10 @@ class Verifier:
             raise InputChanged(f"the archived sdist {source['filename']} (sha256 "
                                f"{source['sha256'][:12]}...) is not in the source archive")
         changed = run.reuse.config_change(name, Version(record["version"]), record)
+        if changed == "the build image changed":
+            now = run.services.target.image_for(run.catalog.package(name))
+            changed += image_change(record["image"].get("system_packages", []),
+                                    now.system_packages)
         if changed:
             raise InputChanged(changed)
         repair = record.get("repair") or {}
@@ -214,6 +218,18 @@ class Verifier:
             yield
         finally:
             shutil.rmtree(self.run.work_dir, ignore_errors=True)
+
+
+def image_change(before: list[str], now: tuple[str, ...] | list[str], shown: int = 4) -> str:
+    """What changed in an image's Debian packages (name=version lists), as a clause."""
+    old = dict(p.split("=", 1) for p in before if "=" in p)
+    new = dict(p.split("=", 1) for p in now if "=" in p)
+    changes = [f"{n} {old.get(n, '(none)')} -> {new.get(n, '(removed)')}"
+               for n in sorted(old.keys() | new.keys()) if old.get(n) != new.get(n)]
+    if not changes:
+        return " (the same Debian packages, rebuilt)"
+    more = f" and {len(changes) - shown} more" if len(changes) > shown else ""
+    return f" ({', '.join(changes[:shown])}{more})"
 
 
 def result_label(record: dict[str, Any]) -> str:

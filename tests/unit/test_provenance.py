@@ -63,7 +63,7 @@ def make_record(**changes) -> BuildRecord:
                "containerfile_sha256": hashlib.sha256(b"FROM debian").hexdigest(),
                "target": "bookworm-x86_64", "system_packages": ("gcc=4:12.2.0-3", "libc6=2.36-9"),
                "layer_packages": ()},
-        sandbox={"network": "none", "user": "builder (uid 1000)", "capabilities": "all dropped",
+        sandbox={"network": "none", "hostname": "mirror-builder", "user": "builder (uid 1000)", "capabilities": "all dropped",
                  "no_new_privileges": True, "memory": "8g", "pids_limit": 4096,
                  "timeout_seconds": 3600, "cpus": None,
                  "root_filesystem": "read-only; writable: /out and a fresh /tmp",

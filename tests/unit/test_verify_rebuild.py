@@ -12,6 +12,7 @@ from mirror_builder.build.builder import BUILD_HOSTNAME, _build_job
 from mirror_builder.build.request import (BuildEnvironment, BuildRequest, FileRef, Runtime,
                                           SourceInputs, Variation)
 from mirror_builder.config.settings import BuildSettings
+from mirror_builder.engine.verifier import image_change
 from mirror_builder.prepare.buildsystem import BuildSystem
 from mirror_builder.provenance.verification import (REPRODUCED_LEVEL, VSA_TYPE, Verification,
                                                     describe_difference, verification_statement)
@@ -141,3 +142,12 @@ def test_a_differing_wheel_gets_a_failing_one_without_the_reproduced_level():
     assert REPRODUCED_LEVEL not in predicate["verifiedLevels"]
     assert predicate["inputAttestations"] == []
     assert predicate["reproduction"]["summary"] == "differs: content of x"
+
+
+def test_a_rebuilt_image_is_named_by_the_debian_packages_that_changed():
+    before = ["libc6=2.36-9+deb12u9", "gcc-12=12.2.0-14", "zlib1g=1:1.2.13"]
+    now = ("libc6=2.36-9+deb12u10", "gcc-12=12.2.0-14", "libyaml-0-2=0.2.5-1")
+    assert image_change(before, now) == (" (libc6 2.36-9+deb12u9 -> 2.36-9+deb12u10, "
+                                         "libyaml-0-2 (none) -> 0.2.5-1, "
+                                         "zlib1g 1:1.2.13 -> (removed))")
+    assert image_change(before, tuple(before)) == " (the same Debian packages, rebuilt)"
