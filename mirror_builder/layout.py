@@ -183,6 +183,11 @@ class OutputLayout(IndexLayout):
         return self.root / "jobs"
 
     @property
+    def find_links(self) -> Path:
+        """find-links.html: every wheel on one flat page, for pip --find-links."""
+        return self.root / "find-links.html"
+
+    @property
     def public_key(self) -> Path:
         """signing-key.pub: the public key of the key that signs this output's statements."""
         return self.root / "signing-key.pub"

@@ -37,6 +37,7 @@ from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, Normali
 from packaging.version import Version
 
 from mirror_builder.errors import MirrorBuilderError
+from mirror_builder.index import findlinks
 from mirror_builder.files import atomic_copy, atomic_write_text, sha256_of
 from mirror_builder.layout import IndexLayout, OutputLayout
 
@@ -314,6 +315,24 @@ class WheelIndex(SimpleIndex):
         """output: the output directory, or its layout."""
         super().__init__(OutputLayout.of(output), "wheel")
         self.sources = SimpleIndex(self.layout.sources, "sdist")
+        self._regenerating = False  # the find-links page is written once, at the end
+
+    def _write_project(self, name: NormalizedName, files: list[dict[str, Any]]) -> None:
+        super()._write_project(name, files)
+        if not self._regenerating:
+            findlinks.update(self.layout, name, files)
+
+    def _write_root(self, projects: Iterable[NormalizedName]) -> None:
+        super()._write_root(projects)
+        if self._regenerating:  # still within the regeneration's write intent
+            findlinks.write(self.layout, {p: self.entries(p) for p in self.projects()})
+
+    def _regenerate_locked(self, workers: int | None = None) -> int:
+        self._regenerating = True
+        try:
+            return super()._regenerate_locked(workers)
+        finally:
+            self._regenerating = False
 
 
 @functools.lru_cache(maxsize=65536)

@@ -44,6 +44,8 @@ _FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+!-]*")
 # No file system holds a longer name; asking it would be an error, not a miss.
 NAME_MAX = 255
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
+# The flat page of every wheel, at the output's root (layout.py names it).
+FIND_LINKS = OutputLayout(Path()).find_links.name
 _HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
@@ -191,6 +193,7 @@ def make_app(root: Path, tokens: TokenAuthenticator | None = None,
         app.router.add_get(prefix + "/simple/{project}", handlers.without_slash)
         app.router.add_get(prefix + "/files/{project}/{filename}", handlers.file)
     for prefix in ("", f"/{VARIANTS_FOLDER}/{{variant}}"):
+        app.router.add_get(prefix + f"/{OutputLayout(Path()).find_links}", handlers.find_links)
         app.router.add_get(prefix + f"/{OutputLayout(Path()).public_key}", handlers.public_key)
         app.router.add_get(prefix + f"/{OutputLayout(Path()).key_by_id('{keyid:[0-9a-f]{64}}')}",
                            handlers.public_key)
@@ -242,6 +245,17 @@ class _Handlers:
         suffix = ".metadata" if name.endswith(".metadata") else path.suffix
         response = IndexFile(path)
         response.content_type = FILE_TYPES.get(suffix, "application/octet-stream")
+        return response
+
+    async def find_links(self, request: web.Request) -> web.StreamResponse:
+        """Every wheel on one flat page (find-links.html), for pip --find-links."""
+        path = contained_file(self.root, (*self._variant_of(request),
+                                          *OutputLayout(Path()).find_links.parts))
+        if path is None:
+            raise _not_found("no such page")
+        response = IndexFile(path)
+        response.content_type = "text/html"
+        response.charset = "utf-8"
         return response
 
     async def public_key(self, request: web.Request) -> web.StreamResponse:
@@ -328,6 +342,7 @@ A wheels-only index built from source by mirror-builder.
 {access}
   pip install --index-url {index} --only-binary :all: PACKAGE
   uv pip install --index-url {index} --only-binary :all: PACKAGE
+  pip install --no-index --find-links {index.removesuffix("simple/")}{FIND_LINKS} PACKAGE
 
 pip.conf (~/.config/pip/pip.conf or /etc/pip.conf):
   [global]

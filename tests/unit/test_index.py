@@ -83,6 +83,7 @@ def test_add_writes_exactly_the_wheel_and_the_pages_and_leaves_no_temp_files(ind
         "files/a/a-1.1-py3-none-any.whl.metadata",
         "files/b/b-2.0-py3-none-any.whl",
         "files/b/b-2.0-py3-none-any.whl.metadata",
+        "find-links.html",
         "simple/index.html",
         "simple/index.json",
         "simple/a/index.html",

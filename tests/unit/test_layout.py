@@ -24,7 +24,7 @@ PLACEHOLDERS = {"project": "<project>", "wheel": "<wheel>", "filename": "<wheel>
 
 # Folders and files directly under an output (or its source archive) that only layout.py names.
 FOLDERS = {"simple", "files", "sources", "records", "rejected", "logs", "jobs", "review", "keys"}
-FILES = re.compile(r"(history\.jsonl|signing-key\.pub|\.mirror-builder\.lock|rebuild-numbers\.|\.index\.lock"
+FILES = re.compile(r"(history\.jsonl|signing-key\.pub|find-links\.html|\.mirror-builder\.lock|rebuild-numbers\.|\.index\.lock"
                    r"|\.writing\.json|queue\.json|waiting\.json|build-order|graph[.])")
 
 

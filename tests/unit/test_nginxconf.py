@@ -42,12 +42,14 @@ def test_links_are_never_followed_and_only_index_paths_are_served(output):
     text = render_site(NginxSite(root=output))
     assert "disable_symlinks on;" in text
     served = re.findall(r"location ~ (\S+) \{", text)
-    # Only /simple/, /files/ and their /sources/ twins, and the public signing keys; no regex
-    # admits a hidden file.
+    # Only /simple/, /files/ and their /sources/ twins, the find-links page and the public
+    # signing keys; no regex admits a hidden file.
     assert served and all(p.startswith(("^/(?:sources/)?simple/", "^/files/",
                                         "^/(?:sources/)?files/", "^/sources/files/",
+                                        "^/find-links\\.html$",
                                         "^/(?:signing-key|keys/[0-9a-f]+)\\.pub$"))
                           for p in served)
+    assert any(re.search(p, "/find-links.html") for p in served)
     assert all(not re.search(p, "/files/six/.six-1.0.whl.tmp") for p in served)
     assert all(not re.search(p, "/records/six/") for p in served)
     assert any(re.search(p, "/simple/six/") for p in served)
