@@ -115,19 +115,20 @@ def free_port() -> int:
 
 @pytest.fixture
 def served(tmp_path):
-    """Start `mirror-builder serve` on a free port for an output directory; yields its base URL
-    and the path of its request log."""
+    """Start `mirror-builder serve` on a free port for an output directory (and serve's options);
+    yields its base URL and the path of its request log."""
     import time
     import urllib.request
 
     processes = []
 
-    def start(output: Path):
+    def start(output: Path, *options: str):
         port = free_port()
         access_log = tmp_path / f"access-{port}.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "mirror_builder", "--settings", str(REPO / "settings.yaml"),
-             "serve", "-o", str(output), "--port", str(port), "--access-log", str(access_log)],
+             "serve", "-o", str(output), "--port", str(port), "--access-log", str(access_log),
+             *options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_environment())
         processes.append(proc)
         base = f"http://127.0.0.1:{port}"

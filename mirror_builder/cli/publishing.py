@@ -56,6 +56,11 @@ def add_serve(commands) -> None:
     serve.add_argument("--certfile", type=Path, metavar="FILE",
                        help="serve HTTPS with this certificate chain (PEM); needs --keyfile")
     serve.add_argument("--keyfile", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
+    serve.add_argument("--fallback", choices=("off", "redirect", "wheels-only"),
+                       help="a project this index does not carry: off (404), redirect (to the "
+                            "upstream index's page), wheels-only (upstream's page with its "
+                            "sdists removed, marked as not built here); default: serve.fallback "
+                            "in settings, else off")
     output_option(serve, variant=False)  # every variant, side by side
     serve.set_defaults(run=_serve)
 
@@ -157,6 +162,18 @@ def _port_number(text: str) -> int:
     return port
 
 
+def _fallback(mode: str, settings):
+    """serve's Fallback for mode (None: off), through our upstream client and its cache."""
+    if mode == "off":
+        return None
+    from mirror_builder.engine.connect import upstream_for
+    from mirror_builder.serve.fallback import Fallback
+
+    upstream = upstream_for(settings)
+    return Fallback(mode, upstream.index_url,
+                    upstream.project_files if mode == "wheels-only" else None)
+
+
 def _serve(args, console: Console) -> int:
     from mirror_builder.serve.server import ServeOptions, serve
 
@@ -168,7 +185,8 @@ def _serve(args, console: Console) -> int:
         raise UsageError(f"{root} holds no index yet; run mirror-builder bootstrap first")
     options = ServeOptions(root=root, host=args.host, port=args.port, access_log=args.access_log,
                            tokens_file=args.tokens or settings.serve.tokens_file,
-                           certfile=args.certfile, keyfile=args.keyfile, variants=variants)
+                           certfile=args.certfile, keyfile=args.keyfile, variants=variants,
+                           fallback=_fallback(args.fallback or settings.serve.fallback, settings))
     # Plain print: the commands must stay copy-pasteable (rich would wrap them).
     serve(options, print_fn=lambda text: print(text, flush=True))
     return 0

@@ -90,12 +90,17 @@ class CarrySettings:
     deny_list: Path | None = None
 
 
+FALLBACKS = ("off", "redirect", "wheels-only")
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """`mirror-builder serve` and `tokens`."""
 
     # The read tokens (see tokens.py); when set, serve admits only requests that carry one.
     tokens_file: Path | None = None
+    # A project we do not carry: off (404), redirect, wheels-only (see serve/fallback.py).
+    fallback: str = "off"
 
 
 @dataclass(frozen=True)
@@ -439,12 +444,17 @@ def _carry(r: YamlReader, top: dict[str, Any], project_dir: Path) -> CarrySettin
 
 
 def _serve(r: YamlReader, top: dict[str, Any], project_dir: Path) -> ServeSettings:
-    s = r.mapping(top.get("serve"), ("serve",), {"tokens_file"})
+    s = r.mapping(top.get("serve"), ("serve",), {"tokens_file", "fallback"})
     # Not checked for existence: `tokens add` makes the file; serve reports it missing.
     tokens_file = r.value(s, ("serve", "tokens_file"), str, None)
     if tokens_file is not None and not tokens_file.strip():
         raise r.fail(("serve", "tokens_file"), "expected a file path or null, got an empty string")
-    return ServeSettings(tokens_file=_resolve_path(tokens_file, project_dir) if tokens_file else None)
+    fallback = r.value(s, ("serve", "fallback"), (str, bool), "off")
+    fallback = "off" if fallback is False else fallback  # YAML 1.1 reads a bare off as false
+    if fallback not in FALLBACKS:
+        raise r.fail(("serve", "fallback"), f"expected one of {', '.join(FALLBACKS)}, got {fallback!r}")
+    return ServeSettings(tokens_file=_resolve_path(tokens_file, project_dir) if tokens_file else None,
+                         fallback=fallback)
 
 
 def read_update_policy(r: YamlReader, data: dict[str, Any], key: tuple[str, ...]) -> dict[str, Any]:

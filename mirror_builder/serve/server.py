@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 
 from mirror_builder.layout import VARIANTS_FOLDER, OutputLayout
 from mirror_builder.serve.accesslog import AccessLogger, access_logger
+from mirror_builder.serve.fallback import Fallback
 from mirror_builder.errors import UsageError
 from mirror_builder.serve.httpauth import TokenAuthenticator, require_token
 from mirror_builder.serve.listener import bind, check_log_file, only_loopback, tls_context, url_host
@@ -179,12 +180,13 @@ def _one_range(value: str) -> bool:
 
 
 def make_app(root: Path, tokens: TokenAuthenticator | None = None,
-             variants: tuple[str, ...] = ()) -> web.Application:
+             variants: tuple[str, ...] = (), fallback: Fallback | None = None) -> web.Application:
     """The index app for root, and for each of variants (the build variants other than the
     default one) its output under /variants/<name>/; with tokens, every request needs one (see
-    httpauth.py)."""
+    httpauth.py); with fallback, a project root does not carry is answered from upstream."""
     app = web.Application(middlewares=[require_token(tokens)] if tokens else [])
-    handlers = _Handlers(root.resolve(), private=tokens is not None, variants=variants)
+    handlers = _Handlers(root.resolve(), private=tokens is not None, variants=variants,
+                         fallback=fallback)
     for prefix in ("", "/{area:sources}", f"/{VARIANTS_FOLDER}/{{variant}}",
                    f"/{VARIANTS_FOLDER}/{{variant}}/{{area:sources}}"):
         app.router.add_get(prefix + "/simple/", handlers.page)
@@ -204,10 +206,12 @@ def make_app(root: Path, tokens: TokenAuthenticator | None = None,
 class _Handlers:
     """The request handlers of one index: root (resolved) is the output directory."""
 
-    def __init__(self, root: Path, private: bool, variants: tuple[str, ...] = ()) -> None:
+    def __init__(self, root: Path, private: bool, variants: tuple[str, ...] = (),
+                 fallback: Fallback | None = None) -> None:
         self.root = root
         self.private = private
         self.variants = frozenset(variants)
+        self.fallback = fallback
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         folder = _project_folder(request, self._variant_of(request))
@@ -218,6 +222,12 @@ class _Handlers:
             raise web.HTTPNotAcceptable(text=f"this index serves {', '.join(PAGE_TYPES)}\n")
         path = contained_file(self.root,
                               (*folder, "index.json" if chosen == JSON_TYPE else "index.html"))
+        if path is None and self.fallback is not None and len(folder) == 2 and \
+                folder[0] == "simple" and \
+                contained_file(self.root, ("simple", "index.json")) is not None:
+            # A project of the main index that we do not carry (never a variant's or the
+            # sources'), once the index itself exists.
+            return await self.fallback.answer(folder[1], chosen)
         if path is None:
             raise _not_found()
         response = IndexFile(path, headers={"Vary": "Accept"})
@@ -387,6 +397,8 @@ class ServeOptions:
     keyfile: Path | None = None
     # The other build variants, served at /variants/<name>/ (the default one is root itself).
     variants: tuple[str, ...] = ()
+    # What a project we do not carry gets (serve/fallback.py); None: 404.
+    fallback: Fallback | None = None
 
 
 def serve(options: ServeOptions, print_fn=print) -> None:
@@ -413,7 +425,11 @@ def serve(options: ServeOptions, print_fn=print) -> None:
         if not tls and not only_loopback(sockets):
             notes += ("warning: tokens cross the network in clear text over plain HTTP; give "
                       "--certfile and --keyfile, or put a TLS server in front.\n")
+    if options.fallback is not None:
+        notes += (f"\nProjects not carried here: {options.fallback.mode} "
+                  f"({options.fallback.upstream_url}).\n")
     print_fn(f"Serving {options.root} at {base}/\n{notes}\n"
              f"{usage(base, private=bool(tokens), variants=options.variants)}")
-    web.run_app(make_app(options.root, tokens, options.variants), sock=sockets, ssl_context=tls,
+    web.run_app(make_app(options.root, tokens, options.variants, options.fallback), sock=sockets,
+                ssl_context=tls,
                 access_log=logger, access_log_class=AccessLogger, print=None)

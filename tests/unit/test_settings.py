@@ -556,9 +556,19 @@ def test_the_tokens_file_is_resolved_against_the_settings_files_folder_and_may_b
 @pytest.mark.parametrize("text, problem", [
     ("serve:\n  tokens_file: 3\n", "serve.tokens_file: expected str, got 3"),
     ("serve:\n  tokens_file: ''\n", "serve.tokens_file: expected a file path or null"),
-    ("serve:\n  token_file: x\n", "serve.token_file: unknown key (allowed here: tokens_file)"),
+    ("serve:\n  token_file: x\n",
+     "serve.token_file: unknown key (allowed here: fallback, tokens_file)"),
+    ("serve:\n  fallback: sdists\n",
+     "serve.fallback: expected one of off, redirect, wheels-only, got 'sdists'"),
 ])
 def test_a_bad_serve_setting_is_an_error_naming_file_line_and_key(tmp_path, text, problem):
     path = write_settings(tmp_path, text)
 
     assert settings_error(path).startswith(f"{path}:2: {problem}")
+
+
+@pytest.mark.parametrize("text, mode", [("", "off"), ("  fallback: off\n", "off"),
+                                        ("  fallback: wheels-only\n", "wheels-only")])
+def test_the_fallback_is_off_unless_asked_and_a_bare_yaml_off_means_off(tmp_path, text, mode):
+    path = write_settings(tmp_path, "serve:\n  tokens_file: null\n" + text)
+    assert load_settings(path).serve.fallback == mode
