@@ -87,8 +87,12 @@ class FromCache:
         else the next one; by this output's numbering (a .postN wheel would break pins)."""
         rebuild = record.get("rebuild", {})
         expected = self.run.reuse.number_due(earlier, wanted)
+        # A wheel stamped by a mirror-builder from before wheels carried an SBOM is built
+        # again rather than published without one.
+        made_before_sboms = record.get("built_from_source", True) and "sbom" not in record
         return self.run.target.fits(wheel) and rebuild.get("number") == expected and (
-            expected == 0 or rebuild.get("numbering") == self.run.settings.rebuild_numbering)
+            expected == 0 or rebuild.get("numbering") == self.run.settings.rebuild_numbering) \
+            and not made_before_sboms
 
     def _from_source(self, source: RemoteCache, candidate: Candidate, chain: tuple[str, ...],
                      earlier: list[dict], wanted: int) -> CacheEntry | None:

@@ -381,3 +381,16 @@ def test_inspect_says_a_wheel_came_from_the_cache_and_whose_build_it_is(bootstra
     console = Console(width=300, record=True, file=io.StringIO())
     console.print(_details(own))
     assert "build cache" not in console.export_text()
+
+
+def test_a_wheel_cached_before_wheels_carried_an_sbom_is_built_again(bootstrap, tmp_path):
+    bootstrap_into(bootstrap, tmp_path / "a")
+    cache = next(tmp_path.rglob("builds"))
+    for entry_file in cache.rglob("*.json"):
+        data = json.loads(entry_file.read_text())
+        if isinstance(data, dict) and isinstance(data.get("record"), dict) and \
+                data["record"].get("name") == "lib":
+            del data["record"]["sbom"]  # as a mirror-builder before SBOMs wrote it
+            entry_file.write_text(json.dumps(data))
+    _, second = bootstrap_into(bootstrap, tmp_path / "b")
+    assert sorted(name for name, _ in second.builds) == ["lib"]
