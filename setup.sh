@@ -16,8 +16,10 @@ demo=1
 # reachable), patch (applies patches/), uidmap (podman's user namespace helpers), nginx and
 # openssl (the production recipe's web server, which the tests run on loopback with a
 # certificate they make; Debian may start its default site on port 80 as it installs nginx, which
-# the tests never use: each runs its own nginx with its own configuration).
-packages=(podman runc mmdebstrap uidmap patch ca-certificates nginx openssl)
+# the tests never use: each runs its own nginx with its own configuration), graphviz (serve's
+# web view draws each project's dependency graph with dot) and chromium (the tests load those
+# pages in a real headless browser).
+packages=(podman runc mmdebstrap uidmap patch ca-certificates nginx openssl graphviz chromium)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 # Install those of the given Debian packages that are not installed yet.
 install_missing() {

@@ -12,6 +12,7 @@ served side by side at the same paths on disk: /variants/<name>/simple/, /files/
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import stat
@@ -25,7 +26,9 @@ from packaging.utils import canonicalize_name
 
 from mirror_builder.layout import VARIANTS_FOLDER, OutputLayout
 from mirror_builder.serve.accesslog import AccessLogger, access_logger
+from mirror_builder.serve import webgraph, webpages
 from mirror_builder.serve.fallback import Fallback
+from mirror_builder.serve.webdata import OutputReader
 from mirror_builder.errors import UsageError
 from mirror_builder.serve.httpauth import TokenAuthenticator, require_token
 from mirror_builder.serve.listener import bind, check_log_file, only_loopback, tls_context, url_host
@@ -200,6 +203,9 @@ def make_app(root: Path, tokens: TokenAuthenticator | None = None,
         app.router.add_get(prefix + f"/{OutputLayout(Path()).key_by_id('{keyid:[0-9a-f]{64}}')}",
                            handlers.public_key)
     app.router.add_get("/", handlers.home)
+    # The web view, for people (webpages.py): the main index only, not the variants'.
+    app.router.add_get("/project/{project}/", handlers.project_view)
+    app.router.add_get("/project/{project}/log/{filename}", handlers.build_log)
     return app
 
 
@@ -285,8 +291,43 @@ class _Handlers:
         # The Host header as the client sent it, if it is a host name or address (and port).
         host = request.headers.get("Host", "")
         base = f"{request.scheme}://{host if _HOST.fullmatch(host) else 'HOST'}"
-        return web.Response(text=usage(base, private=self.private, variants=sorted(self.variants)),
-                            content_type="text/plain")
+        text = usage(base, private=self.private, variants=sorted(self.variants))
+        if negotiate(request.headers.get("Accept"), ("text/plain", "text/html")) != "text/html":
+            return web.Response(text=text, content_type="text/plain")
+        reader = OutputReader(self.root, contained_file)
+        body = await _off_loop(lambda: webpages.home(
+            reader.projects(), reader.recent_failures(), reader.waiting_reviews(), text))
+        return _html(body)
+
+    async def project_view(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["project"]
+        if not _fits(name, _PROJECT_NAME):
+            raise _not_found()
+        if name != canonicalize_name(name):
+            raise _redirect(request, f"/project/{canonicalize_name(name)}/")
+        reader = OutputReader(self.root, contained_file)
+
+        def render() -> str | None:
+            view = reader.project(name)
+            return None if view is None else \
+                webpages.project(view, webgraph.svg(name, view.graph_edges))
+        body = await _off_loop(render)
+        if body is None:
+            raise _not_found()
+        return _html(body)
+
+    async def build_log(self, request: web.Request) -> web.StreamResponse:
+        project, name = request.match_info["project"], request.match_info["filename"]
+        if not _fits(project, _NORMALIZED) or not _fits(name, _FILENAME) or \
+                not name.endswith(".whl"):
+            raise _not_found("no such log")
+        path = OutputReader(self.root, contained_file).log(project, name)
+        if path is None:
+            raise _not_found("no such log")
+        response = IndexFile(path)
+        response.content_type = "text/plain"
+        response.charset = "utf-8"
+        return response
 
     def _variant_of(self, request: web.Request) -> tuple[str, ...]:
         """("variants", NAME) for a variant's path, () for the default one's; a name that is
@@ -297,6 +338,17 @@ class _Handlers:
         if variant not in self.variants:
             raise _not_found("no such variant")
         return (VARIANTS_FOLDER, variant)
+
+
+async def _off_loop(work):
+    """Run blocking work (reading the output, drawing with dot) on a thread."""
+    return await asyncio.get_running_loop().run_in_executor(None, work)
+
+
+def _html(body: str) -> web.Response:
+    response = web.Response(text=body, content_type="text/html")
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 def _not_found(what: str = "no such project") -> web.HTTPNotFound:

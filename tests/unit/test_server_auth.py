@@ -13,7 +13,8 @@ from server_harness import WHEEL, LiveServer, demo_index, server_errors
 
 PATHS = ["/", "/simple/", "/simple/demo/", "/simple/missing/", "/simple/Demo", "/simple",
          f"/files/demo/{WHEEL}", "/files/demo/missing.whl", "/sources/simple/demo/",
-         "/nowhere", "/simple/%2Fetc/", "/files/demo/%00"]
+         "/nowhere", "/simple/%2Fetc/", "/files/demo/%00", "/find-links.html",
+         "/project/demo/", f"/project/demo/log/{WHEEL}"]
 
 
 def basic(name: str, token: str | bytes) -> bytes:
