@@ -128,6 +128,7 @@ class OutputLayout(IndexLayout):
 
         simple/, files/                     the wheels-only index users install from
         sources/simple/, sources/files/     the source archive, itself an index (of sdists)
+        from-source/simple/, .../files/     the wheels built from source alone (gap-fill runs)
         records/<project>/<wheel>.*         build records (see RecordsLayout)
         rejected/records/<project>/...      records of wheels that failed their smoke test
         logs/<name>-<version>.log           logs of failed builds
@@ -152,6 +153,12 @@ class OutputLayout(IndexLayout):
     @property
     def sources(self) -> IndexLayout:
         return IndexLayout(self.root / "sources")
+
+    @property
+    def from_source(self) -> IndexLayout:
+        """from-source/: the view of the index with only the wheels built from source (what a
+        gap-fill run did not take from upstream), an index of its own."""
+        return IndexLayout(self.root / "from-source")
 
     @property
     def records(self) -> RecordsLayout:

@@ -57,9 +57,18 @@ def add_bootstrap(commands) -> None:
     boot.add_argument("--explain-rebuild", action="store_true",
                       help="say why each version built was not taken from the build cache: "
                            "which input differs from the nearest cached build")
+    gap_fill_option(boot)
     versions_options(boot)
     executor_options(boot)
     boot.set_defaults(run=_bootstrap)
+
+
+def gap_fill_option(sub) -> None:
+    sub.add_argument("--gap-fill", action="store_true",
+                     help="take upstream's wheel wherever one fits the target (recorded as an "
+                          "upstream wheel, hash-checked, NOT built from source) and build from "
+                          "source only what upstream lacks; the built ones are also published "
+                          "alone in OUTPUT/from-source/")
 
 
 def add_plan(commands) -> None:
@@ -83,6 +92,7 @@ def add_plan(commands) -> None:
     variant_option(plan, output=False)
     plan.add_argument("--pre", action="store_true", help="allow pre-releases")
     plan.add_argument("--json", action="store_true", help="the plan as JSON")
+    gap_fill_option(plan)
     versions_options(plan, builds=False)
     plan.set_defaults(run=_plan)
 
@@ -171,7 +181,8 @@ def _run_options(args, settings, request, target, number: int):
                                             allow_prereleases=args.pre),
                      jobs=args.jobs, keep_going=args.keep_going, primary=number == 0,
                      manylinux=args.manylinux, job_policy=_bootstrap_jobs(args, request),
-                     build_cache=args.build_cache, explain_rebuild=args.explain_rebuild)
+                     build_cache=args.build_cache, explain_rebuild=args.explain_rebuild,
+                     gap_fill=args.gap_fill)
     return RunOptions(output=output_of(args, settings), target=target.name,
                       refresh=args.refresh and number == 0, engine=engine,
                       cluster=cluster_of(args, settings))
@@ -234,8 +245,7 @@ def _plan(args, console: Console) -> int:
     finder = UpstreamFinder(upstream_for(settings), settings.cache_dir / "sdists", target.fits,
                             upstream_requires_ignored(settings.overrides_dir))
     planner = Planner(settings, finder, target, constraints=request.constraints,
-                      direct=request.direct,
-                      allow_prereleases=args.pre)
+                      direct=request.direct, allow_prereleases=args.pre, gap_fill=args.gap_fill)
     with console.status("resolving and reading build requirements"):
         plan = planner.plan(list(request.requirements))
     if args.json:

@@ -61,7 +61,8 @@ class RichReporter:
             self._update_total()
         mark = {"built": "[green]built[/]", "reused": "[cyan]reused[/]",
                 "cached": "[cyan]reused from the cache[/]",
-                "pre-built": "[bold yellow]pre-built, NOT from source:[/]"}[wheel.status]
+                "pre-built": "[bold yellow]pre-built, NOT from source:[/]",
+                "upstream": "[yellow]upstream wheel (gap-fill), NOT from source:[/]"}[wheel.status]
         elapsed = time.monotonic() - self.started
         where = f"{wheel.note}; " if wheel.note else ""
         self.console.print(f"{mark} {wheel.path.name} [dim]({where}{wheel.seconds:.1f} s; "
@@ -87,6 +88,7 @@ class RichReporter:
         table.add_column("seconds", justify="right")
         for wheel in report.wheels:
             status = {"pre-built": "[bold yellow]pre-built (not from source)[/]",
+                      "upstream": "[yellow]upstream wheel, gap-fill (not from source)[/]",
                       "cached": f"reused from the cache ({escape(wheel.note)})"}.get(
                 wheel.status, wheel.status)
             table.add_row(wheel.name, str(wheel.version), status, f"{wheel.seconds:.1f}")
@@ -117,6 +119,14 @@ class RichReporter:
         if pre_built:
             self.console.print(f"[bold yellow]{len(pre_built)} taken pre-built from upstream, not "
                                f"built from source:[/] {', '.join(pre_built)}")
+        upstream = [w.pin for w in report.wheels if w.status == "upstream"]
+        if report.views is not None:
+            everything, from_source = report.views
+            self.console.print(f"[yellow]gap-fill: {len(upstream)} upstream wheels taken, not "
+                               f"built from source:[/] {', '.join(upstream) or 'none new'}. The "
+                               f"index has {everything} wheels (everything); its from-source/ "
+                               f"view has the {from_source} built from source", highlight=False)
+        pre_built += upstream
         cached = sum(1 for w in report.wheels if w.status == "cached")
         self.console.print(f"{built} built, {len(report.wheels) - built - len(pre_built)} reused "
                            f"({cached} from the build cache) in "

@@ -137,7 +137,8 @@ def _source_rows(table: Table, record: dict[str, Any]) -> None:
                         f"commit {origin.get('commit', '')[:12]})"}
     table.add_row("built from", described.get(origin["kind"], "source")
                   if record.get("built_from_source", True)
-                  else "[bold red]NOT built from source: the upstream wheel (pre_built)[/]")
+                  else "[bold red]NOT built from source: an upstream wheel[/] "
+                       f"({escape(origin.get('why', 'overrides: pre_built'))})")
     cached = record.get("from_cache")
     if cached:
         table.add_row("from cache", escape(

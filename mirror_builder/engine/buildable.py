@@ -40,11 +40,13 @@ class StaticBuild:
 
 
 def read_static_build(candidate: Candidate, package: PackageSettings,
-                      fetch: Callable[[Candidate], Path], patches_dir: Path) -> StaticBuild:
+                      fetch: Callable[[Candidate], Path], patches_dir: Path,
+                      upstream_wheel: bool = False) -> StaticBuild:
     """The source a build would use and its [build-system] requires as the build would read
-    them: overrides' edits applied, and the package's patches when it has any."""
-    choice = choose_source(package, candidate)
-    if choice.kind == "pre-built":
+    them: overrides' edits applied, and the package's patches when it has any. upstream_wheel:
+    gap-fill takes upstream's wheel of this version (nothing is built)."""
+    choice = choose_source(package, candidate, upstream_wheel)
+    if choice.kind in ("pre-built", "upstream-wheel"):
         return StaticBuild(choice, ())
     if choice.kind != "sdist":
         return StaticBuild(choice, tuple(package.build_requires_add),
@@ -79,8 +81,10 @@ class Buildability:
     def __init__(self, read: Callable[[Candidate], StaticBuild] | None = None,
                  environment: Callable[[list[Requirement], Candidate], Resolution] | None = None,
                  refuse: Callable[[NormalizedName], str | None] = lambda name: None,
-                 package: Callable[[NormalizedName], PackageSettings] | None = None) -> None:
+                 package: Callable[[NormalizedName], PackageSettings] | None = None,
+                 upstream_wheel: Callable[[Candidate], bool] = lambda candidate: False) -> None:
         self._read, self._environment, self._refuse = read, environment, refuse
+        self._upstream_wheel = upstream_wheel  # gap-fill: takes upstream's wheel of it
         # Without checking ahead, still the cheap question: can its source be had at all?
         self._package = package
         self.ahead = read is not None and environment is not None
@@ -121,7 +125,8 @@ class Buildability:
 
     def _source_verdict(self, candidate: Candidate) -> Unbuildable | None:
         try:
-            choose_source(self._package(candidate.name), candidate)
+            choose_source(self._package(candidate.name), candidate,
+                          self._upstream_wheel(candidate))
         except SourceError as exc:
             verdict = Unbuildable(f"its source cannot be had: {exc}", BuildError(
                 str(exc), package=candidate.name, version=str(candidate.version)))

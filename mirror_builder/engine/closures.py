@@ -29,7 +29,8 @@ class Closures:
     def __init__(self, run: BootstrapRun) -> None:
         self.run = run
         # Asked of every upstream candidate: versions a build found unbuildable are passed over.
-        self.buildability = Buildability(package=run.catalog.package) \
+        self.buildability = Buildability(package=run.catalog.package,
+                                         upstream_wheel=run.upstream_wheel) \
             if run.settings.versions.skip_unbuildable else None
 
     def closure(self, requirements: list[Requirement], *, parent: str, kind: EdgeKind,
@@ -93,7 +94,7 @@ class Closures:
         resolution = resolve(requirements, finder, self.run.target, constraints=wanted.constraints,
                              allow_prereleases=self.run.allow_prereleases, preferred=preferred,
                              direct=wanted.direct, context=context, distributions=distributions,
-                             any_file=self.run.catalog.any_file,
+                             any_file=self.run.any_file,
                              vet=self.buildability if distributions == "sdist" else None)
         with self.run.lock:
             for name, skipped in resolution.skipped.items():

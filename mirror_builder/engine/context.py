@@ -109,6 +109,8 @@ class Options:
     build_cache: bool = True
     # Say at warning level why a version was not taken from the build cache.
     explain_rebuild: bool = False
+    # Take upstream's wheel where one fits the target; build from source only the gaps.
+    gap_fill: bool = False
 
 
 class Catalog:

@@ -112,7 +112,7 @@ class FromCache:
             if changed is not None:
                 log.info("%s: not taken from %s: %s", candidate.pin, source.url, changed)
                 continue
-            folder = run.work_dir / "from-source" / remote.build_key[:16]
+            folder = run.work_dir / "from-remote-cache" / remote.build_key[:16]
             wheel = source.fetch_blob(record["wheel_sha256"], folder / os.path.basename(wheel_name))
             if wheel is None:
                 continue

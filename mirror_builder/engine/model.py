@@ -31,7 +31,7 @@ class BuiltWheel:
     version: Version
     path: Path
     requires_dist: tuple[str, ...]
-    status: Literal["built", "reused", "pre-built", "rejected", "cached"]
+    status: Literal["built", "reused", "pre-built", "upstream", "rejected", "cached"]
     seconds: float
     chain: tuple[str, ...]
     sha256: str = ""  # hashed once, when the wheel becomes available to the run
@@ -88,6 +88,9 @@ class BootstrapReport:
     skipped: dict[NormalizedName, dict[Version, Unbuildable]] = field(default_factory=dict)
     # pin -> the build requirements its stage-1 build left out, to break a build cycle
     staged: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # gap-fill: the wheels of the index's two views, (everything, built from source alone in
+    # OUTPUT/from-source/); None otherwise
+    views: tuple[int, int] | None = None
 
     def skipped_for(self, name: NormalizedName,
                     version: Version) -> list[tuple[Version, Unbuildable]]:
@@ -103,3 +106,13 @@ class Reporter(Protocol):
     def activity(self, pin: str, text: str) -> None: ...
 
     def finished(self, wheel: BuiltWheel) -> None: ...
+
+
+class _EveryProject(frozenset):
+    """The resolver's any_file when gap-fill is on: every project may be had from any file."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+EVERY_PROJECT = _EveryProject()

@@ -279,7 +279,7 @@ class PackageBuilder:
             if self._toolchain is None:
                 resolution = resolve(REPAIR_TOOLS, run.services.finder, run.target,
                                      constraints=run.options.resolve.constraints,
-                                     preferred=run.index_versions(), any_file=run.catalog.any_file)
+                                     preferred=run.index_versions(), any_file=run.any_file)
                 self._toolchain = frozenset(resolution.pins)
             return self._toolchain
 
@@ -339,19 +339,27 @@ class PackageBuilder:
             publish_source=lambda: run.fetcher.archive(source, candidate),
             extras=candidate.extras)
 
-    def take_pre_built(self, candidate: Candidate, chain: tuple[str, ...]) -> BuiltWheel:
-        """pre_built: the upstream wheel that best fits the target, published as it is and
-        recorded as not built from source."""
+    def take_pre_built(self, candidate: Candidate, chain: tuple[str, ...],
+                       gap_fill: bool = False) -> BuiltWheel:
+        """pre_built (or gap-fill): the upstream wheel that best fits the target, published as
+        it is and recorded as not built from source."""
         run = self.run
         started = time.monotonic()
         file, wheel = run.fetcher.pre_built(candidate, run.target, chain)
+        why = f"gap-fill: upstream has a wheel for {run.target.name}" if gap_fill else \
+            "overrides: pre_built"
         record = make_record(
             run, candidate, None, None, None, None, chain,
-            Rebuild(0, run.settings.rebuild_numbering), {"kind": "pre-built wheel"},
+            Rebuild(0, run.settings.rebuild_numbering),
+            {"kind": "upstream wheel" if gap_fill else "pre-built wheel", "why": why},
             wheel_name=wheel.name, source_file=file)
         log_path = run.work_dir / f"{wheel.name}.log"
-        log_path.write_text(f"{wheel.name}: taken pre-built from {file.url} (overrides: pre_built)\n")
+        log_path.write_text(f"{wheel.name}: taken pre-built from {file.url} ({why})\n")
         run.records.write(record.to_dict(wheel_sha256=sha256_of(wheel)), log_path)
         published = run.index.add(wheel, pkginfo.Wheel(str(wheel)).requires_python)
-        log.warning("%s: taken pre-built from upstream, not built from source", candidate.pin)
-        return run.finish(candidate, published.path, "pre-built", time.monotonic() - started, chain)
+        if gap_fill:
+            log.info("%s: upstream's wheel taken (gap-fill), not built from source", candidate.pin)
+        else:
+            log.warning("%s: taken pre-built from upstream, not built from source", candidate.pin)
+        return run.finish(candidate, published.path, "upstream" if gap_fill else "pre-built",
+                          time.monotonic() - started, chain)

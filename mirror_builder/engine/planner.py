@@ -31,6 +31,8 @@ from mirror_builder.config.variants import VariantDelta
 from mirror_builder.engine.buildable import Buildability, StaticBuild, read_static_build
 from mirror_builder.engine.decisions import cycle_error, path_to, stage_member
 from mirror_builder.jobs.policy import CarryRules
+from mirror_builder.engine.model import EVERY_PROJECT
+from mirror_builder.source.fetch import fitting_wheel
 from mirror_builder.source.finders import UpstreamFinder
 from mirror_builder.resolve.resolver import Candidate, Resolution, Unbuildable, resolve
 from mirror_builder.resolve.target import TargetEnvironment
@@ -73,16 +75,18 @@ class Planner:
     def __init__(self, settings: Settings, finder: UpstreamFinder, target: TargetEnvironment, *,
                  constraints: Mapping[NormalizedName, SpecifierSet] | None = None,
                  direct: Mapping[NormalizedName, Candidate] | None = None,
-                 allow_prereleases: bool = False) -> None:
+                 allow_prereleases: bool = False, gap_fill: bool = False) -> None:
         self.settings = settings
+        self.gap_fill = gap_fill  # upstream's wheel where one fits the target (see run.py)
         self.finder = finder
         self.target = target
         self.constraints = dict(constraints or {})
         self.direct = dict(direct or {})
         self.allow_prereleases = allow_prereleases or settings.allow_prereleases
         self.configured = configured(settings)
-        self.any_file = frozenset(n for n, c in self.configured.items() if c.settings and
-                                  (c.settings.source is not None or c.settings.pre_built))
+        self.any_file = EVERY_PROJECT if gap_fill else frozenset(
+            n for n, c in self.configured.items()
+            if c.settings and (c.settings.source is not None or c.settings.pre_built))
         self.carry_rules = CarryRules.load(settings.carry)
         self.buildability = Buildability(self._read, self._environment, self.carry_rules.why_not) \
             if settings.versions.skip_unbuildable else None
@@ -120,7 +124,10 @@ class Planner:
     def _read(self, candidate: Candidate) -> StaticBuild:
         item = self.configured.get(candidate.name)
         package = item.settings if item and item.settings else PackageSettings(candidate.name)
-        return read_static_build(candidate, package, self.finder.fetch, self.settings.patches_dir)
+        upstream_wheel = self.gap_fill and fitting_wheel(
+            self.finder.project_files(candidate.name), candidate, self.target) is not None
+        return read_static_build(candidate, package, self.finder.fetch, self.settings.patches_dir,
+                                 upstream_wheel)
 
     def _environment(self, requirements: list[Requirement], candidate: Candidate) -> Resolution:
         return self._resolve(requirements, (candidate.pin,))

@@ -39,8 +39,8 @@ from mirror_builder.engine.stages import Stages
 from mirror_builder.engine.context import Catalog, Options, Services
 from mirror_builder.engine.decisions import one_per_project
 from mirror_builder.engine.graph import write_graph
-from mirror_builder.engine.model import (ROOT, BootstrapFailed, BootstrapReport, BuiltWheel,
-                                         CarryRefused, Edge, EdgeKind, Failure,
+from mirror_builder.engine.model import (EVERY_PROJECT, ROOT, BootstrapFailed, BootstrapReport,
+                                         BuiltWheel, CarryRefused, Edge, EdgeKind, Failure,
                                          UnbuildableVersion)
 from mirror_builder.engine.package import PackageBuilder
 from mirror_builder.engine.reuse import Reuse
@@ -49,6 +49,7 @@ from mirror_builder.engine.scheduler import BuildSlots, CycleError, Tasks, defau
 from mirror_builder.errors import (BuildError, PackageError, RebuildError, ResolutionError,
                                    SourceError, UpstreamError)
 from mirror_builder.files import failed_write, sha256_of
+from mirror_builder.index.views import sync_from_source
 from mirror_builder.index.publisher import Outcome as PublishOutcome, Publisher
 from mirror_builder.jobs.log import Job, JobLog
 from mirror_builder.jobs.review import NeedsReview
@@ -135,9 +136,17 @@ class BootstrapRun:
                 self._finish_publishing(exc)
                 raise
             self._finish_publishing()
+            if self.options.gap_fill:
+                built = sync_from_source(self.index, self._from_source)
+                self.report.views = (sum(len(self.index.entries(p))
+                                         for p in self.index.projects()), built)
         if self.failures:
             raise BootstrapFailed(self.failures, len(self.report.wheels), self.report)
         return self.report
+
+    def _from_source(self, project: str, wheel: str) -> bool:
+        record = self.records.read(project, wheel)
+        return bool(record and record.get("built_from_source", True))
 
     def rebuild(self, name: NormalizedName, version: Version) -> BuiltWheel:
         """Build one version again, from its recorded sdist, with the next rebuild number and a
@@ -252,6 +261,17 @@ class BootstrapRun:
                 # Broken in stages if a package on the cycle says how; then wait again.
                 self.stages.break_cycle(exc, candidate, chain)
 
+    @property
+    def any_file(self) -> frozenset:
+        """The projects whose versions may be had from any file (not only an sdist): with
+        gap-fill, every project (a version with only a fitting wheel is taken as it is)."""
+        return EVERY_PROJECT if self.options.gap_fill else self.catalog.any_file
+
+    def upstream_wheel(self, candidate: Candidate) -> bool:
+        """Gap-fill takes this version's upstream wheel: one fits the target."""
+        return self.options.gap_fill and \
+            self.fetcher.fitting_wheel(candidate, self.target) is not None
+
     def _start(self, candidate: Candidate, chain: tuple[str, ...]):
         key = (candidate.name, candidate.version)
         return self.tasks.start(key, lambda: self._produce(candidate, chain))
@@ -269,10 +289,11 @@ class BootstrapRun:
             earlier = self.reuse.earlier_builds(candidate)
             package = self.catalog.package(candidate.name)
             wanted = len(package.reasons_for(candidate.version))
-            if package.pre_built:
+            gap = not package.pre_built and self.upstream_wheel(candidate)
+            if package.pre_built or gap:
                 if earlier and not earlier[0].get("built_from_source", True):
                     return self._reused(candidate, earlier[0], chain)
-                return self.packages.take_pre_built(candidate, chain)
+                return self.packages.take_pre_built(candidate, chain, gap_fill=gap)
             changed = None
             if earlier and earlier[0]["rebuild"]["number"] >= wanted:
                 changed = self.reuse.what_changed(candidate, earlier[0], chain)
@@ -360,7 +381,7 @@ class BootstrapRun:
                                chain=chain) from exc
 
     def finish(self, candidate: Candidate, path: Path,
-               status: Literal["built", "reused", "pre-built", "cached"],
+               status: Literal["built", "reused", "pre-built", "upstream", "cached"],
                seconds: float, chain: tuple[str, ...], note: str = "") -> BuiltWheel:
         """The wheel is available to the rest of the run from now on."""
         metadata = pkginfo.Wheel(str(path))

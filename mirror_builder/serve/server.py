@@ -190,8 +190,9 @@ def make_app(root: Path, tokens: TokenAuthenticator | None = None,
     app = web.Application(middlewares=[require_token(tokens)] if tokens else [])
     handlers = _Handlers(root.resolve(), private=tokens is not None, variants=variants,
                          fallback=fallback)
-    for prefix in ("", "/{area:sources}", f"/{VARIANTS_FOLDER}/{{variant}}",
-                   f"/{VARIANTS_FOLDER}/{{variant}}/{{area:sources}}"):
+    # sources/: the sdists; from-source/: the view of the wheels built from source (gap-fill).
+    for prefix in ("", "/{area:sources|from-source}", f"/{VARIANTS_FOLDER}/{{variant}}",
+                   f"/{VARIANTS_FOLDER}/{{variant}}/{{area:sources|from-source}}"):
         app.router.add_get(prefix + "/simple/", handlers.page)
         app.router.add_get(prefix + "/simple", handlers.without_slash)
         app.router.add_get(prefix + "/simple/{project}/", handlers.page)

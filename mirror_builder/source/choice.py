@@ -1,5 +1,6 @@
 """Where the build of one version starts from: the sdist, an override's archive or git tag, or
-upstream's wheel (pre_built). `plan` and the build ask this one function."""
+upstream's wheel (pre_built, or gap-fill's choice where upstream has a wheel that fits). `plan`
+and the build ask this one function."""
 
 from __future__ import annotations
 
@@ -15,21 +16,27 @@ from mirror_builder.resolve.resolver import Candidate
 class SourceChoice:
     """Where the build of one version starts from."""
 
-    kind: Literal["pre-built", "url", "git", "sdist"]
+    kind: Literal["pre-built", "upstream-wheel", "url", "git", "sdist"]
     url: str = ""         # url: the release archive
     repository: str = ""  # git: the repository and the tag, rendered for the version
     tag: str = ""
 
     def describe(self) -> str:
         return {"pre-built": "pre-built upstream wheel (NOT from source)",
+                "upstream-wheel": "upstream wheel, gap-fill (NOT from source)",
                 "url": f"override: {self.url}",
                 "git": f"override: {self.repository} @ {self.tag}",
                 "sdist": "sdist"}[self.kind]
 
 
-def choose_source(package: PackageSettings, candidate: Candidate) -> SourceChoice:
+def choose_source(package: PackageSettings, candidate: Candidate,
+                  upstream_wheel: bool = False) -> SourceChoice:
+    """upstream_wheel: gap-fill is on and upstream has a wheel of this version that fits the
+    target (see SourceFetcher.fitting_wheel), so nothing is built."""
     if package.pre_built:
         return SourceChoice("pre-built")
+    if upstream_wheel:
+        return SourceChoice("upstream-wheel")
     override = package.source
     if override is None:
         if candidate.file is not None and not candidate.file.is_sdist:

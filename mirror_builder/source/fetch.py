@@ -95,20 +95,33 @@ class SourceFetcher:
                              f"(sha256 {entry['hashes']['sha256']})", package=candidate.name,
                              version=str(candidate.version))
 
+    def fitting_wheel(self, candidate: Candidate, target: TargetEnvironment
+                      ) -> DistributionFile | None:
+        return fitting_wheel(self.finder.project_files(candidate.name), candidate, target)
+
     def pre_built(self, candidate: Candidate, target: TargetEnvironment,
                   chain: tuple[str, ...]) -> tuple[DistributionFile, Path]:
-        """pre_built: the upstream wheel of this version that best fits the target, downloaded."""
-        supported = {tag: rank for rank, tag in enumerate(target.supported_tags())}
-        wheels = []
-        for file in self.finder.project_files(candidate.name):
-            if file.is_wheel and file_version(file, candidate.name) == candidate.version:
-                ranks = [supported[t] for t in parse_wheel_filename(file.filename)[3]
-                         if t in supported]
-                if ranks:
-                    wheels.append((min(ranks), file))
-        if not wheels:
+        """pre_built (or gap-fill): the upstream wheel of this version that best fits the
+        target, downloaded and hash-checked."""
+        file = self.fitting_wheel(candidate, target)
+        if file is None:
             raise BuildError("pre_built is set, but upstream has no wheel of this version for "
                              f"the target ({target.name})", package=candidate.name,
                              version=str(candidate.version), chain=chain)
-        file = min(wheels, key=lambda pair: pair[0])[1]
         return file, self.finder.upstream.download(file, self.settings.cache_dir / "wheels")
+
+
+def fitting_wheel(files: list[DistributionFile], candidate: Candidate,
+                  target: TargetEnvironment) -> DistributionFile | None:
+    """Of a project's upstream files, the wheel of candidate's version that best fits the
+    target (not yanked), if any."""
+    supported = {tag: rank for rank, tag in enumerate(target.supported_tags())}
+    wheels = []
+    for file in files:
+        if file.is_wheel and not file.yanked and \
+                file_version(file, candidate.name) == candidate.version:
+            ranks = [supported[t] for t in parse_wheel_filename(file.filename)[3]
+                     if t in supported]
+            if ranks:
+                wheels.append((min(ranks), file))
+    return min(wheels, key=lambda pair: pair[0])[1] if wheels else None

@@ -23,7 +23,8 @@ PLACEHOLDERS = {"project": "<project>", "wheel": "<wheel>", "filename": "<wheel>
                 "keyid": "<keyid>"}
 
 # Folders and files directly under an output (or its source archive) that only layout.py names.
-FOLDERS = {"simple", "files", "sources", "records", "rejected", "logs", "jobs", "review", "keys"}
+FOLDERS = {"simple", "files", "sources", "from-source", "records", "rejected", "logs", "jobs",
+           "review", "keys"}
 FILES = re.compile(r"(history\.jsonl|signing-key\.pub|find-links\.html|\.mirror-builder\.lock|rebuild-numbers\.|\.index\.lock"
                    r"|\.writing\.json|queue\.json|waiting\.json|build-order|graph[.])")
 
@@ -72,12 +73,16 @@ def readme_tree() -> set[str]:
     text = README.read_text()
     block = text[text.index("### Output"):].split("```")[1]
     entries: list[str] = []
+    index: list[str] = []  # the index's own tree, which sources/ and from-source/ repeat
     for line in block.splitlines():
         if not re.match(r"  \S", line):
             continue  # "output/" itself, or a description carried over
         column = re.split(r"\s{2,}", line.strip())[0]
         if column == "sources/...":  # "the tree above again"
-            entries += [f"sources/{e}" for e in list(entries)]
+            index = list(entries)
+            entries += [f"sources/{e}" for e in index]
+        elif column == "from-source/...":  # the index's tree again
+            entries += [f"from-source/{e}" for e in index]
         elif column == "rejected/records/...":  # "the same" as records/
             entries += [f"rejected/{e}" for e in entries if e.startswith("records/")]
         elif column == "variants/<variant>/...":  # another variant's output: this tree again

@@ -42,10 +42,11 @@ def test_links_are_never_followed_and_only_index_paths_are_served(output):
     text = render_site(NginxSite(root=output))
     assert "disable_symlinks on;" in text
     served = re.findall(r"location ~ (\S+) \{", text)
-    # Only /simple/, /files/ and their /sources/ twins, the find-links page and the public
+    # Only /simple/, /files/ and their /sources/ and /from-source/ twins, the find-links page and the public
     # signing keys; no regex admits a hidden file.
-    assert served and all(p.startswith(("^/(?:sources/)?simple/", "^/files/",
-                                        "^/(?:sources/)?files/", "^/sources/files/",
+    assert served and all(p.startswith(("^/(?:sources/|from-source/)?simple/",
+                                        "^/(?:from-source/)?files/", "^/files/",
+                                        "^/(?:sources/|from-source/)?files/", "^/sources/files/",
                                         "^/find-links\\.html$",
                                         "^/(?:signing-key|keys/[0-9a-f]+)\\.pub$"))
                           for p in served)
