@@ -338,10 +338,22 @@ def build_steps(job, result):
     timings["build_wheel"] = time.monotonic() - step
     result.update(status="built", wheel=wheel)
     say(f"built {wheel}")
-    result["stage"] = "reading linked libraries"
-    from mb_linked import linked_packages  # /mb/lib (sandbox/linked.py)
+    read_linked(dist_dir, wheel, result)
 
-    result["linked"] = linked_packages(os.path.join(dist_dir, wheel))
+
+def read_linked(dist_dir, wheel, result):
+    """For the SBOM: the Debian packages the wheel links to (sandbox/linked.py). Only for a
+    plain wheel file in dist_dir; whatever else the backend named is the host's to refuse, with
+    its own message, and a wheel that cannot be read here is said in the log, not a failure."""
+    path = os.path.join(dist_dir, wheel)
+    if os.path.basename(wheel) != wheel or os.path.islink(path) or not os.path.isfile(path):
+        return
+    from mb_linked import linked_packages  # /mb/lib
+
+    try:
+        result["linked"] = linked_packages(path)
+    except Exception as exc:  # the backend's wheel may be anything; the host checks it
+        say(f"could not read the libraries {wheel} links to: {type(exc).__name__}: {exc}")
 
 
 def copy_source(source, work=WORK):

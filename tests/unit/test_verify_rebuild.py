@@ -3,6 +3,7 @@ applies it, how two wheels' difference is said in a line, and the statement kept
 
 import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -151,3 +152,15 @@ def test_a_rebuilt_image_is_named_by_the_debian_packages_that_changed():
                                          "libyaml-0-2 (none) -> 0.2.5-1, "
                                          "zlib1g 1:1.2.13 -> (removed))")
     assert image_change(before, tuple(before)) == " (the same Debian packages, rebuilt)"
+
+
+def test_what_a_hostile_backend_names_as_its_wheel_is_left_to_the_hosts_checks(tmp_path,
+                                                                             monkeypatch):
+    from mirror_builder.sandbox import linked
+    monkeypatch.setitem(sys.modules, "mb_linked", linked)
+    (tmp_path / "not-a-zip.whl").write_text("hello")
+    (tmp_path / "link.whl").symlink_to("/etc/passwd")
+    for name in ("../escape.whl", "link.whl", "missing.whl", "not-a-zip.whl"):
+        result = {}
+        driver.read_linked(str(tmp_path), name, result)  # never raises
+        assert "linked" not in result, name
