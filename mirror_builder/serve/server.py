@@ -266,14 +266,9 @@ class _Handlers:
 
     async def find_links(self, request: web.Request) -> web.StreamResponse:
         """Every wheel on one flat page (find-links.html), for pip --find-links."""
-        path = contained_file(self.root, (*self._variant_of(request),
-                                          *OutputLayout(Path()).find_links.parts))
-        if path is None:
-            raise _not_found("no such page")
-        response = IndexFile(path)
-        response.content_type = "text/html"
-        response.charset = "utf-8"
-        return response
+        return _text_file(contained_file(self.root, (*self._variant_of(request),
+                                                     *OutputLayout(Path()).find_links.parts)),
+                          "text/html", "no such page")
 
     async def public_key(self, request: web.Request) -> web.StreamResponse:
         """The public key of the key that signs the statements (signing-key.pub), or of one
@@ -322,13 +317,8 @@ class _Handlers:
         if not _fits(project, _NORMALIZED) or not _fits(name, _FILENAME) or \
                 not name.endswith(".whl"):
             raise _not_found("no such log")
-        path = OutputReader(self.root, contained_file).log(project, name)
-        if path is None:
-            raise _not_found("no such log")
-        response = IndexFile(path)
-        response.content_type = "text/plain"
-        response.charset = "utf-8"
-        return response
+        return _text_file(OutputReader(self.root, contained_file).log(project, name),
+                          "text/plain", "no such log")
 
     def _variant_of(self, request: web.Request) -> tuple[str, ...]:
         """("variants", NAME) for a variant's path, () for the default one's; a name that is
@@ -344,6 +334,16 @@ class _Handlers:
 async def _off_loop(work):
     """Run blocking work (reading the output, drawing with dot) on a thread."""
     return await asyncio.get_running_loop().run_in_executor(None, work)
+
+
+def _text_file(path: Path | None, content_type: str, missing: str) -> web.StreamResponse:
+    """A UTF-8 text file of the output (None: not found, said as missing)."""
+    if path is None:
+        raise _not_found(missing)
+    response = IndexFile(path)
+    response.content_type = content_type
+    response.charset = "utf-8"
+    return response
 
 
 def _html(body: str) -> web.Response:

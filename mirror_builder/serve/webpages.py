@@ -116,20 +116,22 @@ def _wheel_details(name: str, wheel: WheelView) -> str:
 
 
 def _failures(failures: list[dict[str, Any]]) -> str:
-    if not failures:
-        return '<p class="note">None in the job history.</p>'
-    rows = [f"<tr><td>{escape(str(f.get('package')))}=={escape(str(f.get('version')))}</td>"
-            f"<td>{escape(str(f.get('target', '')))}</td><td>{escape(str(f.get('ended_at', '')))}</td>"
-            f"<td>{escape(str(f.get('message', '')))}</td></tr>" for f in failures]
-    return ('<table id="failures"><tr><th>package</th><th>target</th><th>ended</th>'
-            "<th>why</th></tr>" + "".join(rows) + "</table>")
+    return _jobs_table("failures", ("package", "target", "ended", "why"), [
+        (f"{f.get('package')}=={f.get('version')}", f.get("target", ""), f.get("ended_at", ""),
+         f.get("message", "")) for f in failures], "None in the job history.")
 
 
 def _waiting(waiting: list[dict[str, Any]]) -> str:
-    if not waiting:
-        return '<p class="note">No job is waiting for a review.</p>'
-    rows = [f"<tr><td>{escape(str(w.get('package')))}=={escape(str(w.get('version')))}</td>"
-            f"<td>{escape(', '.join(w.get('waiting_for', [])))}</td>"
-            f"<td>{escape(str(w.get('detail', '')))}</td></tr>" for w in waiting]
-    return ('<table id="waiting"><tr><th>job</th><th>waits for</th><th>why</th></tr>'
-            + "".join(rows) + "</table>")
+    return _jobs_table("waiting", ("job", "waits for", "why"), [
+        (f"{w.get('package')}=={w.get('version')}", ", ".join(w.get("waiting_for", [])),
+         w.get("detail", "")) for w in waiting], "No job is waiting for a review.")
+
+
+def _jobs_table(table_id: str, headings: tuple[str, ...], rows: list[tuple],
+                empty: str) -> str:
+    if not rows:
+        return f'<p class="note">{escape(empty)}</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for h in headings)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>"
+                   for row in rows)
+    return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
