@@ -240,3 +240,20 @@ def test_each_wheels_signed_statement_and_the_keys_are_served_through_nginx(site
     (key,) = (site["output"] / "keys").glob("*.pub")
     assert fetch(site, f"/keys/{key.name}")[2] == key.read_bytes()
     assert fetch(site, "/signing-key.pub", user=None)[0] == 401
+
+
+def test_the_find_links_page_and_the_from_source_view_are_served_through_nginx(site):
+    from mirror_builder.index.views import sync_from_source
+    from mirror_builder.index.wheelindex import WheelIndex
+
+    status, headers, body = fetch(site, "/find-links.html")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert body == (site["output"] / "find-links.html").read_bytes()
+    assert fetch(site, "/find-links.html", user=None)[0] == 401
+    sync_from_source(WheelIndex(site["output"]), lambda project, wheel: project == "stevedore")
+    status, _, body = fetch(site, "/from-source/simple/stevedore/", headers={"Accept": JSON_TYPE})
+    (entry,) = json.loads(body)["files"]
+    status, _, wheel = fetch(site, "/from-source/files/stevedore/" + entry["filename"])
+    assert status == 200 and wheel == \
+        (site["output"] / "files" / "stevedore" / entry["filename"]).read_bytes()
+    assert fetch(site, "/from-source/simple/pbr/")[0] == 404
