@@ -91,8 +91,8 @@ class Verifier:
                                       "after publishing", started)
                 return self._keep(record, result, None)
             try:
-                self._check_inputs(record, published)
-                rebuilt, varied = self._rebuild(record)
+                wheels = self._check_inputs(record, published)
+                rebuilt, varied = self._rebuild(record, wheels)
             except InputChanged as exc:
                 result = self._result(record, "unverifiable", f"cannot be exact: {exc}", started)
                 return self._keep(record, result, None)
@@ -113,8 +113,9 @@ class Verifier:
                                   rebuilt_sha256=rebuilt_sha)
             return self._keep(record, result, report or summary + "\n")
 
-    def _check_inputs(self, record: dict[str, Any], published: Path) -> None:
-        """InputChanged naming the first input that is not what the build had."""
+    def _check_inputs(self, record: dict[str, Any], published: Path) -> dict[str, Path]:
+        """InputChanged naming the first input that is not what the build had; else the
+        build environment's and the repair's wheels in the index, by file name (checked)."""
         run, name = self.run, record["name"]
         if not published.is_file():
             raise InputChanged(f"the published wheel {record['wheel']} is not in the index")
@@ -131,8 +132,8 @@ class Verifier:
         if changed:
             raise InputChanged(changed)
         repair = record.get("repair") or {}
-        for wheel in [*record["build_env"]["wheels"], *repair.get("tools", ())]:
-            self._index_file(wheel)
+        return {w["filename"]: self._index_file(w)
+                for w in [*record["build_env"]["wheels"], *repair.get("tools", ())]}
 
     def _index_file(self, wheel: dict[str, str]) -> Path:
         project = parse_wheel_filename(wheel["filename"])[0]
@@ -142,9 +143,10 @@ class Verifier:
                                f"{wheel['sha256'][:12]}...) is not in the index")
         return path
 
-    def _rebuild(self, record: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-        """The wheel rebuilt from record's inputs, stamped as the published one was; and what
-        was varied."""
+    def _rebuild(self, record: dict[str, Any], wheels: dict[str, Path]
+                 ) -> tuple[Path, dict[str, Any]]:
+        """The wheel rebuilt from record's inputs (wheels: the checked ones, by file name),
+        stamped as the published one was; and what was varied."""
         run, packages = self.run, self.run.packages
         name, version, source = record["name"], Version(record["version"]), record["source"]
         candidate = Candidate(name, version, DistributionFile(source["filename"], source["url"],
@@ -162,11 +164,11 @@ class Verifier:
         if crates != source.get("origin", {}).get("vendored_crates", []):
             raise InputChanged("crates.io gave other crates for its Cargo.lock than the build "
                                "vendored")
-        wheels = tuple(FileRef(self._index_file(w), w["sha256"])
-                       for w in record["build_env"]["wheels"])
+        env_wheels = tuple(FileRef(wheels[w["filename"]], w["sha256"])
+                           for w in record["build_env"]["wheels"])
         jobs = 1 if _jobs_of(record) > 1 else 2
         request = packages.request(prepared, read_build_system(prepared.project, candidate.pin),
-                                   wheels, log_path, (), jobs=jobs)
+                                   env_wheels, log_path, (), jobs=jobs)
         variation = Variation(work_dir=f"/tmp/mb-verify-{token}", hostname=f"verify-{token}")
         request = dataclasses.replace(
             request, runtime=dataclasses.replace(request.runtime, cpus=float(jobs)),
@@ -179,7 +181,7 @@ class Verifier:
                                f"the recorded build environment lacks")
         built = outcome.wheel
         if record.get("repair"):
-            tools = tuple(self._index_file(w) for w in record["repair"]["tools"])
+            tools = tuple(wheels[w["filename"]] for w in record["repair"]["tools"])
             built = run.services.executor.repair(RepairRequest(
                 built, tools, request.runtime, log_path, candidate.pin)).wheel
         epoch = outcome.environment.get("SOURCE_DATE_EPOCH", "")

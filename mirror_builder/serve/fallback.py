@@ -25,10 +25,9 @@ from aiohttp import web
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from mirror_builder.errors import MirrorBuilderError
+from mirror_builder.index.wheelindex import API_VERSION, JSON_TYPE
 from mirror_builder.resolve.pages import DistributionFile
 
-API_VERSION = "1.1"
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 MARK = "upstream wheels, not built from source by this index"
 
 
