@@ -57,6 +57,10 @@ def add_bootstrap(commands) -> None:
     boot.add_argument("--explain-rebuild", action="store_true",
                       help="say why each version built was not taken from the build cache: "
                            "which input differs from the nearest cached build")
+    boot.add_argument("--timeline", type=Path, metavar="FILE",
+                      help="write where the run's time went (per package and phase: resolve, "
+                           "fetch, prepare, wait-slot, container, stamp, smoke, publish) and its "
+                           "peak memory to FILE as JSON; with several targets, the first's")
     gap_fill_option(boot)
     versions_options(boot)
     executor_options(boot)
@@ -182,7 +186,8 @@ def _run_options(args, settings, request, target, number: int):
                      jobs=args.jobs, keep_going=args.keep_going, primary=number == 0,
                      manylinux=args.manylinux, job_policy=_bootstrap_jobs(args, request),
                      build_cache=args.build_cache, explain_rebuild=args.explain_rebuild,
-                     gap_fill=args.gap_fill)
+                     gap_fill=args.gap_fill,
+                     timeline=args.timeline.resolve() if args.timeline and number == 0 else None)
     return RunOptions(output=output_of(args, settings), target=target.name,
                       refresh=args.refresh and number == 0, engine=engine,
                       cluster=cluster_of(args, settings))

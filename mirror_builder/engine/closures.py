@@ -91,11 +91,13 @@ class Closures:
                  context: tuple[str, ...],
                  preferred: Mapping[NormalizedName, Version] | None) -> Resolution:
         wanted = self.run.options.resolve
-        resolution = resolve(requirements, finder, self.run.target, constraints=wanted.constraints,
-                             allow_prereleases=self.run.allow_prereleases, preferred=preferred,
-                             direct=wanted.direct, context=context, distributions=distributions,
-                             any_file=self.run.any_file,
-                             vet=self.buildability if distributions == "sdist" else None)
+        with self.run.timeline.span(context[-1] if context else "requirements", "resolve"):
+            resolution = resolve(
+                requirements, finder, self.run.target, constraints=wanted.constraints,
+                allow_prereleases=self.run.allow_prereleases, preferred=preferred,
+                direct=wanted.direct, context=context, distributions=distributions,
+                any_file=self.run.any_file,
+                vet=self.buildability if distributions == "sdist" else None)
         with self.run.lock:
             for name, skipped in resolution.skipped.items():
                 self.run.report.skipped.setdefault(name, {}).update(skipped)

@@ -111,6 +111,8 @@ class Options:
     explain_rebuild: bool = False
     # Take upstream's wheel where one fits the target; build from source only the gaps.
     gap_fill: bool = False
+    # Where to write the run's timeline (mirror_builder/timeline.py), if anywhere.
+    timeline: Path | None = None
 
 
 class Catalog:

@@ -84,8 +84,9 @@ class PackageBuilder:
             own_seconds += time.monotonic() - repair_started
         publish_started = time.monotonic()
         stage_record, rebuild = run.stages.record_for(candidate, rebuild, stage)
-        staged = self._stage(candidate, source, build_system, env, outcome, chain, rebuild,
-                             origin, repair, stage_record)
+        with run.timeline.span(pin, "stamp"):
+            staged = self._stage(candidate, source, build_system, env, outcome, chain, rebuild,
+                                 origin, repair, stage_record)
         own_seconds += time.monotonic() - publish_started
         if stage:
             return run.stages.finish(candidate, staged, own_seconds, chain, rebuild.number, stage)
@@ -99,16 +100,18 @@ class PackageBuilder:
         """Fetch, unpack, patch, edit build requirements, run the prepare hook and vendor."""
         run, pin = self.run, candidate.pin
         run.reporter.activity(pin, "fetching source")
-        fetched = run.fetcher.fetch(candidate, package)
+        with run.timeline.span(pin, "fetch"):
+            fetched = run.fetcher.fetch(candidate, package)
         candidate, origin = fetched.candidate, fetched.origin
         # Kept under the output directory so a failed build's log outlives the run (and a
         # stage-1 build's, which its full build's record names).
         log_path = (run.index.layout.stage_one_log if stage else
                     run.index.layout.failed_build_log)(candidate.name, candidate.version)
         log_path.unlink(missing_ok=True)
-        source, crates = self.prepare_tree(
-            candidate, package, fetched.sdist, run.work_dir / ("src-stage1" if stage else "src"),
-            log_path, stage)
+        with run.timeline.span(pin, "prepare"):
+            source, crates = self.prepare_tree(
+                candidate, package, fetched.sdist,
+                run.work_dir / ("src-stage1" if stage else "src"), log_path, stage)
         if crates:
             origin = origin | {"vendored_crates": crates}
         return candidate, origin, source, log_path
@@ -202,10 +205,15 @@ class PackageBuilder:
         request = self.request(source, build_system, wheels, log_path, chain)
         package = run.catalog.package(canonicalize_name(source.name))
         memory = request.runtime.limits.memory
+        waiting = time.monotonic()
         try:
             with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0):
+                run.timeline.add(label, "wait-slot", waiting, time.monotonic())
                 run.reporter.activity(label, "building in container")
-                return run.services.executor.build(request)
+                with run.timeline.span(label, "container") as parts:
+                    outcome = run.services.executor.build(request)
+                    parts.update(outcome.timings, container=outcome.container_seconds)
+                return outcome
         except BuildError as exc:  # (looked up outside the build slot)
             explained = self._with_hint(exc, request)
             if explained is exc:
@@ -292,7 +300,8 @@ class PackageBuilder:
         wheels = tuple(run.done[(c.name, c.version)].path for c in tools)
         runtime = Runtime(run.services.target.image_for(package), self.limits(package),
                           run.target.name)
-        with run.slots.slot(f"{candidate.pin} repair"):
+        with run.slots.slot(f"{candidate.pin} repair"), \
+                run.timeline.span(candidate.pin, "repair"):
             run.reporter.activity(candidate.pin, "repairing to a manylinux tag")
             repaired = run.services.executor.repair(RepairRequest(
                 outcome.wheel, wheels, runtime, log_path, candidate.pin))

@@ -36,6 +36,7 @@ from mirror_builder.buildcache.store import BuildCache
 from mirror_builder.engine.closures import Closures
 from mirror_builder.engine.fromcache import FromCache
 from mirror_builder.engine.stages import Stages
+from mirror_builder.timeline import Timeline
 from mirror_builder.engine.context import Catalog, Options, Services
 from mirror_builder.engine.decisions import one_per_project
 from mirror_builder.engine.graph import write_graph
@@ -92,6 +93,7 @@ class BootstrapRun:
         self.allow_prereleases = options.resolve.allow_prereleases or settings.allow_prereleases
         self.work_dir = settings.cache_dir / "work" / f"{os.getpid()}-{time.time_ns()}"
         self.tasks = Tasks()
+        self.timeline = Timeline()
         self.lock = threading.RLock()
         self.failures: list[Failure] = []
         self.report = BootstrapReport()
@@ -115,7 +117,7 @@ class BootstrapRun:
             rejected=RecordStore(self.index.layout.rejected_records, services.signer,
                                  output=self.index.layout),
             executor=services.executor, target=self.target,
-            limits=settings.build, on_outcome=self._published)
+            limits=settings.build, on_outcome=self._published, timeline=self.timeline)
 
     # -- the two ways in -------------------------------------------------------------------
     def bootstrap(self, requirements: Sequence[Requirement]) -> BootstrapReport:
@@ -197,6 +199,8 @@ class BootstrapRun:
                     log.exception("publishing the wheels built so far failed")
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.write_outputs()
+            if self.options.timeline is not None:
+                self.timeline.write(self.options.timeline, self.slots.jobs)
 
     def _finish_publishing(self, review: NeedsReview | None = None) -> None:
         held = self.publisher.finish(hold=frozenset(review.needed) if review else frozenset())

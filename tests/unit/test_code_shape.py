@@ -32,7 +32,8 @@ def test_the_package_is_one_folder_per_pipeline_stage_and_a_few_shared_modules()
     folders = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__")
     assert folders == sorted(STAGES + ["data"])
     loose = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert loose == ["__init__.py", "__main__.py", "errors.py", "files.py", "layout.py", "logs.py"]
+    assert loose == ["__init__.py", "__main__.py", "errors.py", "files.py", "layout.py", "logs.py",
+                     "timeline.py"]
     for stage in STAGES:
         assert (PACKAGE / stage / "__init__.py").read_text().startswith('"""'), stage
 
