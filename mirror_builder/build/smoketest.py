@@ -7,6 +7,7 @@ modules are imported. Only what passes is published. Many wheels share one conta
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,7 +77,7 @@ class SmokeTester:
         for folder in (index.simple, index.files):
             folder.mkdir(parents=True, exist_ok=True)
         job = {"mode": "smoke", "out": "/out", "index_url": "file:///index/simple/",
-               "staging": "/staging",
+               "staging": "/staging", "jobs": min(len(tests), os.cpu_count() or 1),
                "tests": [{"wheel": t.wheel.name, "imports": list(t.imports)} for t in tests]}
         folders = JobFolders.create(self.work_dir, job, prefix="smoke-")
         mounts = [Mount(index.simple, "/index/simple"), Mount(index.files, "/index/files"),

@@ -3,7 +3,8 @@
 A built wheel is staged: the run's other builds can use it at once (build environments), but the
 index gets it only when (1) every project of its install closure has a wheel in the index or the
 stage, and (2) a smoke test (smoketest.py) installed it with that closure, offline, and imported
-it. Wheels that become ready together share one container start. A wheel that fails stays out of
+it. Wheels that become ready together share one container start, and a wheel is published
+only once the staged wheels its closure holds passed too. A wheel that fails stays out of
 the index; its record, with the reason, goes to OUTPUT/rejected/.
 """
 
@@ -24,6 +25,7 @@ from mirror_builder.sandbox.imagenames import ImageRef
 from mirror_builder.errors import MirrorBuilderError
 from mirror_builder.files import failed_write
 from mirror_builder.index.wheelindex import WheelIndex
+from mirror_builder.timeline import Timeline
 from mirror_builder.provenance.store import RecordStore
 from mirror_builder.config.settings import BuildSettings
 from mirror_builder.build.request import Executor, SmokeRequest, SmokeResult, SmokeTest
@@ -70,7 +72,7 @@ class Publisher:
 
     def __init__(self, index: WheelIndex, records: RecordStore, rejected: RecordStore,
                  executor: Executor, target: TargetEnvironment, limits: BuildSettings,
-                 on_outcome: Callable[[Outcome], None]) -> None:
+                 on_outcome: Callable[[Outcome], None], timeline: Timeline | None = None) -> None:
         self.index = index
         self.records = records
         self.rejected = rejected
@@ -78,6 +80,7 @@ class Publisher:
         self.target = target
         self.limits = limits
         self.on_outcome = on_outcome
+        self.timeline = timeline or Timeline()
         self._pending: list[Staged] = []
         self._accepted: list[Staged] = []
         self._rejected: dict[NormalizedName, str] = {}
@@ -141,9 +144,12 @@ class Publisher:
                 self._running.release()
 
     def _take_ready(self) -> list[Staged]:
-        """Wheels whose whole install closure is in the index or already published here: a
-        wheel is never tested against one whose own test is still to come."""
-        return [s for s in self._pending if not self._closure(s, _by_name(self._accepted))[1]]
+        """Wheels whose whole install closure is in the index, published here or staged: they
+        are tested together, in one container start, and one whose closure holds a wheel that
+        fails its own test is held back with it (_hold_back_dependents). Testing a chain one
+        link at a time put a container start per link after the run's last build."""
+        pool = self._pool()
+        return [s for s in self._pending if not self._closure(s, pool)[1]]
 
     def _take_held_back(self) -> list[Staged]:
         """Wheels that need a project which failed its own smoke test: they cannot pass."""
@@ -212,9 +218,12 @@ class Publisher:
             group = [s for s in to_test if s.image.tag == image.tag]
             log_path = group[0].log_path.parent / f"smoke-{group[0].name}-{group[0].version}.log"
             log.info("smoke-testing %s", ", ".join(s.pin for s in group))
-            results |= self.executor.smoke_test(SmokeRequest(
-                image, self.index.layout, tuple(staged_wheels),
-                tuple(SmokeTest(s.wheel, s.imports or ()) for s in group), self.limits, log_path))
+            with self.timeline.span(", ".join(s.pin for s in group), "smoke") as parts:
+                parts["wheels"] = len(group)
+                results |= self.executor.smoke_test(SmokeRequest(
+                    image, self.index.layout, tuple(staged_wheels),
+                    tuple(SmokeTest(s.wheel, s.imports or ()) for s in group), self.limits,
+                    log_path))
             # The smoke test's output goes into each failed wheel's own log.
             text = log_path.read_text(errors="replace") if log_path.is_file() else ""
             for staged in group:
@@ -225,7 +234,8 @@ class Publisher:
         self._hold_back_dependents(batch, results)
         for staged in batch:
             try:
-                self._settle(staged, results[staged.wheel.name])
+                with self.timeline.span(staged.pin, "publish"):
+                    self._settle(staged, results[staged.wheel.name])
             except (OSError, MirrorBuilderError) as exc:
                 self._could_not_publish(staged, results[staged.wheel.name], exc)
 
@@ -240,23 +250,25 @@ class Publisher:
         self.on_outcome(Outcome(staged, failed, None))
 
     def _hold_back_dependents(self, batch: list[Staged], results: dict[str, SmokeResult]) -> None:
-        """Wheels tested together (an install cycle) may have passed with one that failed: those
-        cannot be published without it."""
+        """Wheels tested together (a wheel and the staged wheels its closure holds, or an
+        install cycle) may have passed with one that failed: those cannot be published without
+        it, and say why in the words a later batch would."""
         pool = self._pool(*batch)
         changed = True
         while changed:
             changed = False
-            failed = set(self._rejected) | {s.name for s in batch
-                                            if results[s.wheel.name].status == "failed"}
+            failed = dict(self._rejected) | {
+                s.name: _why_not(results[s.wheel.name]) for s in batch
+                if results[s.wheel.name].status == "failed"}
             for staged in batch:
                 result = results[staged.wheel.name]
                 if result.status == "failed":
                     continue
-                needs = sorted(self._closure(staged, pool)[0] & failed)
+                needs = sorted(self._closure(staged, pool)[0] & set(failed))
                 if needs:
+                    reasons = "; ".join(f"{n} ({failed[n]})" for n in needs)
                     results[staged.wheel.name] = dataclasses.replace(
-                        result, status="failed",
-                        error=f"held back: it requires {', '.join(needs)}, which failed its smoke test")
+                        result, status="failed", error=f"held back: it requires {reasons}")
                     changed = True
 
     def _settle(self, staged: Staged, result: SmokeResult) -> None:
@@ -278,12 +290,19 @@ class Publisher:
             self.rejected.write(record, staged.log_path)
             staged.log_path.unlink(missing_ok=True)
             with self._lock:
-                self._rejected[staged.name] = f"failed its smoke test: {result.error}"
+                self._rejected[staged.name] = _why_not(result)
             log.warning("%s failed its smoke test and stays out of the index: %s",
                         staged.pin, result.error)
         outcome = Outcome(staged, result, published)
         self.on_outcome(outcome)
 
+
+
+def _why_not(result: SmokeResult) -> str:
+    """Why a wheel of this batch stays out, as its dependents' message names it."""
+    if result.error.startswith("held back: "):
+        return result.error
+    return f"failed its smoke test: {result.error}"
 
 
 def _by_name(staged: list[Staged]) -> dict[NormalizedName, list[Staged]]:

@@ -199,8 +199,10 @@ def undeclared_imports(imports):
 def smoke(job):
     """Smoke mode: for each candidate wheel, a fresh venv with the wheel and its whole install
     closure, from our index (read-only at /index) and the staged wheels only, then import its
-    top-level modules. No network: what does not come from those cannot be installed."""
-    results = {}
+    top-level modules. No network: what does not come from those cannot be installed. The
+    tests are independent of each other and run side by side, job["jobs"] at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-home", "LANG": "C.UTF-8",
            "TMPDIR": "/tmp"}
     # One cache for the container's tests (on its throw-away /tmp): closures overlap, and a
@@ -209,45 +211,60 @@ def smoke(job):
                   UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
     os.makedirs(env["HOME"], exist_ok=True)
     os.makedirs(WORK, exist_ok=True)
-    for number, test in enumerate(job["tests"]):
-        started = time.monotonic()
-        result = {"status": "failed", "imports": {}, "freeze": []}
+    tests = list(enumerate(job["tests"]))
+    with ThreadPoolExecutor(max_workers=max(1, int(job.get("jobs") or 1))) as pool:
+        done = list(pool.map(lambda item: smoke_one(job, item[0], item[1], env, uv_env), tests))
+    results = {}
+    for (_, test), (result, output) in zip(tests, done):
+        print(output, end="", flush=True)  # each test's output whole, in the tests' order
         results[test["wheel"]] = result
-        env_dir = os.path.join(WORK, f"smoke-{number}")
-        python = os.path.join(env_dir, "bin", "python")
-        say(f"smoke test {test['wheel']}")
-        try:
-            run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
-            install = subprocess.run(
-                ["uv", "pip", "install", "--python", python, "--index-url", job["index_url"],
-                 "--find-links", job["staging"], os.path.join(job["staging"], test["wheel"])],
-                env=uv_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            print(install.stdout, flush=True)
-            if install.returncode != 0:
-                lines = [l.strip() for l in install.stdout.splitlines() if l.strip()]
-                result["error"] = "cannot install it from our index: " + " ".join(lines[-4:])
-                continue
-            result["freeze"] = run(["uv", "pip", "freeze", "--python", python], uv_env).splitlines()
-            probe = subprocess.run([python, "-c", IMPORT_PROBE, *test["imports"]], env=env,
-                                   cwd="/tmp", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True)
-            print(probe.stdout, flush=True)
-            line = next((l for l in probe.stdout.splitlines() if l.startswith("MB-IMPORTS ")), None)
-            if line is None:
-                result["error"] = f"the import check itself failed (status {probe.returncode})"
-                continue
-            result["imports"], broken = undeclared_imports(json.loads(line[len("MB-IMPORTS "):]))
-            if broken:
-                result["error"] = "; ".join(f"import {name} failed: {why}" for name, why in broken.items())
-                continue
-            result["status"] = "passed"
-        except subprocess.CalledProcessError as exc:
-            result["error"] = f"{exc.cmd[0]} failed with status {exc.returncode}"
-        finally:
-            result["seconds"] = round(time.monotonic() - started, 3)
-            shutil.rmtree(env_dir, ignore_errors=True)
     write_json(os.path.join(job["out"], "result.json"), {"status": "done", "results": results})
     return 0
+
+
+def smoke_one(job, number, test, env, uv_env):
+    """One wheel's smoke test: its result and its output."""
+    started = time.monotonic()
+    result = {"status": "failed", "imports": {}, "freeze": []}
+    output = [f"[mirror-builder] smoke test {test['wheel']}\n"]
+    env_dir = os.path.join(WORK, f"smoke-{number}")
+    python = os.path.join(env_dir, "bin", "python")
+
+    def step(command, run_env, **kwargs):
+        output.append("[mirror-builder] $ " + " ".join(command) + "\n")
+        done = subprocess.run(command, env=run_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, **kwargs)
+        output.append(done.stdout)
+        return done
+
+    try:
+        step(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env).check_returncode()
+        install = step(["uv", "pip", "install", "--python", python, "--index-url", job["index_url"],
+                        "--find-links", job["staging"], os.path.join(job["staging"], test["wheel"])],
+                       uv_env)
+        if install.returncode != 0:
+            lines = [l.strip() for l in install.stdout.splitlines() if l.strip()]
+            result["error"] = "cannot install it from our index: " + " ".join(lines[-4:])
+            return result, "".join(output)
+        freeze = subprocess.run(["uv", "pip", "freeze", "--python", python], env=uv_env,
+                                check=True, stdout=subprocess.PIPE, text=True).stdout
+        result["freeze"] = freeze.splitlines()
+        probe = step([python, "-c", IMPORT_PROBE, *test["imports"]], env, cwd="/tmp")
+        line = next((l for l in probe.stdout.splitlines() if l.startswith("MB-IMPORTS ")), None)
+        if line is None:
+            result["error"] = f"the import check itself failed (status {probe.returncode})"
+            return result, "".join(output)
+        result["imports"], broken = undeclared_imports(json.loads(line[len("MB-IMPORTS "):]))
+        if broken:
+            result["error"] = "; ".join(f"import {name} failed: {why}" for name, why in broken.items())
+            return result, "".join(output)
+        result["status"] = "passed"
+    except subprocess.CalledProcessError as exc:
+        result["error"] = f"{exc.cmd[0]} failed with status {exc.returncode}"
+    finally:
+        result["seconds"] = round(time.monotonic() - started, 3)
+        shutil.rmtree(env_dir, ignore_errors=True)
+    return result, "".join(output)
 
 
 def user_namespace():
