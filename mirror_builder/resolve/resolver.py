@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import resolvelib
 from packaging.requirements import InvalidRequirement, Requirement
@@ -32,6 +32,16 @@ class Finder(Protocol):
 
     def dependencies(self, candidate: "Candidate") -> list[str] | None:
         """Requires-Dist of the candidate, or None when unknown before it is built."""
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A Finder that can start answering ahead, while the resolver is busy elsewhere: what
+    resolvelib asks next is known one step early (a candidate's dependencies are looked up
+    next, and the projects they name after that), and the answers come over the network."""
+
+    def prefetch(self, names: Sequence[str], candidate: "Candidate | None" = None) -> None:
+        """Start fetching these projects' files, and the candidate's dependencies."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,8 @@ class Provider(resolvelib.AbstractProvider):
         preferred = self.preferred.get(name)
         ordered = sorted(by_version, key=lambda v: (v == preferred, v), reverse=True)
         candidates = [Candidate(name, v, by_version[v], extras) for v in ordered]
+        if candidates and isinstance(self.finder, Prefetching):
+            self.finder.prefetch((), candidates[0].with_extras(frozenset()))
         if self.vet is None:
             return candidates
         return lambda: self._buildable(candidates)
@@ -209,6 +221,8 @@ class Provider(resolvelib.AbstractProvider):
         for req in self.requirements_of(candidate):
             if self.target.applies(req, candidate.extras):
                 deps.append(req)
+        if isinstance(self.finder, Prefetching):
+            self.finder.prefetch([r.name for r in deps if canonicalize_name(r.name) not in self.direct])
         return deps
 
     def requirements_of(self, candidate: Candidate) -> list[Requirement]:

@@ -15,12 +15,14 @@ nor HTML, a malformed sha256) is an error naming the page and is never cached (r
 from __future__ import annotations
 
 import logging
+import threading
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -34,6 +36,9 @@ from mirror_builder.resolve.remotewheel import read_wheel_metadata
 from mirror_builder.resolve.transport import Transport
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Requests made ahead of the resolver at once (answers it will ask for in a moment).
+PREFETCH_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,51 @@ class UpstreamIndex:
         self.transport = Transport(timeout=options.timeout, retries=options.retries,
                                    backoff_seconds=options.backoff_seconds,
                                    user_agent=options.user_agent)
+        self._prefetch_lock = threading.Lock()
+        self._prefetch_slots = threading.BoundedSemaphore(PREFETCH_THREADS)
+        self._prefetched: set[Hashable] = set()
+        self._in_flight: dict[str, Future] = {}
+
+    # -- answering ahead ---------------------------------------------------------------------
+    def prefetch(self, key: Hashable, fetch_it: Callable[[], object]) -> None:
+        """Run fetch_it on a background thread (at most PREFETCH_THREADS at once), once per
+        key: it leaves its answers in the cache, where the resolver finds them. Only the cache
+        is warmed, so a failure here is silent: the resolver's own request meets it again."""
+        with self._prefetch_lock:
+            if key in self._prefetched:
+                return
+            self._prefetched.add(key)
+
+        def work() -> None:
+            with self._prefetch_slots:
+                try:
+                    fetch_it()
+                except Exception as exc:  # noqa: BLE001 - said again by the resolver's request
+                    log.debug("prefetching %s failed: %s", key, exc)
+
+        threading.Thread(target=work, name=f"prefetch {key}", daemon=True).start()
+
+    def _once(self, key: str, fetch_it: Callable[[], T]) -> T:
+        """fetch_it(), unless another thread is fetching key right now: then its answer."""
+        with self._prefetch_lock:
+            running = self._in_flight.get(key)
+            if running is None:
+                running = self._in_flight[key] = Future()
+                mine = True
+            else:
+                mine = False
+        if not mine:
+            return running.result()
+        try:
+            value = fetch_it()
+            running.set_result(value)
+            return value
+        except BaseException as exc:
+            running.set_exception(exc)
+            raise
+        finally:
+            with self._prefetch_lock:
+                self._in_flight.pop(key, None)
 
     # HTTP requests made (attempts included), 200 answers (pages, metadata and downloads
     # alike) and 304 answers; file:// URLs count in none.
@@ -130,7 +180,8 @@ class UpstreamIndex:
 
     def _project_page(self, name: str, max_age: float | None) -> Fetched[list[DistributionFile]]:
         url = urllib.parse.urljoin(self.index_url, f"{canonicalize_name(name)}/")
-        return fetch(self.cache, self.transport, url, ACCEPT, max_age, _files_on)
+        return self._once(f"{url} {max_age}", lambda: fetch(self.cache, self.transport, url,
+                                                             ACCEPT, max_age, _files_on))
 
     # -- release times ---------------------------------------------------------------------
     def release_times(self, name: str) -> dict[Version, datetime]:
@@ -208,6 +259,9 @@ class UpstreamIndex:
 
     def core_metadata(self, file: DistributionFile) -> str | None:
         url = file.url.split("#", 1)[0] + ".metadata"
+        return self._once(url, lambda: self._core_metadata(url))
+
+    def _core_metadata(self, url: str) -> str | None:
         entry = self.cache.get(url, None)  # metadata of a released file never changes
         if entry is None:
             response = self.transport.get(url)
@@ -235,8 +289,9 @@ class UpstreamIndex:
         """A JSON API document (None for a 404), cached and revalidated like project pages.
         An answer that is not a JSON object with an "info" object is an UpstreamError and is
         not cached."""
-        return fetch(self.cache, self.transport, url, "application/json", max_age,
-                     metadata.json_api_document_of)
+        return self._once(f"{url} {max_age}", lambda: fetch(
+            self.cache, self.transport, url, "application/json", max_age,
+            metadata.json_api_document_of))
 
     def download(self, file: DistributionFile, dest_dir: Path) -> Path:
         """Download a file under dest_dir, checking its sha256; reuse a verified earlier copy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -57,6 +57,23 @@ class UpstreamFinder:
         if key not in self._files:
             self._files[key] = self.upstream.project_files(key)
         return self._files[key]
+
+    def prefetch(self, names: Sequence[str], candidate: Candidate | None = None) -> None:
+        """Warm upstream's answers on background threads (resolve.upstream's prefetch): the
+        resolver asks for them in a moment, one at a time."""
+        for name in names:
+            key = canonicalize_name(name)
+            if key not in self._files:
+                self.upstream.prefetch(("page", key), lambda key=key: self.project_files(key))
+        if candidate is not None and (candidate.name, candidate.version) not in self.known \
+                and not candidate.file.url.startswith("file://"):
+            self.upstream.prefetch(("requires", candidate.name, str(candidate.version)),
+                                   lambda: self._upstream_requires(candidate))
+
+    def _upstream_requires(self, candidate: Candidate) -> None:
+        files = [f for f in self.project_files(candidate.name)
+                 if file_version(f, candidate.name) == candidate.version]
+        self.upstream.requires_dist(candidate.name, str(candidate.version), files)
 
     def dependencies(self, candidate: Candidate) -> list[str] | None:
         known = self.known.get((candidate.name, candidate.version))
