@@ -6,3 +6,7 @@ from pathlib import Path
 DRIVER = Path(__file__).parent / "driver.py"
 # Its helper for the SBOM, copied in as /mb/lib/mb_linked.py.
 LINKED = Path(__file__).parent / "linked.py"
+# Runs PEP 517 hooks in forked processes, copied in as /mb/lib/mb_hookserver.py.
+HOOKSERVER = Path(__file__).parent / "hookserver.py"
+# What a failed build's cgroup says about its limits, copied in as /mb/lib/mb_limits.py.
+LIMITS = Path(__file__).parent / "limits.py"
