@@ -8,6 +8,7 @@ import re
 import shutil
 import stat
 import tarfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable
@@ -74,7 +75,8 @@ class Builder:
                 linked=linked_libraries(result.get("linked")),
             )
         finally:
-            folders.remove()
+            # Off the build slot: a build environment is thousands of files.
+            threading.Thread(target=folders.remove, name="remove job folders").start()
 
     def _build_spec(self, request: BuildRequest, folders: JobFolders,
                     wheel_mounts: list[Mount]) -> RunSpec:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -47,6 +48,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # What repairs platform wheels to manylinux tags (built from source like everything else).
+
+
+COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".rs", ".pyx", ".f", ".f90", ".go")
+
+
+def compiles(tree: Path) -> bool:
+    """Whether the tree holds sources a compiler builds (its build likely takes longer than a
+    pure one's): of builds that equally many others wait for, these go first."""
+    for _, _, files in os.walk(tree):
+        if any(name.endswith(COMPILED_SOURCES) for name in files):
+            return True
+    return False
 
 
 class PackageBuilder:
@@ -207,7 +220,10 @@ class PackageBuilder:
         memory = request.runtime.limits.memory
         waiting = time.monotonic()
         try:
-            with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0):
+            key = (canonicalize_name(source.name), Version(source.version))
+            compiled = compiles(source.tree)
+            with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0,
+                                priority=lambda: (run.tasks.graph.waiters(key), compiled)):
                 run.timeline.add(label, "wait-slot", waiting, time.monotonic())
                 run.reporter.activity(label, "building in container")
                 with run.timeline.span(label, "container") as parts:

@@ -14,12 +14,14 @@ which only the waiters inside a cycle through it take; everyone else waits for t
 from __future__ import annotations
 
 import contextvars
+import itertools
 import math
 import os
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import Any
 
 from mirror_builder.config.sizes import machine_memory
 
@@ -46,14 +48,26 @@ class BuildSlots:
         self._free_memory = self.memory
         self._condition = threading.Condition()
         self.running: dict[str, str] = {}
+        # Waiting for a slot: arrival number -> (jobs, memory, priority)
+        self._waiting: dict[int, tuple[int, int, Callable[[], Any]]] = {}
+        self._arrivals = itertools.count()
 
     @contextmanager
-    def slot(self, label: str, cpus: float | None = None, memory: int = 0) -> Iterator[None]:
+    def slot(self, label: str, cpus: float | None = None, memory: int = 0,
+             priority: Callable[[], Any] = lambda: 0) -> Iterator[None]:
+        """Hold a share of the budget for the block. Of the builds waiting that fit, the one
+        with the highest priority() (comparable values) goes first (then the first to come): a build that others
+        wait for goes before one nobody needs yet, so the critical path is not left waiting."""
         need_jobs = min(self.jobs, max(1, math.ceil(cpus or 1)))
         need_memory = min(self.memory, memory)
         with self._condition:
-            while self._free_jobs < need_jobs or self._free_memory < need_memory:
-                self._condition.wait()
+            me = next(self._arrivals)
+            self._waiting[me] = (need_jobs, need_memory, priority)
+            try:
+                while not self._fits(need_jobs, need_memory) or self._anyone_before(me):
+                    self._condition.wait()
+            finally:
+                del self._waiting[me]
             self._free_jobs -= need_jobs
             self._free_memory -= need_memory
             self.running[label] = "building"
@@ -65,6 +79,20 @@ class BuildSlots:
                 self._free_memory += need_memory
                 self.running.pop(label, None)
                 self._condition.notify_all()
+
+
+    def _fits(self, jobs: int, memory: int) -> bool:
+        return self._free_jobs >= jobs and self._free_memory >= memory
+
+    def _anyone_before(self, me: int) -> bool:
+        """Whether another waiting build that fits now goes before me."""
+        mine = self._waiting[me][2]()
+        for other, (jobs, memory, priority) in self._waiting.items():
+            if other != me and self._fits(jobs, memory):
+                theirs = priority()
+                if theirs > mine or (theirs == mine and other < me):
+                    return True
+        return False
 
 
 class CycleError(Exception):
@@ -98,6 +126,19 @@ class WaitGraph:
         finally:
             with self._lock:
                 self._edges.get(waiter, set()).discard(target)
+
+    def waiters(self, goal: Hashable) -> int:
+        """How many tasks wait for goal, directly or through others."""
+        with self._lock:
+            found: set[Hashable] = set()
+            todo = [goal]
+            while todo:
+                node = todo.pop()
+                for waiter, targets in self._edges.items():
+                    if node in targets and waiter not in found and waiter != goal:
+                        found.add(waiter)
+                        todo.append(waiter)
+            return len(found)
 
     def reaches(self, start: Hashable, goal: Hashable) -> bool:
         """Whether start waits, directly or through others, for goal (or is goal)."""

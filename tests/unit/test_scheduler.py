@@ -91,6 +91,35 @@ def test_a_package_asking_for_more_cpus_takes_more_of_the_budget():
     assert events == [("start", "big"), ("end", "big"), ("start", "small"), ("end", "small")]
 
 
+def test_a_free_slot_goes_to_the_build_that_most_tasks_wait_for_then_to_the_first_come():
+    slots = BuildSlots(jobs=1)
+    started = []
+    waiting_for = {"leaf": 0, "also-a-leaf": 0, "setuptools": 3}
+
+    def build(label):
+        with slots.slot(label, priority=lambda: waiting_for[label]):
+            started.append(label)
+
+    with slots.slot("the build under way"):
+        threads = []
+        for label in ("leaf", "also-a-leaf", "setuptools"):
+            threads.append(threading.Thread(target=build, args=(label,)))
+            threads[-1].start()
+            time.sleep(0.05)  # they arrive in this order
+    for thread in threads:
+        thread.join()
+    assert started == ["setuptools", "leaf", "also-a-leaf"]
+
+
+def test_the_wait_graph_counts_every_task_waiting_for_one_directly_or_through_others():
+    graph = WaitGraph()
+    with graph.waiting("markupsafe", "setuptools"), graph.waiting("jinja2", "markupsafe"), \
+            graph.waiting("flask", "flit-core"):
+        assert graph.waiters("setuptools") == 2
+        assert graph.waiters("flit-core") == 1
+        assert graph.waiters("flask") == 0
+
+
 def test_a_wait_that_closes_a_cycle_is_refused_with_the_cycle():
     graph = WaitGraph()
     with graph.waiting("a", "b"), graph.waiting("b", "c"):
