@@ -11,15 +11,15 @@ cd "$(dirname "$0")"
 demo=1
 [[ "${1:-}" == "--no-demo" ]] && demo=0
 
-# System packages: podman (driven through its API service), runc (crun fails on this kind of
-# machine's cgroup layout), mmdebstrap (base images come from Debian's packages: no registry is
+# System packages: podman (driven through its API service), crun and runc (crun starts a
+# container sooner, where the cgroup layout lets it; see below), mmdebstrap (base images come from Debian's packages: no registry is
 # reachable), patch (applies patches/), uidmap (podman's user namespace helpers), nginx and
 # openssl (the production recipe's web server, which the tests run on loopback with a
 # certificate they make; Debian may start its default site on port 80 as it installs nginx, which
 # the tests never use: each runs its own nginx with its own configuration), graphviz (serve's
 # web view draws each project's dependency graph with dot) and chromium (the tests load those
 # pages in a real headless browser).
-packages=(podman runc mmdebstrap uidmap patch ca-certificates nginx openssl graphviz chromium)
+packages=(podman crun runc mmdebstrap uidmap patch ca-certificates nginx openssl graphviz chromium)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 # Install those of the given Debian packages that are not installed yet.
 install_missing() {
@@ -34,6 +34,19 @@ install_missing() {
     fi
 }
 install_missing "${packages[@]}"
+
+# crun refuses a hybrid cgroup layout whose cgroup2 hierarchy holds a controller ("cgroups in
+# hybrid mode not supported"; no cgroup_manager setting changes that). On this kind of machine
+# that is hugetlb alone, which nothing uses there: it moves to a v1 hierarchy of its own, and
+# mirror-builder takes crun whenever the layout allows (sandbox/podman.py: oci_runtime), runc
+# otherwise (after a reboot, until this runs again).
+if [[ -r /sys/fs/cgroup/unified/cgroup.controllers && ! -e /sys/fs/cgroup/cgroup.controllers ]]; then
+    for controller in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
+        mkdir -p "/sys/fs/cgroup/$controller"
+        mount -t cgroup -o "$controller" cgroup "/sys/fs/cgroup/$controller" ||
+            echo "setup: could not give the $controller cgroup controller a v1 hierarchy; builds use runc"
+    done
+fi
 
 # Containers run in user namespaces of their own (podman's --userns=auto): podman gives each one
 # a slice of the subordinate ids of the name "containers" (no login account is needed), so uid
