@@ -34,6 +34,8 @@ from mirror_builder.resolve.target import TargetEnvironment
 log = logging.getLogger(__name__)
 
 GATHER_SECONDS = 1.0
+# Smoke-test containers at once (they run at a low CPU weight beside the builds).
+TESTERS = 2
 
 
 @dataclass
@@ -68,7 +70,13 @@ class Outcome:
 class Publisher:
     """Stages a run's built wheels and publishes each one that passes its smoke test (run by
     executor): its record goes to records, a failed one's to rejected; on_outcome is told of
-    each result."""
+    each result.
+
+    Testing and publishing are two steps. A wheel is tested as soon as every wheel of its
+    install closure is in the index or staged (built, whatever its own test says yet), beside
+    other batches; it is published once those staged wheels are published too (an install
+    cycle together), and held back if one of them fails. So no smoke test waits for another's
+    result, and the index never offers a wheel whose closure it lacks."""
 
     def __init__(self, index: WheelIndex, records: RecordStore, rejected: RecordStore,
                  executor: Executor, target: TargetEnvironment, limits: BuildSettings,
@@ -81,11 +89,14 @@ class Publisher:
         self.limits = limits
         self.on_outcome = on_outcome
         self.timeline = timeline or Timeline()
-        self._pending: list[Staged] = []
+        self._pending: list[Staged] = []  # waiting for its closure to be staged
+        self._testing: list[Staged] = []
+        self._passed: dict[str, tuple[Staged, SmokeResult]] = {}  # by pin: to be published
         self._accepted: list[Staged] = []
         self._rejected: dict[NormalizedName, str] = {}
-        self._lock = threading.Lock()  # guards the three above
-        self._running = threading.Lock()  # one batch of smoke tests at a time
+        self._lock = threading.Lock()  # guards the five above
+        self._testers = threading.BoundedSemaphore(TESTERS)
+        self._publishing = threading.Lock()  # one writer of the index at a time
         self._threads: list[threading.Thread] = []
         self._finishing = threading.Event()
 
@@ -103,23 +114,29 @@ class Publisher:
         closure needs a package in hold (waiting for review) are neither tested nor published:
         they are returned, and their job waits with them."""
         self._finishing.set()  # no more gathering: the run's builds are done
-        for thread in list(self._threads):
-            thread.join()
         held: list[Staged] = []
         with self._lock:
             for staged in list(self._pending):
                 if set(self._closure(staged, self._pool())[1]) & hold:
                     self._pending.remove(staged)
                     held.append(staged)
-        with self._running:
-            while True:
-                with self._lock:
-                    batch = self._take_ready() or self._take_held_back() or list(self._pending)
-                    for staged in batch:
-                        self._pending.remove(staged)
-                if not batch:
-                    break
-                self._process(batch)
+        # What is ready now is tested at once, beside the batches under way (not after them:
+        # this is the run's last step).
+        with self._lock:
+            batch = self._take_ready()
+            self._start_testing(batch)
+        if batch:
+            self._process(batch)
+        for thread in list(self._threads):
+            thread.join()
+        while True:
+            with self._lock:
+                batch = self._take_ready() or self._take_held_back() or list(self._pending)
+                self._start_testing(batch)
+            if not batch:
+                break
+            self._process(batch)
+        held += self._publish_what_can(final=True)
         return held
 
     # -- readiness -------------------------------------------------------------------------
@@ -127,27 +144,28 @@ class Publisher:
         # Gather: wheels staged moments apart share one container start (each start costs a
         # third of a second of CPU that the builds beside it would rather have).
         self._finishing.wait(GATHER_SECONDS)
-        while self._running.acquire(blocking=False):
-            batch: list[Staged] = []
-            try:
+        while True:
+            with self._testers:
                 with self._lock:
                     batch = self._take_ready()
-                    for staged in batch:
-                        self._pending.remove(staged)
+                    self._start_testing(batch)
                 if not batch:
                     return
-                self._process(batch)
-            except Exception as exc:  # noqa: BLE001 - on this thread, nobody else would see it
-                for staged in batch:
-                    self._could_not_publish(staged, SmokeResult(staged.wheel.name, "failed"), exc)
-            finally:
-                self._running.release()
+                try:
+                    self._process(batch)
+                except Exception as exc:  # noqa: BLE001 - on this thread, nobody else would see it
+                    for staged in batch:
+                        self._could_not_publish(staged, SmokeResult(staged.wheel.name, "failed"),
+                                                exc)
+
+    def _start_testing(self, batch: list[Staged]) -> None:
+        for staged in batch:
+            self._pending.remove(staged)
+            self._testing.append(staged)
 
     def _take_ready(self) -> list[Staged]:
-        """Wheels whose whole install closure is in the index, published here or staged: they
-        are tested together, in one container start, and one whose closure holds a wheel that
-        fails its own test is held back with it (_hold_back_dependents). Testing a chain one
-        link at a time put a container start per link after the run's last build."""
+        """Wheels whose whole install closure is in the index or staged: a wheel is tested with
+        the staged wheels it needs, whether or not their own tests are done."""
         pool = self._pool()
         return [s for s in self._pending if not self._closure(s, pool)[1]]
 
@@ -157,7 +175,8 @@ class Publisher:
         return [s for s in self._pending if self._closure(s, pool)[0] & set(self._rejected)]
 
     def _pool(self, *more: Staged) -> dict[NormalizedName, list[Staged]]:
-        return _by_name([*self._pending, *self._accepted, *more])
+        return _by_name([*self._pending, *self._testing, *(s for s, _ in self._passed.values()),
+                         *self._accepted, *more])
 
     def _closure(self, staged: Staged, pool: dict[NormalizedName, list[Staged]]
                  ) -> tuple[set[NormalizedName], list[NormalizedName]]:
@@ -195,11 +214,32 @@ class Publisher:
 
     # -- testing and publishing ------------------------------------------------------------
     def _process(self, batch: list[Staged]) -> None:
+        """Test the batch (taken off pending onto testing), then publish what can be."""
+        try:
+            results = self._test(batch)
+        except BaseException:
+            with self._lock:
+                for staged in batch:
+                    self._testing.remove(staged)
+            raise
+        failed = []
         with self._lock:
-            held = {s.pin: sorted(self._closure(s, self._pool(*batch))[0]
-                                  & set(self._rejected)) for s in batch}
-            staged_wheels = [s.wheel for s in self._pending] + \
-                [s.wheel for s in self._accepted] + [s.wheel for s in batch]
+            for staged in batch:
+                self._testing.remove(staged)
+                result = results[staged.wheel.name]
+                if result.status == "failed":
+                    failed.append(staged)
+                else:
+                    self._passed[staged.pin] = (staged, result)
+        for staged in failed:
+            self._publish_one(staged, results[staged.wheel.name])
+        self._publish_what_can()
+
+    def _test(self, batch: list[Staged]) -> dict[str, SmokeResult]:
+        with self._lock:
+            pool = self._pool()
+            held = {s.pin: sorted(self._closure(s, pool)[0] & set(self._rejected)) for s in batch}
+            staged_wheels = [s.wheel for group in pool.values() for s in group]
         results: dict[str, SmokeResult] = {}
         to_test = []
         for staged in batch:
@@ -216,28 +256,85 @@ class Publisher:
                 to_test.append(staged)
         for image in {s.image.tag: s.image for s in to_test}.values():
             group = [s for s in to_test if s.image.tag == image.tag]
-            log_path = group[0].log_path.parent / f"smoke-{group[0].name}-{group[0].version}.log"
-            log.info("smoke-testing %s", ", ".join(s.pin for s in group))
-            with self.timeline.span(", ".join(s.pin for s in group), "smoke") as parts:
-                parts["wheels"] = len(group)
-                results |= self.executor.smoke_test(SmokeRequest(
-                    image, self.index.layout, tuple(staged_wheels),
-                    tuple(SmokeTest(s.wheel, s.imports or ()) for s in group), self.limits,
-                    log_path))
-            # The smoke test's output goes into each failed wheel's own log.
-            text = log_path.read_text(errors="replace") if log_path.is_file() else ""
-            for staged in group:
-                if results[staged.wheel.name].status != "passed":
-                    with staged.log_path.open("a") as out:
-                        out.write(f"\n[mirror-builder] smoke test of {staged.wheel.name}\n{text}")
-            log_path.unlink(missing_ok=True)
-        self._hold_back_dependents(batch, results)
-        for staged in batch:
-            try:
-                with self.timeline.span(staged.pin, "publish"):
-                    self._settle(staged, results[staged.wheel.name])
-            except (OSError, MirrorBuilderError) as exc:
-                self._could_not_publish(staged, results[staged.wheel.name], exc)
+            results |= self._smoke_test(image, group, staged_wheels)
+        return results
+
+    def _smoke_test(self, image: ImageRef, group: list[Staged],
+                    staged_wheels: list[Path]) -> dict[str, SmokeResult]:
+        log_path = group[0].log_path.parent / f"smoke-{group[0].name}-{group[0].version}.log"
+        log.info("smoke-testing %s", ", ".join(s.pin for s in group))
+        with self.timeline.span(", ".join(s.pin for s in group), "smoke") as parts:
+            parts["wheels"] = len(group)
+            results = self.executor.smoke_test(SmokeRequest(
+                image, self.index.layout, tuple(staged_wheels),
+                tuple(SmokeTest(s.wheel, s.imports or ()) for s in group), self.limits, log_path))
+        # The smoke test's output goes into each failed wheel's own log.
+        text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+        for staged in group:
+            if results[staged.wheel.name].status != "passed":
+                with staged.log_path.open("a") as out:
+                    out.write(f"\n[mirror-builder] smoke test of {staged.wheel.name}\n{text}")
+        log_path.unlink(missing_ok=True)
+        return results
+
+    def _publish_what_can(self, final: bool = False) -> list[Staged]:
+        """Publish the passed wheels whose staged closure is published or publishable with them;
+        hold back those that need a wheel that failed. final: nothing is pending or under test
+        any more; a passed wheel that needs what was never published (waiting for review) is
+        returned, held."""
+        with self._publishing:
+            while True:
+                with self._lock:
+                    publish, held_back = self._publishable()
+                if not publish and not held_back:
+                    break
+                for staged, result in held_back:
+                    self._publish_one(staged, result)
+                for staged, result in publish:
+                    self._publish_one(staged, result)
+            if not final:
+                return []
+            with self._lock:
+                left = [staged for staged, _ in self._passed.values()]
+                self._passed.clear()
+            return left
+
+    def _publishable(self) -> tuple[list[tuple[Staged, SmokeResult]],
+                                    list[tuple[Staged, SmokeResult]]]:
+        """Of the passed wheels: those to publish now, and those to hold back (failed)."""
+        pool = self._pool()
+        members = {pin: self._closure(staged, pool)[0] for pin, (staged, _) in self._passed.items()}
+        held_back = []
+        for pin, (staged, result) in self._passed.items():
+            failed = sorted(members[pin] & set(self._rejected))
+            if failed:
+                reasons = "; ".join(f"{n} ({self._rejected[n]})" for n in failed)
+                held_back.append((staged, dataclasses.replace(
+                    result, status="failed", error=f"held back: it requires {reasons}")))
+        if held_back:
+            return [], held_back
+        unsettled = {s.name for s in [*self._pending, *self._testing]}
+        ready = dict(self._passed)
+        changed = True
+        while changed:  # drop those that need a wheel that is not ready itself
+            changed = False
+            ready_names = {staged.name for staged, _ in ready.values()}
+            accepted = {s.name for s in self._accepted}
+            for pin in list(ready):
+                needs = members[pin] - accepted - {ready[pin][0].name}
+                if needs & unsettled or not needs <= ready_names:
+                    del ready[pin]
+                    changed = True
+        return list(ready.values()), []
+
+    def _publish_one(self, staged: Staged, result: SmokeResult) -> None:
+        with self._lock:
+            self._passed.pop(staged.pin, None)
+        try:
+            with self.timeline.span(staged.pin, "publish"):
+                self._settle(staged, result)
+        except (OSError, MirrorBuilderError) as exc:
+            self._could_not_publish(staged, result, exc)
 
     def _could_not_publish(self, staged: Staged, result: SmokeResult, exc: Exception) -> None:
         """Publishing failed (a full disk, say): the package's failure. Every file is renamed
@@ -248,28 +345,6 @@ class Publisher:
             self._rejected[staged.name] = failed.error
         log.error("%s: %s", staged.pin, failed.error)
         self.on_outcome(Outcome(staged, failed, None))
-
-    def _hold_back_dependents(self, batch: list[Staged], results: dict[str, SmokeResult]) -> None:
-        """Wheels tested together (a wheel and the staged wheels its closure holds, or an
-        install cycle) may have passed with one that failed: those cannot be published without
-        it, and say why in the words a later batch would."""
-        pool = self._pool(*batch)
-        changed = True
-        while changed:
-            changed = False
-            failed = dict(self._rejected) | {
-                s.name: _why_not(results[s.wheel.name]) for s in batch
-                if results[s.wheel.name].status == "failed"}
-            for staged in batch:
-                result = results[staged.wheel.name]
-                if result.status == "failed":
-                    continue
-                needs = sorted(self._closure(staged, pool)[0] & set(failed))
-                if needs:
-                    reasons = "; ".join(f"{n} ({failed[n]})" for n in needs)
-                    results[staged.wheel.name] = dataclasses.replace(
-                        result, status="failed", error=f"held back: it requires {reasons}")
-                    changed = True
 
     def _settle(self, staged: Staged, result: SmokeResult) -> None:
         published = None

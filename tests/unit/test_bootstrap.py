@@ -823,6 +823,71 @@ def test_a_wheel_waits_for_the_version_of_a_dependency_it_requires_not_just_the_
     assert index.entries("httpx2")
 
 
+def test_a_wheel_is_tested_while_its_dependency_still_is_and_published_only_after_it(tmp_path):
+    """app needs dep: app's test need not wait for dep's, but the index gets app only once
+    dep is in it; and when dep then fails, app is held back although it passed."""
+    import threading
+    import time
+
+    from mirror_builder.build.request import SmokeResult
+    from mirror_builder.config.settings import BuildSettings
+    from mirror_builder.index import publisher as publishing
+    from mirror_builder.index.publisher import Publisher, Staged
+    from test_index import make_wheel
+
+    index = WheelIndex(tmp_path / "out")
+    image = ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test")
+    dep_may_finish, app_tested = threading.Event(), threading.Event()
+    outcomes = []
+
+    class Tester:
+        def smoke_test(self, request):
+            names = [t.wheel.name.split("-")[0] for t in request.tests]
+            if names == ["dep"]:
+                assert dep_may_finish.wait(10)
+                return {t.wheel.name: SmokeResult(t.wheel.name, "failed", error="import dep failed")
+                        for t in request.tests}
+            app_tested.set()
+            return {t.wheel.name: SmokeResult(t.wheel.name, "passed") for t in request.tests}
+
+    class Records:
+        def write(self, record, log_path):
+            pass
+
+        def copy_statement(self, record, dest):
+            pass
+
+    def staged(name, requires=()):
+        wheel = make_wheel(tmp_path / "staged", f"{name}-1.0-py3-none-any.whl")
+        log_path = tmp_path / "logs" / f"{name}.log"
+        log_path.parent.mkdir(exist_ok=True)
+        log_path.write_text("log\n")
+        return Staged(name=name, version="1.0", chain=(), wheel=wheel, record={
+            "name": name, "wheel": wheel.name, "build_env": {"freeze": []}}, requires_python=None,
+            requires_dist=tuple(requires), log_path=log_path, image=image, imports=(name,),
+            publish_source=lambda: None)
+
+    publisher = Publisher(index=index, records=Records(), rejected=Records(), executor=Tester(),
+                          target=TARGET, limits=BuildSettings(), on_outcome=outcomes.append)
+    old_gather, publishing.GATHER_SECONDS = publishing.GATHER_SECONDS, 0.0
+    try:
+        publisher.submit(staged("dep"))
+        time.sleep(0.3)  # dep's test is under way
+        publisher.submit(staged("app", ["dep"]))
+        assert app_tested.wait(10)
+        time.sleep(0.2)
+        assert index.entries("app") == []  # passed, but dep is not in the index yet
+        dep_may_finish.set()
+        publisher.finish()
+    finally:
+        publishing.GATHER_SECONDS = old_gather
+    by_name = {o.staged.name: o for o in outcomes}
+    assert by_name["dep"].published is None and by_name["app"].published is None
+    assert by_name["app"].result.error == \
+        "held back: it requires dep (failed its smoke test: import dep failed)"
+    assert index.entries("app") == [] and index.entries("dep") == []
+
+
 def test_the_executor_gets_each_file_by_its_content_and_a_request_that_survives_json(bootstrap):
     import hashlib
 
