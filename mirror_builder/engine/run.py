@@ -51,7 +51,7 @@ from mirror_builder.errors import (BuildError, PackageError, RebuildError, Resol
                                    SourceError, UpstreamError)
 from mirror_builder.files import failed_write, sha256_of
 from mirror_builder.index.views import sync_from_source
-from mirror_builder.index.publisher import Outcome as PublishOutcome, Publisher
+from mirror_builder.index.publisher import Outcome as PublishOutcome, Pacing, Publisher
 from mirror_builder.jobs.log import Job, JobLog
 from mirror_builder.jobs.review import NeedsReview
 from mirror_builder.jobs.triggers import JobPolicy, RebuildRequest
@@ -117,7 +117,8 @@ class BootstrapRun:
             rejected=RecordStore(self.index.layout.rejected_records, services.signer,
                                  output=self.index.layout),
             executor=services.executor, target=self.target,
-            limits=settings.build, on_outcome=self._published, timeline=self.timeline)
+            limits=settings.build, on_outcome=self._published,
+            pacing=Pacing(self.timeline, lambda label: self.slots.slot(label, priority=lambda: (0, True))))
 
     # -- the two ways in -------------------------------------------------------------------
     def bootstrap(self, requirements: Sequence[Requirement]) -> BootstrapReport:

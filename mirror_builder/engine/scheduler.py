@@ -21,7 +21,6 @@ import threading
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Any
 
 from mirror_builder.config.sizes import machine_memory
 
@@ -49,14 +48,14 @@ class BuildSlots:
         self._condition = threading.Condition()
         self.running: dict[str, str] = {}
         # Waiting for a slot: arrival number -> (jobs, memory, priority)
-        self._waiting: dict[int, tuple[int, int, Callable[[], Any]]] = {}
+        self._waiting: dict[int, tuple[int, int, Callable[[], tuple]]] = {}
         self._arrivals = itertools.count()
 
     @contextmanager
     def slot(self, label: str, cpus: float | None = None, memory: int = 0,
-             priority: Callable[[], Any] = lambda: 0) -> Iterator[None]:
+             priority: Callable[[], tuple] = lambda: (0,)) -> Iterator[None]:
         """Hold a share of the budget for the block. Of the builds waiting that fit, the one
-        with the highest priority() (comparable values) goes first (then the first to come): a build that others
+        with the highest priority() (a tuple) goes first (then the first to come): a build that others
         wait for goes before one nobody needs yet, so the critical path is not left waiting."""
         need_jobs = min(self.jobs, max(1, math.ceil(cpus or 1)))
         need_memory = min(self.memory, memory)

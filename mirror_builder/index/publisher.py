@@ -14,7 +14,8 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -61,6 +62,16 @@ class Staged:
 
 
 @dataclass(frozen=True)
+class Pacing:
+    """How the publisher shares its run: the timeline its smoke tests and publishing go on, and
+    the slot a smoke test holds while it runs (the run's build slots, behind every build that
+    waits, so that tests fill the slots builds leave idle instead of crowding them)."""
+
+    timeline: Timeline = field(default_factory=Timeline)
+    slot: Callable[[str], AbstractContextManager] = lambda label: nullcontext()
+
+
+@dataclass(frozen=True)
 class Outcome:
     staged: Staged
     result: SmokeResult
@@ -80,7 +91,7 @@ class Publisher:
 
     def __init__(self, index: WheelIndex, records: RecordStore, rejected: RecordStore,
                  executor: Executor, target: TargetEnvironment, limits: BuildSettings,
-                 on_outcome: Callable[[Outcome], None], timeline: Timeline | None = None) -> None:
+                 on_outcome: Callable[[Outcome], None], pacing: Pacing | None = None) -> None:
         self.index = index
         self.records = records
         self.rejected = rejected
@@ -88,7 +99,8 @@ class Publisher:
         self.target = target
         self.limits = limits
         self.on_outcome = on_outcome
-        self.timeline = timeline or Timeline()
+        self.pacing = pacing or Pacing()
+        self.timeline = self.pacing.timeline
         self._pending: list[Staged] = []  # waiting for its closure to be staged
         self._testing: list[Staged] = []
         self._passed: dict[str, tuple[Staged, SmokeResult]] = {}  # by pin: to be published
@@ -263,7 +275,9 @@ class Publisher:
                     staged_wheels: list[Path]) -> dict[str, SmokeResult]:
         log_path = group[0].log_path.parent / f"smoke-{group[0].name}-{group[0].version}.log"
         log.info("smoke-testing %s", ", ".join(s.pin for s in group))
-        with self.timeline.span(", ".join(s.pin for s in group), "smoke") as parts:
+        label = ", ".join(s.pin for s in group)
+        with self.pacing.slot(f"smoke test of {label}"), \
+                self.timeline.span(label, "smoke") as parts:
             parts["wheels"] = len(group)
             results = self.executor.smoke_test(SmokeRequest(
                 image, self.index.layout, tuple(staged_wheels),

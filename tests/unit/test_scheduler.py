@@ -97,7 +97,7 @@ def test_a_free_slot_goes_to_the_build_that_most_tasks_wait_for_then_to_the_firs
     waiting_for = {"leaf": 0, "also-a-leaf": 0, "setuptools": 3}
 
     def build(label):
-        with slots.slot(label, priority=lambda: waiting_for[label]):
+        with slots.slot(label, priority=lambda: (waiting_for[label],)):
             started.append(label)
 
     with slots.slot("the build under way"):
