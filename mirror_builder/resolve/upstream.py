@@ -14,8 +14,10 @@ nor HTML, a malformed sha256) is an error naming the page and is never cached (r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
@@ -97,6 +99,8 @@ class UpstreamIndex:
         self._prefetch_slots = threading.BoundedSemaphore(PREFETCH_THREADS)
         self._prefetched: set[Hashable] = set()
         self._in_flight: dict[str, Future] = {}
+        # What _fetch read: key -> (its cache file's signature, the answer, when stored)
+        self._answers: dict[str, tuple[Any, Any, float]] = {}
 
     # -- answering ahead ---------------------------------------------------------------------
     def prefetch(self, key: Hashable, fetch_it: Callable[[], object]) -> None:
@@ -121,11 +125,9 @@ class UpstreamIndex:
         """fetch_it(), unless another thread is fetching key right now: then its answer."""
         with self._prefetch_lock:
             running = self._in_flight.get(key)
-            if running is None:
+            mine = running is None
+            if mine:
                 running = self._in_flight[key] = Future()
-                mine = True
-            else:
-                mine = False
         if not mine:
             return running.result()
         try:
@@ -138,6 +140,31 @@ class UpstreamIndex:
         finally:
             with self._prefetch_lock:
                 self._in_flight.pop(key, None)
+
+    def _fetch(self, url: str, accept: str, max_age: float | None,
+               read: Callable[[dict[str, Any]], T]) -> Fetched[T]:
+        """resolve.cache.fetch, once at a time per URL; and an answer read from the cache is
+        kept in memory while its file is unchanged and it is within max_age: the resolutions
+        of a run ask for the same documents again and again, and PyPI's JSON ones are big."""
+        key = f"{url} {accept}"
+        if max_age is not None:
+            with self._prefetch_lock:
+                kept = self._answers.get(key)
+            if kept is not None and kept[0] == _signature(self.cache.path(url)) and \
+                    time.time() - kept[2] <= max_age:
+                answer = kept[1]
+                return dataclasses.replace(answer, had_previous=True, previous=answer.value,
+                                           previous_status=answer.entry.get("status"),
+                                           how="cached")
+
+        def fetch_it() -> Fetched[T]:
+            fetched = fetch(self.cache, self.transport, url, accept, max_age, read)
+            stored = fetched.entry.get("stored", time.time())
+            with self._prefetch_lock:
+                self._answers[key] = (_signature(self.cache.path(url)), fetched, stored)
+            return fetched
+
+        return self._once(f"{key} {max_age}", fetch_it)
 
     # HTTP requests made (attempts included), 200 answers (pages, metadata and downloads
     # alike) and 304 answers; file:// URLs count in none.
@@ -180,8 +207,7 @@ class UpstreamIndex:
 
     def _project_page(self, name: str, max_age: float | None) -> Fetched[list[DistributionFile]]:
         url = urllib.parse.urljoin(self.index_url, f"{canonicalize_name(name)}/")
-        return self._once(f"{url} {max_age}", lambda: fetch(self.cache, self.transport, url,
-                                                             ACCEPT, max_age, _files_on))
+        return self._fetch(url, ACCEPT, max_age, _files_on)
 
     # -- release times ---------------------------------------------------------------------
     def release_times(self, name: str) -> dict[Version, datetime]:
@@ -289,14 +315,20 @@ class UpstreamIndex:
         """A JSON API document (None for a 404), cached and revalidated like project pages.
         An answer that is not a JSON object with an "info" object is an UpstreamError and is
         not cached."""
-        return self._once(f"{url} {max_age}", lambda: fetch(
-            self.cache, self.transport, url, "application/json", max_age,
-            metadata.json_api_document_of))
+        return self._fetch(url, "application/json", max_age, metadata.json_api_document_of)
 
     def download(self, file: DistributionFile, dest_dir: Path) -> Path:
         """Download a file under dest_dir, checking its sha256; reuse a verified earlier copy
         (resolve.downloads)."""
         return download(self.transport, file, dest_dir)
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _files_on(entry: dict[str, Any]) -> list[DistributionFile]:

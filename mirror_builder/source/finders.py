@@ -114,6 +114,20 @@ class UpstreamFinder:
                                version=str(candidate.version)) from exc
 
     def _sdist_requires(self, candidate: Candidate) -> list[str] | None:
+        """Requires-Dist from the sdist's PKG-INFO when reliable, remembered by the sdist's
+        sha256 (reading it means unpacking the tarball up to PKG-INFO, on every run)."""
+        sha256 = candidate.file.sha256
+        key = f"sdist-requires:{sha256}"
+        if sha256:
+            known = self.upstream.cache.get(key, None)  # a file's content never changes
+            if known is not None:
+                return known["requires"]
+        requires = self._read_sdist_requires(candidate)
+        if sha256:
+            self.upstream.cache.put(key, requires=requires)
+        return requires
+
+    def _read_sdist_requires(self, candidate: Candidate) -> list[str] | None:
         # PEP 643: an sdist's PKG-INFO is reliable from Metadata-Version 2.2 unless it marks
         # Requires-Dist as dynamic.
         try:
