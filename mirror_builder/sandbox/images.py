@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mirror_builder.config.settings import TargetSettings
 from mirror_builder.errors import ContainerError
-from mirror_builder.files import sha256_of
+from mirror_builder.files import atomic_write_text, sha256_of
 from mirror_builder.resolve.target import PROBE_SCRIPT
 from mirror_builder.sandbox import imagenames
 from mirror_builder.sandbox.debcontents import DEBIAN_MIRROR
@@ -78,7 +78,7 @@ class ImageManager:
         base_id = self.podman.image_id(base_tag) or ""
         uv_binary = self._uv_for(target.arch)
         containerfile_sha = hashlib.sha256(content).hexdigest()
-        tag = imagenames.image_tag(target, content, sha256_of(uv_binary), base_id)
+        tag = imagenames.image_tag(target, content, self._digest(uv_binary), base_id)
         image_id = self.podman.image_id(tag)
         if image_id is None:
             log.info("building image %s for target %s (a few minutes, once)", tag, target.name)
@@ -95,6 +95,23 @@ class ImageManager:
         return ImageRef(tag=tag, id=image_id, base=f"{base_tag}@{base_id}",
                         containerfile=str(containerfile), containerfile_sha256=containerfile_sha,
                         target=target.name, system_packages=self._system_packages(tag, image_id))
+
+    def _digest(self, path: Path) -> str:
+        """sha256 of a file, remembered by its path, size and modification time: uv's binary is
+        40 MB, and hashing it on every run took 50 ms of each one's start."""
+        stat = path.stat()
+        key = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+        known_file = self.cache_dir / "digests.json"
+        try:
+            known = json.loads(known_file.read_text())
+        except (OSError, ValueError):
+            known = {}
+        known = known if isinstance(known, dict) else {}
+        if not isinstance(known.get(key), str):
+            known[key] = sha256_of(path)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(known_file, json.dumps(known))
+        return known[key]
 
     def _system_packages(self, tag: str, image_id: str) -> tuple[str, ...]:
         """dpkg's list of the image's packages with versions, read once per image."""
