@@ -2,30 +2,43 @@
 
     .venv/bin/python benchmarks/bootstrap_vs_fromager.py [--tree REQ ...] [--rounds N]
 
-For each tree, in alternating order, both tools bootstrap it from cold caches (fresh output,
-sdists, index answers and uv cache; mirror-builder keeps its images, which fromager has no
-equivalent of). Printed per tree: wall time, CPU time (the whole machine's, from /proc/stat,
-because our builds run in containers that are not our child processes) and the ratios. Then
-mirror-builder's warm re-run of the same tree and its per-package overhead (container start and
-build environment set-up) against the package's own build time, from the build records.
+Two pairings, each tool from cold caches (fresh output, sdists, index answers and uv cache;
+mirror-builder keeps its images, which fromager has no equivalent of), in alternating order:
 
-fromager is installed from PyPI into its own venv (benchmarks/.fromager-venv) on first use.
-Targets (issue 6, on our 2-core machines): cold wall time at most 1.0x fromager's; a warm
-re-run of the flask tree under 3 s; overhead under 1 s per package (median).
+  fromager 0.77 (the newest for bookworm's Python 3.11, from PyPI in its own venv on this host)
+      against mirror-builder building for bookworm-x86_64;
+  the newest fromager (it needs Python >= 3.12: run in a trixie container with Python 3.13 and
+      network, benchmarks/fromager_container.py; its own time is measured inside, without the
+      container's start) against mirror-builder building for trixie-x86_64.
+
+Printed per tree: wall time and the ratios; the whole machine's CPU time (from /proc/stat, since
+builds run in containers, not child processes); mirror-builder's warm re-run; then, from the
+runs' --timeline files (benchmarks/phases.py), where mirror-builder's time went, the overhead
+per package and the build slots' use over time.
+
+Goals (issue 19, on our 2-core machines): flask <= 0.5x and stevedore, markupsafe <= 0.7x of
+both fromagers, cold; warm re-run of flask < 1 s; overhead per package <= 0.45 s (median).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import phases  # noqa: E402  (benchmarks/phases.py)
+from fromager_container import (ensure_fromager as ensure_trixie_fromager,  # noqa: E402
+                                fromager_version, fromager_wheels, newest_trixie_image,
+                                run_fromager_in_container)
 
 REPO = Path(__file__).resolve().parent.parent
 FROMAGER_VENV = REPO / "benchmarks" / ".fromager-venv"
@@ -83,20 +96,84 @@ def mirror_builder_settings(work: Path, images_cache: Path) -> Path:
     return settings
 
 
-def run_mirror_builder(tree: str, work: Path, settings: Path, log: str) -> tuple[float, float, int]:
+def run_mirror_builder(tree: str, work: Path, target: str, log: str) -> tuple[float, float, int]:
+    settings = work / "settings.yaml"
     return timed([sys.executable, "-m", "mirror_builder", "--settings", str(settings), "bootstrap",
-                  tree, "-o", "out"], work, clean_env(), work / log)
+                  tree, "-o", "out", "--target", target, "--timeline", f"{log}.timeline.json"],
+                 work, clean_env(), work / f"{log}.log")
 
 
-def overheads(output: Path) -> list[tuple[float, float]]:
-    """(container and environment overhead, own build time) for each built package."""
-    found = []
-    for path in output.glob("records/*/*.build.json"):
-        timings = json.loads(path.read_text()).get("timings", {})
-        if "container" in timings:
-            own = timings.get("get_requires", 0) + timings.get("build_wheel", 0)
-            found.append((timings["container"] - own, own))
-    return found
+@dataclass
+class TreeRun:
+    tree: str
+    figures: dict[str, tuple[float, float, int]] = field(default_factory=dict)
+    wheels: dict[str, int] = field(default_factory=dict)
+    warm: float = 0.0
+    timeline: dict | None = None
+    output: Path | None = None
+
+
+def one_tree(tree: str, root: Path, images_cache: Path, flip: bool, trixie: str) -> TreeRun:
+    """The four cold runs of a tree (in an order that flips each time) and the warm re-run."""
+    run = TreeRun(tree)
+    for name in ("fromager-old", "fromager-new", "mb-bookworm", "mb-trixie"):
+        (root / name).mkdir()
+    mirror_builder_settings(root / "mb-bookworm", images_cache)
+    mirror_builder_settings(root / "mb-trixie", images_cache)
+    steps = {
+        "fromager-old": lambda: run_fromager(tree, root / "fromager-old"),
+        "mb-bookworm": lambda: run_mirror_builder(tree, root / "mb-bookworm", "bookworm-x86_64",
+                                                  "cold"),
+        "fromager-new": lambda: run_fromager_in_container(tree, root / "fromager-new", trixie),
+        "mb-trixie": lambda: run_mirror_builder(tree, root / "mb-trixie", "trixie-x86_64", "cold"),
+    }
+    order = list(steps)
+    order = [order[i ^ 1] for i in range(4)] if flip else order
+    for name in order:
+        run.figures[name] = steps[name]()
+        if run.figures[name][2] != 0:
+            kept = Path(tempfile.mkdtemp(prefix="bench-failed-"))
+            shutil.copytree(root / name, kept / name, dirs_exist_ok=True)
+            print(f"!! {name} failed on {tree}; its files are in {kept}", flush=True)
+    run.warm = run_mirror_builder(tree, root / "mb-bookworm", "bookworm-x86_64", "warm")[0]
+    run.wheels = {
+        "fromager-old": len(list((root / "fromager-old/wheels/downloads").glob("*.whl"))),
+        "fromager-new": fromager_wheels(root / "fromager-new"),
+        "mb-bookworm": len(list((root / "mb-bookworm/out/files").glob("*/*.whl"))),
+        "mb-trixie": len(list((root / "mb-trixie/out/files").glob("*/*.whl")))}
+    timeline = root / "mb-bookworm" / "cold.timeline.json"
+    run.timeline = phases.load(timeline) if timeline.is_file() else None
+    return run
+
+
+def report(runs: list[TreeRun], old: str, new: str) -> None:
+    print(f"\n{'tree':20} {'wheels':>7} | {'fromager ' + old:>14} {'mirror-b.':>9} {'ratio':>6} | "
+          f"{'fromager ' + new:>15} {'mirror-b.':>9} {'ratio':>6} | {'warm':>5}")
+    print(f"{'':20} {'':>7} | {'(bookworm, 3.11)':>30} {'':>6} | {'(trixie, 3.13)':>31} {'':>6} |")
+    for run in runs:
+        f = {name: figures[0] for name, figures in run.figures.items()}
+        print(f"{run.tree:20} {run.wheels['mb-bookworm']:>3}/{run.wheels['fromager-old']:<3} | "
+              f"{f['fromager-old']:>13.1f}s {f['mb-bookworm']:>8.1f}s "
+              f"{f['mb-bookworm'] / f['fromager-old']:>5.2f}x | {f['fromager-new']:>14.1f}s "
+              f"{f['mb-trixie']:>8.1f}s {f['mb-trixie'] / f['fromager-new']:>5.2f}x | "
+              f"{run.warm:>4.1f}s")
+    print("\nthe whole machine's CPU seconds in the same runs (bookworm pair, trixie pair):")
+    for run in runs:
+        c = {name: figures[1] for name, figures in run.figures.items()}
+        print(f"  {run.tree:20} {c['fromager-old']:>6.1f} / {c['mb-bookworm']:<6.1f} "
+              f"{c['fromager-new']:>10.1f} / {c['mb-trixie']:<6.1f}")
+    rows: list[phases.PackageTime] = []
+    for run in runs:
+        if run.timeline is not None:
+            rows += phases.print_breakdown(run.timeline, f"{run.tree}, bookworm-x86_64, cold")
+            print(phases.slot_chart(run.timeline))
+    if rows:
+        print(f"\noverhead per package over every tree: median "
+              f"{statistics.median(r.overhead for r in rows):.2f} s against a median "
+              f"{statistics.median(r.own for r in rows):.2f} s of the backends' own hooks "
+              f"({len(rows)} builds)")
+    print("goals: flask <= 0.5x, stevedore and markupsafe <= 0.7x (both fromagers); warm flask "
+          "< 1 s; overhead <= 0.45 s (median)")
 
 
 def main() -> None:
@@ -107,48 +184,21 @@ def main() -> None:
     trees = args.tree or TREES
     images_cache = Path(os.path.expanduser("~/.cache/mirror-builder/images"))
     ensure_fromager()
-    results = []
+    trixie = newest_trixie_image()
+    ensure_trixie_fromager(trixie)
+    old = subprocess.run([str(FROMAGER_VENV / "bin" / "python"), "-c",
+                          "import importlib.metadata as m; print(m.version('fromager'))"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    print(f"fromager {old} (host venv) and {fromager_version()} ({trixie}); "
+          f"machine: {os.cpu_count()} cores, {platform.platform()}", flush=True)
+    runs = []
     for round_number in range(args.rounds):
         for index, tree in enumerate(trees):
             with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-                root = Path(tmp)
-                (root / "fromager").mkdir()
-                (root / "mb").mkdir()
-                settings = mirror_builder_settings(root / "mb", images_cache)
-                order = ["fromager", "mb"] if (index + round_number) % 2 == 0 else ["mb", "fromager"]
-                figures = {}
-                for tool in order:
-                    if tool == "fromager":
-                        figures[tool] = run_fromager(tree, root / "fromager")
-                    else:
-                        figures[tool] = run_mirror_builder(tree, root / "mb", settings, "cold.log")
-                warm = run_mirror_builder(tree, root / "mb", settings, "warm.log")
-                wheels = len(list((root / "mb" / "out" / "files").glob("*/*.whl")))
-                fromager_wheels = len(list((root / "fromager" / "wheels" / "downloads").glob("*.whl")))
-                results.append((tree, figures, warm, overheads(root / "mb" / "out"), wheels,
-                                fromager_wheels))
-                for tool, (_, _, code) in figures.items():
-                    if code != 0:
-                        print(f"!! {tool} failed on {tree}; see its log in a kept copy", flush=True)
-                        shutil.copytree(root, Path(tempfile.mkdtemp(prefix="bench-failed-")),
-                                        dirs_exist_ok=True)
-
-    print(f"\n{'tree':22} {'wheels':>7} {'fromager':>10} {'mirror-b.':>10} {'ratio':>6} "
-          f"{'CPU fromager':>13} {'CPU mirror-b.':>14} {'ratio':>6} {'warm':>6}")
-    all_overheads = []
-    for tree, figures, warm, found, wheels, fromager_wheels in results:
-        (f_wall, f_cpu, _), (m_wall, m_cpu, _) = figures["fromager"], figures["mb"]
-        all_overheads += found
-        print(f"{tree:22} {wheels:>3}/{fromager_wheels:<3} {f_wall:>9.1f}s {m_wall:>9.1f}s "
-              f"{m_wall / f_wall:>5.2f}x {f_cpu:>12.1f}s {m_cpu:>13.1f}s {m_cpu / max(f_cpu, 0.01):>5.2f}x "
-              f"{warm[0]:>5.1f}s")
-    if all_overheads:
-        median_overhead = statistics.median(o for o, _ in all_overheads)
-        median_own = statistics.median(b for _, b in all_overheads)
-        print(f"\nper-package overhead (container start, environment set-up): median "
-              f"{median_overhead:.2f} s, against a median own build time of {median_own:.2f} s "
-              f"({len(all_overheads)} builds)")
-    print("targets: cold ratio <= 1.0; warm flask < 3 s; overhead < 1 s (median)")
+                runs.append(one_tree(tree, Path(tmp), images_cache,
+                                     flip=(index + round_number) % 2 == 1, trixie=trixie))
+                print(f"{tree}: done (round {round_number + 1})", flush=True)
+    report(runs, old, fromager_version())
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ class Builder:
                 ended_at=datetime.now(timezone.utc).isoformat(),
                 seconds=time.monotonic() - started,
                 container_seconds=run.seconds,
-                timings=result.get("timings", {}),
+                timings={**_numbers(result.get("timings")),
+                         **{f"podman_{step}": seconds for step, seconds in run.steps.items()}},
                 environment=result.get("environment", {}),
                 user_namespace=user_namespace,
                 linked=linked_libraries(result.get("linked")),
@@ -198,6 +199,14 @@ def _build_job(request: BuildRequest, container_wheels: list[str]) -> dict:
         "jobs": request.env.jobs,
         "source_date_epoch": _source_date_epoch(request.source.sdist.path),
     }
+
+
+def _numbers(reported: object) -> dict[str, float]:
+    """The driver's timings, as far as they are numbers (the build could have written any)."""
+    if not isinstance(reported, dict):
+        return {}
+    return {k: float(v) for k, v in reported.items() if isinstance(k, str)
+            and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0}
 
 
 def _log_start(request: BuildRequest) -> None:

@@ -87,6 +87,9 @@ class RunResult:
     # "inside outside count" line per range ("" if podman did not say).
     uid_map: str = ""
     gid_map: str = ""
+    # Seconds of each podman round trip: create, start, wait (the run itself), finish (its
+    # output and state read back).
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 class PodmanService:
@@ -195,8 +198,10 @@ class PodmanService:
     def _run(self, client, spec: RunSpec, log_path: Path, APIError) -> RunResult:
         options = _create_options(spec)
         started = time.monotonic()
+        steps: dict[str, float] = {}
         try:
             container = client.containers.create(spec.image, spec.command, **options)
+            steps["create"] = time.monotonic() - started
         except APIError as exc:
             raise ContainerError(f"cannot create a container from {spec.image}: {exc}") from None
         with self._running_lock:
@@ -215,9 +220,11 @@ class PodmanService:
         header = log_path.stat().st_size if log_path.exists() else 0
         live = _LiveLog(log_path)
         try:
+            before = time.monotonic()
             container.start()
+            steps["start"] = time.monotonic() - before
             timer.start()
-            exit_code, oom_killed, id_mappings = _wait_for_the_end(container, live, header)
+            exit_code, oom_killed, id_mappings = _wait_for_the_end(container, live, header, steps)
         except APIError as exc:
             raise ContainerError(f"podman failed while running {spec.command[0]}: {exc}") from None
         finally:
@@ -228,7 +235,7 @@ class PodmanService:
             with log_path.open("a") as out:
                 out.write(f"\n[mirror-builder] killed after the {spec.timeout_seconds:.0f} s timeout\n")
         return RunResult(exit_code=int(exit_code), timed_out=timed_out.is_set(),
-                         seconds=time.monotonic() - started, oom_killed=oom_killed,
+                         seconds=time.monotonic() - started, oom_killed=oom_killed, steps=steps,
                          uid_map=id_map_text(id_mappings.get("UidMap")),
                          gid_map=id_map_text(id_mappings.get("GidMap")))
 
@@ -351,14 +358,18 @@ def _create_options(spec: RunSpec) -> dict[str, Any]:
     return kwargs
 
 
-def _wait_for_the_end(container, live: _LiveLog, header: int) -> tuple[int, bool, dict]:
+def _wait_for_the_end(container, live: _LiveLog, header: int,
+                      steps: dict[str, float]) -> tuple[int, bool, dict]:
     """Wait for a started container to exit, its output copied into its log live and then
     whole; its exit code, whether the OOM killer ended it, and its user namespace's id maps."""
     # A live copy of the output for `tail -f`, while the build runs ...
     threading.Thread(target=live.follow, args=(container,), daemon=True).start()
     # ... and the exit noticed within 10 ms: podman's default is to poll every 250 ms,
     # which was a quarter of a second on every build.
+    before = time.monotonic()
     exit_code = container.wait(interval="10ms")
+    steps["wait"] = time.monotonic() - before
+    before = time.monotonic()
     if isinstance(exit_code, dict):
         exit_code = int(exit_code.get("StatusCode", 1))
     # The complete output, in one read, replaces the live copy.
@@ -368,6 +379,7 @@ def _wait_for_the_end(container, live: _LiveLog, header: int) -> tuple[int, bool
     container.reload()
     oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
     id_mappings = (container.attrs.get("HostConfig") or {}).get("IDMappings") or {}
+    steps["finish"] = time.monotonic() - before
     return exit_code, oom_killed, id_mappings
 
 
