@@ -52,7 +52,11 @@ def machine_cpu_seconds() -> float:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    """This shell's environment, less what would make a run unlike a user's: installer
+    settings, and PYTHONDONTWRITEBYTECODE (set in some CI shells: every run would compile
+    mirror-builder's modules again, while fromager's were compiled when pip installed it)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "UV_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(extra)
     return env
 

@@ -596,3 +596,40 @@ def test_why_of_a_project_required_with_an_extra_omits_the_link_to_its_own_base(
 
     assert resolution.why["a"] == ((None, "a[x]"),)
     assert resolution.why["c"] == (("a==1.0", 'c; extra == "x"'),)
+
+
+# -- asking ahead ------------------------------------------------------------------------------
+class PrefetchingIndex(MemoryIndex):
+    """A MemoryIndex that notes, in one list with what it is asked, what the resolver says it
+    will ask for next."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.events: list[str] = []
+
+    def prefetch(self, names, candidate=None) -> None:
+        self.events += [f"announced files of {canonicalize_name(n)}" for n in names]
+        if candidate is not None:
+            self.events.append(f"announced dependencies of {candidate.name}=={candidate.version}")
+
+    def project_files(self, name):
+        self.events.append(f"asked files of {canonicalize_name(name)}")
+        return super().project_files(name)
+
+    def dependencies(self, candidate):
+        self.events.append(f"asked dependencies of {candidate.name}=={candidate.version}")
+        return super().dependencies(candidate)
+
+
+def test_the_resolver_announces_the_projects_and_dependencies_it_will_ask_for_next():
+    index = PrefetchingIndex({"app": {"1.0": ["Lib>=1"]}, "lib": {"1.0": [], "2.0": []}})
+    assert versions(run(["app"], index)) == {"app": "1.0", "lib": "2.0"}
+    events = index.events
+    for what in ("dependencies of app==1.0", "files of lib", "dependencies of lib==2.0"):
+        assert events.index(f"announced {what}") < events.index(f"asked {what}")
+
+
+def test_a_finder_that_cannot_prefetch_is_only_asked_what_resolution_needs():
+    index = MemoryIndex({"app": {"1.0": ["lib"]}, "lib": {"1.0": []}})
+    assert versions(run(["app"], index)) == {"app": "1.0", "lib": "1.0"}
+    assert index.dependencies_asked == ["app==1.0", "lib==1.0"]

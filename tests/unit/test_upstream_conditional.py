@@ -382,3 +382,25 @@ def test_counters_are_exact_under_eight_threads(revalidating_index, index):
     assert all(s == ["new", "not-modified"] for s in statuses.values())
     assert counters(index) == (64, 32, 32)
     assert sum(revalidating_index.not_modified.values()) == 32
+
+
+# -- answering ahead ---------------------------------------------------------------------------
+def test_a_page_prefetched_while_the_resolver_asks_for_it_too_is_fetched_once(
+        revalidating_index, make_index):
+    index = make_index(ttl=3600)
+    revalidating_index.script("/simple/demo/", page(V1, ("ETag", ETAG)))
+    index.prefetch(("page", "demo"), lambda: index.project_files("demo"))
+    index.prefetch(("page", "demo"), lambda: index.project_files("demo"))  # once per key
+    files = index.project_files("demo")
+    assert [f.filename for f in files] == ["demo-1.0.tar.gz"]
+    assert index.requests_made == 1
+
+
+def test_a_failed_prefetch_is_silent_and_the_resolvers_own_request_meets_the_error(
+        revalidating_index, make_index):
+    index = make_index(ttl=3600)
+    garbage = Reply(b"\x00\x01binary", content_type="application/octet-stream")
+    revalidating_index.script("/simple/demo/", garbage, garbage)
+    index.prefetch(("page", "demo"), lambda: index.project_files("demo"))
+    with pytest.raises(UpstreamError, match="not a project page"):
+        index.project_files("demo")
