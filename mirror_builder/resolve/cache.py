@@ -31,12 +31,12 @@ class DiskCache:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, key: str) -> Path:
+    def _path(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()
         return self.root / digest[:2] / f"{digest}.json"
 
     def get(self, key: str, max_age: float | None) -> dict[str, Any] | None:
-        path = self.path(key)
+        path = self._path(key)
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -46,12 +46,12 @@ class DiskCache:
         return entry
 
     def put(self, key: str, **entry: Any) -> None:
-        path = self.path(key)
+        path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"key": key, "stored": time.time(), **entry}))
 
     def drop(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+        self._path(key).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,8 @@ nor HTML, a malformed sha256) is an error naming the page and is never cached (r
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
@@ -99,8 +97,9 @@ class UpstreamIndex:
         self._prefetch_slots = threading.BoundedSemaphore(PREFETCH_THREADS)
         self._prefetched: set[Hashable] = set()
         self._in_flight: dict[str, Future] = {}
-        # What _fetch read: key -> (its cache file's signature, the answer, when stored)
-        self._answers: dict[str, tuple[Any, Any, float]] = {}
+        # requires_dist's answers: a release's metadata does not change, and the resolutions
+        # of a run ask for the same ones again and again (reading PyPI's JSON each time)
+        self._requires: dict[tuple, list[str]] = {}
 
     # -- answering ahead ---------------------------------------------------------------------
     def prefetch(self, key: Hashable, fetch_it: Callable[[], object]) -> None:
@@ -143,28 +142,9 @@ class UpstreamIndex:
 
     def _fetch(self, url: str, accept: str, max_age: float | None,
                read: Callable[[dict[str, Any]], T]) -> Fetched[T]:
-        """resolve.cache.fetch, once at a time per URL; and an answer read from the cache is
-        kept in memory while its file is unchanged and it is within max_age: the resolutions
-        of a run ask for the same documents again and again, and PyPI's JSON ones are big."""
-        key = f"{url} {accept}"
-        if max_age is not None:
-            with self._prefetch_lock:
-                kept = self._answers.get(key)
-            if kept is not None and kept[0] == _signature(self.cache.path(url)) and \
-                    time.time() - kept[2] <= max_age:
-                answer = kept[1]
-                return dataclasses.replace(answer, had_previous=True, previous=answer.value,
-                                           previous_status=answer.entry.get("status"),
-                                           how="cached")
-
-        def fetch_it() -> Fetched[T]:
-            fetched = fetch(self.cache, self.transport, url, accept, max_age, read)
-            stored = fetched.entry.get("stored", time.time())
-            with self._prefetch_lock:
-                self._answers[key] = (_signature(self.cache.path(url)), fetched, stored)
-            return fetched
-
-        return self._once(f"{key} {max_age}", fetch_it)
+        """resolve.cache.fetch, once at a time per URL and lifetime."""
+        return self._once(f"{url} {accept} {max_age}",
+                          lambda: fetch(self.cache, self.transport, url, accept, max_age, read))
 
     # HTTP requests made (attempts included), 200 answers (pages, metadata and downloads
     # alike) and 304 answers; file:// URLs count in none.
@@ -242,6 +222,20 @@ class UpstreamIndex:
         PEP 658 metadata of a wheel of that version comes first (the standard way); PyPI's JSON
         API is the fallback for indexes or proxies that do not serve metadata files.
         """
+        files = list(files)
+        key = (canonicalize_name(name), version,
+               tuple(sorted((f.filename, f.has_metadata) for f in files)))
+        with self._prefetch_lock:
+            if key in self._requires:
+                return list(self._requires[key])
+        found = self._requires_dist(name, version, files)
+        if found is not None:  # unknown may be a garbage answer, never kept
+            with self._prefetch_lock:
+                self._requires[key] = found
+        return found
+
+    def _requires_dist(self, name: str, version: str,
+                       files: list[DistributionFile]) -> list[str] | None:
         wheels = [f for f in files if f.is_wheel]
         for wheel in sorted(wheels, key=lambda f: not f.filename.endswith("-none-any.whl")):
             if wheel.has_metadata:
@@ -321,14 +315,6 @@ class UpstreamIndex:
         """Download a file under dest_dir, checking its sha256; reuse a verified earlier copy
         (resolve.downloads)."""
         return download(self.transport, file, dest_dir)
-
-
-def _signature(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
 
 
 def _files_on(entry: dict[str, Any]) -> list[DistributionFile]:
