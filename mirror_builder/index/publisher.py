@@ -106,7 +106,8 @@ class Publisher:
         self._passed: dict[str, tuple[Staged, SmokeResult]] = {}  # by pin: to be published
         self._accepted: list[Staged] = []
         self._rejected: dict[NormalizedName, str] = {}
-        self._lock = threading.Lock()  # guards the five above
+        self._held: set[NormalizedName] = set()  # held at the end (waiting for review)
+        self._lock = threading.Lock()  # guards the six above
         self._testers = threading.BoundedSemaphore(TESTERS)
         self._publishing = threading.Lock()  # one writer of the index at a time
         self._threads: list[threading.Thread] = []
@@ -132,6 +133,7 @@ class Publisher:
                 if set(self._closure(staged, self._pool())[1]) & hold:
                     self._pending.remove(staged)
                     held.append(staged)
+            self._held = {staged.name for staged in held}
         # What is ready now is tested at once, beside the batches under way (not after them:
         # this is the run's last step).
         with self._lock:
@@ -317,7 +319,8 @@ class Publisher:
                                     list[tuple[Staged, SmokeResult]]]:
         """Of the passed wheels: those to publish now, and those to hold back (failed)."""
         pool = self._pool()
-        members = {pin: self._closure(staged, pool)[0] for pin, (staged, _) in self._passed.items()}
+        closures = {pin: self._closure(staged, pool) for pin, (staged, _) in self._passed.items()}
+        members = {pin: found for pin, (found, _) in closures.items()}
         held_back = []
         for pin, (staged, result) in self._passed.items():
             failed = sorted(members[pin] & set(self._rejected))
@@ -328,7 +331,9 @@ class Publisher:
         if held_back:
             return [], held_back
         unsettled = {s.name for s in [*self._pending, *self._testing]}
-        ready = dict(self._passed)
+        # One whose closure lost a member since its test (held for review) waits with it.
+        ready = {pin: passed for pin, passed in self._passed.items()
+                 if not set(closures[pin][1]) & self._held}
         changed = True
         while changed:  # drop those that need a wheel that is not ready itself
             changed = False
