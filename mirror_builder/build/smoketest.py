@@ -89,9 +89,7 @@ class SmokeTester:
                        mounts=tuple(mounts), environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
                        workdir="/tmp", user=f"{BUILDER_UID}:{BUILDER_UID}", network=False,
                        timeout_seconds=limits.timeout_seconds, memory=limits.memory,
-                       pids_limit=limits.pids_limit, read_only_root=True,
-                       # Builds beside it are on the run's critical path; a smoke test rarely is.
-                       cpu_shares=128)
+                       pids_limit=limits.pids_limit, read_only_root=True)
         try:
             run = self.podman.run(spec, log_path)
             # Package code ran in that container too (imports): read its report as untrusted.
