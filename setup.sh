@@ -42,8 +42,8 @@ install_missing "${packages[@]}"
 # otherwise (after a reboot, until this runs again).
 if [[ -r /sys/fs/cgroup/unified/cgroup.controllers && ! -e /sys/fs/cgroup/cgroup.controllers ]]; then
     for controller in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
-        mkdir -p "/sys/fs/cgroup/$controller"
-        mount -t cgroup -o "$controller" cgroup "/sys/fs/cgroup/$controller" ||
+        { mkdir -p "/sys/fs/cgroup/$controller" &&
+              mount -t cgroup -o "$controller" cgroup "/sys/fs/cgroup/$controller"; } 2>/dev/null ||
             echo "setup: could not give the $controller cgroup controller a v1 hierarchy; builds use runc"
     done
 fi
