@@ -34,7 +34,7 @@ from mirror_builder.resolve.target import TargetEnvironment
 
 log = logging.getLogger(__name__)
 
-GATHER_SECONDS = 1.0
+GATHER_SECONDS = 0.25
 # Smoke-test containers at once (they run at a low CPU weight beside the builds).
 TESTERS = 2
 
@@ -155,8 +155,8 @@ class Publisher:
 
     # -- readiness -------------------------------------------------------------------------
     def _drain(self) -> None:
-        # Gather: wheels staged moments apart share one container start (each start costs a
-        # third of a second of CPU that the builds beside it would rather have).
+        # Gather: wheels staged moments apart share one container start. Briefly: a test
+        # waits for a build slot anyway, and one that starts late lengthens the run's tail.
         self._finishing.wait(GATHER_SECONDS)
         while True:
             with self._testers:
