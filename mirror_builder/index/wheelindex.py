@@ -6,8 +6,10 @@ wheels, OUTPUT/sources/ for the hash-checked sdists). Beside each wheel goes its
 
 Each project's index.json is the state its pages are made from. Every write goes through a
 temporary file and a rename, under a lock, so a reader or a crash never sees a half-written page
-or file and several builds may publish at once. Adding a file rewrites only its project's pages
-and the root list.
+or file and several builds may publish at once. Adding a file rewrites only its project's pages,
+its lines of the find-links page (findlinks.py) and, for a new project, the root list; a full
+regeneration reads each wheel once and writes only the files whose content changes
+(pagefiles.py), one share of the projects per core.
 """
 
 from __future__ import annotations
@@ -16,19 +18,16 @@ import fcntl
 import functools
 import hashlib
 import html
-import io
 import json
 import logging
 import multiprocessing as mp
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,13 +36,13 @@ from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, Normali
 from packaging.version import Version
 
 from mirror_builder.errors import MirrorBuilderError
-from mirror_builder.index import findlinks
+from mirror_builder.index import findlinks, pagefiles, rootpages
+from mirror_builder.index.pagefiles import API_VERSION, core_metadata, dumps, write_if_changed
 from mirror_builder.files import atomic_copy, atomic_write_text, sha256_of
 from mirror_builder.layout import IndexLayout, OutputLayout
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "1.1"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
@@ -129,7 +128,7 @@ class SimpleIndex:
         root = self.layout.json_page()
         if not root.is_file():
             return []
-        return [canonicalize_name(p["name"]) for p in json.loads(root.read_text())["projects"]]
+        return [_canonical(p["name"]) for p in json.loads(root.read_text())["projects"]]
 
     def entries(self, project: str) -> list[dict[str, Any]]:
         page = self.layout.json_page(project)
@@ -161,7 +160,8 @@ class SimpleIndex:
         with self.locked():
             dest = self.layout.file(name, file.name)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if self.is_listed(name, file.name):
+            files = self.entries(name)
+            if any(f["filename"] == file.name for f in files):
                 raise FileExistsError(f"{dest} is already in the index; its files are immutable")
             if dest.exists():
                 # Renamed into place by a run that was killed before it listed the file: no page
@@ -169,16 +169,18 @@ class SimpleIndex:
                 log.warning("%s: left unlisted by an interrupted run; replacing it", dest)
             # The metadata file first, then the file, then the pages: a page never lists a file
             # (or advertises metadata) that is not there yet.
-            metadata = _write_metadata(file, self.layout.metadata(name, file.name)) \
-                if self.kind == "wheel" else None
+            metadata = None
+            if self.kind == "wheel":
+                metadata = core_metadata(file)
+                write_if_changed(self.layout.metadata(name, file.name), metadata)
             atomic_copy(file, dest)
-            entry = self._entry(dest, requires_python, metadata, upload_time=time.time())
-            files = [f for f in self.entries(name) if f["filename"] != file.name] + [entry]
+            entry = self._entry(name, dest, requires_python, metadata, upload_time=time.time())
             with self._intent([name]):
-                self._write_project(name, files)
-                self._write_root(self.projects() + [name])
-        return self.wheels(name)[[f["filename"] for f in sorted(files, key=lambda f: f["filename"])]
-                                 .index(file.name)]
+                self._write_project(name, files + [entry])
+                self._list_in_root(name)
+        return IndexedWheel(project=name, filename=file.name, version=version, build_tag=build,
+                            path=dest, sha256=entry["hashes"]["sha256"],
+                            requires_python=entry["requires-python"])
 
     def yank(self, project: str, version: Version, reason: str | None, undo: bool = False) -> list[str]:
         """Mark (or unmark) every file of project==version yanked (PEP 592). Nothing is deleted."""
@@ -204,7 +206,7 @@ class SimpleIndex:
 
     def _regenerate_locked(self, workers: int | None = None) -> int:
         with self._intent(None):
-            folders = sorted(p for p in self.files_dir.iterdir() if p.is_dir()) \
+            folders = sorted(Path(e.path) for e in os.scandir(self.files_dir) if e.is_dir()) \
                 if self.files_dir.is_dir() else []
             workers = workers or min(os.cpu_count() or 1, 8)
             if workers > 1 and len(folders) > 64:
@@ -214,35 +216,48 @@ class SimpleIndex:
                                for r in chunk]
             else:
                 results = self._regenerate_projects(folders)
-            self._write_root([name for name, count in results if count])
-        return sum(count for _, count in results)
+            self._write_root([name for name, files in results if files])
+            self._regenerated(results)
+        return sum(len(files) for _, files in results)
 
-    def _regenerate_projects(self, folders: list[Path]) -> list[tuple[NormalizedName, int]]:
-        results = []
-        for folder in folders:
-            name = canonicalize_name(folder.name)
-            known = {e["filename"]: e for e in self.entries(name)}
-            files = []
-            for path in sorted(folder.iterdir()):
-                if path.name.startswith(".") or not self._is_ours(path.name):
-                    continue
-                data = path.read_bytes()  # read once: hashed, and opened as a zip
-                metadata = None
-                requires_python = known.get(path.name, {}).get("requires-python")
-                if self.kind == "wheel":
-                    metadata = _write_metadata(path, self.layout.metadata(name, path.name), data)
-                    requires_python = _requires_python(metadata)
-                entry = self._entry(path, requires_python, metadata,
-                                    upload_time=path.stat().st_mtime, data=data)
-                old = known.get(path.name)
-                if old:
-                    entry["upload-time"] = old.get("upload-time", entry["upload-time"])
-                    entry["yanked"] = old.get("yanked", False)
-                files.append(entry)
-            if files:
-                self._write_project(name, files)
-            results.append((name, len(files)))
-        return results
+    def _regenerate_projects(self, folders: list[Path]
+                             ) -> list[tuple[NormalizedName, list[dict[str, Any]]]]:
+        return [(canonicalize_name(folder.name), self._regenerate_project(folder))
+                for folder in folders]
+
+    def _regenerate_project(self, folder: Path) -> list[dict[str, Any]]:
+        """Write one project's pages (and its wheels' .metadata) again from the files in folder;
+        the entries of its JSON page."""
+        name = canonicalize_name(folder.name)
+        known = {e["filename"]: e for e in self.entries(name)}
+        names = os.listdir(folder)
+        # Its own folder (its name normalized): whether a statement is beside a file is known.
+        beside = set(names) if folder == self.layout.project_files(name) else None
+        files = []
+        for filename in sorted(names):
+            if filename.startswith(".") or not self._is_ours(filename):
+                continue
+            path = os.path.join(folder, filename)  # (str: pathlib costs more than the rest)
+            with open(path, "rb") as handle:  # read once: hashed, and opened as a zip
+                data = handle.read()
+                mtime = os.fstat(handle.fileno()).st_mtime
+            old = known.get(filename) or {}
+            metadata, requires_python = None, old.get("requires-python")
+            if self.kind == "wheel":
+                metadata = core_metadata(path, data)
+                write_if_changed(self.layout.metadata(name, filename), metadata)
+                requires_python = pagefiles.requires_python(metadata)
+            entry = self._entry(name, path, requires_python, metadata,
+                                old.get("upload-time", mtime), data, None if beside is None
+                                else self.layout.provenance(name, filename).name in beside)
+            entry["yanked"] = old.get("yanked", False)
+            files.append(entry)
+        if files:
+            self._write_project(name, files)
+        return files
+
+    def _regenerated(self, results: list[tuple[NormalizedName, list[dict[str, Any]]]]) -> None:
+        """Called at the end of a regeneration with every project's entries."""
 
     def _is_ours(self, filename: str) -> bool:
         try:
@@ -251,25 +266,20 @@ class SimpleIndex:
             return False
         return filename.endswith(".whl") if self.kind == "wheel" else not filename.endswith(".whl")
 
-    def _entry(self, path: Path, requires_python: str | None, metadata: Path | None,
-               upload_time: float, data: bytes | None = None) -> dict[str, Any]:
-        name = canonicalize_name(path.parent.name)
-        entry: dict[str, Any] = {
-            "filename": path.name,
-            "url": f"../../files/{name}/{path.name}",
-            "hashes": {"sha256": hashlib.sha256(data).hexdigest() if data is not None
-                       else sha256_of(path)},
-            "requires-python": requires_python,
-            "size": len(data) if data is not None else path.stat().st_size,
-            "upload-time": datetime.fromtimestamp(upload_time, timezone.utc)
-            .strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "yanked": False,
-        }
-        if metadata is not None:
-            # PEP 714 renamed the key; both are given for older clients.
-            entry["core-metadata"] = {"sha256": sha256_of(metadata)}
-            entry["dist-info-metadata"] = entry["core-metadata"]
-        if self.layout.provenance(name, path.name).is_file():
+    def _entry(self, name: NormalizedName, path: Path | str, requires_python: str | None,
+               metadata: bytes | None, upload_time: float | str, data: bytes | None = None,
+               provenance: bool | None = None) -> dict[str, Any]:
+        """The JSON page's entry for the file at path (data: its bytes, if read already;
+        provenance: whether it has a statement beside it, if known already)."""
+        filename = os.path.basename(path)
+        entry = pagefiles.file_entry(
+            name, filename, hashlib.sha256(data).hexdigest() if data is not None
+            else sha256_of(Path(path)), len(data) if data is not None else os.stat(path).st_size,
+            upload_time, metadata)
+        entry["requires-python"] = requires_python
+        if provenance is None:
+            provenance = self.layout.provenance(name, filename).is_file()
+        if provenance:
             entry["provenance"] = f"{entry['url']}.provenance"  # PEP 740's key
         return entry
 
@@ -279,31 +289,38 @@ class SimpleIndex:
         self.layout.page_folder(name).mkdir(parents=True, exist_ok=True)
         data = {"meta": {"api-version": API_VERSION}, "name": name, "versions": versions,
                 "files": files}
-        _write_if_changed(self.layout.json_page(name), _dumps(data))
-        links = []
-        for f in files:
-            attrs = ""
-            if f.get("requires-python"):
-                attrs += f' data-requires-python="{html.escape(f["requires-python"])}"'
-            if f.get("yanked"):
-                reason = f["yanked"] if isinstance(f["yanked"], str) else ""
-                attrs += f' data-yanked="{html.escape(reason)}"'
-            if f.get("core-metadata"):
-                value = f'sha256={f["core-metadata"]["sha256"]}'
-                attrs += f' data-core-metadata="{value}" data-dist-info-metadata="{value}"'
-            if f.get("provenance"):
-                attrs += f' data-provenance="{html.escape(f["provenance"])}"'
-            href = f'{f["url"]}#sha256={f["hashes"]["sha256"]}'
-            links.append(f'    <a href="{html.escape(href)}"{attrs}>{html.escape(f["filename"])}</a><br/>')
-        _write_if_changed(self.layout.html_page(name), _html_page(f"Links for {name}", links))
+        write_if_changed(self.layout.json_page(name), dumps(data))
+        write_if_changed(self.layout.html_page(name), pagefiles.html_page(
+            f"Links for {name}", pagefiles.project_links(files)))
 
     def _write_root(self, projects: Iterable[NormalizedName]) -> None:
         names = sorted(set(projects))
         data = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in names]}
         self.simple_dir.mkdir(parents=True, exist_ok=True)
-        _write_if_changed(self.layout.json_page(), _dumps(data))
+        # (As big as the index is wide: its old blocks are freed on another thread.)
+        write_if_changed(self.layout.json_page(), dumps(data), release_old_later=True)
         links = [f'    <a href="{p}/">{p}</a><br/>' for p in names]
-        _write_if_changed(self.layout.html_page(), _html_page("Simple index", links))
+        write_if_changed(self.layout.html_page(), pagefiles.html_page("Simple index", links),
+                         release_old_later=True)
+
+    def _list_in_root(self, name: NormalizedName) -> None:
+        """Put name on the root pages, unless both list it already (as they do for every
+        project but a new one: reading them is far cheaper than making them again)."""
+        try:
+            pages = self.layout.json_page().read_bytes(), self.layout.html_page().read_bytes()
+        except OSError:
+            self._write_root(self.projects() + [name])
+            return
+        listed = (f'{{"name":"{name}"}}'.encode() in pages[0],
+                  f'<a href="{name}/">'.encode() in pages[1])
+        if all(listed):
+            return
+        both = None if any(listed) else rootpages.with_project(*pages, name)
+        if both is None:  # not as _write_root writes them (or one lists it): made again
+            self._write_root(self.projects() + [name])
+            return
+        for path, page in zip((self.layout.json_page(), self.layout.html_page()), both):
+            pagefiles.write_atomically(path, page, release_old_later=True)
 
 
 class WheelIndex(SimpleIndex):
@@ -322,10 +339,9 @@ class WheelIndex(SimpleIndex):
         if not self._regenerating:
             findlinks.update(self.layout, name, files)
 
-    def _write_root(self, projects: Iterable[NormalizedName]) -> None:
-        super()._write_root(projects)
-        if self._regenerating:  # still within the regeneration's write intent
-            findlinks.write(self.layout, {p: self.entries(p) for p in self.projects()})
+    def _regenerated(self, results: list[tuple[NormalizedName, list[dict[str, Any]]]]) -> None:
+        # Still within the regeneration's write intent.
+        findlinks.write(self.layout, {name: files for name, files in results if files})
 
     def _regenerate_locked(self, workers: int | None = None) -> int:
         self._regenerating = True
@@ -335,6 +351,10 @@ class WheelIndex(SimpleIndex):
             self._regenerating = False
 
 
+# The project list is read again for each new project; its names are the same ones each time.
+_canonical = functools.lru_cache(maxsize=1 << 17)(canonicalize_name)
+
+
 @functools.lru_cache(maxsize=65536)
 def _parse_filename(filename: str, kind: str) -> tuple[NormalizedName, Version, tuple]:
     if kind == "wheel":
@@ -342,72 +362,6 @@ def _parse_filename(filename: str, kind: str) -> tuple[NormalizedName, Version, 
         return name, version, build
     name, version = parse_sdist_filename(filename)
     return name, version, ()
-
-
-def _dumps(data: Any) -> str:
-    # Compact separators keep json on its C encoder (indent= falls back to pure Python).
-    return json.dumps(data, separators=(",", ":"))
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    """Atomic write, skipped when the file already says exactly this (a new file is the
-    expensive part of regenerating on most file systems)."""
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return
-    except (OSError, UnicodeDecodeError):
-        pass
-    atomic_write_text(path, text)
-
-
-def _write_metadata(wheel: Path, dest: Path, data: bytes | None = None) -> Path:
-    """The wheel's METADATA written to dest (<wheel>.metadata), byte for byte (PEP 658)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data) if data is not None else wheel) as zf:
-            names = [n for n in zf.namelist()
-                     if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            if len(names) != 1:
-                raise MirrorBuilderError(f"{wheel.name}: expected one .dist-info/METADATA, "
-                                         f"found {len(names)}")
-            metadata = zf.read(names[0])
-    except zipfile.BadZipFile as exc:
-        raise MirrorBuilderError(f"{wheel.name}: not a valid wheel: {exc}") from None
-    if not dest.is_file() or dest.read_bytes() != metadata:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(metadata)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    return dest
-
-
-def _requires_python(metadata: Path) -> str | None:
-    for line in metadata.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line:
-            break
-        if line.lower().startswith("requires-python:"):
-            return line.split(":", 1)[1].strip() or None
-    return None
-
-
-def _html_page(title: str, links: list[str]) -> str:
-    return "\n".join([
-        "<!DOCTYPE html>",
-        "<html>",
-        "  <head>",
-        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
-        f"    <title>{html.escape(title)}</title>",
-        "  </head>",
-        "  <body>",
-        f"    <h1>{html.escape(title)}</h1>",
-        *links,
-        "  </body>",
-        "</html>",
-        "",
-    ])
 
 
 def verify(index: SimpleIndex) -> list[str]:
