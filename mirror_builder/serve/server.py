@@ -28,6 +28,8 @@ from mirror_builder.layout import VARIANTS_FOLDER, OutputLayout
 from mirror_builder.serve.accesslog import AccessLogger, access_logger
 from mirror_builder.serve import webgraph, webpages
 from mirror_builder.serve.fallback import Fallback
+from mirror_builder.serve.smallfiles import SmallFiles
+from mirror_builder.serve.usage import usage
 from mirror_builder.serve.webdata import OutputReader
 from mirror_builder.errors import UsageError
 from mirror_builder.serve.httpauth import TokenAuthenticator, require_token
@@ -48,8 +50,6 @@ _FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+!-]*")
 # No file system holds a longer name; asking it would be an error, not a miss.
 NAME_MAX = 255
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
-# The flat page of every wheel, at the output's root (layout.py names it).
-FIND_LINKS = OutputLayout(Path()).find_links.name
 _HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
@@ -96,11 +96,11 @@ def contained_file(root: Path, parts: tuple[str, ...]) -> Path | None:
     """root/parts... if every part is a real folder and the last a regular file, none of them a
     symbolic link (so nothing outside root is reachable through one), else None. root must be
     resolved; parts are single names."""
-    path = root
+    path = top = str(root)  # (str, not Path: this is on every request's way)
     for i, part in enumerate(parts):
         if part in ("", ".", "..") or "/" in part or "\0" in part:
             return None
-        path = path / part
+        path = os.path.join(path, part)
         try:
             mode = os.lstat(path).st_mode
         except (OSError, ValueError):
@@ -108,7 +108,27 @@ def contained_file(root: Path, parts: tuple[str, ...]) -> Path | None:
         wanted = stat.S_ISREG if i == len(parts) - 1 else stat.S_ISDIR
         if not wanted(mode):  # a link is neither
             return None
-    return path if os.path.realpath(path).startswith(str(root) + os.sep) else None
+    return Path(path) if _real_path(path).startswith(top + os.sep) else None
+
+
+def _real_path(path: str) -> str:
+    """os.path.realpath of path, a regular file, as the kernel names it once opened (from
+    /proc; a tenth of the cost of an lstat of every folder from /); "" if it is no longer a
+    regular file (a link now at the end is not followed: it is not the file checked)."""
+    if not hasattr(os, "O_PATH"):
+        return os.path.realpath(path)
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+    finally:
+        os.close(fd)
 
 
 class IndexFile(web.FileResponse):
@@ -219,6 +239,7 @@ class _Handlers:
         self.private = private
         self.variants = frozenset(variants)
         self.fallback = fallback
+        self.small = SmallFiles()  # pages and .metadata, from memory
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         folder = _project_folder(request, self._variant_of(request))
@@ -237,10 +258,13 @@ class _Handlers:
             return await self.fallback.answer(folder[1], chosen)
         if path is None:
             raise _not_found()
+        charset = None if chosen == JSON_TYPE else "utf-8"
+        if (fast := await self.small.response(request, path, chosen, charset,
+                                              {"Vary": "Accept"})) is not None:
+            return fast
         response = IndexFile(path, headers={"Vary": "Accept"})
         response.content_type = chosen
-        if chosen != JSON_TYPE:
-            response.charset = "utf-8"
+        response.charset = charset
         return response
 
     async def without_slash(self, request: web.Request) -> web.StreamResponse:
@@ -260,8 +284,12 @@ class _Handlers:
         if path is None:
             raise _not_found("no such file")
         suffix = ".metadata" if name.endswith(".metadata") else path.suffix
+        content_type = FILE_TYPES.get(suffix, "application/octet-stream")
+        if suffix == ".metadata" and \
+                (fast := await self.small.response(request, path, content_type)) is not None:
+            return fast
         response = IndexFile(path)
-        response.content_type = FILE_TYPES.get(suffix, "application/octet-stream")
+        response.content_type = content_type
         return response
 
     async def find_links(self, request: web.Request) -> web.StreamResponse:
@@ -383,57 +411,6 @@ def _project_folder(request: web.Request, variant: tuple[str, ...] = ()) -> tupl
     if project != normalized:
         raise _redirect(request, _folder_url((*area, "simple", normalized)))
     return (*area, "simple", normalized)
-
-
-def usage(base_url: str, private: bool = False, variants: list[str] | tuple[str, ...] = ()) -> str:
-    """What a user needs to install from the index at base_url (and its other variants')."""
-    if private:
-        scheme, _, host = base_url.partition("://")
-        index = f"{scheme}://NAME:TOKEN@{host}/simple/"
-        hostname = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host
-        access = f"""
-This index needs a read token: NAME and TOKEN below are its name and the token itself
-(`mirror-builder tokens add NAME` makes one). To keep the token out of commands, shell
-history and pip.conf, leave NAME:TOKEN@ out of the URLs and put it in ~/.netrc (pip and uv
-read it; the NETRC variable names another file):
-  machine {hostname.strip("[]")} login NAME password TOKEN
-"""
-    else:
-        index, access = f"{base_url}/simple/", ""
-    return f"""\
-A wheels-only index built from source by mirror-builder.
-{access}
-  pip install --index-url {index} --only-binary :all: PACKAGE
-  uv pip install --index-url {index} --only-binary :all: PACKAGE
-  pip install --no-index --find-links {index.removesuffix("simple/")}{FIND_LINKS} PACKAGE
-
-pip.conf (~/.config/pip/pip.conf or /etc/pip.conf):
-  [global]
-  index-url = {index}
-  only-binary = :all:
-
-uv.toml (~/.config/uv/uv.toml) or [tool.uv] in pyproject.toml:
-  no-build = true
-
-  [[index]]
-  url = "{index}"
-  default = true
-
-  [pip]
-  index-url = "{index}"
-  only-binary = [":all:"]
-
-The hash-checked sources the wheels were built from: {base_url}/sources/simple/
-""" + _variants_usage(base_url, variants)
-
-
-def _variants_usage(base_url: str, variants: list[str] | tuple[str, ...]) -> str:
-    if not variants:
-        return ""
-    lines = [f"  {variant}: {base_url}/{VARIANTS_FOLDER}/{variant}/simple/\n"
-             for variant in variants]
-    return ("\nOther build variants, each an index of its own (its URL in place of /simple/ "
-            "above):\n" + "".join(lines))
 
 
 @dataclass(frozen=True)
