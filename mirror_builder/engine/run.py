@@ -131,6 +131,7 @@ class BootstrapRun:
                 # each, since a resolution holds one version of every project.
                 for layer in one_per_project(requirements):
                     self.closure(layer, parent=ROOT, kind="toplevel", context=())
+                self._wait_for_every_task()
             except KeyboardInterrupt:
                 self.tasks.stopping.set()
                 raise
@@ -146,6 +147,21 @@ class BootstrapRun:
         if self.failures:
             raise BootstrapFailed(self.failures, len(self.report.wheels), self.report)
         return self.report
+
+    def _wait_for_every_task(self) -> None:
+        """Builds that nothing waits for still belong to the run: a build cycle's full build,
+        after its stage-1 stand-in served the cycle. The run ends when they do (it removes
+        their work folder then). Their outcome is theirs to say (their job, their log); a
+        failed one was waited for by whoever needed it, or is a version resolution passed over."""
+        waited: set = set()
+        while True:
+            started = [(key, future) for key, future in self.tasks.started() if key not in waited]
+            if not started:
+                return
+            for key, future in started:
+                waited.add(key)
+                if future.exception() is not None:
+                    log.debug("task %s ended with %s", key, future.exception())
 
     def _from_source(self, project: str, wheel: str) -> bool:
         record = self.records.read(project, wheel)

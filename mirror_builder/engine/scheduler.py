@@ -191,6 +191,11 @@ class Tasks:
         threading.Thread(target=context.run, args=(run,), name=f"task {key}", daemon=True).start()
         return future
 
+    def started(self) -> list[tuple[Hashable, Future]]:
+        """Every task started so far, with its future."""
+        with self._lock:
+            return list(self._futures.items())
+
     def provide(self, key: Hashable, stand_in_key: Hashable) -> None:
         """Let the waiters on a cycle through key take the result of the task stand_in_key
         (started already) instead of key's own: how a cycle is broken in stages. Waiters

@@ -88,3 +88,25 @@ def test_a_package_outside_the_cycle_waits_for_the_full_build(bootstrap):
     (app,) = [request for request in builder.requests if request.source.name == "app"]
     ext_wheels = [w.path.name for w in app.env.wheels if w.path.name.startswith("ext-")]
     assert ext_wheels == ["ext-0.3-1-py3-none-any.whl"]
+
+
+def test_the_run_ends_only_when_the_cycles_full_build_does(bootstrap, monkeypatch):
+    """Nothing waits for b's full build (a took the stage-1 stand-in, and the user asked for a
+    alone), yet it is the run's: the run waits for it, and publishes it."""
+    import time
+
+    bootstrap.overrides.mkdir(exist_ok=True)
+    (bootstrap.overrides / "b.yaml").write_text("bootstrap_stage:\n  remove: [a]\n")
+    bootstrapper, builder = bootstrap.make({"a": {"1.0": Package(build_requires=["b"])},
+                                            "b": {"1.0": Package(build_requires=["a"])}})
+    real_build = type(builder).build
+
+    def slow_full_build_of_b(self, request):
+        if request.source.name == "b" and request.env.wheels:
+            time.sleep(1.0)
+        return real_build(self, request)
+
+    monkeypatch.setattr(type(builder), "build", slow_full_build_of_b)
+    bootstrapper.run([Requirement("a")])
+    assert ("b", ["a"]) in [(name, sorted(env)) for name, env in builder.builds]
+    assert published(bootstrap.output, "b") == ["b-1.0-1-py3-none-any.whl"]
