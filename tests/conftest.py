@@ -101,7 +101,7 @@ def stevedore_output(tmp_path_factory) -> Path:
     take them from there)."""
     work = tmp_path_factory.mktemp("stevedore")
     run_mirror_builder("bootstrap", f"stevedore=={STEVEDORE}", "--output", "out",
-                       "--no-build-cache", cwd=work)
+                       "--no-build-cache", "--timeline", "timeline.json", cwd=work)
     return work / "out"
 
 

@@ -106,3 +106,22 @@ def test_every_record_follows_the_documented_schema(output):
     assert records
     for record_file in records:
         jsonschema.validate(json.loads(record_file.read_text()), schema)
+
+
+def test_the_timeline_says_where_each_real_build_spent_its_time(output):
+    """--timeline of the real run: every built package's phases, its container's parts as the
+    driver and podman measured them, and the smoke tests that published it."""
+    timeline = json.loads((output.parent / "timeline.json").read_text())
+    spans = timeline["spans"]
+    built = {f"{e['name']}=={e['version']}" for e in build_order(output)}
+    containers = {s["package"]: s for s in spans if s["phase"] == "container"}
+    assert set(containers) == built
+    for span in containers.values():
+        parts = span["parts"]
+        for part in ("environment", "get_requires", "build_wheel", "driver", "podman_create",
+                     "podman_start", "podman_wait"):
+            assert parts[part] > 0, (span["package"], part)
+        assert parts["driver"] < parts["podman_wait"] <= span["end"] - span["start"]
+    smoked = {pin for s in spans if s["phase"] == "smoke" for pin in s["package"].split(", ")}
+    assert smoked == built
+    assert 0 < timeline["peak_rss_bytes"] < 1 << 30 and timeline["slots"] >= 1
