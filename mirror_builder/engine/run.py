@@ -65,6 +65,9 @@ from mirror_builder.resolve.pages import DistributionFile
 from mirror_builder.source.fetch import SourceFetcher
 
 log = logging.getLogger(__name__)
+# A smoke test's claim on a build slot, beside a build's (how many tasks wait for it, whether it
+# compiles): behind every build that others wait for, level with a compiled one nobody does yet.
+SMOKE_TEST_PRIORITY = (0, True)
 
 
 class BootstrapRun:
@@ -118,7 +121,8 @@ class BootstrapRun:
                                  output=self.index.layout),
             executor=services.executor, target=self.target,
             limits=settings.build, on_outcome=self._published,
-            pacing=Pacing(self.timeline, lambda label: self.slots.slot(label, priority=lambda: (0, True))))
+            pacing=Pacing(self.timeline, lambda label: self.slots.slot(
+                label, priority=lambda: SMOKE_TEST_PRIORITY)))
 
     # -- the two ways in -------------------------------------------------------------------
     def bootstrap(self, requirements: Sequence[Requirement]) -> BootstrapReport:

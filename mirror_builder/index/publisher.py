@@ -35,7 +35,7 @@ from mirror_builder.resolve.target import TargetEnvironment
 log = logging.getLogger(__name__)
 
 GATHER_SECONDS = 0.25
-# Smoke-test containers at once (they run at a low CPU weight beside the builds).
+# Smoke-test containers at once (each also holds one of the run's build slots).
 TESTERS = 2
 
 
@@ -100,7 +100,6 @@ class Publisher:
         self.limits = limits
         self.on_outcome = on_outcome
         self.pacing = pacing or Pacing()
-        self.timeline = self.pacing.timeline
         self._pending: list[Staged] = []  # waiting for its closure to be staged
         self._testing: list[Staged] = []
         self._passed: dict[str, tuple[Staged, SmokeResult]] = {}  # by pin: to be published
@@ -276,10 +275,10 @@ class Publisher:
     def _smoke_test(self, image: ImageRef, group: list[Staged],
                     staged_wheels: list[Path]) -> dict[str, SmokeResult]:
         log_path = group[0].log_path.parent / f"smoke-{group[0].name}-{group[0].version}.log"
-        log.info("smoke-testing %s", ", ".join(s.pin for s in group))
         label = ", ".join(s.pin for s in group)
+        log.info("smoke-testing %s", label)
         with self.pacing.slot(f"smoke test of {label}"), \
-                self.timeline.span(label, "smoke") as parts:
+                self.pacing.timeline.span(label, "smoke") as parts:
             parts["wheels"] = len(group)
             results = self.executor.smoke_test(SmokeRequest(
                 image, self.index.layout, tuple(staged_wheels),
@@ -350,7 +349,7 @@ class Publisher:
         with self._lock:
             self._passed.pop(staged.pin, None)
         try:
-            with self.timeline.span(staged.pin, "publish"):
+            with self.pacing.timeline.span(staged.pin, "publish"):
                 self._settle(staged, result)
         except (OSError, MirrorBuilderError) as exc:
             self._could_not_publish(staged, result, exc)
