@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 FROMAGER_HOME = HERE / ".fromager-trixie"  # host side; holds venv/
 MOUNT = "/opt/fromager"  # where FROMAGER_HOME always is inside the container
 WORK_MOUNT = "/build"
@@ -62,7 +64,7 @@ def podman(*args: str, capture: bool = False) -> subprocess.CompletedProcess[str
                           stdout=subprocess.PIPE if capture else None)
 
 
-def newest_trixie_image() -> str:
+def newest_trixie_image(built: bool = False) -> str:
     """The most recently created local localhost/mirror-builder-trixie-x86_64:<tag>."""
     listing = podman("images", "--format", "json", capture=True)
     if listing.returncode != 0:
@@ -70,7 +72,14 @@ def newest_trixie_image() -> str:
     found = [(image["Created"], name) for image in json.loads(listing.stdout)
              for name in image.get("Names") or [] if name.rsplit(":", 1)[0] == IMAGE_REPOSITORY]
     if not found:
-        raise RuntimeError(f"no local image {IMAGE_REPOSITORY}:<tag>; build mirror-builder's")
+        if built:
+            raise RuntimeError(f"no local image {IMAGE_REPOSITORY}:<tag> after building it")
+        # A fresh machine has only the default target's image: make the trixie one as a user
+        # would (`mirror-builder images`), then look again.
+        subprocess.run([sys.executable, "-m", "mirror_builder", "--settings",
+                        str(REPO / "settings.yaml"), "images", "--target", "trixie-x86_64"],
+                       check=True)
+        return newest_trixie_image(built=True)
     return max(found)[1]
 
 

@@ -9,7 +9,8 @@ Used by bootstrap_vs_fromager.py and big_tree.py.
 A package's overhead is what it costs beyond its backend's own work (get_requires_for_build_wheel
 and build_wheel): its container run (start, build environment, driver) and the host's handling
 of it inside the build slot, its stamping and record, its publishing, and its share of the
-smoke test that published it (the test's time over the wheels tested in it).
+smoke test that published it (the test's time over the wheels tested in it, or the test's time
+in its build container when it ran there).
 """
 
 from __future__ import annotations
@@ -74,11 +75,12 @@ def package_times(timeline: dict) -> list[PackageTime]:
         container = parts.get("container", span["end"] - span["start"])
         driver = parts.get("driver", container)
         environment = parts.get("environment", 0.0)
+        tested_here = parts.get("smoke", 0.0)  # its smoke test, run in its build container
         found.append(PackageTime(
             package=pin, own=own, container_start=max(0.0, container - driver),
-            environment=environment, driver=max(0.0, driver - own - environment),
+            environment=environment, driver=max(0.0, driver - own - environment - tested_here),
             host=max(0.0, span["end"] - span["start"] - container), stamp=stamp.get(pin, 0.0),
-            smoke_share=smoke.get(pin, 0.0), publish=publish.get(pin, 0.0)))
+            smoke_share=smoke.get(pin, 0.0) + tested_here, publish=publish.get(pin, 0.0)))
     return found
 
 

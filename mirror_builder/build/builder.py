@@ -19,7 +19,8 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from mirror_builder.build.grafted import grafted_libraries
-from mirror_builder.build.request import BuildRequest, BuildResult, RepairRequest, RepairResult
+from mirror_builder.build.request import (BuildRequest, BuildResult, RepairRequest, RepairResult,
+                                          SmokeResult)
 from mirror_builder.sandbox.podman import Mount, PodmanService, RunResult, RunSpec
 from mirror_builder.sandbox.userns import give_back, id_map_text
 from mirror_builder.errors import BuildError
@@ -44,8 +45,11 @@ class Builder:
 
     def build(self, request: BuildRequest) -> BuildResult:
         wheel_mounts = [Mount(wheel.path, f"/wheels/{wheel.name}") for wheel in request.env.wheels]
-        folders = JobFolders.create(self.work_dir,
-                                    _build_job(request, [mount.target for mount in wheel_mounts]))
+        if request.smoke is not None:
+            wheel_mounts += [Mount(wheel.path, f"/closure/{wheel.name}")
+                             for wheel in request.smoke.closure]
+        folders = JobFolders.create(self.work_dir, _build_job(
+            request, [f"/wheels/{wheel.name}" for wheel in request.env.wheels]))
         spec = self._build_spec(request, folders, wheel_mounts)
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
@@ -54,9 +58,10 @@ class Builder:
             run = self.podman.run(spec, request.log_path)
             result = self._checked_result(request, run, folders.out)
             user_namespace = _user_namespace(result.get("user_namespace"), run, request)
-            wheel = None
+            wheel = smoke = None
             if result["status"] == "built":
                 wheel = self._take_wheel(request, folders.out, result)
+                smoke = _smoke_result(result.get("smoke"), wheel.name, request)
             return BuildResult(
                 status=result["status"],
                 wheel=wheel,
@@ -74,6 +79,7 @@ class Builder:
                 environment=result.get("environment", {}),
                 user_namespace=user_namespace,
                 linked=linked_libraries(result.get("linked")),
+                smoke=smoke,
             )
         finally:
             # Off the build slot: a build environment is thousands of files.
@@ -198,7 +204,35 @@ def _build_job(request: BuildRequest, container_wheels: list[str]) -> dict:
         "environment": dict(request.env.environment),
         "jobs": request.env.jobs,
         "source_date_epoch": _source_date_epoch(request.source.sdist.path),
+        **({"smoke": {"closure_dir": "/closure",
+                      "imports": None if request.smoke.imports is None
+                      else list(request.smoke.imports)}} if request.smoke else {}),
     }
+
+
+def _smoke_result(reported: object, wheel: str, request: BuildRequest) -> SmokeResult | None:
+    """The smoke test the driver ran after the build, read as untrusted (the build's code ran
+    in that container): a pass only if everything about it is as a pass looks, else a failure,
+    which the host tests again on its own."""
+    if request.smoke is None or not isinstance(reported, dict):
+        return None
+    imports = reported.get("imports")
+    freeze = reported.get("freeze")
+    asked = reported.get("imported")
+    well_formed = isinstance(imports, dict) and isinstance(freeze, list) and \
+        isinstance(asked, list) and all(isinstance(x, str) for x in [*freeze, *asked, *imports]) \
+        and all(v is None or isinstance(v, str) for v in imports.values())
+    if not well_formed:
+        return SmokeResult(wheel, "failed", error="the build container's smoke test reported "
+                                                  "something malformed", container="build")
+    seconds = reported.get("seconds")
+    passed = reported.get("status") == "passed" and sorted(imports) == sorted(asked) and \
+        (request.smoke.imports is None or sorted(asked) == sorted(request.smoke.imports))
+    return SmokeResult(
+        wheel, "passed" if passed else "failed", imports=dict(imports), freeze=tuple(freeze),
+        error="" if passed else str(reported.get("error") or "it did not pass"),
+        seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0,
+        image=request.runtime.image.tag, container="build")
 
 
 def _numbers(reported: object) -> dict[str, float]:

@@ -79,6 +79,17 @@ class Variation:
 
 
 @dataclass(frozen=True)
+class SmokePlan:
+    """Smoke-test the wheel in its build container, right after the build, when every wheel of
+    its install closure is at hand when the build starts: one container start less. The host
+    takes only a pass from there (build/request.py's SmokeResult, container "build"); anything
+    else is tested again in a smoke-test container of its own."""
+
+    closure: tuple[FileRef, ...]  # the install closure's wheels, by the run's resolution
+    imports: tuple[str, ...] | None = None  # None: the built wheel's top-level modules
+
+
+@dataclass(frozen=True)
 class BuildRequest:
     source: SourceInputs
     build_system: BuildSystem
@@ -87,6 +98,7 @@ class BuildRequest:
     log_path: Path  # the build's output is appended here
     chain: tuple[str, ...] = ()  # who asked for it, for error messages
     variation: Variation | None = None  # only when verifying a published wheel
+    smoke: SmokePlan | None = None
 
     @property
     def label(self) -> str:
@@ -111,10 +123,16 @@ class BuildRequest:
         runtime["limits"] = BuildSettings(**runtime["limits"])
         system = {k: tuple(v) if isinstance(v, list) else v
                   for k, v in data["build_system"].items()}
+        smoke = data.get("smoke")
+        if smoke:
+            imports = smoke.get("imports")
+            smoke = SmokePlan(tuple(_file(w) for w in smoke["closure"]),
+                              None if imports is None else tuple(imports))
         return cls(source=SourceInputs(**source), build_system=BuildSystem(**system),
                    env=BuildEnvironment(**env), runtime=Runtime(**runtime),
                    log_path=Path(data["log_path"]), chain=tuple(data["chain"]),
-                   variation=Variation(**data["variation"]) if data.get("variation") else None)
+                   variation=Variation(**data["variation"]) if data.get("variation") else None,
+                   smoke=smoke or None)
 
 
 @dataclass(frozen=True)
@@ -140,6 +158,8 @@ class BuildResult:
     # The Debian packages whose libraries the wheel's ELF files link to, as the image has
     # them: ({soname, path, package, version, architecture, distro}, ...), for its SBOM.
     linked: tuple[Mapping[str, str], ...] = ()
+    # The smoke test run in the build container (BuildRequest.smoke), whatever its outcome.
+    smoke: SmokeResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -151,6 +171,12 @@ class BuildResult:
         values["log_path"] = Path(values["log_path"])
         for key in ("backend_requires", "missing", "command", "linked"):
             values[key] = tuple(values.get(key, ()))
+        if values.get("smoke"):
+            smoke = dict(values["smoke"])
+            if smoke.get("container", "smoke-test") not in SMOKE_HOW:
+                raise ValueError(f"a smoke test ran in no known container: {smoke['container']!r}")
+            values["smoke"] = SmokeResult(**{**smoke, "imports": dict(smoke["imports"]),
+                                             "freeze": tuple(smoke["freeze"])})
         return cls(**values)
 
 
@@ -177,6 +203,16 @@ class SmokeTest:
     imports: tuple[str, ...]
 
 
+# What each kind of smoke test does, in the words its record carries.
+SMOKE_HOW = {
+    "smoke-test": "installed with its install closure from our index alone (read-only, no "
+                  "network) into a fresh venv, then its top-level modules imported",
+    "build": "in its build container, once the build was done: the built wheel (before the host "
+             "added its build record) installed with its install closure, our wheels only "
+             "(read-only, no network), into a fresh venv, then its top-level modules imported",
+}
+
+
 @dataclass(frozen=True)
 class SmokeResult:
     wheel: str
@@ -186,12 +222,12 @@ class SmokeResult:
     error: str = ""
     seconds: float = 0.0
     image: str = ""
+    container: Literal["smoke-test", "build"] = "smoke-test"  # where it ran (SMOKE_HOW)
 
     def to_dict(self) -> dict:
         return {"status": self.status, "image": self.image, "imports": dict(self.imports),
                 "installed": list(self.freeze), "error": self.error, "seconds": self.seconds,
-                "how": "installed with its install closure from our index alone (read-only, no "
-                       "network) into a fresh venv, then its top-level modules imported"}
+                "container": self.container, "how": SMOKE_HOW[self.container]}
 
 
 @dataclass(frozen=True)

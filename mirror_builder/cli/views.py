@@ -122,8 +122,10 @@ def _job_rows(table: Table, record: dict[str, Any], job_result: dict[str, Any] |
     smoke = record.get("smoke_test")
     if smoke:
         imported = ", ".join(smoke["imports"]) or "no modules"
-        table.add_row("smoke test", f"{smoke['status']}: installed from our index alone, imported "
-                                    f"{imported} ({smoke['seconds']:.1f} s)"
+        where = "in its build container: installed from our wheels alone" \
+            if smoke.get("container") == "build" else "installed from our index alone"
+        table.add_row("smoke test", f"{smoke['status']}: {where}, imported {imported} "
+                                    f"({smoke['seconds']:.1f} s)"
                                     + (f"; {smoke['error']}" if smoke["error"] else ""))
 
 

@@ -301,9 +301,11 @@ class BuildHost(WorkerPlugin):
         cpus = request.runtime.cpus
         if self.cpus is not None:
             cpus = min(cpus or self.cpus, self.cpus)
+        smoke = request.smoke and replace(
+            request.smoke, closure=tuple(local(w, "closure") for w in request.smoke.closure))
         return replace(request, source=source, env=env,
                        runtime=replace(request.runtime, image=image, cpus=cpus),
-                       log_path=job / "build.log")
+                       log_path=job / "build.log", smoke=smoke)
 
     def _blob(self, digest: str, store: ArtifactClient) -> Path:
         path = self.cache.blob(digest)

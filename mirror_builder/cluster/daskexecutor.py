@@ -358,7 +358,8 @@ class DaskExecutor:
         return digest
 
     def _publish_inputs(self, request: BuildRequest) -> None:
-        for ref in (request.source.sdist, *request.source.patches, *request.env.wheels):
+        closure = request.smoke.closure if request.smoke else ()
+        for ref in (request.source.sdist, *request.source.patches, *request.env.wheels, *closure):
             if self.cache.blob(ref.sha256).is_file():
                 continue
             if self.cache.add_blob(ref.path) != ref.sha256:

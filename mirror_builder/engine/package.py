@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pkginfo
@@ -19,7 +20,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.build.request import (BuildEnvironment, BuildRequest, BuildResult, FileRef,
-                                          RepairRequest, Runtime, SourceInputs)
+                                          RepairRequest, Runtime, SmokePlan, SmokeResult,
+                                          SourceInputs)
 from mirror_builder.config.overrides import PackageSettings
 from mirror_builder.config.plugins import BuildContext, PrepareContext, WheelContext
 from mirror_builder.config.settings import BuildSettings
@@ -27,7 +29,8 @@ from mirror_builder.engine.decisions import REPAIR_TOOLS, is_pure
 from mirror_builder.engine.model import BuiltWheel, CarryRefused, UnbuildableVersion
 from mirror_builder.engine.records import make_record
 from mirror_builder.config.sizes import parse_size
-from mirror_builder.errors import BuildError, ResolutionError
+from mirror_builder.engine.smokeplan import closure_at_hand
+from mirror_builder.errors import BuildError, MirrorBuilderError, ResolutionError
 from mirror_builder.files import sha256_of
 from mirror_builder.index.publisher import Staged
 from mirror_builder.build.smoketest import smoke_imports
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 
 # What repairs platform wheels to manylinux tags (built from source like everything else).
 
+
+# Given whether the build compiles: the smoke test its container can run too, if any.
+SmokePlanner = Callable[[bool], "SmokePlan | None"]
 
 COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".rs", ".pyx", ".f", ".f90", ".go")
 
@@ -80,7 +86,9 @@ class PackageBuilder:
         build_system = read_build_system(source.project, pin)
         here = chain + (pin,)
         own_seconds = time.monotonic() - started
-        env, outcome = self._build_with_env(candidate, source, build_system, log_path, chain)
+        env, outcome = self._build_with_env(
+            candidate, source, build_system, log_path, chain,
+            smoke=lambda compiled: self._smoke_plan(candidate, package, rebuild, stage, compiled))
         own_seconds += outcome.seconds
         repair = None
         # The package's own manylinux override (a wheel that links a library from its
@@ -100,6 +108,7 @@ class PackageBuilder:
         with run.timeline.span(pin, "stamp"):
             staged = self._stage(candidate, source, build_system, env, outcome, chain, rebuild,
                                  origin, repair, stage_record)
+        staged.tested = tested_in_build(outcome, staged, repair)
         own_seconds += time.monotonic() - publish_started
         if stage:
             return run.stages.finish(candidate, staged, own_seconds, chain, rebuild.number, stage)
@@ -150,22 +159,23 @@ class PackageBuilder:
         return source, crates
 
     def _build_with_env(self, candidate: Candidate, source: PreparedSource,
-                        build_system: BuildSystem, log_path, chain: tuple[str, ...]
+                        build_system: BuildSystem, log_path, chain: tuple[str, ...],
+                        smoke: SmokePlanner = lambda compiled: None
                         ) -> tuple[Resolution, BuildResult]:
         """Build with the static build requirements; if the backend asks for more, settle those
-        too and build again."""
+        too and build again. smoke: whether the build can smoke-test its wheel too."""
         pin = candidate.pin
         here = chain + (pin,)
         static = build_system.requirements()
         env = self._environment(candidate, static, "build-system", here)
-        outcome = self._run_build(source, build_system, env, log_path, chain)
+        outcome = self._run_build(source, build_system, env, log_path, chain, smoke)
         if outcome.status == "needs":
             log.info("backend also requires %s", ", ".join(outcome.missing))
             dynamic = [Requirement(r) for r in outcome.backend_requires]
             env = self._environment(candidate, static + dynamic, "build-backend", here,
                                     preferred={n: c.version for n, c in env.pins.items()})
             first = outcome.seconds
-            outcome = self._run_build(source, build_system, env, log_path, chain)
+            outcome = self._run_build(source, build_system, env, log_path, chain, smoke)
             outcome = dataclasses.replace(outcome, seconds=outcome.seconds + first)
             if outcome.status == "needs":
                 raise BuildError(f"the backend still requires {', '.join(outcome.missing)} after "
@@ -209,7 +219,8 @@ class PackageBuilder:
         return vendorer(source.tree, label, log_path, manifests)
 
     def _run_build(self, source: PreparedSource, build_system: BuildSystem, env: Resolution,
-                   log_path, chain: tuple[str, ...]) -> BuildResult:
+                   log_path, chain: tuple[str, ...],
+                   smoke: SmokePlanner = lambda compiled: None) -> BuildResult:
         run = self.run
         label = f"{source.name}=={source.version}"
         run.reporter.activity(label, "waiting for a build slot")
@@ -225,6 +236,8 @@ class PackageBuilder:
             with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0,
                                 priority=lambda: (run.tasks.graph.waiters(key), compiled)):
                 run.timeline.add(label, "wait-slot", waiting, time.monotonic())
+                # Decided now, not when the build was asked for: more of its closure is built.
+                request = dataclasses.replace(request, smoke=smoke(compiled))
                 run.reporter.activity(label, "building in container")
                 with run.timeline.span(label, "container") as parts:
                     outcome = run.services.executor.build(request)
@@ -249,6 +262,30 @@ class PackageBuilder:
             return exc
         return BuildError(f"{exc.detail.rstrip('. ')}. {hint}", package=exc.package,
                           version=exc.version, chain=exc.chain, log_path=exc.log_path)
+
+    def _smoke_plan(self, candidate: Candidate, package: PackageSettings, rebuild: Rebuild,
+                    stage: tuple[NormalizedName, ...], compiled: bool) -> SmokePlan | None:
+        """A smoke test in the build's own container (engine/smokeplan.py), when the wheel it
+        makes is the one to test: not a stage-1 build (never published), not one whose stamp
+        renames it (a post-release number), nor a compiled one the run repairs afterwards."""
+        run = self.run
+        repairing = package.manylinux if package.manylinux is not None else run.manylinux
+        if stage or package.smoke_test is False or (repairing and compiled) or \
+                (rebuild.numbering == "post-release" and rebuild.number):
+            return None
+        try:
+            requires = run.services.finder.dependencies(candidate)
+        except (MirrorBuilderError, OSError) as exc:  # the smoke-test container will tell
+            log.debug("%s: no smoke test in its build container: %s", candidate.pin, exc)
+            return None
+        with run.lock:
+            done = dict(run.done)
+        # Requirements nobody knows before the build (an sdist's dynamic metadata): tried with
+        # none, which a wheel that needs something fails to install at once, and is tested alone.
+        closure = closure_at_hand(candidate.name, requires or (), done, run.target.applies)
+        if closure is None:
+            return None
+        return SmokePlan(closure, None if package.smoke_test is True else tuple(package.smoke_test))
 
     def request(self, source: PreparedSource, build_system: BuildSystem,
                 wheels: tuple[FileRef, ...], log_path, chain: tuple[str, ...],
@@ -388,3 +425,14 @@ class PackageBuilder:
             log.warning("%s: taken pre-built from upstream, not built from source", candidate.pin)
         return run.finish(candidate, published.path, "upstream" if gap_fill else "pre-built",
                           time.monotonic() - started, chain)
+
+
+def tested_in_build(outcome: BuildResult, staged: Staged, repair: dict | None) -> SmokeResult | None:
+    """The build container's smoke test, when it stands for the staged wheel's: it passed, on
+    the wheel that was staged (not repaired since) and for the modules the staged wheel's test
+    would import."""
+    tested = outcome.smoke
+    if tested is None or tested.status != "passed" or repair is not None or \
+            staged.imports is None or sorted(staged.imports) != sorted(tested.imports):
+        return None
+    return dataclasses.replace(tested, wheel=staged.wheel.name)

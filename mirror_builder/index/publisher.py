@@ -55,6 +55,8 @@ class Staged:
     imports: tuple[str, ...] | None  # None: the package's overrides skip the smoke test
     publish_source: Callable[[], None]  # archive its sdist beside the index
     extras: frozenset[str] = frozenset()
+    # Its smoke test, passed already in its build container (engine/smokeplan.py).
+    tested: SmokeResult | None = None
 
     @property
     def pin(self) -> str:
@@ -113,9 +115,21 @@ class Publisher:
         self._finishing = threading.Event()
 
     def submit(self, staged: Staged) -> None:
-        """Stage a wheel; smoke tests run on another thread, so the build goes on."""
+        """Stage a wheel; smoke tests run on another thread, so the build goes on. One that
+        passed its test in its build container, with its whole closure at hand, is not tested
+        again: it is published as soon as the staged wheels of its closure are."""
         with self._lock:
-            self._pending.append(staged)
+            if staged.tested is not None and not self._closure(staged, self._pool(staged))[1]:
+                self._passed[staged.pin] = (staged, staged.tested)
+                log.info("%s passed its smoke test in its build container", staged.pin)
+                tested = True
+            else:
+                self._pending.append(staged)
+                tested = False
+        if tested:
+            self._publish_what_can()
+            return
+        with self._lock:
             thread = threading.Thread(target=self._drain, name=f"publish {staged.pin}", daemon=True)
             self._threads.append(thread)
         thread.start()

@@ -10,3 +10,7 @@ LINKED = Path(__file__).parent / "linked.py"
 HOOKSERVER = Path(__file__).parent / "hookserver.py"
 # What a failed build's cgroup says about its limits, copied in as /mb/lib/mb_limits.py.
 LIMITS = Path(__file__).parent / "limits.py"
+# The modules a smoke test imports from a wheel, copied in as /mb/lib/mb_toplevel.py.
+TOPLEVEL = Path(__file__).parent / "toplevel.py"
+# Smoke tests, in a container of their own or a build's, copied in as /mb/lib/mb_smoke.py.
+SMOKERUN = Path(__file__).parent / "smokerun.py"

@@ -6,8 +6,11 @@ One run does what a build needs with the least container starts:
   3. record `uv pip freeze` of that environment,
   4. ask the backend for get_requires_for_build_wheel (pyproject-hooks, in the venv),
   5. if those are all satisfied, build the wheel into /out/dist; otherwise report what is
-     missing and stop, so the host can bootstrap it and call again.
-The result is written to /out/result.json; the log is this process's output.
+     missing and stop, so the host can bootstrap it and call again;
+  6. if the job asks (its install closure is mounted at /closure), smoke-test the wheel
+     (/mb/lib/mb_smoke.py), which spares it a container of its own later.
+The result is written to /out/result.json; the log is this process's output. The other modes
+repair a wheel (auditwheel) and run smoke tests on their own.
 """
 
 import importlib.metadata
@@ -116,118 +119,6 @@ def repair(job):
     return 0 if result["status"] == "repaired" else 1
 
 
-# A module that imports another project the wheel does not declare (an optional dependency:
-# soupsieve imports bs4, matplotlib-inline imports matplotlib) is not a broken build: reported
-# as UNDECLARED, not as a failure. Missing modules of the wheel's own packages are failures.
-IMPORT_PROBE = """
-import importlib, json, sys, traceback
-own = {name.split(".")[0] for name in sys.argv[1:]}
-results = {}
-for name in sys.argv[1:]:
-    try:
-        importlib.import_module(name)
-        results[name] = None
-    except ModuleNotFoundError as exc:
-        # A package may re-raise with a message of its own ("X must be installed"): the
-        # missing module is then named by the error it came from.
-        cause = exc.__cause__ or exc.__context__
-        missing = exc.name or (cause.name if isinstance(cause, ModuleNotFoundError) else "") or ""
-        if missing and missing.split(".")[0] not in own:
-            results[name] = "UNDECLARED " + missing
-        else:
-            results[name] = traceback.format_exc(limit=3).strip().splitlines()[-1]
-    except BaseException:
-        results[name] = traceback.format_exc(limit=3).strip().splitlines()[-1]
-print("MB-IMPORTS " + json.dumps(results), flush=True)
-"""
-UNDECLARED = "UNDECLARED "
-
-
-def undeclared_imports(imports):
-    """The import results with UNDECLARED ones made readable, and the real failures."""
-    readable, broken = {}, {}
-    for name, why in imports.items():
-        if why and why.startswith(UNDECLARED):
-            readable[name] = (f"not fully tested: it imports {why[len(UNDECLARED):]}, which the "
-                              f"wheel does not declare as a requirement")
-        else:
-            readable[name] = why
-            if why:
-                broken[name] = why
-    return readable, broken
-
-
-def smoke(job):
-    """Smoke mode: for each candidate wheel, a fresh venv with the wheel and its whole install
-    closure, from our index (read-only at /index) and the staged wheels only, then import its
-    top-level modules. No network: what does not come from those cannot be installed. The
-    tests are independent of each other and run side by side, job["jobs"] at a time."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-home", "LANG": "C.UTF-8",
-           "TMPDIR": "/tmp"}
-    # One cache for the container's tests (on its throw-away /tmp): closures overlap, and a
-    # wheel unpacked for one test is hardlinked into the next test's venv.
-    uv_env = dict(env, UV_OFFLINE="1", UV_CACHE_DIR="/tmp/uv-cache", UV_PYTHON_DOWNLOADS="never",
-                  UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
-    os.makedirs(env["HOME"], exist_ok=True)
-    os.makedirs(WORK, exist_ok=True)
-    tests = list(enumerate(job["tests"]))
-    with ThreadPoolExecutor(max_workers=max(1, int(job.get("jobs") or 1))) as pool:
-        done = list(pool.map(lambda item: smoke_one(job, item[0], item[1], env, uv_env), tests))
-    results = {}
-    for (_, test), (result, output) in zip(tests, done):
-        print(output, end="", flush=True)  # each test's output whole, in the tests' order
-        results[test["wheel"]] = result
-    write_json(os.path.join(job["out"], "result.json"), {"status": "done", "results": results})
-    return 0
-
-
-def smoke_one(job, number, test, env, uv_env):
-    """One wheel's smoke test: its result and its output."""
-    started = time.monotonic()
-    result = {"status": "failed", "imports": {}, "freeze": []}
-    output = [f"[mirror-builder] smoke test {test['wheel']}\n"]
-    env_dir = os.path.join(WORK, f"smoke-{number}")
-    python = os.path.join(env_dir, "bin", "python")
-
-    def step(command, run_env, **kwargs):
-        output.append("[mirror-builder] $ " + " ".join(command) + "\n")
-        done = subprocess.run(command, env=run_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, **kwargs)
-        output.append(done.stdout)
-        return done
-
-    try:
-        step(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env).check_returncode()
-        install = step(["uv", "pip", "install", "--python", python, "--index-url", job["index_url"],
-                        "--find-links", job["staging"], os.path.join(job["staging"], test["wheel"])],
-                       uv_env)
-        if install.returncode != 0:
-            lines = [l.strip() for l in install.stdout.splitlines() if l.strip()]
-            result["error"] = "cannot install it from our index: " + " ".join(lines[-4:])
-            return result, "".join(output)
-        freeze = subprocess.run(["uv", "pip", "freeze", "--python", python], env=uv_env,
-                                check=True, stdout=subprocess.PIPE, text=True).stdout
-        result["freeze"] = freeze.splitlines()
-        probe = step([python, "-c", IMPORT_PROBE, *test["imports"]], env, cwd="/tmp")
-        line = next((l for l in probe.stdout.splitlines() if l.startswith("MB-IMPORTS ")), None)
-        if line is None:
-            result["error"] = f"the import check itself failed (status {probe.returncode})"
-            return result, "".join(output)
-        result["imports"], broken = undeclared_imports(json.loads(line[len("MB-IMPORTS "):]))
-        if broken:
-            result["error"] = "; ".join(f"import {name} failed: {why}" for name, why in broken.items())
-            return result, "".join(output)
-        result["status"] = "passed"
-    except subprocess.CalledProcessError as exc:
-        result["error"] = f"{exc.cmd[0]} failed with status {exc.returncode}"
-    finally:
-        result["seconds"] = round(time.monotonic() - started, 3)
-        shutil.rmtree(env_dir, ignore_errors=True)
-    return result, "".join(output)
-
-
 def user_namespace():
     """This container's user namespace, read before any package code runs: the host checks it
     against what podman says and puts it in the build record."""
@@ -244,7 +135,11 @@ def main():
     if job.get("mode") == "repair":
         return repair(job)
     if job.get("mode") == "smoke":
-        return smoke(job)
+        from mb_smoke import smoke_tests  # /mb/lib
+
+        results = smoke_tests(job)
+        write_json(os.path.join(job["out"], "result.json"), {"status": "done", "results": results})
+        return 0
     return build(job)
 
 
@@ -254,6 +149,10 @@ def build(job):
     result_path = os.path.join(job["out"], "result.json")
     try:
         build_steps(job, result)
+        if result["status"] == "built" and job.get("smoke"):
+            from mb_smoke import smoke_built  # /mb/lib
+
+            result["smoke"] = smoke_built(job, result)
         result["timings"]["driver"] = time.monotonic() - STARTED
         result["timings"]["cpu"] = cpu_seconds()
         write_json(result_path, result)

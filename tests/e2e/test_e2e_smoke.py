@@ -62,6 +62,26 @@ def test_the_rejected_record_says_the_smoke_test_failed_and_six_s_says_it_passed
     assert record["smoke_test"]["error"] == ""
 
 
+def test_a_leaf_is_tested_in_its_build_container_and_a_failure_there_is_tested_again_alone(
+        badimport_run):
+    """six needs nothing: its build container tests it as soon as it is built. badimport fails
+    there too, but only a pass is taken from a build container: its own smoke-test container
+    decided, with the same error."""
+    out = badimport_run["out"]
+    (wheel,) = (out / "files" / "six").glob("six-1.17.0-*.whl")
+    six = json.loads((out / "records" / "six" / f"{wheel.name}.build.json").read_text())
+    assert six["smoke_test"]["container"] == "build"
+    assert six["smoke_test"]["how"].startswith("in its build container")
+    assert [line.split(" @ ")[0] for line in six["smoke_test"]["installed"]] == ["six"]
+    (rejected,) = (out / "rejected" / "records" / "badimport").glob("*.build.json")
+    assert json.loads(rejected.read_text())["smoke_test"]["container"] == "smoke-test"
+    log = (out / "rejected" / "records" / "badimport").glob("*.log")
+    text = next(log).read_text()
+    # Both tests are in its log: the one after the build, then its own.
+    assert text.count("badimport is broken on purpose") >= 2
+    assert "--find-links /closure" not in text  # it needs nothing: no closure was mounted
+
+
 def test_history_shows_a_smoke_failed_job_for_badimport_and_a_built_one_for_six(badimport_run):
     out, work = badimport_run["out"], badimport_run["work"]
     jobs = json.loads(run_mirror_builder("history", "-o", str(out), "--json", cwd=work).stdout)
@@ -99,4 +119,8 @@ def test_the_smoke_test_installs_the_install_closure_from_our_index(tmp_path, fi
     assert set(installed) == {"needsdep", "six"}
 
     shown = run_mirror_builder("inspect", "needsdep==1.0", "-o", str(out), cwd=tmp_path).stdout
-    assert re.search(r"smoke test\s+passed: installed from our index alone", shown), shown
+    # Tested in its own build container when six was built before it started, else in one of
+    # its own: inspect says which.
+    where = "in its build container: installed from our wheels alone" \
+        if smoke["container"] == "build" else "installed from our index alone"
+    assert re.search(rf"smoke test\s+passed: {where}", " ".join(shown.split())), shown

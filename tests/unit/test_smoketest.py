@@ -2,7 +2,7 @@
 
 import zipfile
 
-from mirror_builder.build.smoketest import top_level_modules
+from mirror_builder.sandbox.toplevel import top_level_modules
 
 
 def wheel_with(tmp_path, members, top_level=None):
@@ -49,7 +49,7 @@ def probe(tmp_path, files, *modules):
     import subprocess
     import sys
 
-    from mirror_builder.sandbox.driver import IMPORT_PROBE, undeclared_imports
+    from mirror_builder.sandbox.smokerun import IMPORT_PROBE, undeclared_imports
 
     for name, text in files.items():
         path = tmp_path / name

@@ -1,0 +1,177 @@
+"""Runs INSIDE a container, beside the driver (copied in as /mb/lib/mb_smoke.py; stdlib and
+/mb/lib only, never imported on the host): smoke tests. A wheel is installed with its install
+closure, offline, into a fresh venv, and its top-level modules are imported.
+
+Two ways in: a smoke-test container (many wheels, their closures from our index and the wheels
+staged in the run, side by side), and a build container once its build is done (the wheel just
+built, its closure from the wheels mounted at /closure).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+WORK = "/tmp/mb-work"
+
+
+# A module that imports another project the wheel does not declare (an optional dependency:
+# soupsieve imports bs4, matplotlib-inline imports matplotlib) is not a broken build: reported
+# as UNDECLARED, not as a failure. Missing modules of the wheel's own packages are failures.
+IMPORT_PROBE = """
+import importlib, json, sys, traceback
+own = {name.split(".")[0] for name in sys.argv[1:]}
+results = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+        results[name] = None
+    except ModuleNotFoundError as exc:
+        # A package may re-raise with a message of its own ("X must be installed"): the
+        # missing module is then named by the error it came from.
+        cause = exc.__cause__ or exc.__context__
+        missing = exc.name or (cause.name if isinstance(cause, ModuleNotFoundError) else "") or ""
+        if missing and missing.split(".")[0] not in own:
+            results[name] = "UNDECLARED " + missing
+        else:
+            results[name] = traceback.format_exc(limit=3).strip().splitlines()[-1]
+    except BaseException:
+        results[name] = traceback.format_exc(limit=3).strip().splitlines()[-1]
+print("MB-IMPORTS " + json.dumps(results), flush=True)
+"""
+UNDECLARED = "UNDECLARED "
+
+
+def undeclared_imports(imports):
+    """The import results with UNDECLARED ones made readable, and the real failures."""
+    readable, broken = {}, {}
+    for name, why in imports.items():
+        if why and why.startswith(UNDECLARED):
+            readable[name] = (f"not fully tested: it imports {why[len(UNDECLARED):]}, which the "
+                              f"wheel does not declare as a requirement")
+        else:
+            readable[name] = why
+            if why:
+                broken[name] = why
+    return readable, broken
+
+
+def smoke_tests(job):
+    """Smoke mode: for each candidate wheel, a fresh venv with the wheel and its whole install
+    closure, from our index (read-only at /index) and the staged wheels only, then import its
+    top-level modules. No network: what does not come from those cannot be installed. The
+    tests are independent of each other and run side by side, job["jobs"] at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-home", "LANG": "C.UTF-8",
+           "TMPDIR": "/tmp"}
+    # One cache for the container's tests (on its throw-away /tmp): closures overlap, and a
+    # wheel unpacked for one test is hardlinked into the next test's venv.
+    uv_env = dict(env, UV_OFFLINE="1", UV_CACHE_DIR="/tmp/uv-cache", UV_PYTHON_DOWNLOADS="never",
+                  UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
+    os.makedirs(env["HOME"], exist_ok=True)
+    os.makedirs(WORK, exist_ok=True)
+    tests = list(enumerate(job["tests"]))
+    sources = ["--index-url", job["index_url"], "--find-links", job["staging"]]
+    with ThreadPoolExecutor(max_workers=max(1, int(job.get("jobs") or 1))) as pool:
+        done = list(pool.map(lambda item: smoke_one(
+            sources, item[0], os.path.join(job["staging"], item[1]["wheel"]),
+            item[1]["imports"], env, uv_env), tests))
+    results = {}
+    for (_, test), (result, output) in zip(tests, done):
+        print(output, end="", flush=True)  # each test's output whole, in the tests' order
+        results[test["wheel"]] = result
+    return results
+
+
+def smoke_one(sources, number, wheel, imports, env, uv_env, cwd="/tmp"):
+    """One wheel's smoke test: its result and its output. sources: where uv takes the wheel's
+    install closure from."""
+    started = time.monotonic()
+    result = {"status": "failed", "imports": {}, "freeze": []}
+    output = [f"[mirror-builder] smoke test {os.path.basename(wheel)}\n"]
+    env_dir = os.path.join(WORK, f"smoke-{number}")
+    python = os.path.join(env_dir, "bin", "python")
+
+    def step(command, run_env, **kwargs):
+        output.append("[mirror-builder] $ " + " ".join(command) + "\n")
+        done = subprocess.run(command, env=run_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, **kwargs)
+        output.append(done.stdout)
+        return done
+
+    try:
+        step(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env).check_returncode()
+        install = step(["uv", "pip", "install", "--python", python, *sources, wheel], uv_env)
+        if install.returncode != 0:
+            lines = [l.strip() for l in install.stdout.splitlines() if l.strip()]
+            result["error"] = "cannot install it from our index: " + " ".join(lines[-4:])
+            return result, "".join(output)
+        freeze = subprocess.run(["uv", "pip", "freeze", "--python", python], env=uv_env,
+                                check=True, stdout=subprocess.PIPE, text=True).stdout
+        result["freeze"] = freeze.splitlines()
+        probe = step([python, "-c", IMPORT_PROBE, *imports], env, cwd=cwd)
+        line = next((l for l in probe.stdout.splitlines() if l.startswith("MB-IMPORTS ")), None)
+        if line is None:
+            result["error"] = f"the import check itself failed (status {probe.returncode})"
+            return result, "".join(output)
+        result["imports"], broken = undeclared_imports(json.loads(line[len("MB-IMPORTS "):]))
+        if broken:
+            result["error"] = "; ".join(f"import {name} failed: {why}" for name, why in broken.items())
+            return result, "".join(output)
+        result["status"] = "passed"
+    except subprocess.CalledProcessError as exc:
+        result["error"] = f"{exc.cmd[0]} failed with status {exc.returncode}"
+    finally:
+        result["seconds"] = round(time.monotonic() - started, 3)
+        shutil.rmtree(env_dir, ignore_errors=True)
+    return result, "".join(output)
+
+
+def smoke_built(job, result):
+    """The smoke test of the wheel just built (job["smoke"]), its install closure from
+    /closure alone (read-only), in a fresh venv, home and uv cache, after the build's leftover
+    processes are stopped. The host takes a pass from here; anything else is tested again in a
+    container of its own."""
+    step = time.monotonic()
+    plan = job["smoke"]
+    wheel = os.path.join(job["out"], "dist", result["wheel"])
+    try:
+        stop_leftovers()
+        imports = plan.get("imports")
+        if imports is None:
+            from mb_toplevel import top_level_modules  # /mb/lib
+
+            imports = list(top_level_modules(wheel))
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-smoke/home",
+               "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+        uv_env = dict(env, UV_OFFLINE="1", UV_CACHE_DIR="/tmp/mb-smoke/uv-cache",
+                      UV_PYTHON_DOWNLOADS="never", UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
+        cwd = "/tmp/mb-smoke/cwd"  # empty: nothing the build left in /tmp shadows a module
+        for folder in (env["HOME"], cwd):
+            os.makedirs(folder)
+        # No folder when the wheel needs nothing: podman mounts only the closure's files.
+        closure = plan["closure_dir"]
+        sources = ["--no-index", *(["--find-links", closure] if os.path.isdir(closure) else [])]
+        tested, output = smoke_one(sources, "built", wheel, imports, env, uv_env, cwd=cwd)
+        print(output, end="", flush=True)
+        tested["imported"] = imports
+    except Exception as exc:
+        tested = {"status": "failed", "imports": {}, "freeze": [],
+                  "error": f"the smoke test could not run: {type(exc).__name__}: {exc}"}
+    result["timings"]["smoke"] = time.monotonic() - step
+    return tested
+
+
+def stop_leftovers():
+    """Kill whatever the build left running (a daemon a build script started), so that nothing
+    of the build's own is still at work while the wheel is tested."""
+    import signal
+
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in (os.getpid(), 1):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass

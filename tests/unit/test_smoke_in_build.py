@@ -1,0 +1,235 @@
+"""A build's container smoke-tests the wheel it made when the wheel's install closure is at hand
+as the build starts; the host takes only a pass from there, and tests anything else on its own."""
+
+import json
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from mirror_builder.build.builder import _smoke_result
+from mirror_builder.build.request import (BuildRequest, BuildResult, FileRef, SmokePlan,
+                                          SmokeResult)
+from mirror_builder.engine.model import BuiltWheel
+from mirror_builder.engine.smokeplan import closure_at_hand
+from mirror_builder.sandbox.toplevel import top_level_modules
+from test_bootstrap import TARGET, FakeBuilder, Package, bootstrap  # noqa: F401 (fixture)
+
+
+def built(name, version, requires=(), status="built"):
+    return BuiltWheel(name, Version(version), Path(f"/w/{name}-{version}-py3-none-any.whl"),
+                      tuple(requires), status, 0.0, (), sha256=f"{name}{version}")
+
+
+def done(*wheels):
+    return {(w.name, w.version): w for w in wheels}
+
+
+def names(closure):
+    return [ref.name.split("-")[0] for ref in closure]
+
+
+# -- which wheels a build's own smoke test installs ---------------------------------------------
+
+def test_a_package_that_needs_nothing_has_an_empty_closure_at_hand():
+    assert closure_at_hand("leaf", [], done(), TARGET.applies) == ()
+
+
+def test_the_closure_follows_each_member_s_real_requirements():
+    wheels = done(built("jinja2", "3.1.6", ["markupsafe>=2.0"]), built("markupsafe", "3.0.4"))
+    assert names(closure_at_hand("flask", ["jinja2>=3.1"], wheels, TARGET.applies)) == \
+        ["jinja2", "markupsafe"]
+
+
+def test_a_member_not_built_yet_means_no_test_in_the_build_container():
+    wheels = done(built("jinja2", "3.1.6", ["markupsafe>=2.0"]))
+    assert closure_at_hand("flask", ["jinja2>=3.1"], wheels, TARGET.applies) is None
+
+
+def test_only_a_version_the_requirement_accepts_will_do():
+    wheels = done(built("flit-core", "3.12.0"), built("flit-core", "4.2.0"))
+    (chosen,) = closure_at_hand("app", ["flit-core<4"], wheels, TARGET.applies)
+    assert chosen.name == "flit-core-3.12.0-py3-none-any.whl"
+    assert closure_at_hand("app", ["flit-core>5"], wheels, TARGET.applies) is None
+
+
+def test_requirements_whose_markers_do_not_hold_for_the_target_are_left_out():
+    wheels = done(built("tomli", "2.0.0"))
+    requires = ["colorama; sys_platform == 'win32'", "tomli; python_version < '3.12'",
+                "extra-only; extra == 'docs'"]
+    assert names(closure_at_hand("app", requires, wheels, TARGET.applies)) == ["tomli"]
+
+
+def test_a_member_s_extras_bring_their_own_requirements():
+    wheels = done(built("httpx", "0.28.0", ["h2; extra == 'http2'"]), built("h2", "4.1.0"))
+    assert names(closure_at_hand("app", ["httpx[http2]"], wheels, TARGET.applies)) == \
+        ["h2", "httpx"]
+
+
+def test_a_rejected_wheel_is_no_member():
+    wheels = done(built("dep", "1.0", status="rejected"))
+    assert closure_at_hand("app", ["dep"], wheels, TARGET.applies) is None
+
+
+# -- what the host takes from the build container's report --------------------------------------
+
+def request_with(imports=None) -> BuildRequest:
+    class Image:
+        tag = "localhost/test:1"
+
+    class Runtime:
+        image = Image()
+
+    class Request:  # only what _smoke_result reads
+        smoke = SmokePlan((), imports)
+        runtime = Runtime()
+
+    return Request()
+
+
+def report(status="passed", imports=None, imported=("demo",), **changes):
+    return {"status": status, "imports": imports if imports is not None else {"demo": None},
+            "freeze": ["demo @ file:///out/dist/demo-1.0-py3-none-any.whl"],
+            "imported": list(imported), "error": "", "seconds": 0.1, **changes}
+
+
+def test_a_pass_is_taken_as_the_build_container_s():
+    result = _smoke_result(report(), "demo-1.0-py3-none-any.whl", request_with())
+    assert (result.status, result.container, result.imports) == ("passed", "build", {"demo": None})
+
+
+@pytest.mark.parametrize("reported", [
+    "passed", {"status": "passed"}, report(imports={"demo": 3}), report(freeze="demo"),
+    report(imported="demo"), report(imports={1: None}),
+], ids=["not a mapping", "missing fields", "an import's error not text", "freeze not a list",
+        "imported not a list", "a module not named by text"])
+def test_a_malformed_report_is_a_failure(reported):
+    result = _smoke_result(reported, "demo-1.0-py3-none-any.whl", request_with())
+    assert result is None or result.status == "failed"
+    assert reported == "passed" or result.status == "failed"
+
+
+def test_a_pass_that_imported_other_modules_than_asked_is_no_pass():
+    assert _smoke_result(report(imports={"other": None}), "demo-1.0-py3-none-any.whl",
+                         request_with()).status == "failed"
+    assert _smoke_result(report(), "demo-1.0-py3-none-any.whl",
+                         request_with(imports=("other",))).status == "failed"
+
+
+def test_a_build_that_was_not_asked_to_test_reports_no_test():
+    class Unasked:
+        smoke = None
+
+    assert _smoke_result(report(), "demo-1.0-py3-none-any.whl", Unasked()) is None
+
+
+def test_a_build_result_with_its_smoke_test_survives_json():
+    result = BuildResult(status="built", wheel=Path("/w/demo-1.0-py3-none-any.whl"),
+                         backend_requires=(), missing=(), freeze="", log_path=Path("/l"),
+                         command=("x",), started_at="", ended_at="", seconds=1.0,
+                         container_seconds=1.0, timings={},
+                         smoke=SmokeResult("demo-1.0-py3-none-any.whl", "passed",
+                                           {"demo": None}, ("demo==1.0",), container="build"))
+    assert BuildResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    forged = dict(result.to_dict(), smoke=dict(result.to_dict()["smoke"], container="elsewhere"))
+    with pytest.raises(ValueError):
+        BuildResult.from_dict(forged)
+
+
+# -- a run: who tests what ----------------------------------------------------------------------
+
+class SelfTestingBuilder(FakeBuilder):
+    """Its build containers test their own wheels: a pass, unless the package is in fails."""
+
+    def __init__(self, work_dir, fails=()):
+        super().__init__(work_dir)
+        self.in_build_fails = set(fails)
+
+    def build(self, request):
+        result = super().build(request)
+        if result.status != "built" or request.smoke is None:
+            return result
+        passed = request.source.name not in self.in_build_fails
+        # What the driver imports: the wheel's top-level modules (these fakes have none).
+        modules = top_level_modules(result.wheel)
+        return BuildResult(**{**result.__dict__, "smoke": SmokeResult(
+            result.wheel.name, "passed" if passed else "failed",
+            {m: None if passed else "ImportError: no" for m in modules},
+            tuple(f"{ref.name.split('-')[0]}==x" for ref in request.smoke.closure),
+            container="build")})
+
+
+def read_record(out, name):
+    (path,) = (out / "records" / name).glob("*.build.json")
+    return json.loads(path.read_text())
+
+
+def test_a_wheel_whose_closure_was_built_first_is_tested_in_its_build_container(bootstrap):
+    """dep is app's build requirement and install requirement: built before app starts, it is
+    app's closure; neither goes to a smoke-test container."""
+    runner, builder = bootstrap.make(
+        {"app": {"1.0": Package(build_requires=["dep"], requires_dist=["dep"])},
+         "dep": {"1.0": Package()}}, builder=SelfTestingBuilder(bootstrap.work))
+    runner.run([Requirement("app")])
+    plans = {r.source.name: r.smoke for r in builder.requests}
+    assert names(plans["dep"].closure) == [] and names(plans["app"].closure) == ["dep"]
+    assert builder.smoke_tester.tested == []
+    for name in ("app", "dep"):
+        record = read_record(bootstrap.output, name)
+        assert record["smoke_test"]["container"] == "build"
+        assert record["smoke_test"]["how"].startswith("in its build container")
+
+
+def test_a_failure_in_the_build_container_is_tested_again_on_its_own(bootstrap):
+    runner, builder = bootstrap.make({"app": {"1.0": Package()}},
+                                     builder=SelfTestingBuilder(bootstrap.work, fails={"app"}))
+    runner.run([Requirement("app")])
+    assert builder.smoke_tester.tested == ["app-1.0-py3-none-any.whl"]
+    assert read_record(bootstrap.output, "app")["smoke_test"]["container"] == "smoke-test"
+
+
+def test_a_wheel_whose_dependency_was_not_built_yet_is_tested_on_its_own(bootstrap):
+    """app's install requirement is built beside it, not before: no closure at hand."""
+    runner, builder = bootstrap.make(
+        {"app": {"1.0": Package(requires_dist=["slow"])}, "slow": {"1.0": Package()}},
+        builder=SelfTestingBuilder(bootstrap.work))
+    runner.run([Requirement("app")])
+    app = next(r for r in builder.requests if r.source.name == "app")
+    if app.smoke is None:  # slow was still building when app's slot came
+        assert "app-1.0-py3-none-any.whl" in builder.smoke_tester.tested
+    else:
+        assert names(app.smoke.closure) == ["slow"]
+    assert read_record(bootstrap.output, "app")["smoke_test"]["status"] == "passed"
+
+
+def test_no_test_in_the_build_container_when_the_overrides_turn_smoke_tests_off(bootstrap):
+    bootstrap.overrides.mkdir(exist_ok=True)
+    (bootstrap.overrides / "app.yaml").write_text("smoke_test: false\n")
+    runner, builder = bootstrap.make({"app": {"1.0": Package()}},
+                                     builder=SelfTestingBuilder(bootstrap.work))
+    runner.run([Requirement("app")])
+    assert [r.smoke for r in builder.requests] == [None]
+    assert read_record(bootstrap.output, "app")["smoke_test"]["status"] == "skipped"
+
+
+def test_no_test_in_the_build_container_when_the_stamp_renames_the_wheel(bootstrap):
+    """A post-release rebuild number changes the version inside the wheel: what the build
+    container tested would not be the wheel published."""
+    bootstrap.overrides.mkdir(exist_ok=True)
+    (bootstrap.overrides / "app.yaml").write_text('changelog:\n  "1.0":\n    - rebuilt\n')
+    runner, builder = bootstrap.make({"app": {"1.0": Package()}}, numbering="post-release",
+                                     builder=SelfTestingBuilder(bootstrap.work))
+    runner.run([Requirement("app")])
+    assert [r.smoke for r in builder.requests] == [None]
+    assert builder.smoke_tester.tested == ["app-1.0.post1-py3-none-any.whl"]
+
+
+def test_the_plan_travels_with_the_request_as_json(bootstrap):
+    runner, builder = bootstrap.make(
+        {"app": {"1.0": Package(build_requires=["dep"], requires_dist=["dep"])},
+         "dep": {"1.0": Package()}}, builder=SelfTestingBuilder(bootstrap.work))
+    runner.run([Requirement("app")])
+    app = next(r for r in builder.requests if r.source.name == "app")
+    assert isinstance(app.smoke.closure[0], FileRef)
+    assert BuildRequest.from_dict(json.loads(json.dumps(app.to_dict()))) == app
