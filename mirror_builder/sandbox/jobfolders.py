@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +46,13 @@ class JobFolders:
         return folders
 
     def remove(self) -> None:
-        for folder in (self.out, self.job, self.scratch):
-            shutil.rmtree(folder, ignore_errors=True)
+        """rm, in a process of its own: a build environment is thousands of files, and
+        shutil.rmtree took this process's interpreter lock for each (on flask's tree, 1.4 s of
+        it at the start of the run, while resolving and starting builds waited)."""
+        folders = [str(folder) for folder in (self.out, self.job, self.scratch)]
+        if subprocess.run(["rm", "-rf", "--", *folders], capture_output=True).returncode != 0:
+            for folder in folders:  # what rm could not remove (or no rm): said nowhere, as before
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 _RESULT_LIMIT = 16 << 20

@@ -73,9 +73,12 @@ def test_inspect_shows_the_freeze_of_the_build_container_and_the_source_hash_pyp
     records = inspect_json(out, "six==1.17.0", work)["records"]
     assert [r["wheel"] for r in records] == [REBUILT, FIRST]  # newest first
     newest = records[0]
-    # What uv reported installing inside the container ("+ name==version") is the freeze.
+    # What uv reported installing inside the container ("+ name==version") for the build
+    # environment, before the backend's first hook (the smoke test after the build installs
+    # too), is the freeze.
     log = run_mirror_builder("inspect", "six==1.17.0", "--log", "-o", str(out), cwd=work).stdout
-    installed = sorted(re.findall(r"^ \+ (\S+==\S+)", log, re.MULTILINE))
+    environment = log.split("[mirror-builder] get_requires_for_build_wheel")[0]
+    installed = sorted(re.findall(r"^ \+ (\S+==\S+)", environment, re.MULTILINE))
     assert installed and installed == sorted(newest["build_env"]["freeze"])
     freeze = run_mirror_builder("inspect", "six==1.17.0", "--freeze", "-o", str(out), cwd=work)
     assert sorted(freeze.stdout.split()) == installed

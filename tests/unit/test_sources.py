@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
+import os
+import stat
 import tarfile
 import zipfile
 from pathlib import Path
@@ -144,6 +147,65 @@ def test_safe_unpack_internal_symlink_is_kept(tmp_path):
 
     assert (root / "README").is_symlink()
     assert (root / "README").read_text() == README
+
+
+# -- safe_unpack: GNU tar writes what Python checked -------------------------------------------
+def test_gnu_tar_writes_the_checked_tree_with_no_special_bits_and_nobody_else_s_files(
+        tmp_path, monkeypatch):
+    """Python's tarfile only reads (the checks); tar writes. What the 'data' filter guaranteed
+    still holds: no set-id or sticky bits, nothing writable by group or others, and every file
+    ours (as root, tar itself ran as nobody)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("tarfile wrote the tree")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", refuse)
+    setuid, shared, sticky = (_file("foo-1.0/run.sh", b"#!/bin/sh\n"),
+                              _file("foo-1.0/shared.txt", b"x"), _dir("foo-1.0/tmp"))
+    setuid[0].mode, shared[0].mode, sticky[0].mode = 0o4755, 0o666, 0o1777
+    setuid[0].uid = shared[0].uid = 1234
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz",
+                       good_sdist_members() + [setuid, shared, sticky])
+
+    root = safe_unpack(archive, tmp_path / "out")
+
+    assert (root / "pkg" / "__init__.py").read_text() == "VALUE = 1\n"
+    assert stat.S_IMODE((root / "run.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "shared.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / "tmp").stat().st_mode) == 0o755
+    assert {p.lstat().st_uid for p in [root, *root.rglob("*")]} == {os.geteuid()}
+
+
+def test_a_truncated_archive_is_refused_and_leaves_nothing(tmp_path):
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members())
+    data = gzip.decompress(archive.read_bytes())
+    archive.write_bytes(gzip.compress(data[:1500]))  # a member cut off in the middle
+    dest = tmp_path / "out"
+
+    with pytest.raises(SourceError, match="foo-1.0.tar.gz: cannot unpack"):
+        safe_unpack(archive, dest)
+    assert not dest.exists()
+
+
+def test_what_gnu_tar_cannot_read_it_says_why(tmp_path):
+    from mirror_builder.prepare.untar import untar
+
+    archive = tmp_path / "foo-1.0.tar.gz"
+    archive.write_bytes(gzip.compress(b"not a tar archive at all" * 40))
+    (tmp_path / "out").mkdir()
+
+    assert "not look like a tar archive" in untar(archive, tmp_path / "out", "-z")
+
+
+def test_without_gnu_tar_python_writes_the_tree_itself(tmp_path, monkeypatch):
+    from mirror_builder.prepare import sources, untar
+
+    monkeypatch.setattr(untar.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(sources, "untar", lambda *a: pytest.fail("GNU tar was used"))
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members())
+
+    root = safe_unpack(archive, tmp_path / "out")
+
+    assert files_under(root) == {"setup.py", "pkg", "pkg/__init__.py", "README.txt"}
 
 
 # -- safe_unpack: refusals -------------------------------------------------------------------
