@@ -18,6 +18,7 @@ import resource
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,11 @@ class Timeline:
                     {k: round(float(v), 4) for k, v in (parts or {}).items()})
         with self._lock:
             self._spans.append(span)
+
+    def until(self, package: str, phase: str, work: Future, **parts: float) -> None:
+        """A span from now until work is done (work that goes on on another thread)."""
+        start = time.monotonic()
+        work.add_done_callback(lambda _: self.add(package, phase, start, time.monotonic(), parts))
 
     def spans(self) -> list[Span]:
         with self._lock:

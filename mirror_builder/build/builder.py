@@ -4,10 +4,12 @@ requests of build/request.py; everything the build leaves is checked before the 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import stat
 import tarfile
+import tempfile
 import threading
 import time
 import zipfile
@@ -19,6 +21,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from mirror_builder.build.grafted import grafted_libraries
+from mirror_builder.build.handover import HandOver, copy_out
 from mirror_builder.build.request import (BuildRequest, BuildResult, RepairRequest, RepairResult,
                                           SmokeResult)
 from mirror_builder.sandbox.podman import Mount, PodmanService, RunResult, RunSpec
@@ -54,36 +57,62 @@ class Builder:
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
         _log_start(request)
+        container = None
         try:
-            run = self.podman.run(spec, request.log_path)
+            if request.smoke is not None:
+                container = HandOver(self.podman, spec, request.log_path, folders)
+                early = container.wait_for_wheel()
+                if early is not None:
+                    return self._handed_over(request, container, *early, started_at, started)
+                run = container.end()
+            else:
+                run = self.podman.run(spec, request.log_path)
             result = self._checked_result(request, run, folders.out)
-            user_namespace = _user_namespace(result.get("user_namespace"), run, request)
-            wheel = smoke = None
-            if result["status"] == "built":
-                wheel = self._take_wheel(request, folders.out, result)
-                smoke = _smoke_result(result.get("smoke"), wheel.name, request)
-            return BuildResult(
-                status=result["status"],
-                wheel=wheel,
-                backend_requires=tuple(result.get("requires", ())),
-                missing=tuple(result.get("missing", ())),
-                freeze=result.get("freeze", ""),
-                log_path=request.log_path,
-                command=DRIVER_COMMAND,
-                started_at=started_at.isoformat(),
-                ended_at=datetime.now(timezone.utc).isoformat(),
-                seconds=time.monotonic() - started,
-                container_seconds=run.seconds,
-                timings={**_numbers(result.get("timings")),
-                         **{f"podman_{step}": seconds for step, seconds in run.steps.items()}},
-                environment=result.get("environment", {}),
-                user_namespace=user_namespace,
-                linked=linked_libraries(result.get("linked")),
-                smoke=smoke,
-            )
+            wheel = self._take_wheel(request, folders.out, result) \
+                if result["status"] == "built" else None
+            return _build_result(request, result, run, wheel, started_at, started)
         finally:
-            # Off the build slot: a build environment is thousands of files.
-            threading.Thread(target=folders.remove, name="remove job folders").start()
+            if container is not None:  # it may still run its test
+                container.remove_folders_at_end()
+            else:  # off the build slot: a build environment is thousands of files
+                threading.Thread(target=folders.remove, name="remove job folders").start()
+
+    def _handed_over(self, request: BuildRequest, container: HandOver, result: dict,
+                     so_far: RunResult, started_at: datetime, started: float) -> BuildResult:
+        """The build's result while its container goes on to smoke-test the wheel: a copy of
+        the wheel first, then the driver is let go, then the checks (on that copy)."""
+        wheel = None
+        try:
+            if result.get("status") == "built":
+                built = _built_wheel(container.folders.out, result.get("wheel"),
+                                     lambda message: self._error(request, message))
+                try:
+                    # Under its own name (the checks read it), in a folder of its own.
+                    wheel = copy_out(built, Path(tempfile.mkdtemp(dir=self.work_dir)) / built.name)
+                except OSError as exc:
+                    raise self._error(request, f"the build's wheel was rejected: {exc}") from None
+        finally:
+            container.let_go()
+        if wheel is None:  # not a build this far: the container's end says what it was
+            run = container.end()
+            result = self._checked_result(request, run, container.folders.out)
+            return _build_result(request, result, run, None, started_at, started)
+        try:
+            _user_namespace(result.get("user_namespace"), so_far, request)
+            check_freeze(result.get("freeze", ""), request)
+            check_built_wheel(wheel, request.source.name, Version(request.source.version))
+        except WheelRejected as exc:
+            shutil.rmtree(wheel.parent)
+            raise self._error(request, f"the build's wheel was rejected: {exc}") from None
+        except BuildError:
+            shutil.rmtree(wheel.parent)
+            raise
+        final = self.work_dir / wheel.name
+        os.replace(wheel, final)
+        wheel.parent.rmdir()
+        give_back(final)
+        later = container.smoke_result(lambda reported: _smoke_result(reported, final.name, request))
+        return _build_result(request, result, so_far, final, started_at, started, smoke=later)
 
     def _build_spec(self, request: BuildRequest, folders: JobFolders,
                     wheel_mounts: list[Mount]) -> RunSpec:
@@ -185,6 +214,30 @@ class Builder:
     def _error(request: BuildRequest, message: str) -> BuildError:
         return BuildError(message, package=request.source.name, version=request.source.version,
                           chain=request.chain, log_path=str(request.log_path))
+
+
+def _build_result(request: BuildRequest, result: dict, run: RunResult, wheel: Path | None,
+                  started_at: datetime, started: float, smoke=None) -> BuildResult:
+    """What the host makes of a checked driver result (run: the container's run so far)."""
+    return BuildResult(
+        status=result["status"],
+        wheel=wheel,
+        backend_requires=tuple(result.get("requires", ())),
+        missing=tuple(result.get("missing", ())),
+        freeze=result.get("freeze", ""),
+        log_path=request.log_path,
+        command=DRIVER_COMMAND,
+        started_at=started_at.isoformat(),
+        ended_at=datetime.now(timezone.utc).isoformat(),
+        seconds=time.monotonic() - started,
+        container_seconds=run.seconds,
+        timings={**_numbers(result.get("timings")),
+                 **{f"podman_{step}": seconds for step, seconds in run.steps.items()}},
+        environment=result.get("environment", {}),
+        user_namespace=_user_namespace(result.get("user_namespace"), run, request),
+        linked=linked_libraries(result.get("linked")),
+        smoke=smoke,
+    )
 
 
 def _build_job(request: BuildRequest, container_wheels: list[str]) -> dict:

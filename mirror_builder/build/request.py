@@ -10,7 +10,8 @@ requirements the backend still wants. An Executor runs them; today the only one 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -158,11 +159,16 @@ class BuildResult:
     # The Debian packages whose libraries the wheel's ELF files link to, as the image has
     # them: ({soname, path, package, version, architecture, distro}, ...), for its SBOM.
     linked: tuple[Mapping[str, str], ...] = ()
-    # The smoke test run in the build container (BuildRequest.smoke), whatever its outcome.
-    smoke: SmokeResult | None = None
+    # The smoke test run in the build container (BuildRequest.smoke), whatever its outcome; a
+    # Future of it (SmokeResult or None) while the container, which handed the wheel over
+    # first, still runs it (build/handover.py).
+    smoke: SmokeResult | Future | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        """Plain data, with the smoke test's result (waited for if it is still running)."""
+        smoke = self.smoke.result() if isinstance(self.smoke, Future) else self.smoke
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "smoke"}
+        return _jsonable({**values, "smoke": asdict(smoke) if smoke is not None else None})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BuildResult:

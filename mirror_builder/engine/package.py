@@ -9,9 +9,9 @@ import logging
 import math
 import os
 import time
+from concurrent.futures import Future
 from dataclasses import asdict
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pkginfo
@@ -20,8 +20,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.build.request import (BuildEnvironment, BuildRequest, BuildResult, FileRef,
-                                          RepairRequest, Runtime, SmokePlan, SmokeResult,
-                                          SourceInputs)
+                                          RepairRequest, Runtime, SmokeResult, SourceInputs)
 from mirror_builder.config.overrides import PackageSettings
 from mirror_builder.config.plugins import BuildContext, PrepareContext, WheelContext
 from mirror_builder.config.settings import BuildSettings
@@ -29,7 +28,7 @@ from mirror_builder.engine.decisions import REPAIR_TOOLS, is_pure
 from mirror_builder.engine.model import BuiltWheel, CarryRefused, UnbuildableVersion
 from mirror_builder.engine.records import make_record
 from mirror_builder.config.sizes import parse_size
-from mirror_builder.engine.smokeplan import closure_at_hand
+from mirror_builder.engine.smokeplan import SelfTest, closure_at_hand
 from mirror_builder.errors import BuildError, MirrorBuilderError, ResolutionError
 from mirror_builder.files import sha256_of
 from mirror_builder.index.publisher import Staged
@@ -52,9 +51,6 @@ log = logging.getLogger(__name__)
 
 # What repairs platform wheels to manylinux tags (built from source like everything else).
 
-
-# Given whether the build compiles: the smoke test its container can run too, if any.
-SmokePlanner = Callable[[bool], "SmokePlan | None"]
 
 COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".rs", ".pyx", ".f", ".f90", ".go")
 
@@ -88,7 +84,7 @@ class PackageBuilder:
         own_seconds = time.monotonic() - started
         env, outcome = self._build_with_env(
             candidate, source, build_system, log_path, chain,
-            smoke=lambda compiled: self._smoke_plan(candidate, package, rebuild, stage, compiled))
+            self_test=self._self_test(candidate, package, rebuild, stage))
         own_seconds += outcome.seconds
         repair = None
         # The package's own manylinux override (a wheel that links a library from its
@@ -160,22 +156,21 @@ class PackageBuilder:
 
     def _build_with_env(self, candidate: Candidate, source: PreparedSource,
                         build_system: BuildSystem, log_path, chain: tuple[str, ...],
-                        smoke: SmokePlanner = lambda compiled: None
-                        ) -> tuple[Resolution, BuildResult]:
+                        self_test: SelfTest | None = None) -> tuple[Resolution, BuildResult]:
         """Build with the static build requirements; if the backend asks for more, settle those
-        too and build again. smoke: whether the build can smoke-test its wheel too."""
+        too and build again. self_test: whether the build can smoke-test its wheel too."""
         pin = candidate.pin
         here = chain + (pin,)
         static = build_system.requirements()
         env = self._environment(candidate, static, "build-system", here)
-        outcome = self._run_build(source, build_system, env, log_path, chain, smoke)
+        outcome = self._run_build(source, build_system, env, log_path, chain, self_test)
         if outcome.status == "needs":
             log.info("backend also requires %s", ", ".join(outcome.missing))
             dynamic = [Requirement(r) for r in outcome.backend_requires]
             env = self._environment(candidate, static + dynamic, "build-backend", here,
                                     preferred={n: c.version for n, c in env.pins.items()})
             first = outcome.seconds
-            outcome = self._run_build(source, build_system, env, log_path, chain, smoke)
+            outcome = self._run_build(source, build_system, env, log_path, chain, self_test)
             outcome = dataclasses.replace(outcome, seconds=outcome.seconds + first)
             if outcome.status == "needs":
                 raise BuildError(f"the backend still requires {', '.join(outcome.missing)} after "
@@ -219,8 +214,8 @@ class PackageBuilder:
         return vendorer(source.tree, label, log_path, manifests)
 
     def _run_build(self, source: PreparedSource, build_system: BuildSystem, env: Resolution,
-                   log_path, chain: tuple[str, ...],
-                   smoke: SmokePlanner = lambda compiled: None) -> BuildResult:
+                   log_path, chain: tuple[str, ...], self_test: SelfTest | None = None
+                   ) -> BuildResult:
         run = self.run
         label = f"{source.name}=={source.version}"
         run.reporter.activity(label, "waiting for a build slot")
@@ -233,15 +228,25 @@ class PackageBuilder:
         try:
             key = (canonicalize_name(source.name), Version(source.version))
             compiled = compiles(source.tree)
+            # A repaired wheel is tested after its repair, not in its build container.
+            if compiled and (package.manylinux if package.manylinux is not None else run.manylinux):
+                self_test = None
             with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0,
-                                priority=lambda: (run.tasks.graph.waiters(key), compiled)):
+                                priority=lambda: (run.tasks.graph.waiters(key), compiled,
+                                                  self_test is None or self_test.at_hand())) \
+                    as hold:
                 run.timeline.add(label, "wait-slot", waiting, time.monotonic())
                 # Decided now, not when the build was asked for: more of its closure is built.
-                request = dataclasses.replace(request, smoke=smoke(compiled))
+                if self_test is not None:
+                    request = dataclasses.replace(request, smoke=self_test.plan())
                 run.reporter.activity(label, "building in container")
                 with run.timeline.span(label, "container") as parts:
                     outcome = run.services.executor.build(request)
                     parts.update(outcome.timings, container=outcome.container_seconds)
+                if isinstance(outcome.smoke, Future):
+                    # Its container handed the wheel over and tests it now, on this slot.
+                    hold.until = outcome.smoke
+                    run.timeline.until(label, "smoke", outcome.smoke, wheels=1, in_build=1)
                 return outcome
         except BuildError as exc:  # (looked up outside the build slot)
             explained = self._with_hint(exc, request)
@@ -263,29 +268,29 @@ class PackageBuilder:
         return BuildError(f"{exc.detail.rstrip('. ')}. {hint}", package=exc.package,
                           version=exc.version, chain=exc.chain, log_path=exc.log_path)
 
-    def _smoke_plan(self, candidate: Candidate, package: PackageSettings, rebuild: Rebuild,
-                    stage: tuple[NormalizedName, ...], compiled: bool) -> SmokePlan | None:
+    def _self_test(self, candidate: Candidate, package: PackageSettings, rebuild: Rebuild,
+                   stage: tuple[NormalizedName, ...]) -> SelfTest | None:
         """A smoke test in the build's own container (engine/smokeplan.py), when the wheel it
-        makes is the one to test: not a stage-1 build (never published), not one whose stamp
-        renames it (a post-release number), nor a compiled one the run repairs afterwards."""
+        makes is the one to test: not a stage-1 build (never published), nor one whose stamp
+        renames it (a post-release number)."""
         run = self.run
-        repairing = package.manylinux if package.manylinux is not None else run.manylinux
-        if stage or package.smoke_test is False or (repairing and compiled) or \
+        if stage or package.smoke_test is False or \
                 (rebuild.numbering == "post-release" and rebuild.number):
             return None
         try:
-            requires = run.services.finder.dependencies(candidate)
+            # Requirements nobody knows before the build (an sdist's dynamic metadata): tried
+            # with none, which a wheel that needs something fails to install at once.
+            requires = run.services.finder.dependencies(candidate) or ()
         except (MirrorBuilderError, OSError) as exc:  # the smoke-test container will tell
             log.debug("%s: no smoke test in its build container: %s", candidate.pin, exc)
             return None
-        with run.lock:
-            done = dict(run.done)
-        # Requirements nobody knows before the build (an sdist's dynamic metadata): tried with
-        # none, which a wheel that needs something fails to install at once, and is tested alone.
-        closure = closure_at_hand(candidate.name, requires or (), done, run.target.applies)
-        if closure is None:
-            return None
-        return SmokePlan(closure, None if package.smoke_test is True else tuple(package.smoke_test))
+
+        def closure() -> tuple[FileRef, ...] | None:
+            with run.lock:
+                done = dict(run.done)
+            return closure_at_hand(candidate.name, requires, done, run.target.applies)
+
+        return SelfTest(closure, None if package.smoke_test is True else tuple(package.smoke_test))
 
     def request(self, source: PreparedSource, build_system: BuildSystem,
                 wheels: tuple[FileRef, ...], log_path, chain: tuple[str, ...],
@@ -427,12 +432,20 @@ class PackageBuilder:
                           time.monotonic() - started, chain)
 
 
-def tested_in_build(outcome: BuildResult, staged: Staged, repair: dict | None) -> SmokeResult | None:
+def tested_in_build(outcome: BuildResult, staged: Staged, repair: dict | None
+                    ) -> SmokeResult | Future | None:
     """The build container's smoke test, when it stands for the staged wheel's: it passed, on
     the wheel that was staged (not repaired since) and for the modules the staged wheel's test
-    would import."""
-    tested = outcome.smoke
-    if tested is None or tested.status != "passed" or repair is not None or \
-            staged.imports is None or sorted(staged.imports) != sorted(tested.imports):
-        return None
-    return dataclasses.replace(tested, wheel=staged.wheel.name)
+    would import. A Future of that while the container still runs it."""
+    def stands_for(tested: SmokeResult | None) -> SmokeResult | None:
+        if tested is None or tested.status != "passed" or repair is not None or \
+                staged.imports is None or sorted(staged.imports) != sorted(tested.imports):
+            return None
+        return dataclasses.replace(tested, wheel=staged.wheel.name)
+
+    if not isinstance(outcome.smoke, Future):
+        return stands_for(outcome.smoke)
+    later: Future = Future()
+    outcome.smoke.add_done_callback(lambda done: later.set_result(
+        stands_for(done.result() if done.exception() is None else None)))
+    return later

@@ -66,8 +66,9 @@ from mirror_builder.source.fetch import SourceFetcher
 
 log = logging.getLogger(__name__)
 # A smoke test's claim on a build slot, beside a build's (how many tasks wait for it, whether it
-# compiles): behind every build that others wait for, level with a compiled one nobody does yet.
-SMOKE_TEST_PRIORITY = (0, True)
+# compiles, whether its closure is built): behind every build that others wait for, level with a
+# compiled one nobody waits for yet.
+SMOKE_TEST_PRIORITY = (0, True, True)
 
 
 class BootstrapRun:

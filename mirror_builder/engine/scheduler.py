@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from mirror_builder.config.sizes import machine_memory
 
@@ -34,6 +35,14 @@ def default_jobs(memory_per_build: int) -> int:
     cores = os.cpu_count() or 1
     return max(1, min(cores, machine_memory() // max(memory_per_build, 1)))
 
+
+
+@dataclass
+class Hold:
+    """A slot's hold: set until to a Future to keep the slot past its block, until it is done
+    (a build container that handed its wheel over still runs its smoke test)."""
+
+    until: Future | None = None
 
 
 class BuildSlots:
@@ -53,7 +62,7 @@ class BuildSlots:
 
     @contextmanager
     def slot(self, label: str, cpus: float | None = None, memory: int = 0,
-             priority: Callable[[], tuple] = lambda: (0,)) -> Iterator[None]:
+             priority: Callable[[], tuple] = lambda: (0,)) -> Iterator[Hold]:
         """Hold a share of the budget for the block. Of the builds waiting that fit, the one
         with the highest priority() (a tuple) goes first (then the first to come): a build that others
         wait for goes before one nobody needs yet, so the critical path is not left waiting."""
@@ -70,14 +79,22 @@ class BuildSlots:
             self._free_jobs -= need_jobs
             self._free_memory -= need_memory
             self.running[label] = "building"
-        try:
-            yield
-        finally:
+        hold = Hold()
+
+        def release(*_) -> None:
             with self._condition:
                 self._free_jobs += need_jobs
                 self._free_memory += need_memory
                 self.running.pop(label, None)
                 self._condition.notify_all()
+
+        try:
+            yield hold
+        finally:
+            if hold.until is None:
+                release()
+            else:  # the block left work running that the slot still pays for
+                hold.until.add_done_callback(release)
 
 
     def _fits(self, jobs: int, memory: int) -> bool:

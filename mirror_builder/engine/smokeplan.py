@@ -14,12 +14,13 @@ SmokePlan: the host takes only a pass from a build container).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.build.request import FileRef
+from mirror_builder.build.request import FileRef, SmokePlan
 from mirror_builder.engine.model import BuiltWheel
 
 
@@ -64,3 +65,24 @@ def closure_at_hand(name: NormalizedName, requires: Sequence[str],
 def _best(wheels: Sequence[BuiltWheel], requirement: Requirement) -> BuiltWheel | None:
     fitting = [w for w in wheels if requirement.specifier.contains(w.version, prereleases=True)]
     return max(fitting, key=lambda w: w.version, default=None)
+
+
+@dataclass
+class SelfTest:
+    """A build's chance to smoke-test its own wheel, asked again as the run goes on (its
+    closure is built bit by bit). closure: the wheels at hand now, or None."""
+
+    closure: Callable[[], tuple[FileRef, ...] | None]
+    imports: tuple[str, ...] | None  # None: the wheel's top-level modules
+    _ready: bool = field(default=False, init=False)
+
+    def at_hand(self) -> bool:
+        """Whether its closure is built (once it is, it stays so): of builds otherwise equal,
+        these take a free slot first, so that the others' closures are further along."""
+        if not self._ready:
+            self._ready = self.closure() is not None
+        return self._ready
+
+    def plan(self) -> SmokePlan | None:
+        closure = self.closure()
+        return None if closure is None else SmokePlan(closure, self.imports)

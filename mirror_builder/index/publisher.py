@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +56,9 @@ class Staged:
     imports: tuple[str, ...] | None  # None: the package's overrides skip the smoke test
     publish_source: Callable[[], None]  # archive its sdist beside the index
     extras: frozenset[str] = frozenset()
-    # Its smoke test, passed already in its build container (engine/smokeplan.py).
-    tested: SmokeResult | None = None
+    # Its smoke test, passed already in its build container (engine/smokeplan.py), or a Future
+    # of that (None if it did not pass) while the container still runs it.
+    tested: SmokeResult | Future | None = None
 
     @property
     def pin(self) -> str:
@@ -118,6 +120,16 @@ class Publisher:
         """Stage a wheel; smoke tests run on another thread, so the build goes on. One that
         passed its test in its build container, with its whole closure at hand, is not tested
         again: it is published as soon as the staged wheels of its closure are."""
+        if isinstance(staged.tested, Future):
+            # Its build container is still testing it: taken up again once it is done.
+            later = staged.tested
+            thread = threading.Thread(
+                target=lambda: self.submit(dataclasses.replace(staged, tested=later.result())),
+                name=f"await {staged.pin}", daemon=True)
+            with self._lock:
+                self._threads.append(thread)
+            thread.start()
+            return
         with self._lock:
             if staged.tested is not None and not self._closure(staged, self._pool(staged))[1]:
                 self._passed[staged.pin] = (staged, staged.tested)
@@ -154,8 +166,7 @@ class Publisher:
             self._start_testing(batch)
         if batch:
             self._process(batch)
-        for thread in list(self._threads):
-            thread.join()
+        self._join_threads()
         while True:
             with self._lock:
                 batch = self._take_ready() or self._take_held_back() or list(self._pending)
@@ -165,6 +176,17 @@ class Publisher:
             self._process(batch)
         held += self._publish_what_can(final=True)
         return held
+
+    def _join_threads(self) -> None:
+        """Wait for every thread of the publisher's, also those started meanwhile (a wheel its
+        build container was still testing is submitted again from one of them)."""
+        while True:
+            with self._lock:
+                alive = [thread for thread in self._threads if thread.is_alive()]
+            if not alive:
+                return
+            for thread in alive:
+                thread.join()
 
     # -- readiness -------------------------------------------------------------------------
     def _drain(self) -> None:

@@ -7,8 +7,8 @@ One run does what a build needs with the least container starts:
   4. ask the backend for get_requires_for_build_wheel (pyproject-hooks, in the venv),
   5. if those are all satisfied, build the wheel into /out/dist; otherwise report what is
      missing and stop, so the host can bootstrap it and call again;
-  6. if the job asks (its install closure is mounted at /closure), smoke-test the wheel
-     (/mb/lib/mb_smoke.py), which spares it a container of its own later.
+  6. if the job asks (its install closure is mounted at /closure), hand the wheel over to the
+     host and then smoke-test it (/mb/lib/mb_smoke.py), which spares it a container of its own.
 The result is written to /out/result.json; the log is this process's output. The other modes
 repair a wheel (auditwheel) and run smoke tests on their own.
 """
@@ -149,12 +149,12 @@ def build(job):
     result_path = os.path.join(job["out"], "result.json")
     try:
         build_steps(job, result)
-        if result["status"] == "built" and job.get("smoke"):
-            from mb_smoke import smoke_built  # /mb/lib
-
-            result["smoke"] = smoke_built(job, result)
         result["timings"]["driver"] = time.monotonic() - STARTED
         result["timings"]["cpu"] = cpu_seconds()
+        if result["status"] == "built" and job.get("smoke"):
+            from mb_smoke import test_after_hand_over  # /mb/lib
+
+            return test_after_hand_over(job, result, result_path, write_json)
         write_json(result_path, result)
         return 0
     except subprocess.CalledProcessError as exc:

@@ -58,10 +58,11 @@ class JobFolders:
 _RESULT_LIMIT = 16 << 20
 
 
-def read_result(out_dir: Path) -> tuple[dict, str | None]:
-    """The driver's result.json, read without trusting it: the build ran in the same container
-    as the driver and could have replaced the file with a link to somewhere on the host."""
-    path = out_dir / "result.json"
+def read_result(out_dir: Path, name: str = "result.json") -> tuple[dict, str | None]:
+    """The driver's result.json (or another of its reports), read without trusting it: the build
+    ran in the same container as the driver and could have replaced the file with a link to
+    somewhere on the host."""
+    path = out_dir / name
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,16 +187,20 @@ class PodmanService:
                 pass
 
     # -- runs ------------------------------------------------------------------------------
-    def run(self, spec: RunSpec, log_path: Path) -> RunResult:
+    def run(self, spec: RunSpec, log_path: Path,
+            on_started: Callable[[str, str, dict[str, float]], None] | None = None) -> RunResult:
         """Run spec.command to completion, streaming its output into log_path. Safe to call from
-        several threads: each run has its own API client."""
+        several threads: each run has its own API client. on_started is given the user
+        namespace podman set up (uid_map, gid_map text) and the round trips so far once the
+        container runs, for a caller that takes something from it before it ends."""
         import podman
         from podman.errors import APIError
 
         with podman.PodmanClient(base_url=self._base_url) as client:
-            return self._run(client, spec, log_path, APIError)
+            return self._run(client, spec, log_path, APIError, on_started)
 
-    def _run(self, client, spec: RunSpec, log_path: Path, APIError) -> RunResult:
+    def _run(self, client, spec: RunSpec, log_path: Path, APIError,
+             on_started: Callable[[str, str, dict[str, float]], None] | None = None) -> RunResult:
         options = _create_options(spec)
         started = time.monotonic()
         steps: dict[str, float] = {}
@@ -224,6 +229,11 @@ class PodmanService:
             container.start()
             steps["start"] = time.monotonic() - before
             timer.start()
+            if on_started is not None:
+                container.reload()
+                maps = (container.attrs.get("HostConfig") or {}).get("IDMappings") or {}
+                on_started(id_map_text(maps.get("UidMap")), id_map_text(maps.get("GidMap")),
+                           dict(steps))
             exit_code, oom_killed, id_mappings = _wait_for_the_end(container, live, header, steps)
         except APIError as exc:
             raise ContainerError(f"podman failed while running {spec.command[0]}: {exc}") from None

@@ -129,16 +129,34 @@ def smoke_one(sources, number, wheel, imports, env, uv_env, cwd="/tmp"):
     return result, "".join(output)
 
 
+# The hand-over (build/handover.py): the driver's marker in /out, the host's answer in /job.
+HANDED_OVER = "handed-over"
+TAKEN = "/job/taken"
+SMOKE_RESULT = "smoke.json"
+WAIT_FOR_HOST = 600  # seconds; then the test runs anyway (the host may be gone)
+
+
+def test_after_hand_over(job, result, result_path, write_json):
+    """Build mode, after a build with job["smoke"]: stop what the build left running, write the
+    result and the hand-over marker, wait for the host to take the wheel (the builds that need
+    it start meanwhile), then smoke-test it into /out/smoke.json."""
+    stop_leftovers()
+    write_json(result_path, result)
+    write_json(os.path.join(job["out"], HANDED_OVER), {})
+    deadline = time.monotonic() + WAIT_FOR_HOST
+    while not os.path.exists(TAKEN) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    write_json(os.path.join(job["out"], SMOKE_RESULT), smoke_built(job, result))
+    return 0
+
+
 def smoke_built(job, result):
     """The smoke test of the wheel just built (job["smoke"]), its install closure from
-    /closure alone (read-only), in a fresh venv, home and uv cache, after the build's leftover
-    processes are stopped. The host takes a pass from here; anything else is tested again in a
-    container of its own."""
-    step = time.monotonic()
+    /closure alone (read-only), in a fresh venv, home and uv cache. The host takes a pass from
+    here; anything else is tested again in a container of its own."""
     plan = job["smoke"]
     wheel = os.path.join(job["out"], "dist", result["wheel"])
     try:
-        stop_leftovers()
         imports = plan.get("imports")
         if imports is None:
             from mb_toplevel import top_level_modules  # /mb/lib
@@ -160,18 +178,44 @@ def smoke_built(job, result):
     except Exception as exc:
         tested = {"status": "failed", "imports": {}, "freeze": [],
                   "error": f"the smoke test could not run: {type(exc).__name__}: {exc}"}
-    result["timings"]["smoke"] = time.monotonic() - step
     return tested
 
 
 def stop_leftovers():
-    """Kill whatever the build left running (a daemon a build script started), so that nothing
-    of the build's own is still at work while the wheel is tested."""
+    """Kill whatever the build left running (a daemon a build script started), again until none
+    is left (one may fork while the first are killed), so that nothing of the build's own is at
+    work while the host takes the wheel or while it is tested."""
     import signal
 
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) not in (os.getpid(), 1):
+    for _ in range(100):
+        _reap()
+        others = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in
+                  (os.getpid(), 1) and _alive(int(e))]
+        if not others:
+            return
+        for pid in others:
             try:
-                os.kill(int(entry), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        time.sleep(0.001)
+
+
+def _alive(pid):
+    """Not gone, nor a zombie (a killed orphan of the driver's, not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _reap():
+    """Collect the driver's ended children (as PID 1, orphans become its own)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

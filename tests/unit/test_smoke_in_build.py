@@ -1,7 +1,10 @@
 """A build's container smoke-tests the wheel it made when the wheel's install closure is at hand
 as the build starts; the host takes only a pass from there, and tests anything else on its own."""
 
+import dataclasses
 import json
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -167,18 +170,73 @@ def read_record(out, name):
 
 def test_a_wheel_whose_closure_was_built_first_is_tested_in_its_build_container(bootstrap):
     """dep is app's build requirement and install requirement: built before app starts, it is
-    app's closure; neither goes to a smoke-test container."""
+    app's closure, and app's container tests app."""
     runner, builder = bootstrap.make(
         {"app": {"1.0": Package(build_requires=["dep"], requires_dist=["dep"])},
          "dep": {"1.0": Package()}}, builder=SelfTestingBuilder(bootstrap.work))
     runner.run([Requirement("app")])
     plans = {r.source.name: r.smoke for r in builder.requests}
-    assert names(plans["dep"].closure) == [] and names(plans["app"].closure) == ["dep"]
+    assert names(plans["app"].closure) == ["dep"]
+    assert "app-1.0-py3-none-any.whl" not in builder.smoke_tester.tested
+    record = read_record(bootstrap.output, "app")
+    assert record["smoke_test"]["container"] == "build"
+    assert record["smoke_test"]["how"].startswith("in its build container")
+
+
+class HandingOverBuilder(SelfTestingBuilder):
+    """Its containers hand the wheel over before their smoke test ends: dep's test ends only
+    when told to (or after 10 s)."""
+
+    def __init__(self, work_dir):
+        super().__init__(work_dir)
+        self.dep_tested = threading.Event()
+        self.events: list[str] = []
+
+    def build(self, request):
+        self.events.append(f"build {request.source.name}")
+        result = super().build(request)
+        if not isinstance(result.smoke, SmokeResult):
+            return result
+        later = Future()
+
+        def test_ends():
+            self.dep_tested.wait(10)
+            self.events.append(f"tested {request.source.name}")
+            later.set_result(result.smoke)
+
+        if request.source.name == "dep":
+            threading.Thread(target=test_ends).start()
+        else:
+            later.set_result(result.smoke)
+        return dataclasses.replace(result, smoke=later)
+
+
+def test_a_build_that_hands_its_wheel_over_lets_its_dependents_build_while_it_is_tested(bootstrap):
+    """app waits for dep's wheel, not for dep's test in dep's container; dep is published with
+    that test's pass once it ends."""
+    from mirror_builder.engine.context import Options
+
+    builder = HandingOverBuilder(bootstrap.work)
+    runner, _ = bootstrap.make({"app": {"1.0": Package(build_requires=["dep"])},
+                                "dep": {"1.0": Package()}}, builder=builder,
+                               options=Options(jobs=2))
+    threading.Timer(0.5, builder.dep_tested.set).start()
+    runner.run([Requirement("app")])
+    assert builder.events[:2] == ["build dep", "build app"]  # app built before dep's test ended
     assert builder.smoke_tester.tested == []
-    for name in ("app", "dep"):
-        record = read_record(bootstrap.output, name)
-        assert record["smoke_test"]["container"] == "build"
-        assert record["smoke_test"]["how"].startswith("in its build container")
+    assert read_record(bootstrap.output, "dep")["smoke_test"]["container"] == "build"
+
+
+def test_the_slot_of_a_build_that_handed_its_wheel_over_is_held_until_its_test_ends(bootstrap):
+    from mirror_builder.engine.context import Options
+
+    builder = HandingOverBuilder(bootstrap.work)
+    runner, _ = bootstrap.make({"app": {"1.0": Package(build_requires=["dep"])},
+                                "dep": {"1.0": Package()}}, builder=builder,
+                               options=Options(jobs=1))
+    threading.Timer(0.3, builder.dep_tested.set).start()
+    runner.run([Requirement("app")])
+    assert builder.events[:3] == ["build dep", "tested dep", "build app"]
 
 
 def test_a_failure_in_the_build_container_is_tested_again_on_its_own(bootstrap):
@@ -233,3 +291,25 @@ def test_the_plan_travels_with_the_request_as_json(bootstrap):
     app = next(r for r in builder.requests if r.source.name == "app")
     assert isinstance(app.smoke.closure[0], FileRef)
     assert BuildRequest.from_dict(json.loads(json.dumps(app.to_dict()))) == app
+
+
+
+def test_a_closure_once_at_hand_stays_so_and_the_plan_takes_what_is_built_then():
+    from mirror_builder.engine.smokeplan import SelfTest
+
+    built: list[str] = []
+    asked = []
+
+    def closure():
+        asked.append(1)
+        return tuple(FileRef(Path(f"/w/{n}-1.0-py3-none-any.whl"), n) for n in built) \
+            if built else None
+
+    test = SelfTest(closure, ("app",))
+    assert not test.at_hand() and test.plan() is None
+    built.append("lib")
+    assert test.at_hand()
+    calls = len(asked)
+    assert test.at_hand() and len(asked) == calls  # not asked again
+    plan = test.plan()
+    assert names(plan.closure) == ["lib"] and plan.imports == ("app",)

@@ -1,0 +1,120 @@
+"""A build container that smoke-tests its own wheel hands the wheel over first.
+
+The driver (sandbox/smokerun.py's hand_over) stops whatever the build left running, writes its
+result and then the marker HANDED_OVER in /out, and waits for TAKEN in /job (read-only to it)
+before it runs the test. The host takes the result and a copy of the wheel in between, so the
+builds waiting for this wheel start while the test runs, and nothing in the container runs
+while the wheel is copied. The test's own result comes when the container ends (SMOKE_RESULT).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+
+from mirror_builder.sandbox.jobfolders import JobFolders, read_result
+from mirror_builder.sandbox.podman import PodmanService, RunResult, RunSpec
+
+HANDED_OVER = "handed-over"  # in /out: the driver's result is written, the build's processes gone
+TAKEN = "taken"  # in /job: the host has what it needs; the driver may go on with the test
+SMOKE_RESULT = "smoke.json"  # in /out
+POLL_SECONDS = 0.005
+
+
+class HandOver:
+    """One build container run on its own thread, watched for the driver's hand-over."""
+
+    def __init__(self, podman: PodmanService, spec: RunSpec, log_path: Path,
+                 folders: JobFolders) -> None:
+        self.folders = folders
+        self.started = time.monotonic()
+        self._maps: Future[tuple[str, str, dict[str, float]]] = Future()
+        self._ended: Future[RunResult] = Future()
+        threading.Thread(target=self._run, args=(podman, spec, log_path),
+                         name=f"container {log_path.name}", daemon=True).start()
+
+    def _run(self, podman: PodmanService, spec: RunSpec, log_path: Path) -> None:
+        try:
+            self._ended.set_result(podman.run(spec, log_path, on_started=self._started))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the end
+            self._ended.set_exception(exc)
+
+    def _started(self, uid_map: str, gid_map: str, steps: dict[str, float]) -> None:
+        self._maps.set_result((uid_map, gid_map, steps))
+
+    def wait_for_wheel(self) -> tuple[dict, RunResult] | None:
+        """The driver's result and the user namespace podman gave the container (as a RunResult
+        so far) once it hands over; None if the container ended first."""
+        marker = self.folders.out / HANDED_OVER
+        while not self._ended.done():
+            if self._maps.done() and _is_file(marker):
+                uid_map, gid_map, steps = self._maps.result()
+                result, _ = read_result(self.folders.out)
+                # podman's round trips so far; "wait" is the run until the hand-over.
+                steps = dict(steps, wait=self.seconds - sum(steps.values()))
+                return result, RunResult(0, False, self.seconds, uid_map=uid_map,
+                                         gid_map=gid_map, steps=steps)
+            wait([self._ended], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+        return None
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def let_go(self) -> None:
+        """Tell the driver to go on with its test (whatever the host made of the result)."""
+        (self.folders.job / TAKEN).write_text("")
+
+    def end(self) -> RunResult:
+        """Wait for the container to end; its run, as podman tells it."""
+        return self._ended.result()
+
+    def remove_folders_at_end(self) -> None:
+        """Remove the job's folders once the container ends (after smoke_result has read them):
+        not before, or a driver still running would wait in vain for TAKEN."""
+        self._ended.add_done_callback(lambda _: self.folders.remove())
+
+    def smoke_result(self, read: Callable[[object], object]) -> Future:
+        """The test's result, read(what the driver reported) once the container ends (read(None)
+        if it reported nothing)."""
+        later: Future = Future()
+
+        def ended(_: Future) -> None:
+            try:
+                run = self._ended.result() if self._ended.exception() is None else None
+                reported = None
+                if run is not None and not run.timed_out:
+                    reported, _ = read_result(self.folders.out, SMOKE_RESULT)
+                later.set_result(read(reported or None))
+            except Exception as exc:  # noqa: BLE001 - a test that cannot be read is no pass
+                later.set_exception(exc)
+
+        self._ended.add_done_callback(ended)
+        return later
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def copy_out(built: Path, dest: Path) -> Path:
+    """A copy of the built wheel the container can no longer touch: read through a descriptor
+    that refuses a link, from a regular file only."""
+    fd = os.open(built, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{built.name} is not a regular file")
+        with open(fd, "rb", closefd=False) as source, open(dest, "xb") as target:
+            while chunk := source.read(1 << 20):
+                target.write(chunk)
+    finally:
+        os.close(fd)
+    return dest

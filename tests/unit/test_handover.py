@@ -1,0 +1,124 @@
+"""A build container that tests its own wheel hands the wheel over first: the host has the build's
+result and a copy of the wheel while the container still runs the test, and the test's result
+comes when the container ends. Played here by a fake podman that does what the driver does."""
+
+import dataclasses
+import json
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from mirror_builder.build.builder import Builder
+from mirror_builder.build.request import (BuildEnvironment, BuildRequest, FileRef, Runtime,
+                                          SmokePlan, SourceInputs)
+from mirror_builder.config.settings import BuildSettings
+from mirror_builder.errors import BuildError
+from mirror_builder.prepare.buildsystem import BuildSystem
+from mirror_builder.sandbox.imagenames import ImageRef
+from mirror_builder.sandbox.podman import RunResult
+from test_wheelcheck import make_wheel
+
+UID_MAP = "0 100000 65536"
+WHEEL = "demo-1.0-py3-none-any.whl"
+
+
+class DriverPodman:
+    """Runs "the container" as the driver would with a smoke plan: result, wheel, hand-over
+    marker; then, once the host says taken, its test (after `test_ends` is set)."""
+
+    def __init__(self, tmp_path: Path, after_taken=None, hand_over=True) -> None:
+        self.tmp_path = tmp_path
+        self.after_taken = after_taken or (lambda out: None)
+        self.hand_over = hand_over
+        self.test_ends = threading.Event()
+        self.taken_seen = threading.Event()
+
+    def run(self, spec, log_path, on_started=None):
+        mounts = {m.target: m.source for m in spec.mounts}
+        out, job = mounts["/out"], mounts["/job"]
+        on_started(UID_MAP, UID_MAP, {"create": 0.01, "start": 0.01})
+        (out / "dist").mkdir()
+        make_wheel(out / "dist")
+        (out / "result.json").write_text(json.dumps({
+            "status": "built", "wheel": WHEEL, "freeze": "", "timings": {"driver": 0.1},
+            "user_namespace": {"uid_map": UID_MAP, "gid_map": UID_MAP}}))
+        if not self.hand_over:
+            return RunResult(0, False, 0.5, uid_map=UID_MAP, gid_map=UID_MAP)
+        (out / "handed-over").write_text("{}")
+        deadline = time.monotonic() + 10
+        while not (job / "taken").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.taken_seen.set()
+        self.after_taken(out)
+        self.test_ends.wait(10)
+        (out / "smoke.json").write_text(json.dumps({
+            "status": "passed", "imports": {"demo": None}, "freeze": ["demo==1.0"],
+            "imported": ["demo"], "error": "", "seconds": 0.2}))
+        return RunResult(0, False, 1.0, uid_map=UID_MAP, gid_map=UID_MAP)
+
+
+def request(tmp_path: Path) -> BuildRequest:
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    sdist.write_bytes(b"")
+    return BuildRequest(
+        source=SourceInputs("demo", "1.0", FileRef(sdist, "a" * 64), tmp_path),
+        build_system=BuildSystem((), "setuptools.build_meta", ()),
+        env=BuildEnvironment(()),
+        runtime=Runtime(ImageRef("localhost/img:1", "sha256:1", "base", "Containerfile",
+                                 "d" * 64, "bookworm-x86_64"), BuildSettings()),
+        log_path=tmp_path / "logs" / "demo-1.0.log", smoke=SmokePlan((), None))
+
+
+def builder(tmp_path: Path, podman: DriverPodman) -> Builder:
+    return Builder(podman, tmp_path / "driver", tmp_path / "work")
+
+
+def test_the_host_has_the_wheel_while_the_container_still_tests_it(tmp_path):
+    podman = DriverPodman(tmp_path)
+    result = builder(tmp_path, podman).build(request(tmp_path))
+    assert result.status == "built" and result.wheel.read_bytes().startswith(b"PK")
+    assert isinstance(result.smoke, Future) and not result.smoke.done()
+    podman.test_ends.set()
+    tested = result.smoke.result(timeout=10)
+    assert (tested.status, tested.container, tested.wheel) == ("passed", "build", WHEEL)
+    assert result.user_namespace == {"uid_map": UID_MAP, "gid_map": UID_MAP}
+
+
+def test_what_the_container_does_to_the_wheel_after_the_hand_over_is_not_what_the_host_has(
+        tmp_path):
+    """The host copied the wheel before it let the driver go on; a test (package code) that
+    rewrites the file afterwards changes nothing the host keeps."""
+    def tamper(out):
+        (out / "dist" / WHEEL).write_bytes(b"rewritten by the package's own import")
+
+    podman = DriverPodman(tmp_path, after_taken=tamper)
+    result = builder(tmp_path, podman).build(request(tmp_path))
+    assert podman.taken_seen.wait(10)
+    podman.test_ends.set()
+    result.smoke.result(timeout=10)
+    assert result.wheel.read_bytes().startswith(b"PK")
+
+
+def test_a_wheel_that_fails_its_checks_after_the_hand_over_fails_the_build_and_frees_the_driver(
+        tmp_path):
+    class Broken(DriverPodman):
+        def run(self, spec, log_path, on_started=None):
+            self.test_ends.set()
+            return super().run(spec, log_path, on_started)
+
+    podman = Broken(tmp_path)
+    bad = dataclasses.replace(request(tmp_path), source=dataclasses.replace(
+        request(tmp_path).source, name="other"))
+    with pytest.raises(BuildError, match="wheel was rejected"):
+        builder(tmp_path, podman).build(bad)
+    assert podman.taken_seen.wait(10)  # the driver was let go all the same
+    assert not list((tmp_path / "work").glob("tmp*/" + WHEEL))  # no copy left behind
+
+
+def test_a_container_that_ends_without_handing_over_is_read_as_before(tmp_path):
+    podman = DriverPodman(tmp_path, hand_over=False)
+    result = builder(tmp_path, podman).build(request(tmp_path))
+    assert result.status == "built" and result.smoke is None
