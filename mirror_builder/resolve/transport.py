@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
 from mirror_builder.errors import UpstreamError
 from mirror_builder.resolve.pages import PEP691_JSON
+from mirror_builder.resolve.tls import PreloadedTLSAdapter
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,9 @@ def make_session(user_agent: str) -> requests.Session:
     """A session that does not retry by itself: Transport retries whole requests, bodies
     included, which urllib3's Retry cannot (it stops once the headers have arrived)."""
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=0, pool_maxsize=8)
+    # As many kept connections as threads ask at once (prefetching and building): one more
+    # than the pool holds is opened, used once and dropped, a TLS handshake each time.
+    adapter = PreloadedTLSAdapter(max_retries=0, pool_maxsize=32)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = user_agent
