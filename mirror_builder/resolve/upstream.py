@@ -94,6 +94,9 @@ class UpstreamIndex:
                                    backoff_seconds=options.backoff_seconds,
                                    user_agent=options.user_agent)
         self._prefetch_lock = threading.Lock()
+        # False once the index answered 404 for a release's JSON document of a project it has
+        # one for: a proxy that serves only project documents (each 404 cost a round trip).
+        self._release_documents = True
         self._prefetch_slots = threading.BoundedSemaphore(PREFETCH_THREADS)
         self._prefetched: set[Hashable] = set()
         self._in_flight: dict[str, Future] = {}
@@ -246,10 +249,17 @@ class UpstreamIndex:
             # Only trusted when a wheel exists: PyPI fills this from the first uploaded file, and
             # an sdist-only legacy release may show null although it has dependencies.
             project = canonicalize_name(name)
-            info = self._release_info(urllib.parse.urljoin(self.json_api_url, f"{project}/{version}/json"))
+            info = None
+            if self._release_documents:
+                info = self._release_info(
+                    urllib.parse.urljoin(self.json_api_url, f"{project}/{version}/json"))
             if info is None:
                 # Some proxies serve only the project document, whose info is the latest release.
                 info = self._release_info(urllib.parse.urljoin(self.json_api_url, f"{project}/json"))
+                if info is not None and self._release_documents:
+                    log.debug("%s serves no release documents; asking for project documents "
+                              "only from now on", self.json_api_url)
+                    self._release_documents = False
                 if info is not None and info.get("version") != version:
                     info = None
             requires = (info.get("requires_dist") or []) if info is not None else None

@@ -332,6 +332,25 @@ def test_json_api_dependencies_that_are_not_a_list_of_strings_are_unknown(
     assert index.requires_dist("demo", "1.0", [wheel]) is None
 
 
+def test_an_index_without_release_documents_is_asked_only_for_project_documents_after_one_404(
+        scripted_index, make_index):
+    """A proxy that serves /pypi/NAME/json but not /pypi/NAME/VERSION/json: each 404 was a round
+    trip (70 ms through this machine's proxy), for every package of a tree."""
+    index = make_index(json_api_url=f"{scripted_index.url}/pypi/")
+    for name, requires in (("demo", '["idna>=2.5"]'), ("other", '["six"]')):
+        scripted_index.script(f"/pypi/{name}/json", Reply(
+            f'{{"info": {{"version": "1.0", "requires_dist": {requires}}}}}'.encode(),
+            content_type="application/json"))
+
+    def wheel(name):
+        return DistributionFile(f"{name}-1.0-py3-none-any.whl", scripted_index.url + "/f.whl", None)
+
+    assert index.requires_dist("demo", "1.0", [wheel("demo")]) == ["idna>=2.5"]
+    assert index.requires_dist("other", "1.0", [wheel("other")]) == ["six"]
+    assert scripted_index.hits["/pypi/demo/1.0/json"] == 1
+    assert scripted_index.hits["/pypi/other/1.0/json"] == 0
+
+
 # -- downloads -------------------------------------------------------------------------------
 def test_a_download_cut_short_is_retried_and_then_kept_whole(scripted_index, index, tmp_path):
     cut = Reply(SDIST, content_type="application/octet-stream", cut_after=300)
