@@ -85,9 +85,9 @@ def smoke_tests(job):
     return results
 
 
-def smoke_one(sources, number, wheel, imports, env, uv_env, cwd="/tmp"):
+def smoke_one(sources, number, wheel, imports, env, uv_env, cwd="/tmp", keep=False):
     """One wheel's smoke test: its result and its output. sources: where uv takes the wheel's
-    install closure from."""
+    install closure from. keep: leave its venv (the container ends right after)."""
     started = time.monotonic()
     result = {"status": "failed", "imports": {}, "freeze": []}
     output = [f"[mirror-builder] smoke test {os.path.basename(wheel)}\n"]
@@ -125,7 +125,8 @@ def smoke_one(sources, number, wheel, imports, env, uv_env, cwd="/tmp"):
         result["error"] = f"{exc.cmd[0]} failed with status {exc.returncode}"
     finally:
         result["seconds"] = round(time.monotonic() - started, 3)
-        shutil.rmtree(env_dir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(env_dir, ignore_errors=True)
     return result, "".join(output)
 
 
@@ -172,7 +173,8 @@ def smoke_built(job, result):
         # No folder when the wheel needs nothing: podman mounts only the closure's files.
         closure = plan["closure_dir"]
         sources = ["--no-index", *(["--find-links", closure] if os.path.isdir(closure) else [])]
-        tested, output = smoke_one(sources, "built", wheel, imports, env, uv_env, cwd=cwd)
+        tested, output = smoke_one(sources, "built", wheel, imports, env, uv_env, cwd=cwd,
+                                   keep=True)
         print(output, end="", flush=True)
         tested["imported"] = imports
     except Exception as exc:
