@@ -114,6 +114,7 @@ class Publisher:
         self._testers = threading.BoundedSemaphore(TESTERS)
         self._publishing = threading.Lock()  # one writer of the index at a time
         self._threads: list[threading.Thread] = []
+        self._awaiting: list[threading.Thread] = []  # for tests still running in build containers
         self._finishing = threading.Event()
 
     def submit(self, staged: Staged) -> None:
@@ -127,7 +128,7 @@ class Publisher:
                 target=lambda: self.submit(dataclasses.replace(staged, tested=later.result())),
                 name=f"await {staged.pin}", daemon=True)
             with self._lock:
-                self._threads.append(thread)
+                self._awaiting.append(thread)
             thread.start()
             return
         with self._lock:
@@ -152,6 +153,8 @@ class Publisher:
         closure needs a package in hold (waiting for review) are neither tested nor published:
         they are returned, and their job waits with them."""
         self._finishing.set()  # no more gathering: the run's builds are done
+        for thread in list(self._awaiting):  # every wheel submitted whole before it is decided
+            thread.join()
         held: list[Staged] = []
         with self._lock:
             for staged in list(self._pending):

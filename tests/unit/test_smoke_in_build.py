@@ -313,3 +313,40 @@ def test_a_closure_once_at_hand_stays_so_and_the_plan_takes_what_is_built_then()
     assert test.at_hand() and len(asked) == calls  # not asked again
     plan = test.plan()
     assert names(plan.closure) == ["lib"] and plan.imports == ("app",)
+
+
+def test_a_wheel_still_tested_in_its_build_container_when_the_run_ends_is_decided_whole(tmp_path):
+    """app needs dep, which waits for review: once app's build container has finished its test
+    (which could not install dep), app is held with the run, not tested again and failed."""
+    from mirror_builder.config.settings import BuildSettings
+    from mirror_builder.index.publisher import Publisher, Staged
+    from mirror_builder.index.wheelindex import WheelIndex
+    from mirror_builder.sandbox.imagenames import ImageRef
+    from test_index import make_wheel
+
+    tested = []
+
+    class Tester:
+        def smoke_test(self, request):
+            tested.extend(t.wheel.name for t in request.tests)
+            return {t.wheel.name: SmokeResult(t.wheel.name, "failed") for t in request.tests}
+
+    class Records:
+        def write(self, record, log_path):
+            pass
+
+    wheel = make_wheel(tmp_path / "staged", "app-1.0-py3-none-any.whl")
+    log_path = tmp_path / "app.log"
+    log_path.write_text("log\n")
+    later = Future()
+    publisher = Publisher(index=WheelIndex(tmp_path / "out"), records=Records(),
+                          rejected=Records(), executor=Tester(), target=TARGET,
+                          limits=BuildSettings(), on_outcome=lambda outcome: None)
+    publisher.submit(Staged(
+        name="app", version="1.0", chain=(), wheel=wheel, record={}, requires_python=None,
+        requires_dist=("dep",), log_path=log_path,
+        image=ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test"),
+        imports=("app",), publish_source=lambda: None, tested=later))
+    threading.Timer(0.3, lambda: later.set_result(None)).start()  # its test could not pass
+    held = publisher.finish(hold=frozenset({"dep"}))
+    assert [s.name for s in held] == ["app"] and tested == []
