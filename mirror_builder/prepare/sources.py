@@ -6,7 +6,6 @@ Patching is plain text manipulation and runs on the host; nothing here runs pack
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import tarfile
