@@ -290,7 +290,8 @@ class PackageBuilder:
                 done = dict(run.done)
             return closure_at_hand(candidate.name, requires, done, run.target.applies)
 
-        return SelfTest(closure, None if package.smoke_test is True else tuple(package.smoke_test))
+        return SelfTest(closure, None if package.smoke_test is True else tuple(package.smoke_test),
+                        generation=lambda: len(run.done))
 
     def request(self, source: PreparedSource, build_system: BuildSystem,
                 wheels: tuple[FileRef, ...], log_path, chain: tuple[str, ...],

@@ -74,12 +74,18 @@ class SelfTest:
 
     closure: Callable[[], tuple[FileRef, ...] | None]
     imports: tuple[str, ...] | None  # None: the wheel's top-level modules
+    # How many wheels the run has: the answer can only change when that does (the slots ask
+    # every waiting build's priority each time one frees, on a big tree hundreds of times).
+    generation: Callable[[], int] = lambda: 0
     _ready: bool = field(default=False, init=False)
+    _asked_at: int | None = field(default=None, init=False)
 
     def at_hand(self) -> bool:
         """Whether its closure is built (once it is, it stays so): of builds otherwise equal,
         these take a free slot first, so that the others' closures are further along."""
-        if not self._ready:
+        generation = self.generation()
+        if not self._ready and generation != self._asked_at:
+            self._asked_at = generation
             self._ready = self.closure() is not None
         return self._ready
 

@@ -305,12 +305,14 @@ def test_a_closure_once_at_hand_stays_so_and_the_plan_takes_what_is_built_then()
         return tuple(FileRef(Path(f"/w/{n}-1.0-py3-none-any.whl"), n) for n in built) \
             if built else None
 
-    test = SelfTest(closure, ("app",))
+    test = SelfTest(closure, ("app",), generation=lambda: len(built))
     assert not test.at_hand() and test.plan() is None
+    calls = len(asked)
+    assert not test.at_hand() and len(asked) == calls  # nothing built since: not asked again
     built.append("lib")
     assert test.at_hand()
     calls = len(asked)
-    assert test.at_hand() and len(asked) == calls  # not asked again
+    assert test.at_hand() and len(asked) == calls  # at hand stays so
     plan = test.plan()
     assert names(plan.closure) == ["lib"] and plan.imports == ("app",)
 
