@@ -5,7 +5,7 @@ metadata agrees and no pin turned out unbuildable."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Literal
 
 from packaging.requirements import Requirement
@@ -73,8 +73,11 @@ class Closures:
         while rounds < 10:
             self.run.reporter.activity(context[-1] if context else "requirements", "resolving")
             resolution = self._resolve(requirements, finder, distributions, context, preferred)
+            ahead = (lambda candidate, chain: self._build_ahead(
+                candidate, chain, resolution, finder, distributions)) \
+                if distributions == "sdist" else None
             outcome = self._ensure_all(resolution, parent, kind, context,
-                                       passed_over if distributions == "sdist" else None)
+                                       passed_over if distributions == "sdist" else None, ahead)
             if outcome == "replaced":
                 # A version turned out unbuildable: resolve again without it (each round passes
                 # over one more version, never the same twice, so this ends).
@@ -104,7 +107,8 @@ class Closures:
         return resolution
 
     def _ensure_all(self, resolution: Resolution, parent: str, kind: EdgeKind,
-                    context: tuple[str, ...], passed_over: set[str] | None = None
+                    context: tuple[str, ...], passed_over: set[str] | None = None,
+                    ahead: Callable[[Candidate, tuple[str, ...]], None] | None = None
                     ) -> Literal["done", "failed", "replaced"]:
         """Every pin in the index: done; failed if one failed and the run goes on without it;
         replaced if one turned out unbuildable and the resolution is to be made again.
@@ -118,7 +122,11 @@ class Closures:
                     self.run.wanted[(parent_pin or parent, resolution.pins[child].pin)] = (
                         kind if parent_pin is None else "install", requirement)
         for candidate in resolution:  # all at once: each starts fetching and resolving now
-            self.run._start(candidate, chains[candidate.name])
+            started = self.run._start(candidate, chains[candidate.name])
+            if ahead is not None:
+                started.add_done_callback(
+                    lambda done, c=candidate: done.exception() is None and
+                    ahead(c, chains[c.name]))
         failed = False
         for candidate in resolution:
             try:
@@ -199,6 +207,37 @@ class Closures:
                 or bool(self.run.index.entries(candidate.name))
                 or (candidate.name, candidate.version) in self.run.done
                 or review is not None and review.is_approved(candidate.name))
+
+    def _build_ahead(self, candidate: Candidate, chain: tuple[str, ...],
+                     resolution: Resolution, finder: Finder, distributions: str) -> None:
+        """candidate is built, and its wheel requires what the resolution did not provide
+        (pydantic 2.14.4's metadata upstream says pydantic-core 2.50.2, its built wheel 2.50.5):
+        the resolution will be made again when this round ends; start building what it will
+        need now, beside the round, instead of after it. Only projects we may carry without
+        anyone's review; the new resolution decides all the same (a build it does not take is
+        only time spent)."""
+        run = self.run
+        try:
+            wheel = run.done.get((candidate.name, candidate.version))
+            if wheel is None or wheel.status != "built" or run.options.review is not None:
+                return
+            extras = candidate.extras | extras_wanted(resolution, candidate.name)
+            for text in wheel.requires_dist:
+                requirement = Requirement(text)
+                name = canonicalize_name(requirement.name)
+                pin = resolution.pins.get(name)
+                if not run.target.applies(requirement, extras) or run.catalog.carry_rules.why_not(
+                        name) or pin is not None and requirement.specifier.contains(
+                        pin.version, prereleases=True):
+                    continue
+                preferred = {n: c.version for n, c in resolution.pins.items() if n != name}
+                needed = self._resolve([requirement], finder, distributions,
+                                       chain + (candidate.pin,), preferred).pins[name]
+                log.info("%s requires %s, which the resolution did not provide: building %s "
+                         "ahead of the next resolution", candidate.pin, requirement, needed.pin)
+                run._start(needed, chain + (candidate.pin,))
+        except Exception as exc:  # noqa: BLE001 - only a head start; the next round decides
+            log.debug("no head start after %s: %s", candidate.pin, exc)
 
     def _consistent(self, resolution: Resolution) -> bool:
         for candidate in resolution:

@@ -910,3 +910,34 @@ def test_the_executor_gets_each_file_by_its_content_and_a_request_that_survives_
     assert [w.name for w in app.env.wheels] == ["tool-1.0-py3-none-any.whl"]
     assert checked and all(checked)
     assert BuildRequest.from_dict(json.loads(json.dumps(app.to_dict()))) == app
+
+
+def test_what_a_built_wheel_really_requires_is_built_before_the_round_ends(bootstrap):
+    """app's metadata upstream says dep<2, its built wheel dep>=2 (pydantic and pydantic-core):
+    dep 2.0's build starts as soon as app is built, while slow, of the same round, still builds;
+    not after it, when the resolution is made again."""
+    import threading
+    import time
+
+    events = []
+    slow_may_end = threading.Event()
+
+    class Timed(FakeBuilder):
+        def build(self, request):
+            events.append(("start", request.source.name, request.source.version))
+            if request.source.name == "slow":
+                slow_may_end.wait(10)
+            elif request.source.name == "dep" and request.source.version == "2.0":
+                slow_may_end.set()
+            return super().build(request)
+
+    runner, _ = bootstrap.make({
+        "app": {"1.0": Package(requires_dist=["dep>=2"], advertised=["dep<2"])},
+        "dep": {"1.0": Package(), "2.0": Package()},
+        "slow": {"1.0": Package()},
+    }, builder=Timed(bootstrap.work), options=Options(jobs=4))
+    started = time.monotonic()
+    report = runner.run([Requirement("app"), Requirement("slow")])
+    assert time.monotonic() - started < 8  # slow was let go by dep 2.0's build, not its timeout
+    assert ("start", "dep", "2.0") in events
+    assert {(w.name, str(w.version)) for w in report.wheels} >= {("dep", "2.0"), ("app", "1.0")}
