@@ -99,11 +99,7 @@ class Builder:
             return _build_result(request, result, run, None, started_at, started)
         try:
             _user_namespace(result.get("user_namespace"), so_far, request)
-            check_freeze(result.get("freeze", ""), request)
-            check_built_wheel(wheel, request.source.name, Version(request.source.version))
-        except WheelRejected as exc:
-            shutil.rmtree(wheel.parent)
-            raise self._error(request, f"the build's wheel was rejected: {exc}") from None
+            self._check(request, wheel, result)
         except BuildError:
             shutil.rmtree(wheel.parent)
             raise
@@ -156,15 +152,19 @@ class Builder:
         """Check the built wheel and its freeze, then move it out of the job's folders."""
         built = _built_wheel(out_dir, result.get("wheel"),
                              lambda message: self._error(request, message))
-        check_freeze(result.get("freeze", ""), request)
-        try:
-            check_built_wheel(built, request.source.name, Version(request.source.version))
-        except WheelRejected as exc:
-            raise self._error(request, f"the build's wheel was rejected: {exc}") from None
+        self._check(request, built, result)
         wheel = self.work_dir / built.name
         shutil.move(built, wheel)
         give_back(wheel)
         return wheel
+
+    def _check(self, request: BuildRequest, wheel: Path, result: dict) -> None:
+        """The build environment's freeze and the wheel itself, or the build's error."""
+        check_freeze(result.get("freeze", ""), request)
+        try:
+            check_built_wheel(wheel, request.source.name, Version(request.source.version))
+        except WheelRejected as exc:
+            raise self._error(request, f"the build's wheel was rejected: {exc}") from None
 
     def repair(self, request: RepairRequest) -> RepairResult:
         """Repair a platform wheel to a manylinux tag with auditwheel (from our own wheels, in a
