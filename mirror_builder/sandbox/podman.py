@@ -301,6 +301,10 @@ class PodmanService:
         return image.id
 
 
+# Seconds a container runs before its output is copied into its log as it comes.
+LIVE_LOG_AFTER = 1.0
+
+
 class _LiveLog:
     """Appends a container's output to its log while it runs; finish() writes the final copy."""
 
@@ -372,12 +376,19 @@ def _wait_for_the_end(container, live: _LiveLog, header: int,
                       steps: dict[str, float]) -> tuple[int, bool, dict]:
     """Wait for a started container to exit, its output copied into its log live and then
     whole; its exit code, whether the OOM killer ended it, and its user namespace's id maps."""
-    # A live copy of the output for `tail -f`, while the build runs ...
-    threading.Thread(target=live.follow, args=(container,), daemon=True).start()
-    # ... and the exit noticed within 10 ms: podman's default is to poll every 250 ms,
-    # which was a quarter of a second on every build.
+    # A live copy of the output for `tail -f`, once the container has run for a while: podman
+    # ends a follow stream only some time after the container has gone, and the service's
+    # shutdown waits for it (0.3 s at the end of every run when each container had one).
+    following = threading.Timer(LIVE_LOG_AFTER, live.follow, args=(container,))
+    following.daemon = True
+    following.start()
+    # The exit noticed within 10 ms: podman's default is to poll every 250 ms, which was a
+    # quarter of a second on every build.
     before = time.monotonic()
-    exit_code = container.wait(interval="10ms")
+    try:
+        exit_code = container.wait(interval="10ms")
+    finally:
+        following.cancel()
     steps["wait"] = time.monotonic() - before
     before = time.monotonic()
     if isinstance(exit_code, dict):

@@ -63,9 +63,14 @@ def lingering_build(tmp_path_factory):
                              "bootstrap", str(sdist), "-o", "out"], cwd=work, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_environment())
     seen: dict[int, dict[str, object]] = {}
+    logged_while_running = False
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
-        seen |= processes_with(marker)
+        now = processes_with(marker)
+        seen |= now
+        if now and not logged_while_running:
+            logged_while_running = any("lingering as uid" in log.read_text(errors="replace")
+                                       for log in work.rglob("*.log") if log.is_file())
         time.sleep(0.05)
     try:
         stdout, stderr = proc.communicate(timeout=60)
@@ -74,11 +79,17 @@ def lingering_build(tmp_path_factory):
             proc.kill()
     assert proc.returncode == 0, f"{stdout}\n{stderr}"
     (record,) = (work / "out" / "records" / "userns-probe").glob("*.build.json")
-    return seen, json.loads(record.read_text()), work / "out"
+    return seen, json.loads(record.read_text()), work / "out", logged_while_running
+
+
+def test_a_long_builds_output_reaches_its_log_while_it_runs(lingering_build):
+    *_, logged_while_running = lingering_build
+
+    assert logged_while_running, "the build's output was not in its log while the build ran"
 
 
 def test_a_builds_processes_are_ids_of_the_subordinate_range_on_the_host(lingering_build):
-    seen, _, _ = lingering_build
+    seen, _, _, _ = lingering_build
     (uid_range,) = subordinate_ids(SUBUID_FILE)
     (gid_range,) = subordinate_ids(SUBGID_FILE)
 
@@ -90,7 +101,7 @@ def test_a_builds_processes_are_ids_of_the_subordinate_range_on_the_host(lingeri
 
 
 def test_the_record_states_the_user_namespace_the_build_ran_in(lingering_build):
-    seen, record, _ = lingering_build
+    seen, record, _, _ = lingering_build
     namespace = record["sandbox"]["user_namespace"]
     (uid_range,) = subordinate_ids(SUBUID_FILE)
 
@@ -105,14 +116,14 @@ def test_the_record_states_the_user_namespace_the_build_ran_in(lingering_build):
 
 
 def test_what_the_build_wrote_is_the_hosts_once_published(lingering_build):
-    _, _, out = lingering_build
+    _, _, out, _ = lingering_build
     (wheel,) = (out / "files" / "userns-probe").glob("*.whl")
 
     assert (wheel.stat().st_uid, wheel.stat().st_gid) == (os.getuid(), os.getgid())
 
 
 def test_inspect_shows_the_host_ids_of_the_build(lingering_build):
-    _, record, out = lingering_build
+    _, record, out, _ = lingering_build
     inside, outside, count = map(int, record["sandbox"]["user_namespace"]["uid_map"].split())
 
     inspect = subprocess.run([sys.executable, "-m", "mirror_builder", "--settings",
