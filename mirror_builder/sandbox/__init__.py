@@ -14,3 +14,5 @@ LIMITS = Path(__file__).parent / "limits.py"
 TOPLEVEL = Path(__file__).parent / "toplevel.py"
 # Smoke tests, in a container of their own or a build's, copied in as /mb/lib/mb_smoke.py.
 SMOKERUN = Path(__file__).parent / "smokerun.py"
+# The environment uv runs in there, its cache seeded from the image, copied in as /mb/lib/mb_uvenv.py.
+UVENV = Path(__file__).parent / "uvenv.py"

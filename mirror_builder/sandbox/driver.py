@@ -93,8 +93,9 @@ def repair(job):
         python = os.path.join(env_dir, "bin", "python")
         env = {"PATH": f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-home",
                "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
-        uv_env = dict(env, UV_OFFLINE="1", UV_CACHE_DIR=UV_CACHE, UV_PYTHON_DOWNLOADS="never",
-                      UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
+        from mb_uvenv import uv_environment  # /mb/lib
+
+        uv_env = uv_environment(env, UV_CACHE)
         os.makedirs(WORK, exist_ok=True)
         run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
         pins = [f"{n}=={v}" for n, v, _, _ in
@@ -337,9 +338,10 @@ def install_wheels(job, env_dir, python, base_env):
     # Hardlinks from uv's cache on the container's throw-away /tmp (same file system) instead
     # of copies: the files outlive the cache, and installing setuptools takes 0.34 s instead of
     # 0.59 s. A cache rather than none: uv asks the interpreter about itself once, not in every
-    # command (the freeze took 65 ms, now 8).
-    uv_env = dict(base_env, UV_OFFLINE="1", UV_CACHE_DIR=UV_CACHE, UV_PYTHON_DOWNLOADS="never",
-                  UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
+    # command (the freeze took 65 ms, now 8); the image's seed spares even that.
+    from mb_uvenv import uv_environment  # /mb/lib
+
+    uv_env = uv_environment(base_env, UV_CACHE)
     run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
     if job["wheels"]:
         # Pins from a find-links directory holding exactly these files (not the file paths

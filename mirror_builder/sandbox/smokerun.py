@@ -14,6 +14,7 @@ import subprocess
 import time
 
 WORK = "/tmp/mb-work"
+SMOKE_HOME = "/tmp/mb-smoke"  # the in-build test's own home, cache and working folder
 
 
 # A module that imports another project the wheel does not declare (an optional dependency:
@@ -64,12 +65,13 @@ def smoke_tests(job):
     tests are independent of each other and run side by side, job["jobs"] at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from mb_uvenv import uv_environment  # /mb/lib
+
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-home", "LANG": "C.UTF-8",
            "TMPDIR": "/tmp"}
     # One cache for the container's tests (on its throw-away /tmp): closures overlap, and a
     # wheel unpacked for one test is hardlinked into the next test's venv.
-    uv_env = dict(env, UV_OFFLINE="1", UV_CACHE_DIR="/tmp/uv-cache", UV_PYTHON_DOWNLOADS="never",
-                  UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
+    uv_env = uv_environment(env, "/tmp/uv-cache")
     os.makedirs(env["HOME"], exist_ok=True)
     os.makedirs(WORK, exist_ok=True)
     tests = list(enumerate(job["tests"]))
@@ -163,11 +165,15 @@ def smoke_built(job, result):
             from mb_toplevel import top_level_modules  # /mb/lib
 
             imports = list(top_level_modules(wheel))
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-smoke/home",
+        from mb_uvenv import uv_environment  # /mb/lib
+
+        # Made here, after the build: anything the build left at these paths fails the test
+        # (tested again in a container of its own) rather than being used.
+        os.mkdir(SMOKE_HOME, 0o700)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": f"{SMOKE_HOME}/home",
                "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
-        uv_env = dict(env, UV_OFFLINE="1", UV_CACHE_DIR="/tmp/mb-smoke/uv-cache",
-                      UV_PYTHON_DOWNLOADS="never", UV_LINK_MODE="hardlink", UV_NO_CONFIG="1")
-        cwd = "/tmp/mb-smoke/cwd"  # empty: nothing the build left in /tmp shadows a module
+        uv_env = uv_environment(env, f"{SMOKE_HOME}/uv-cache")
+        cwd = f"{SMOKE_HOME}/cwd"  # empty: nothing the build left in /tmp shadows a module
         for folder in (env["HOME"], cwd):
             os.makedirs(folder)
         # No folder when the wheel needs nothing: podman mounts only the closure's files.

@@ -1,0 +1,53 @@
+"""End-to-end: the build image carries uv's answers about its interpreters (/opt/mb-uv-seed,
+made by the Containerfile), for the base python and for a venv at every path the driver and the
+smoke tests make one, so that no container asks an interpreter about itself again (30 to 40 ms
+each time, four times a build). Checked in the image a real bootstrap built with."""
+
+import json
+import subprocess
+
+import pytest
+
+from mirror_builder.sandbox.smokerun import WORK
+from mirror_builder.sandbox.uvenv import SEED
+
+pytestmark = pytest.mark.e2e
+
+# The driver's build environment and repair environment, the in-build smoke test's venv and
+# those of a smoke-test container's first tests.
+VENVS = ["env", "repair-env", "smoke-built", *(f"smoke-{n}" for n in range(32))]
+CACHED = "Found cached interpreter info"
+
+
+@pytest.fixture(scope="module")
+def image(stevedore_output) -> str:
+    (record, *_) = sorted((stevedore_output / "records").rglob("*.build.json"))
+    return json.loads(record.read_text())["image"]["tag"]
+
+
+def uv_in(image: str, script: str) -> str:
+    """script's output, run as the builder in a container of image with no network."""
+    return subprocess.run(
+        ["podman", "run", "--rm", "--network", "none", "--user", "1000",
+         "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096", image, "bash", "-c",
+         f"set -e; cp -r {SEED} /tmp/cache; export UV_CACHE_DIR=/tmp/cache UV_OFFLINE=1 "
+         f"UV_NO_CONFIG=1 UV_PYTHON_DOWNLOADS=never; {script}"],
+        capture_output=True, text=True, check=True).stdout
+
+
+def test_uv_knows_the_images_python_and_every_venv_path_without_asking(image):
+    script = "; ".join(
+        f"uv venv -q --python /usr/bin/python3 {WORK}/{venv}; "
+        f"uv pip freeze -vv --python {WORK}/{venv}/bin/python 2>&1 | grep -c '{CACHED}' || true"
+        for venv in VENVS)
+    counts = uv_in(image, script).split()
+
+    assert counts == ["1"] * len(VENVS)
+
+
+def test_a_venv_elsewhere_is_asked_about_as_before(image):
+    out = uv_in(image, f"uv venv -q --python /usr/bin/python3 /tmp/elsewhere; "
+                       f"uv pip freeze -vv --python /tmp/elsewhere/bin/python 2>&1 | grep -c "
+                       f"'{CACHED}' || true")
+
+    assert out.split() == ["0"]
