@@ -48,17 +48,19 @@ class RunOptions:
 def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
                   on_image=lambda target_name: None) -> Iterator[tuple[Bootstrapper, UpstreamIndex]]:
     target_settings = settings.target(options.target)
-    upstream = upstream_for(settings, options.refresh)
     state = settings.cache_dir / "state" / f"run-{os.getpid()}"
-    # Loaded before anything runs: a missing or unusable key stops the run at once. Its public
-    # key is published with the first statement (provenance/store.py).
-    signer = None if settings.signing_key is None else load_signer(settings.signing_key)
     with ExitStack() as stack:
         # Connecting to a cluster (importing Dask, starting the artifact store) overlaps with
-        # starting podman and checking the image.
+        # starting podman and checking the image; the podman service starts listening while
+        # the rest is set up.
         remote = None if options.cluster is None else stack.enter_context(
             _connecting(options.cluster, settings, reporter, state / "remote"))
         podman = stack.enter_context(PodmanService(settings.cache_dir / "state"))
+        upstream = upstream_for(settings, options.refresh)
+        # Loaded before anything runs: a missing or unusable key stops the run at once. Its
+        # public key is published with the first statement (provenance/store.py).
+        signer = None if settings.signing_key is None else load_signer(settings.signing_key)
+        requires_ignored = upstream_requires_ignored(settings.overrides_dir)
         images = ImageManager(podman, settings.cache_dir)
         on_image(target_settings.name)
         image = images.ensure(target_settings)
@@ -74,7 +76,7 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
             settings=settings, target=target,
             finder=UpstreamFinder(upstream, settings.cache_dir / "sdists",
                                   target.environment.fits,
-                                  upstream_requires_ignored(settings.overrides_dir)),
+                                  requires_ignored),
             executor=executor,
             index=WheelIndex(options.output), reporter=reporter,
             vendorer=RustVendorer(podman, image).vendor if remote is None else executor.vendor,

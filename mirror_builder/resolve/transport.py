@@ -108,12 +108,23 @@ class Transport:
         # backoff_seconds before the second attempt and twice as long before each next one.
         self.retries = retries
         self.backoff_seconds = backoff_seconds
-        self.session = make_session(user_agent)
+        self._user_agent = user_agent
+        self._session: requests.Session | None = None
+        self._session_lock = threading.Lock()
         self.requests_made = 0
         self.full_responses = 0
         self.not_modified = 0
         self.range_bytes = 0
         self._counters_lock = threading.Lock()
+
+    @property
+    def session(self) -> requests.Session:
+        """Made on first use: a run makes transports it may never use (the remote build cache,
+        Debian's Contents index), and a session's TLS context costs 20 ms of CPU."""
+        with self._session_lock:
+            if self._session is None:
+                self._session = make_session(self._user_agent)
+            return self._session
 
     def with_retries(self, failure: str, attempt: Callable[[], T]) -> T:
         """attempt(), made again after a transient failure, up to retries + 1 times in all,

@@ -100,41 +100,60 @@ class PodmanService:
         self.state_dir = state_dir
         self._process: subprocess.Popen | None = None
         self._socket_dir: str | None = None
-        self.client = None
-        self._base_url = ""
+        self._client = None
+        self._socket_path: Path | None = None
+        self._serving_lock = threading.Lock()
         self._running: set[str] = set()
         self._running_lock = threading.Lock()
         self._removals: list[threading.Thread] = []
 
     def __enter__(self) -> "PodmanService":
+        """Start the service and return at once: it takes 50 to 70 ms to listen, which the
+        caller spends on its own set-up; the first use of the service waits for it."""
         if shutil.which("podman") is None:
             raise ContainerError("podman is not installed; run the README's set-up command (./setup.sh)")
         check_subordinate_ids()
-        import podman  # the one import of podman-py in the project
-
         # A unix socket path must stay under ~100 bytes, so it lives in a short temp dir.
         self._socket_dir = tempfile.mkdtemp(prefix="mb-podman-")
-        socket_path = Path(self._socket_dir) / "podman.sock"
+        self._socket_path = Path(self._socket_dir) / "podman.sock"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         service_log = (self.state_dir / "podman-service.log").open("ab")
         self.runtime = oci_runtime()
         self._process = subprocess.Popen(
             ["podman", "--runtime", self.runtime, "system", "service", "--time=0",
-             f"unix://{socket_path}"],
+             f"unix://{self._socket_path}"],
             env=podman_environment(), stdout=service_log, stderr=service_log,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         service_log.close()
-        deadline = time.monotonic() + 20
-        while not socket_path.exists():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
-                raise ContainerError(
-                    f"podman system service did not start; see {self.state_dir / 'podman-service.log'}")
-            time.sleep(0.05)
-        self._base_url = f"unix://{socket_path}"
-        self.client = podman.PodmanClient(base_url=self._base_url)
-        self._remove_orphans()
         return self
+
+    @property
+    def client(self):
+        """podman-py's client of the service, once the service listens."""
+        self._wait_until_serving()
+        return self._client
+
+    @property
+    def _base_url(self) -> str:
+        self._wait_until_serving()
+        return f"unix://{self._socket_path}"
+
+    def _wait_until_serving(self) -> None:
+        with self._serving_lock:
+            if self._client is not None:
+                return
+            if self._process is None or self._socket_path is None:
+                raise ContainerError("the podman service is not running")
+            deadline = time.monotonic() + 20
+            while not self._socket_path.exists():
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise ContainerError("podman system service did not start; see "
+                                         f"{self.state_dir / 'podman-service.log'}")
+                time.sleep(0.005)
+            import podman  # the one import of podman-py in the project
+
+            self._client = podman.PodmanClient(base_url=f"unix://{self._socket_path}")
+        self._remove_orphans()
 
     def _remove_orphans(self) -> None:
         """Remove containers left by runs that were killed (their owner process is gone)."""
@@ -158,9 +177,9 @@ class PodmanService:
         for thread in list(self._removals):
             thread.join(timeout=30)
         self.kill_running()
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self._process is not None:
             self._process.terminate()
             try:
@@ -176,7 +195,7 @@ class PodmanService:
         must not leave builds behind)."""
         with self._running_lock:
             running = list(self._running)
-        if not running or self.client is None:
+        if not running or self._client is None:
             return
         from podman.errors import APIError
 
