@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import stat
-import tarfile
 import tempfile
 import threading
 import time
@@ -29,6 +28,7 @@ from mirror_builder.sandbox.userns import give_back, id_map_text
 from mirror_builder.errors import BuildError
 from mirror_builder.sandbox.jobfolders import BUILDER_UID, DRIVER_COMMAND, JobFolders, read_result
 from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
+from mirror_builder.prepare.sources import source_date_epoch
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,8 @@ def _build_job(request: BuildRequest, container_wheels: list[str]) -> dict:
         "config_settings": dict(request.env.config_settings),
         "environment": dict(request.env.environment),
         "jobs": request.env.jobs,
-        "source_date_epoch": _source_date_epoch(request.source.sdist.path),
+        "source_date_epoch": request.source.source_date_epoch
+        or source_date_epoch(request.source.sdist.path),
         **({"smoke": {"closure_dir": "/closure",
                       "imports": None if request.smoke.imports is None
                       else list(request.smoke.imports)}} if request.smoke else {}),
@@ -382,21 +383,5 @@ def _tail(log_path: Path, lines: int = 3) -> str:
         return ""
     useful = [line.strip() for line in text if not line.startswith("[mirror-builder]")][-lines:]
     return (": " + " | ".join(useful)) if useful else ""
-
-
-def _source_date_epoch(sdist: Path) -> int:
-    """Reproducible timestamps inside the wheel: the newest file time recorded in the sdist
-    (not the cached file's own mtime, which is when we downloaded it)."""
-    try:
-        if sdist.name.endswith(".zip"):
-            with zipfile.ZipFile(sdist) as zf:
-                newest = max(datetime(*i.date_time, tzinfo=timezone.utc).timestamp()
-                             for i in zf.infolist())
-        else:
-            with tarfile.open(sdist) as tar:
-                newest = max(m.mtime for m in tar.getmembers())
-    except (OSError, ValueError, tarfile.TarError, zipfile.BadZipFile):
-        return 315532800  # 1980-01-01, the earliest time a zip (wheel) can hold
-    return max(int(newest), 315532800)
 
 

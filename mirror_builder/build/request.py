@@ -46,6 +46,8 @@ class SourceInputs:
     patches: tuple[FileRef, ...] = ()
     # The project's folder inside the tree (overrides' build_dir), "" for the root.
     project_dir: str = ""
+    # The newest file time in the sdist, when its unpacking read it (else read from the sdist).
+    source_date_epoch: int | None = None
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,8 @@ class PackageBuilder:
             source=SourceInputs(source.name, source.version,
                                 FileRef(source.sdist, source.sdist_sha256), source.tree,
                                 tuple(FileRef(run.settings.patches_dir / p.name, p.sha256)
-                                      for p in source.patches), source.project_dir),
+                                      for p in source.patches), source.project_dir,
+                                source.source_date_epoch),
             build_system=build_system,
             env=BuildEnvironment(wheels, environment, dict(package.config_settings), jobs),
             runtime=Runtime(run.services.target.image_for(package), self.limits(package),

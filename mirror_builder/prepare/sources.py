@@ -11,6 +11,7 @@ import subprocess
 import tarfile
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
@@ -41,6 +42,7 @@ class PreparedSource:
     tree: Path
     patches: tuple[AppliedPatch, ...]
     project_dir: str = ""  # the folder inside tree that holds pyproject.toml / setup.py
+    source_date_epoch: int | None = None  # the newest file time in the sdist
 
     @property
     def project(self) -> Path:
@@ -77,15 +79,24 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
     Every member is checked before anything is written, so a refused archive leaves nothing
     behind. Returns the source root: the single top-level directory of the archive.
     """
+    return unpack_sdist(archive, dest)[0]
+
+
+def unpack_sdist(archive: Path, dest: Path) -> tuple[Path, int]:
+    """safe_unpack(), and the newest file time the archive records (SOURCE_DATE_EPOCH for the
+    build, read from the members checked anyway rather than from a second pass over the
+    archive)."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     try:
         if archive.name.endswith(".zip"):
-            _unpack_zip(archive, dest)
+            newest = _unpack_zip(archive, dest)
         else:
             with tarfile.open(archive) as tar:
-                _check_tar_members(archive, tar.getmembers())
+                members = tar.getmembers()
+                _check_tar_members(archive, members)
+                newest = max((m.mtime for m in members), default=0)
                 flag = tar_flag(archive)
                 if flag is None:
                     # The 'data' filter (PEP 706) checks again as it writes, and strips set-uid
@@ -107,9 +118,30 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
         shutil.rmtree(dest, ignore_errors=True)
         raise
     entries = [p for p in dest.iterdir()]
+    epoch = max(int(newest), EARLIEST_ZIP_TIME)
     if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
-    return dest
+        return entries[0], epoch
+    return dest, epoch
+
+
+# 1980-01-01: the earliest time a zip (a wheel) can hold.
+EARLIEST_ZIP_TIME = 315532800
+
+
+def source_date_epoch(sdist: Path) -> int:
+    """The newest file time an sdist records, read from it alone (for a build whose unpacking
+    did not say): reproducible timestamps inside the wheel, not when we downloaded the file."""
+    try:
+        if sdist.name.endswith(".zip"):
+            with zipfile.ZipFile(sdist) as zf:
+                newest = max(datetime(*i.date_time, tzinfo=timezone.utc).timestamp()
+                             for i in zf.infolist())
+        else:
+            with tarfile.open(sdist) as tar:
+                newest = max(m.mtime for m in tar.getmembers())
+    except (OSError, ValueError, tarfile.TarError, zipfile.BadZipFile):
+        return EARLIEST_ZIP_TIME
+    return max(int(newest), EARLIEST_ZIP_TIME)
 
 
 def _check_member_name(archive: Path, name: str) -> None:
@@ -216,10 +248,12 @@ def _resolve_in_tree(folder: tuple[str, ...], target: str,
     return tuple(path)
 
 
-def _unpack_zip(archive: Path, dest: Path) -> None:
+def _unpack_zip(archive: Path, dest: Path) -> float:
+    """Unpack a checked zip sdist; the newest file time it records."""
     root = dest.resolve()
     with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        for info in infos:
             _check_member_name(archive, info.filename)
             target = (dest / info.filename).resolve()
             if not target.is_relative_to(root):
@@ -228,6 +262,8 @@ def _unpack_zip(archive: Path, dest: Path) -> None:
             if mode and mode not in (0o100000, 0o040000):
                 raise SourceError(f"{archive.name}: refusing special file {info.filename!r}")
         zf.extractall(dest)
+    return max((datetime(*i.date_time, tzinfo=timezone.utc).timestamp() for i in infos),
+               default=0)
 
 
 def apply_patches(tree: Path, patches: list[Path], *, package: str) -> tuple[AppliedPatch, ...]:
@@ -256,7 +292,7 @@ def prepare_source(sdist: Path, sdist_sha256: str, name: str, version: Version, 
                    requires_add: tuple[str, ...] = (),
                    requires_remove: tuple[str, ...] = ()) -> PreparedSource:
     label = f"{name}=={version}"
-    tree = safe_unpack(sdist, work_dir / f"{canonicalize_name(name)}-{version}")
+    tree, epoch = unpack_sdist(sdist, work_dir / f"{canonicalize_name(name)}-{version}")
     patches = apply_patches(tree, find_patches(patches_dir, name, version), package=label)
     project = tree / build_dir if build_dir else tree
     if not project.is_dir():
@@ -264,7 +300,7 @@ def prepare_source(sdist: Path, sdist_sha256: str, name: str, version: Version, 
     edit_build_requires(project, requires_add, requires_remove, package=label)
     return PreparedSource(name=str(name), version=str(version), sdist=sdist,
                           sdist_sha256=sdist_sha256, tree=tree, patches=patches,
-                          project_dir=build_dir or "")
+                          project_dir=build_dir or "", source_date_epoch=epoch)
 
 
 def edit_build_requires(project: Path, add: tuple[str, ...], remove: tuple[str, ...],

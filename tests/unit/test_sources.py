@@ -22,6 +22,8 @@ from mirror_builder.prepare.sources import (
     find_patches,
     prepare_source,
     safe_unpack,
+    source_date_epoch,
+    unpack_sdist,
 )
 
 SETUP_PY = "from setuptools import setup\n\nsetup(name='foo', version='1.0')\n"
@@ -87,6 +89,35 @@ def files_under(root: Path) -> set[str]:
 
 def assert_nothing_left(dest: Path) -> None:
     assert not dest.exists() or list(dest.iterdir()) == [], f"partial tree left in {dest}"
+
+
+# -- the sdist's newest file time, read while unpacking -----------------------------------------
+def test_unpacking_a_tar_sdist_gives_its_newest_file_time_as_a_second_pass_would(tmp_path):
+    members = good_sdist_members()
+    for (info, _), mtime in zip(members, (1_600_000_000, 1_700_000_123, 1_650_000_000, 1_000, 0)):
+        info.mtime = mtime
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", members)
+
+    root, epoch = unpack_sdist(archive, tmp_path / "out")
+
+    assert root == tmp_path / "out" / "foo-1.0"
+    assert epoch == 1_700_000_123 == source_date_epoch(archive)
+
+
+def test_unpacking_a_zip_sdist_gives_its_newest_file_time_as_a_second_pass_would(tmp_path):
+    old, new = zipfile.ZipInfo("foo-1.0/setup.py", (2001, 1, 1, 0, 0, 0)), \
+        zipfile.ZipInfo("foo-1.0/pkg/__init__.py", (2024, 5, 6, 7, 8, 10))
+    archive = make_zip(tmp_path / "foo-1.0.zip", [(old, SETUP_PY.encode()), (new, b"VALUE = 1\n")])
+
+    _, epoch = unpack_sdist(archive, tmp_path / "out")
+
+    assert epoch == 1714979290 == source_date_epoch(archive)
+
+
+def test_an_sdist_of_files_older_than_1980_gives_1980_the_earliest_a_wheel_can_hold(tmp_path):
+    archive = make_tar(tmp_path / "foo-1.0.tar.gz", good_sdist_members())  # every mtime 0
+
+    assert unpack_sdist(archive, tmp_path / "out")[1] == 315532800 == source_date_epoch(archive)
 
 
 # -- safe_unpack: the normal case ------------------------------------------------------------
