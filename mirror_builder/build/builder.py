@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 from mirror_builder.build.grafted import grafted_libraries
 from mirror_builder.build.handover import HandOver, copy_out
 from mirror_builder.build.request import (BuildRequest, BuildResult, RepairRequest, RepairResult,
-                                          SmokeResult)
+                                          ClosureLater, SmokeResult)
 from mirror_builder.sandbox.podman import Mount, PodmanService, RunResult, RunSpec
 from mirror_builder.sandbox.userns import give_back, id_map_text
 from mirror_builder.errors import BuildError
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 BUILD_HOSTNAME = "mirror-builder"
 
 
+# In a waiting container's job folder: its smoke test's closure, put there by the host.
+LATER_CLOSURE = "closure"
+
+
 class Builder:
     """Builds and repairs with the in-container driver (sandbox/driver.py) in podman. Safe to
     use from several threads; it keeps nothing of a run."""
@@ -46,13 +50,19 @@ class Builder:
         self.driver_dir = driver_dir
         self.work_dir = work_dir
 
-    def build(self, request: BuildRequest) -> BuildResult:
+    def build(self, request: BuildRequest, closure_later: ClosureLater | None = None
+              ) -> BuildResult:
+        """Build; with request.smoke, the container tests the wheel after handing it over.
+        closure_later: for a plan that waits (SmokePlan.wait), what gives it its closure."""
         wheel_mounts = [Mount(wheel.path, f"/wheels/{wheel.name}") for wheel in request.env.wheels]
-        if request.smoke is not None:
+        waits = request.smoke is not None and request.smoke.wait
+        if request.smoke is not None and not waits:
             wheel_mounts += [Mount(wheel.path, f"/closure/{wheel.name}")
                              for wheel in request.smoke.closure]
         folders = JobFolders.create(self.work_dir, _build_job(
             request, [f"/wheels/{wheel.name}" for wheel in request.env.wheels]))
+        if waits:  # filled by the host later; the container sees it read-only, in /job
+            (folders.job / LATER_CLOSURE).mkdir(mode=0o755)
         spec = self._build_spec(request, folders, wheel_mounts)
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
@@ -63,7 +73,8 @@ class Builder:
                 container = HandOver(self.podman, spec, request.log_path, folders)
                 early = container.wait_for_wheel()
                 if early is not None:
-                    return self._handed_over(request, container, *early, started_at, started)
+                    return self._handed_over(request, container, *early, started_at, started,
+                                             closure_later if waits else None)
                 run = container.end()
             else:
                 run = self.podman.run(spec, request.log_path)
@@ -78,9 +89,11 @@ class Builder:
                 threading.Thread(target=folders.remove, name="remove job folders").start()
 
     def _handed_over(self, request: BuildRequest, container: HandOver, result: dict,
-                     so_far: RunResult, started_at: datetime, started: float) -> BuildResult:
+                     so_far: RunResult, started_at: datetime, started: float,
+                     closure_later: ClosureLater | None = None) -> BuildResult:
         """The build's result while its container goes on to smoke-test the wheel: a copy of
-        the wheel first, then the driver is let go, then the checks (on that copy)."""
+        the wheel first, then the driver is let go (when its closure is built, if it waits for
+        it), then the checks (on that copy)."""
         wheel = None
         try:
             if result.get("status") == "built":
@@ -92,7 +105,11 @@ class Builder:
                 except OSError as exc:
                     raise self._error(request, f"the build's wheel was rejected: {exc}") from None
         finally:
-            container.let_go()
+            if wheel is None or closure_later is None:
+                container.let_go(skip=closure_later is not None)
+            else:
+                threading.Thread(target=_let_go_with_closure, args=(container, closure_later),
+                                 name=f"closure for {request.label}", daemon=True).start()
         if wheel is None:  # not a build this far: the container's end says what it was
             run = container.end()
             result = self._checked_result(request, run, container.folders.out)
@@ -102,6 +119,7 @@ class Builder:
             self._check(request, wheel, result)
         except BuildError:
             shutil.rmtree(wheel.parent)
+            container.let_go(skip=True)  # a waiting container need not wait any longer
             raise
         final = self.work_dir / wheel.name
         os.replace(wheel, final)
@@ -258,7 +276,9 @@ def _build_job(request: BuildRequest, container_wheels: list[str]) -> dict:
         "jobs": request.env.jobs,
         "source_date_epoch": request.source.source_date_epoch
         or source_date_epoch(request.source.sdist.path),
-        **({"smoke": {"closure_dir": "/closure",
+        **({"smoke": {"closure_dir": f"/job/{LATER_CLOSURE}" if request.smoke.wait
+                      else "/closure",
+                      "wait": request.smoke.wait,
                       "imports": None if request.smoke.imports is None
                       else list(request.smoke.imports)}} if request.smoke else {}),
     }
@@ -287,6 +307,38 @@ def _smoke_result(reported: object, wheel: str, request: BuildRequest) -> SmokeR
         error="" if passed else str(reported.get("error") or "it did not pass"),
         seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0,
         image=request.runtime.image.tag, container="build")
+
+
+def _let_go_with_closure(container: HandOver, closure_later: ClosureLater) -> None:
+    """Wait for the closure of a container that waits for it, put its wheels where the
+    container sees them (read-only), then let the driver test; or let it skip the test."""
+    try:
+        given = closure_later()
+    except Exception:  # noqa: BLE001 - no closure: the publisher tests the wheel on its own
+        log.exception("%s: no closure for its smoke test", container.folders.job)
+        given = None
+    if given is None:
+        container.let_go(skip=True)
+        return
+    closure, release = given
+    container.at_end(release)
+    folder = container.folders.job / LATER_CLOSURE
+    try:
+        for wheel in closure:
+            _link_or_copy(wheel.path, folder / wheel.name)
+    except OSError as exc:
+        log.warning("%s: cannot give the closure to its smoke test: %s", folder, exc)
+        container.let_go(skip=True)
+        return
+    container.let_go()
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)  # the wheel the run has, as it is (readable by anyone)
+    except OSError:
+        shutil.copyfile(source, dest)
+        os.chmod(dest, 0o644)
 
 
 def _numbers(reported: object) -> dict[str, float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from mirror_builder.build.builder import Builder
 from mirror_builder.build.request import (BuildRequest, BuildResult, RepairRequest, RepairResult,
                                           SmokeRequest)
-from mirror_builder.build.request import SmokeResult
+from mirror_builder.build.request import ClosureLater, SmokeResult
 from mirror_builder.build.smoketest import SmokeTester
 from mirror_builder.sandbox.podman import PodmanService
 from mirror_builder.sandbox.jobfolders import assemble_driver
@@ -23,8 +23,11 @@ class PodmanExecutor:
         self.builder = Builder(podman, driver_dir, state_dir / "work")
         self.smoke_tester = SmokeTester(podman, driver_dir, state_dir / "smoke")
 
-    def build(self, request: BuildRequest) -> BuildResult:
-        return self.builder.build(request)
+    closure_after_start = True  # the host fills a waiting container's closure folder
+
+    def build(self, request: BuildRequest,
+              closure_later: ClosureLater | None = None) -> BuildResult:
+        return self.builder.build(request, closure_later)
 
     def repair(self, request: RepairRequest) -> RepairResult:
         return self.builder.repair(request)

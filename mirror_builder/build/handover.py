@@ -22,6 +22,7 @@ from mirror_builder.sandbox.podman import PodmanService, RunResult, RunSpec
 
 HANDED_OVER = "handed-over"  # in /out: the driver's result is written, the build's processes gone
 TAKEN = "taken"  # in /job: the host has what it needs; the driver may go on with the test
+SKIP = "skip"  # TAKEN's text when the driver is to end without the test
 SMOKE_RESULT = "smoke.json"  # in /out
 POLL_SECONDS = 0.005
 
@@ -35,6 +36,11 @@ class HandOver:
         self.started = time.monotonic()
         self._maps: Future[tuple[str, str, dict[str, float]]] = Future()
         self._ended: Future[RunResult] = Future()
+        self._let_go = False
+        self._let_go_lock = threading.Lock()
+        # Called as the container ends, before the test's result is given (smoke_result).
+        self._at_end: list[Callable[[], None]] | None = []
+        self._ended.add_done_callback(lambda _: self._ending())  # first of its callbacks
         threading.Thread(target=self._run, args=(podman, spec, log_path),
                          name=f"container {log_path.name}", daemon=True).start()
 
@@ -66,9 +72,33 @@ class HandOver:
     def seconds(self) -> float:
         return time.monotonic() - self.started
 
-    def let_go(self) -> None:
-        """Tell the driver to go on with its test (whatever the host made of the result)."""
-        (self.folders.job / TAKEN).write_text("")
+    def let_go(self, skip: bool = False) -> None:
+        """Tell the driver to go on with its test (whatever the host made of the result), or
+        with skip to end without one (the host will not give it its closure). Only the first
+        word counts."""
+        with self._let_go_lock:
+            if self._let_go:
+                return
+            self._let_go = True
+        # Written whole, then named: the driver must never read it half-written.
+        partial = self.folders.job / f".{TAKEN}"
+        partial.write_text(SKIP if skip else "")
+        partial.rename(self.folders.job / TAKEN)
+
+    def at_end(self, call: Callable[[], None]) -> None:
+        """call() when the container ends, before its test's result is given (at once if that
+        is already past): what the test held is let go before anyone hears it is over."""
+        with self._let_go_lock:
+            if self._at_end is not None:
+                self._at_end.append(call)
+                return
+        call()
+
+    def _ending(self) -> None:
+        with self._let_go_lock:
+            calls, self._at_end = self._at_end or [], None
+        for call in calls:
+            call()
 
     def end(self) -> RunResult:
         """Wait for the container to end; its run, as podman tells it."""

@@ -9,7 +9,7 @@ requirements the backend still wants. An Executor runs them; today the only one 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -90,6 +90,16 @@ class SmokePlan:
 
     closure: tuple[FileRef, ...]  # the install closure's wheels, by the run's resolution
     imports: tuple[str, ...] | None = None  # None: the built wheel's top-level modules
+    # The closure is not all built yet: the container waits after the hand-over, without a
+    # build slot, and the host gives it the closure when the run has built it (ClosureLater),
+    # or tells it to skip the test. Only for an executor that can (closure_after_start).
+    wait: bool = False
+
+
+# What the host gives a build container that waits for its closure: called after the hand-over
+# with nothing, it returns when the closure is built (its wheels, and the callable that frees
+# what the test holds, called when the test ends), or None when the run will not build it.
+ClosureLater = Callable[[], "tuple[tuple[FileRef, ...], Callable[[], None]] | None"]
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,8 @@ class BuildRequest:
         if smoke:
             imports = smoke.get("imports")
             smoke = SmokePlan(tuple(_file(w) for w in smoke["closure"]),
-                              None if imports is None else tuple(imports))
+                              None if imports is None else tuple(imports),
+                              wait=bool(smoke.get("wait", False)))
         return cls(source=SourceInputs(**source), build_system=BuildSystem(**system),
                    env=BuildEnvironment(**env), runtime=Runtime(**runtime),
                    log_path=Path(data["log_path"]), chain=tuple(data["chain"]),
@@ -254,7 +265,11 @@ class SmokeRequest:
 class Executor(Protocol):
     """Runs units of work somewhere isolated. Implementations hold no state of a run."""
 
-    def build(self, request: BuildRequest) -> BuildResult: ...
+    # Whether build() takes closure_later: a build container that waits for its closure.
+    closure_after_start: bool
+
+    def build(self, request: BuildRequest,
+              closure_later: ClosureLater | None = None) -> BuildResult: ...
 
     def repair(self, request: RepairRequest) -> RepairResult: ...
 

@@ -26,7 +26,7 @@ from packaging.version import Version
 from mirror_builder.build.builder import check_freeze
 from mirror_builder.build.grafted import grafted_libraries
 from mirror_builder.build.request import (BuildRequest, BuildResult, RepairRequest, RepairResult,
-                                          SmokeRequest, SmokeResult)
+                                          ClosureLater, SmokeRequest, SmokeResult)
 from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
 from mirror_builder.buildcache.store import BuildCache, CorruptEntry
 from mirror_builder.cluster.answers import (RemoteFailure, changed_outside_vendoring,
@@ -162,7 +162,10 @@ class DaskExecutor:
         return "; ".join(reasons)
 
     # -- the Executor interface ------------------------------------------------------------
-    def build(self, request: BuildRequest) -> BuildResult:
+    closure_after_start = False  # a worker's container cannot be handed wheels later
+
+    def build(self, request: BuildRequest, closure_later: ClosureLater | None = None
+              ) -> BuildResult:
         payload = RemoteBuild(request, self._tree_blob(request.source.tree), self.store_url)
         self._publish_inputs(request)
         try:

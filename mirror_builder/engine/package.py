@@ -20,7 +20,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.build.request import (BuildEnvironment, BuildRequest, BuildResult, FileRef,
-                                          RepairRequest, Runtime, SmokeResult, SourceInputs)
+                                          RepairRequest, Runtime, SmokePlan, SmokeResult,
+                                          SourceInputs)
 from mirror_builder.config.overrides import PackageSettings
 from mirror_builder.config.plugins import BuildContext, PrepareContext, WheelContext
 from mirror_builder.config.settings import BuildSettings
@@ -28,7 +29,8 @@ from mirror_builder.engine.decisions import REPAIR_TOOLS, is_pure
 from mirror_builder.engine.model import BuiltWheel, CarryRefused, UnbuildableVersion
 from mirror_builder.engine.records import make_record
 from mirror_builder.config.sizes import parse_size
-from mirror_builder.engine.smokeplan import SelfTest, closure_at_hand
+from mirror_builder.engine.smokeplan import (SMOKE_TEST_PRIORITY, ClosureWait, SelfTest,
+                                            WaitingContainers, closure_at_hand)
 from mirror_builder.errors import BuildError, MirrorBuilderError, ResolutionError
 from mirror_builder.files import sha256_of
 from mirror_builder.index.publisher import Staged
@@ -68,6 +70,8 @@ class PackageBuilder:
     def __init__(self, run: BootstrapRun) -> None:
         self.run = run
         self._toolchain: frozenset | None = None
+        # Each holds little more than an idle driver while it waits (some 20 MB).
+        self.waiting = WaitingContainers(most=max(8, 4 * run.slots.jobs))
 
     def build(self, candidate: Candidate, chain: tuple[str, ...], rebuild: Rebuild,
               stage: tuple[NormalizedName, ...] = ()) -> BuiltWheel:
@@ -237,13 +241,23 @@ class PackageBuilder:
                     as hold:
                 run.timeline.add(label, "wait-slot", waiting, time.monotonic())
                 # Decided now, not when the build was asked for: more of its closure is built.
+                later = None
                 if self_test is not None:
-                    request = dataclasses.replace(request, smoke=self_test.plan())
+                    plan = self_test.plan()
+                    if plan is None and (later := self._closure_later(key, label, request)):
+                        plan = SmokePlan((), self_test.imports, wait=True)
+                    request = dataclasses.replace(request, smoke=plan)
                 run.reporter.activity(label, "building in container")
                 with run.timeline.span(label, "container") as parts:
-                    outcome = run.services.executor.build(request)
+                    outcome = None
+                    try:
+                        outcome = run.services.executor.build(request, later) if later else \
+                            run.services.executor.build(request)
+                    finally:
+                        if later is not None:
+                            self.waiting.ended(outcome.smoke if outcome else None)
                     parts.update(outcome.timings, container=outcome.container_seconds)
-                if isinstance(outcome.smoke, Future):
+                if isinstance(outcome.smoke, Future) and later is None:
                     # Its container handed the wheel over and tests it now, on this slot.
                     hold.until = outcome.smoke
                     run.timeline.until(label, "smoke", outcome.smoke, wheels=1, in_build=1)
@@ -253,6 +267,29 @@ class PackageBuilder:
             if explained is exc:
                 raise
             raise explained from exc
+
+    def _closure_later(self, key: tuple[NormalizedName, Version], label: str,
+                       request: BuildRequest) -> ClosureWait | None:
+        """For a build whose closure is not all built yet: a wait for it in the build's own
+        container after the hand-over (engine/smokeplan.py), if the executor can hand a
+        container wheels later and not too many wait already."""
+        run = self.run
+        if not getattr(run.services.executor, "closure_after_start", False) or \
+                not self.waiting.admit():
+            return None
+
+        def done():
+            with run.lock:
+                return dict(run.done)
+
+        return ClosureWait(
+            key, done, run.target.applies, lambda: len(run.done),
+            lambda: any(not future.done() for _, future in run.tasks.started()),
+            lambda: run.slots.slot(f"{label} (smoke test)", priority=lambda: SMOKE_TEST_PRIORITY),
+            # Well inside the container's timeout, which would end it as a failed run.
+            time.monotonic() + request.runtime.limits.timeout_seconds / 2,
+            on_test=lambda started: run.timeline.add(label, "smoke", started, time.monotonic(),
+                                                     {"wheels": 1, "in_build": 1}))
 
     def _with_hint(self, exc: BuildError, request: BuildRequest) -> BuildError:
         """The error, with a sentence on what the build missed and the Debian packages that
@@ -278,17 +315,21 @@ class PackageBuilder:
                 (rebuild.numbering == "post-release" and rebuild.number):
             return None
         try:
-            # Requirements nobody knows before the build (an sdist's dynamic metadata): tried
-            # with none, which a wheel that needs something fails to install at once.
-            requires = run.services.finder.dependencies(candidate) or ()
+            requires = run.services.finder.dependencies(candidate)
         except (MirrorBuilderError, OSError) as exc:  # the smoke-test container will tell
             log.debug("%s: no smoke test in its build container: %s", candidate.pin, exc)
             return None
+        # Requirements nobody knows before the build (an sdist's dynamic metadata): the built
+        # wheel says, to a container that can wait for its closure; else tried with none,
+        # which a wheel that needs something fails to install at once.
+        unknown = requires is None and getattr(run.services.executor, "closure_after_start", False)
 
         def closure() -> tuple[FileRef, ...] | None:
+            if unknown:
+                return None
             with run.lock:
                 done = dict(run.done)
-            return closure_at_hand(candidate.name, requires, done, run.target.applies)
+            return closure_at_hand(candidate.name, requires or (), done, run.target.applies)
 
         return SelfTest(closure, None if package.smoke_test is True else tuple(package.smoke_test),
                         generation=lambda: len(run.done))

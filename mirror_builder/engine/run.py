@@ -47,6 +47,7 @@ from mirror_builder.engine.package import PackageBuilder
 from mirror_builder.engine.reuse import Reuse
 from mirror_builder.config.sizes import parse_size
 from mirror_builder.engine.scheduler import BuildSlots, CycleError, Tasks, default_jobs
+from mirror_builder.engine.smokeplan import SMOKE_TEST_PRIORITY
 from mirror_builder.errors import (BuildError, PackageError, RebuildError, ResolutionError,
                                    SourceError, UpstreamError)
 from mirror_builder.files import failed_write, sha256_of
@@ -65,10 +66,6 @@ from mirror_builder.resolve.pages import DistributionFile
 from mirror_builder.source.fetch import SourceFetcher
 
 log = logging.getLogger(__name__)
-# A smoke test's claim on a build slot, beside a build's (how many tasks wait for it, whether it
-# compiles, whether its closure is built): behind every build that others wait for, level with a
-# compiled one nobody waits for yet.
-SMOKE_TEST_PRIORITY = (0, True, True)
 
 
 class BootstrapRun:

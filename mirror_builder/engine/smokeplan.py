@@ -9,11 +9,21 @@ The closure is read from the run's resolution (the package's upstream Requires-D
 member's real one) over the wheels the run has so far. The built wheel may need otherwise; then
 its install fails there, and the publisher tests it on its own as before (build/request.py's
 SmokePlan: the host takes only a pass from a build container).
+
+When the closure is not all built as the build starts (a top-level package is built beside its
+dependencies), the container may wait for it after the hand-over, without a build slot
+(ClosureWait): the host gives it the closure, read from the built wheel's own Requires-Dist,
+once the run has built it, and a slot for the test; or tells it to skip the test when the run
+will not build it, and the publisher tests the wheel on its own.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -22,6 +32,11 @@ from packaging.version import Version
 
 from mirror_builder.build.request import FileRef, SmokePlan
 from mirror_builder.engine.model import BuiltWheel
+
+# A smoke test's claim on a build slot, beside a build's (how many tasks wait for it, whether it
+# compiles, whether its closure is built): behind every build that others wait for, level with a
+# compiled one nobody waits for yet.
+SMOKE_TEST_PRIORITY = (0, True, True)
 
 
 def closure_at_hand(name: NormalizedName, requires: Sequence[str],
@@ -92,3 +107,83 @@ class SelfTest:
     def plan(self) -> SmokePlan | None:
         closure = self.closure()
         return None if closure is None else SmokePlan(closure, self.imports)
+
+
+@dataclass
+class ClosureWait:
+    """build/request.py's ClosureLater for one build: called once its container has handed the
+    wheel over, it waits until the run has the package's wheel and the whole install closure of
+    its real Requires-Dist, then takes a slot for the test; None when the run has nothing left
+    running that could build what is missing, or once deadline (time.monotonic()) passes."""
+
+    key: tuple[NormalizedName, Version]
+    done: Callable[[], Mapping[tuple[NormalizedName, Version], BuiltWheel]]  # a copy, now
+    applies: Callable[[Requirement, frozenset[str]], bool]
+    generation: Callable[[], int]
+    running: Callable[[], bool]  # whether the run still has tasks at work
+    slot: Callable[[], AbstractContextManager]  # a build slot for the test
+    deadline: float
+    on_test: Callable[[float], None] = lambda started: None  # called with its start at its end
+    poll_seconds: float = 0.02
+
+    def __call__(self) -> tuple[tuple[FileRef, ...], Callable[[], None]] | None:
+        asked_at = None
+        while time.monotonic() < self.deadline:
+            busy = self.running()  # asked first: a task that ends now has added its wheel
+            generation = self.generation()
+            if generation != asked_at:
+                asked_at = generation
+                closure = self._closure()
+                if closure is not None:
+                    return closure, self._take_slot()
+            if not busy:
+                return None
+            time.sleep(self.poll_seconds)
+        return None
+
+    def _closure(self) -> tuple[FileRef, ...] | None:
+        done = self.done()
+        own = done.get(self.key)
+        if own is None or own.status == "rejected":
+            return None
+        return closure_at_hand(self.key[0], own.requires_dist, done, self.applies)
+
+    def _take_slot(self) -> Callable[[], None]:
+        held = self.slot()
+        held.__enter__()
+        started = time.monotonic()
+
+        def release() -> None:
+            held.__exit__(None, None, None)
+            self.on_test(started)
+
+        return release
+
+
+class WaitingContainers:
+    """How many of a run's build containers wait for their closure: at most `most` at once,
+    since each holds its memory while it waits."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            if self._count >= self.most:
+                return False
+            self._count += 1
+            return True
+
+    def ended(self, smoke: object) -> None:
+        """One admitted no longer waits once its container has ended (smoke: the build's
+        BuildResult.smoke), at once if it never handed its wheel over (no Future)."""
+        if isinstance(smoke, Future):
+            smoke.add_done_callback(lambda _: self._leave())
+        else:
+            self._leave()
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._count -= 1

@@ -122,3 +122,62 @@ def test_a_container_that_ends_without_handing_over_is_read_as_before(tmp_path):
     podman = DriverPodman(tmp_path, hand_over=False)
     result = builder(tmp_path, podman).build(request(tmp_path))
     assert result.status == "built" and result.smoke is None
+
+
+# -- a container that waits for its closure --------------------------------------------------
+def waiting(tmp_path: Path) -> BuildRequest:
+    return dataclasses.replace(request(tmp_path), smoke=SmokePlan((), None, wait=True))
+
+
+def test_a_waiting_container_gets_its_closure_in_its_job_folder_before_it_is_let_go(tmp_path):
+    dep = tmp_path / "dep-1.0-py3-none-any.whl"
+    dep.write_bytes(b"PK dep")
+    given, seen = threading.Event(), {}
+
+    def closure_later():
+        given.wait(10)
+        return (FileRef(dep, "b" * 64),), lambda: seen.setdefault("released", time.monotonic())
+
+    def look(out):
+        seen["closure"] = sorted(p.name for p in next(out.parent.glob("job-*")).glob("closure/*"))
+
+    podman = DriverPodman(tmp_path, after_taken=look)
+    result = builder(tmp_path, podman).build(waiting(tmp_path), closure_later)
+
+    assert result.status == "built" and not podman.taken_seen.wait(0.2)  # it waits ...
+    given.set()
+    assert podman.taken_seen.wait(10)  # ... until its closure is there
+    podman.test_ends.set()
+    tested = result.smoke.result(timeout=10)
+    assert seen["closure"] == ["dep-1.0-py3-none-any.whl"]  # as the driver was let go
+    assert tested.status == "passed" and "released" in seen  # its slot let go before that
+
+
+def test_a_waiting_container_is_told_to_skip_when_the_run_will_not_build_its_closure(tmp_path):
+    answers, answered = {}, threading.Event()
+
+    def read_answer(out):
+        answers["taken"] = next(out.parent.glob("job-*")).joinpath("taken").read_text()
+        answered.set()
+
+    podman = DriverPodman(tmp_path, after_taken=read_answer)
+    result = builder(tmp_path, podman).build(waiting(tmp_path), lambda: None)
+
+    assert answered.wait(10) and answers["taken"] == "skip"
+    podman.test_ends.set()
+    result.smoke.result(timeout=10)
+
+
+def test_a_waiting_container_whose_wheel_fails_its_checks_is_told_to_skip_at_once(tmp_path):
+    class Broken(DriverPodman):
+        def run(self, spec, log_path, on_started=None):
+            self.test_ends.set()
+            return super().run(spec, log_path, on_started)
+
+    never = threading.Event()
+    podman = Broken(tmp_path)
+    bad = dataclasses.replace(waiting(tmp_path), source=dataclasses.replace(
+        request(tmp_path).source, name="other"))
+    with pytest.raises(BuildError, match="wheel was rejected"):
+        builder(tmp_path, podman).build(bad, lambda: never.wait(10) and None)
+    assert podman.taken_seen.wait(2)  # not after the closure wait's 10 s
