@@ -232,12 +232,16 @@ class PackageBuilder:
         try:
             key = (canonicalize_name(source.name), Version(source.version))
             compiled = compiles(source.tree)
+            # Something asked for it (not one of the run's own requirements): of builds
+            # otherwise equal it goes first, since a top-level package's test waits for all.
+            needed = bool(chain)
             # A repaired wheel is tested after its repair, not in its build container.
             if compiled and (package.manylinux if package.manylinux is not None else run.manylinux):
                 self_test = None
             with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0,
                                 priority=lambda: (run.tasks.graph.waiters(key), compiled,
-                                                  self_test is None or self_test.at_hand())) \
+                                                  self_test is None or self_test.at_hand(),
+                                                  needed)) \
                     as hold:
                 run.timeline.add(label, "wait-slot", waiting, time.monotonic())
                 # Decided now, not when the build was asked for: more of its closure is built.

@@ -34,9 +34,9 @@ from mirror_builder.build.request import FileRef, SmokePlan
 from mirror_builder.engine.model import BuiltWheel
 
 # A smoke test's claim on a build slot, beside a build's (how many tasks wait for it, whether it
-# compiles, whether its closure is built): behind every build that others wait for, level with a
-# compiled one nobody waits for yet.
-SMOKE_TEST_PRIORITY = (0, True, True)
+# compiles, whether its closure is built, whether something asked for it): behind every build
+# that others wait for, level with a compiled one nobody waits for yet.
+SMOKE_TEST_PRIORITY = (0, True, True, True)
 
 
 def closure_at_hand(name: NormalizedName, requires: Sequence[str],

@@ -179,5 +179,5 @@ def test_a_waiting_container_whose_wheel_fails_its_checks_is_told_to_skip_at_onc
     bad = dataclasses.replace(waiting(tmp_path), source=dataclasses.replace(
         request(tmp_path).source, name="other"))
     with pytest.raises(BuildError, match="wheel was rejected"):
-        builder(tmp_path, podman).build(bad, lambda: never.wait(10) and None)
+        builder(tmp_path, podman).build(bad, lambda: (never.wait(10), None)[1])
     assert podman.taken_seen.wait(2)  # not after the closure wait's 10 s
