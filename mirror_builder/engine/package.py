@@ -288,7 +288,7 @@ class PackageBuilder:
 
         return ClosureWait(
             key, done, run.target.applies, lambda: len(run.done),
-            lambda: any(not future.done() for _, future in run.tasks.started()),
+            lambda: not (run.settled.is_set() or run.tasks.stopping.is_set()),
             lambda: run.slots.slot(f"{label} (smoke test)", priority=lambda: SMOKE_TEST_PRIORITY),
             # Well inside the container's timeout, which would end it as a failed run.
             time.monotonic() + request.runtime.limits.timeout_seconds / 2,

@@ -94,6 +94,9 @@ class BootstrapRun:
         self.allow_prereleases = options.resolve.allow_prereleases or settings.allow_prereleases
         self.work_dir = settings.cache_dir / "work" / f"{os.getpid()}-{time.time_ns()}"
         self.tasks = Tasks()
+        # Set once the run builds nothing more (as publishing finishes): a build container
+        # waiting for its closure (engine/smokeplan.py) then waits no longer.
+        self.settled = threading.Event()
         self.timeline = Timeline()
         self.lock = threading.RLock()
         self.failures: list[Failure] = []
@@ -222,6 +225,7 @@ class BootstrapRun:
                 self.timeline.write(self.options.timeline, self.slots.jobs)
 
     def _finish_publishing(self, review: NeedsReview | None = None) -> None:
+        self.settled.set()
         held = self.publisher.finish(hold=frozenset(review.needed) if review else frozenset())
         for staged in held:
             key = (staged.name, Version(staged.version))

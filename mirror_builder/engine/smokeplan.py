@@ -113,14 +113,14 @@ class SelfTest:
 class ClosureWait:
     """build/request.py's ClosureLater for one build: called once its container has handed the
     wheel over, it waits until the run has the package's wheel and the whole install closure of
-    its real Requires-Dist, then takes a slot for the test; None when the run has nothing left
-    running that could build what is missing, or once deadline (time.monotonic()) passes."""
+    its real Requires-Dist, then takes a slot for the test; None once the run builds nothing
+    more, or once deadline (time.monotonic()) passes."""
 
     key: tuple[NormalizedName, Version]
     done: Callable[[], Mapping[tuple[NormalizedName, Version], BuiltWheel]]  # a copy, now
     applies: Callable[[Requirement, frozenset[str]], bool]
     generation: Callable[[], int]
-    running: Callable[[], bool]  # whether the run still has tasks at work
+    running: Callable[[], bool]  # whether the run may still build more
     slot: Callable[[], AbstractContextManager]  # a build slot for the test
     deadline: float
     on_test: Callable[[float], None] = lambda started: None  # called with its start at its end

@@ -115,6 +115,9 @@ class Publisher:
         self._publishing = threading.Lock()  # one writer of the index at a time
         self._threads: list[threading.Thread] = []
         self._awaiting: list[threading.Thread] = []  # for tests still running in build containers
+        # Their wheels, by pin: staged like a pending one (part of the pool a closure is
+        # found in) until their test says.
+        self._awaited: dict[str, Staged] = {}
         self._finishing = threading.Event()
 
     def submit(self, staged: Staged) -> None:
@@ -129,9 +132,11 @@ class Publisher:
                 name=f"await {staged.pin}", daemon=True)
             with self._lock:
                 self._awaiting.append(thread)
+                self._awaited[staged.pin] = staged
             thread.start()
             return
         with self._lock:
+            self._awaited.pop(staged.pin, None)  # now passed or pending, in the same step
             if staged.tested is not None and not self._closure(staged, self._pool(staged))[1]:
                 self._passed[staged.pin] = (staged, staged.tested)
                 log.info("%s passed its smoke test in its build container", staged.pin)
@@ -228,7 +233,7 @@ class Publisher:
 
     def _pool(self, *more: Staged) -> dict[NormalizedName, list[Staged]]:
         return _by_name([*self._pending, *self._testing, *(s for s, _ in self._passed.values()),
-                         *self._accepted, *more])
+                         *self._accepted, *self._awaited.values(), *more])
 
     def _closure(self, staged: Staged, pool: dict[NormalizedName, list[Staged]]
                  ) -> tuple[set[NormalizedName], list[NormalizedName]]:

@@ -271,7 +271,10 @@ def copy_source(source, work=WORK):
         shutil.rmtree(work)
     os.makedirs(work)
     src = os.path.join(work, "src")
-    shutil.copytree(source, src, symlinks=True)
+    # GNU cp: shutil.copytree's per-file Python took 70 ms (up to 180 ms) of setuptools' ~1000
+    # files on the build's critical path. Links stay links, modes and times are kept.
+    subprocess.run(["cp", "-R", "--no-dereference", "--preserve=mode,timestamps", source, src],
+                   check=True, stdout=subprocess.DEVNULL)
     return src
 
 

@@ -4,6 +4,7 @@ as the build starts; the host takes only a pass from there, and tests anything e
 import dataclasses
 import json
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -352,3 +353,57 @@ def test_a_wheel_still_tested_in_its_build_container_when_the_run_ends_is_decide
     threading.Timer(0.3, lambda: later.set_result(None)).start()  # its test could not pass
     held = publisher.finish(hold=frozenset({"dep"}))
     assert [s.name for s in held] == ["app"] and tested == []
+
+
+def test_a_pass_in_a_build_container_counts_while_its_dependency_is_still_tested_in_its_own(
+        tmp_path):
+    """app's test passed in its build container with dep in its closure; dep's own test, in
+    dep's build container, ends just after: app is published with its pass, not tested again
+    because dep was not yet staged when app's pass came."""
+    from mirror_builder.config.settings import BuildSettings
+    from mirror_builder.index.publisher import Publisher, Staged
+    from mirror_builder.index.wheelindex import WheelIndex
+    from mirror_builder.sandbox.imagenames import ImageRef
+    from test_index import make_wheel
+
+    tested = []
+
+    class Tester:
+        def smoke_test(self, request):
+            tested.extend(t.wheel.name for t in request.tests)
+            return {t.wheel.name: SmokeResult(t.wheel.name, "passed") for t in request.tests}
+
+    class Records:
+        def write(self, record, log_path):
+            pass
+
+        def copy_statement(self, record, dest):
+            pass
+
+    def staged(name, requires, tested_in_build):
+        wheel = make_wheel(tmp_path / "staged", f"{name}-1.0-py3-none-any.whl")
+        log_path = tmp_path / f"{name}.log"
+        log_path.write_text("log\n")
+        return Staged(
+            name=name, version="1.0", chain=(), wheel=wheel, record={}, requires_python=None,
+            requires_dist=requires, log_path=log_path,
+            image=ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test"),
+            imports=(name,), publish_source=lambda: None, tested=tested_in_build)
+
+    published = []
+    publisher = Publisher(index=WheelIndex(tmp_path / "out"), records=Records(),
+                          rejected=Records(), executor=Tester(), target=TARGET,
+                          limits=BuildSettings(),
+                          on_outcome=lambda outcome: published.append(outcome))
+    dep_test, app_test = Future(), Future()
+    publisher.submit(staged("dep", (), dep_test))
+    publisher.submit(staged("app", ("dep",), app_test))
+    app_test.set_result(SmokeResult("app-1.0-py3-none-any.whl", "passed", {"app": None},
+                                    container="build"))
+    time.sleep(0.2)  # app's pass is taken up while dep's test still runs
+    dep_test.set_result(SmokeResult("dep-1.0-py3-none-any.whl", "passed", {"dep": None},
+                                    container="build"))
+    publisher.finish()
+
+    assert tested == []
+    assert (tmp_path / "out" / "files" / "app").is_dir()
