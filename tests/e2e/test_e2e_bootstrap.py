@@ -121,7 +121,10 @@ def test_the_timeline_says_where_each_real_build_spent_its_time(output):
         for part in ("environment", "get_requires", "build_wheel", "driver", "podman_create",
                      "podman_start", "podman_wait"):
             assert parts[part] > 0, (span["package"], part)
-        assert parts["driver"] < parts["podman_wait"] <= span["end"] - span["start"]
+        # The driver starts while podman's start call is still returning: its time fits in
+        # the start and the wait together.
+        assert parts["driver"] < parts["podman_start"] + parts["podman_wait"]
+        assert parts["podman_wait"] <= span["end"] - span["start"]
     # Each was smoke-tested: in a container of its own, or in its build container once it had
     # handed the wheel over (setuptools needs nothing, so always there), as its record says.
     tests = [s for s in spans if s["phase"] == "smoke"]
