@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -50,6 +51,8 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
     target_settings = settings.target(options.target)
     state = settings.cache_dir / "state" / f"run-{os.getpid()}"
     with ExitStack() as stack:
+        # The run's own state (the driver's copy, job folders) goes with it, last.
+        stack.callback(shutil.rmtree, state, ignore_errors=True)
         # Connecting to a cluster (importing Dask, starting the artifact store) overlaps with
         # starting podman and checking the image; the podman service starts listening while
         # the rest is set up.
