@@ -145,7 +145,9 @@ class PodmanService:
             if self._process is None or self._socket_path is None:
                 raise ContainerError("the podman service is not running")
             deadline = time.monotonic() + 20
-            while not self._socket_path.exists():
+            # Listening, not only there: the socket file exists a moment before the service
+            # accepts on it (a request then was refused once in CI).
+            while not _accepts(self._socket_path):
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     raise ContainerError("podman system service did not start; see "
                                          f"{self.state_dir / 'podman-service.log'}")
@@ -439,6 +441,18 @@ def oci_runtime(cgroup_root: Path = Path("/sys/fs/cgroup")) -> str:
     except OSError:
         return "runc"
     return "crun"
+
+
+def _accepts(socket_path: Path) -> bool:
+    """Whether a server accepts connections on the unix socket."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(socket_path))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: int) -> bool:

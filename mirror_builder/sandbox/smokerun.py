@@ -113,7 +113,9 @@ def smoke_one(sources, number, wheel, imports, env, uv_env, cwd="/tmp", keep=Fal
         freeze = subprocess.run(["uv", "pip", "freeze", "--python", python], env=uv_env,
                                 check=True, stdout=subprocess.PIPE, text=True).stdout
         result["freeze"] = freeze.splitlines()
-        probe = step([python, "-c", IMPORT_PROBE, *imports], env, cwd=cwd)
+        # No .pyc written: the venv is thrown away after this one import (20-30 ms less).
+        probe = step([python, "-c", IMPORT_PROBE, *imports],
+                     dict(env, PYTHONDONTWRITEBYTECODE="1"), cwd=cwd)
         line = next((l for l in probe.stdout.splitlines() if l.startswith("MB-IMPORTS ")), None)
         if line is None:
             result["error"] = f"the import check itself failed (status {probe.returncode})"
