@@ -181,3 +181,18 @@ def test_a_waiting_container_whose_wheel_fails_its_checks_is_told_to_skip_at_onc
     with pytest.raises(BuildError, match="wheel was rejected"):
         builder(tmp_path, podman).build(bad, lambda: (never.wait(10), None)[1])
     assert podman.taken_seen.wait(2)  # not after the closure wait's 10 s
+
+
+def test_a_waiting_plan_with_nobody_to_give_it_the_closure_skips_its_test(tmp_path):
+    answers, answered = {}, threading.Event()
+
+    def read_answer(out):
+        answers["taken"] = next(out.parent.glob("job-*")).joinpath("taken").read_text()
+        answered.set()
+
+    podman = DriverPodman(tmp_path, after_taken=read_answer)
+    result = builder(tmp_path, podman).build(waiting(tmp_path))
+
+    assert answered.wait(10) and answers["taken"] == "skip"
+    podman.test_ends.set()
+    result.smoke.result(timeout=10)
