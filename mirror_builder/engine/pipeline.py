@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mirror_builder.files import remove_tree
 from mirror_builder.build.executor import PodmanExecutor
 from mirror_builder.build.suggest import FailureHints
 from mirror_builder.config.executor import DaskSettings
@@ -52,7 +52,7 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
     state = settings.cache_dir / "state" / f"run-{os.getpid()}"
     with ExitStack() as stack:
         # The run's own state (the driver's copy, job folders) goes with it, last.
-        stack.callback(shutil.rmtree, state, ignore_errors=True)
+        stack.callback(remove_tree, state)
         # Connecting to a cluster (importing Dask, starting the artifact store) overlaps with
         # starting podman and checking the image; the podman service starts listening while
         # the rest is set up.

@@ -17,6 +17,7 @@ from pathlib import Path
 import packaging
 import pyproject_hooks
 
+from mirror_builder.files import remove_tree
 from mirror_builder.sandbox import DRIVER, HOOKSERVER, LIMITS, LINKED, SMOKERUN, TOPLEVEL, UVENV
 
 BUILDER_UID = 1000  # the image's unprivileged "builder" user (in the run's user namespace)
@@ -48,13 +49,11 @@ class JobFolders:
         return folders
 
     def remove(self) -> None:
-        """rm, in a process of its own: a build environment is thousands of files, and
-        shutil.rmtree took this process's interpreter lock for each (on flask's tree, 1.4 s of
-        it at the start of the run, while resolving and starting builds waited)."""
-        folders = [str(folder) for folder in (self.out, self.job, self.scratch)]
-        if subprocess.run(["rm", "-rf", "--", *folders], capture_output=True).returncode != 0:
-            for folder in folders:  # what rm could not remove (or no rm): said nowhere, as before
-                shutil.rmtree(folder, ignore_errors=True)
+        """Removed by rm in a process of its own (files.remove_tree): a build environment is
+        thousands of files, and shutil.rmtree took this process's interpreter lock for each (on
+        flask's tree, 1.4 s of it at the start of the run, while resolving and starting builds
+        waited)."""
+        remove_tree(self.out, self.job, self.scratch)
 
 
 _RESULT_LIMIT = 16 << 20
