@@ -153,7 +153,9 @@ def test_a_waiting_container_gets_its_closure_in_its_job_folder_before_it_is_let
     assert tested.status == "passed" and "released" in seen  # its slot let go before that
 
 
-def test_a_waiting_container_is_told_to_skip_when_the_run_will_not_build_its_closure(tmp_path):
+def answer_to_a_waiting_container(tmp_path, *closure_later) -> str:
+    """What the host wrote as TAKEN for a waiting build (given closure_later, if any), as the
+    driver read it once let go."""
     answers, answered = {}, threading.Event()
 
     def read_answer(out):
@@ -161,11 +163,15 @@ def test_a_waiting_container_is_told_to_skip_when_the_run_will_not_build_its_clo
         answered.set()
 
     podman = DriverPodman(tmp_path, after_taken=read_answer)
-    result = builder(tmp_path, podman).build(waiting(tmp_path), lambda: None)
-
-    assert answered.wait(10) and answers["taken"] == "skip"
+    result = builder(tmp_path, podman).build(waiting(tmp_path), *closure_later)
+    assert answered.wait(10)
     podman.test_ends.set()
     result.smoke.result(timeout=10)
+    return answers["taken"]
+
+
+def test_a_waiting_container_is_told_to_skip_when_the_run_will_not_build_its_closure(tmp_path):
+    assert answer_to_a_waiting_container(tmp_path, lambda: None) == "skip"
 
 
 def test_a_waiting_container_whose_wheel_fails_its_checks_is_told_to_skip_at_once(tmp_path):
@@ -184,15 +190,4 @@ def test_a_waiting_container_whose_wheel_fails_its_checks_is_told_to_skip_at_onc
 
 
 def test_a_waiting_plan_with_nobody_to_give_it_the_closure_skips_its_test(tmp_path):
-    answers, answered = {}, threading.Event()
-
-    def read_answer(out):
-        answers["taken"] = next(out.parent.glob("job-*")).joinpath("taken").read_text()
-        answered.set()
-
-    podman = DriverPodman(tmp_path, after_taken=read_answer)
-    result = builder(tmp_path, podman).build(waiting(tmp_path))
-
-    assert answered.wait(10) and answers["taken"] == "skip"
-    podman.test_ends.set()
-    result.smoke.result(timeout=10)
+    assert answer_to_a_waiting_container(tmp_path) == "skip"

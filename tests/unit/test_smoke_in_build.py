@@ -318,41 +318,63 @@ def test_a_closure_once_at_hand_stays_so_and_the_plan_takes_what_is_built_then()
     assert names(plan.closure) == ["lib"] and plan.imports == ("app",)
 
 
-def test_a_wheel_still_tested_in_its_build_container_when_the_run_ends_is_decided_whole(tmp_path):
-    """app needs dep, which waits for review: once app's build container has finished its test
-    (which could not install dep), app is held with the run, not tested again and failed."""
+class RecordingTester:
+    """The publisher's executor: records which wheels it was asked to test; answers status."""
+
+    def __init__(self, status):
+        self.status = status
+        self.tested = []
+
+    def smoke_test(self, request):
+        self.tested.extend(t.wheel.name for t in request.tests)
+        return {t.wheel.name: SmokeResult(t.wheel.name, self.status) for t in request.tests}
+
+
+class NoRecords:
+    def write(self, record, log_path):
+        pass
+
+    def copy_statement(self, record, dest):
+        pass
+
+
+def publisher_for(tmp_path, tester):
     from mirror_builder.config.settings import BuildSettings
-    from mirror_builder.index.publisher import Publisher, Staged
+    from mirror_builder.index.publisher import Publisher
     from mirror_builder.index.wheelindex import WheelIndex
+
+    return Publisher(index=WheelIndex(tmp_path / "out"), records=NoRecords(),
+                     rejected=NoRecords(), executor=tester, target=TARGET,
+                     limits=BuildSettings(), on_outcome=lambda outcome: None)
+
+
+def staged_wheel(tmp_path, name, requires, tested):
+    """name 1.0, staged with requires as its Requires-Dist and tested as its build container's
+    test (a Future while it runs)."""
+    from mirror_builder.index.publisher import Staged
     from mirror_builder.sandbox.imagenames import ImageRef
     from test_index import make_wheel
 
-    tested = []
-
-    class Tester:
-        def smoke_test(self, request):
-            tested.extend(t.wheel.name for t in request.tests)
-            return {t.wheel.name: SmokeResult(t.wheel.name, "failed") for t in request.tests}
-
-    class Records:
-        def write(self, record, log_path):
-            pass
-
-    wheel = make_wheel(tmp_path / "staged", "app-1.0-py3-none-any.whl")
-    log_path = tmp_path / "app.log"
+    wheel = make_wheel(tmp_path / "staged", f"{name}-1.0-py3-none-any.whl")
+    log_path = tmp_path / f"{name}.log"
     log_path.write_text("log\n")
-    later = Future()
-    publisher = Publisher(index=WheelIndex(tmp_path / "out"), records=Records(),
-                          rejected=Records(), executor=Tester(), target=TARGET,
-                          limits=BuildSettings(), on_outcome=lambda outcome: None)
-    publisher.submit(Staged(
-        name="app", version="1.0", chain=(), wheel=wheel, record={}, requires_python=None,
-        requires_dist=("dep",), log_path=log_path,
+    return Staged(
+        name=name, version="1.0", chain=(), wheel=wheel, record={}, requires_python=None,
+        requires_dist=tuple(requires), log_path=log_path,
         image=ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test"),
-        imports=("app",), publish_source=lambda: None, tested=later))
+        imports=(name,), publish_source=lambda: None, tested=tested)
+
+
+def test_a_wheel_still_tested_in_its_build_container_when_the_run_ends_is_decided_whole(tmp_path):
+    """app needs dep, which waits for review: once app's build container has finished its test
+    (which could not install dep), app is held with the run, not tested again and failed."""
+    tester = RecordingTester("failed")
+    publisher = publisher_for(tmp_path, tester)
+    later = Future()
+    publisher.submit(staged_wheel(tmp_path, "app", ["dep"], later))
     threading.Timer(0.3, lambda: later.set_result(None)).start()  # its test could not pass
     held = publisher.finish(hold=frozenset({"dep"}))
-    assert [s.name for s in held] == ["app"] and tested == []
+    assert [s.name for s in held] == ["app"] and tester.tested == []
 
 
 def test_a_pass_in_a_build_container_counts_while_its_dependency_is_still_tested_in_its_own(
@@ -360,44 +382,11 @@ def test_a_pass_in_a_build_container_counts_while_its_dependency_is_still_tested
     """app's test passed in its build container with dep in its closure; dep's own test, in
     dep's build container, ends just after: app is published with its pass, not tested again
     because dep was not yet staged when app's pass came."""
-    from mirror_builder.config.settings import BuildSettings
-    from mirror_builder.index.publisher import Publisher, Staged
-    from mirror_builder.index.wheelindex import WheelIndex
-    from mirror_builder.sandbox.imagenames import ImageRef
-    from test_index import make_wheel
-
-    tested = []
-
-    class Tester:
-        def smoke_test(self, request):
-            tested.extend(t.wheel.name for t in request.tests)
-            return {t.wheel.name: SmokeResult(t.wheel.name, "passed") for t in request.tests}
-
-    class Records:
-        def write(self, record, log_path):
-            pass
-
-        def copy_statement(self, record, dest):
-            pass
-
-    def staged(name, requires, tested_in_build):
-        wheel = make_wheel(tmp_path / "staged", f"{name}-1.0-py3-none-any.whl")
-        log_path = tmp_path / f"{name}.log"
-        log_path.write_text("log\n")
-        return Staged(
-            name=name, version="1.0", chain=(), wheel=wheel, record={}, requires_python=None,
-            requires_dist=requires, log_path=log_path,
-            image=ImageRef("localhost/test:1", "sha256:0", "base", "Containerfile", "0", "test"),
-            imports=(name,), publish_source=lambda: None, tested=tested_in_build)
-
-    published = []
-    publisher = Publisher(index=WheelIndex(tmp_path / "out"), records=Records(),
-                          rejected=Records(), executor=Tester(), target=TARGET,
-                          limits=BuildSettings(),
-                          on_outcome=lambda outcome: published.append(outcome))
+    tester = RecordingTester("passed")
+    publisher = publisher_for(tmp_path, tester)
     dep_test, app_test = Future(), Future()
-    publisher.submit(staged("dep", (), dep_test))
-    publisher.submit(staged("app", ("dep",), app_test))
+    publisher.submit(staged_wheel(tmp_path, "dep", [], dep_test))
+    publisher.submit(staged_wheel(tmp_path, "app", ["dep"], app_test))
     app_test.set_result(SmokeResult("app-1.0-py3-none-any.whl", "passed", {"app": None},
                                     container="build"))
     time.sleep(0.2)  # app's pass is taken up while dep's test still runs
@@ -405,5 +394,5 @@ def test_a_pass_in_a_build_container_counts_while_its_dependency_is_still_tested
                                     container="build"))
     publisher.finish()
 
-    assert tested == []
+    assert tester.tested == []
     assert (tmp_path / "out" / "files" / "app").is_dir()
