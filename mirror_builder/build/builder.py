@@ -28,6 +28,7 @@ from mirror_builder.sandbox.userns import give_back, id_map_text
 from mirror_builder.errors import BuildError
 from mirror_builder.sandbox.jobfolders import BUILDER_UID, DRIVER_COMMAND, JobFolders, read_result
 from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
+from mirror_builder.files import atomic_copy
 from mirror_builder.prepare.sources import source_date_epoch
 
 log = logging.getLogger(__name__)
@@ -338,8 +339,7 @@ def _link_or_copy(source: Path, dest: Path) -> None:
     try:
         os.link(source, dest)  # the wheel the run has, as it is (readable by anyone)
     except OSError:
-        shutil.copyfile(source, dest)
-        os.chmod(dest, 0o644)
+        atomic_copy(source, dest)  # another file system
 
 
 def _numbers(reported: object) -> dict[str, float]:
