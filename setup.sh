@@ -48,8 +48,8 @@ if [[ -r /sys/fs/cgroup/unified/cgroup.controllers && ! -e /sys/fs/cgroup/cgroup
     done
 fi
 
-# Containers run in user namespaces of their own (podman's --userns=auto): podman gives each one
-# a slice of the subordinate ids of the name "containers" (no login account is needed), so uid
+# Containers run in user namespaces of their own: each one gets a block of the subordinate ids
+# of the name "containers" (no login account is needed; sandbox/idleases.py), so uid
 # 1000 or root in a build is an id no account on the host has. The range is podman's documented
 # example, 2147483647 up to 4294967294: far above what useradd hands out to accounts or to their
 # subordinate ids (SUB_UID_MAX is 600100000). A "containers" entry that exists is kept as it is.

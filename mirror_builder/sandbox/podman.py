@@ -7,7 +7,8 @@
 Everything else asks for a run with mounts and gets back an exit status and a log file; no other
 module builds a podman argument. Two workarounds for this kind of machine live in the shipped
 containers.conf (runc unless crun can work, explicit ulimits), passed through CONTAINERS_CONF. Each
-run's user namespace comes from the subordinate ids that sandbox.userns checks.
+run's user namespace is a block of the subordinate ids that sandbox.userns checks, leased to it by
+sandbox.idleases (not podman's --userns=auto, which deadlocks in podman 4.3).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from mirror_builder import DATA_DIR
 from mirror_builder.errors import ContainerError
+from mirror_builder.sandbox.idleases import IdBlock, IdLeases
 from mirror_builder.sandbox.userns import check_subordinate_ids, id_map_text
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class PodmanService:
         self._running: set[str] = set()
         self._running_lock = threading.Lock()
         self._removals: list[threading.Thread] = []
+        self._id_leases: IdLeases | None = None
 
     def __enter__(self) -> "PodmanService":
         """Start the service and return at once: it takes 50 to 70 ms to listen, which the
@@ -113,6 +116,7 @@ class PodmanService:
         if shutil.which("podman") is None:
             raise ContainerError("podman is not installed; run the README's set-up command (./setup.sh)")
         check_subordinate_ids()
+        self._id_leases = IdLeases.for_machine()
         # A unix socket path must stay under ~100 bytes, so it lives in a short temp dir.
         self._socket_dir = tempfile.mkdtemp(prefix="mb-podman-")
         self._socket_path = Path(self._socket_dir) / "podman.sock"
@@ -222,14 +226,22 @@ class PodmanService:
 
     def _run(self, client, spec: RunSpec, log_path: Path, APIError,
              on_started: Callable[[str, str, dict[str, float]], None] | None = None) -> RunResult:
-        options = _create_options(spec)
+        assert self._id_leases is not None, "PodmanService used outside its with block"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        header = log_path.stat().st_size if log_path.exists() else 0
+        live = _LiveLog(log_path)
+        lease = self._id_leases.lease()
         started = time.monotonic()
         steps: dict[str, float] = {}
         try:
-            container = client.containers.create(spec.image, spec.command, **options)
+            container = client.containers.create(spec.image, spec.command,
+                                                 **_create_options(spec, lease.block))
             steps["create"] = time.monotonic() - started
-        except APIError as exc:
-            raise ContainerError(f"cannot create a container from {spec.image}: {exc}") from None
+        except BaseException as exc:
+            lease.release()
+            if isinstance(exc, APIError):
+                raise ContainerError(f"cannot create a container from {spec.image}: {exc}") from None
+            raise
         with self._running_lock:
             self._running.add(container.id)
         timed_out = threading.Event()
@@ -242,9 +254,6 @@ class PodmanService:
                 pass
 
         timer = threading.Timer(spec.timeout_seconds, on_timeout)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        header = log_path.stat().st_size if log_path.exists() else 0
-        live = _LiveLog(log_path)
         try:
             before = time.monotonic()
             container.start()
@@ -260,8 +269,9 @@ class PodmanService:
             raise ContainerError(f"podman failed while running {spec.command[0]}: {exc}") from None
         finally:
             timer.cancel()
-            # The build's result is in; removing its container need not hold anyone up.
-            self._remove_later(container.id)
+            # The build's result is in; removing its container need not hold anyone up. Its
+            # ids are another container's only once it is gone.
+            self._remove_later(container.id, lease.release)
         if timed_out.is_set():
             with log_path.open("a") as out:
                 out.write(f"\n[mirror-builder] killed after the {spec.timeout_seconds:.0f} s timeout\n")
@@ -270,7 +280,7 @@ class PodmanService:
                          uid_map=id_map_text(id_mappings.get("UidMap")),
                          gid_map=id_map_text(id_mappings.get("GidMap")))
 
-    def _remove_later(self, container_id: str) -> None:
+    def _remove_later(self, container_id: str, then: Callable[[], None]) -> None:
         import podman
         from podman.errors import APIError
 
@@ -283,6 +293,7 @@ class PodmanService:
             finally:
                 with self._running_lock:
                     self._running.discard(container_id)
+                then()
 
         thread = threading.Thread(target=remove, name=f"remove {container_id[:12]}", daemon=True)
         with self._running_lock:
@@ -354,8 +365,9 @@ class _LiveLog:
                 out.write(output)
 
 
-def _create_options(spec: RunSpec) -> dict[str, Any]:
-    """podman-py's containers.create() arguments for spec, past the image and the command."""
+def _create_options(spec: RunSpec, ids: IdBlock) -> dict[str, Any]:
+    """podman-py's containers.create() arguments for spec, past the image and the command; its
+    user namespace maps the ids 0 .. ids.size-1 to the block ids."""
     kwargs: dict[str, Any] = dict(
         mounts=[{"type": "bind", "source": str(m.source), "target": m.target,
                  "read_only": m.read_only,
@@ -364,11 +376,11 @@ def _create_options(spec: RunSpec) -> dict[str, Any]:
         environment=spec.environment,
         working_dir=spec.workdir,
         user=spec.user,
-        # Always: a process that escaped the container is an id no account has. With
-        # overlay on this kernel the image's layers are mapped, not copied: no cost per run.
-        # Podman 4.3's API needs both: the mode alone is ignored, the mappings alone too.
-        userns_mode="auto",
-        idmappings={"AutoUserNs": True},
+        # Always: a process that escaped the container is an id no account has, and no other
+        # live container's. With overlay on this kernel the image's layers are mapped, not
+        # copied: no cost per run. Podman 4.3's API needs both the mode and the mappings.
+        userns_mode="private",
+        idmappings=ids.podman_mappings(),
         cap_drop=["ALL"],
         no_new_privileges=True,
         labels={OWNER_LABEL: str(os.getpid())},

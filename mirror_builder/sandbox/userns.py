@@ -1,8 +1,9 @@
 """User namespaces of the runs: the subordinate id ranges they take ids from, and their id maps.
 
-Every run has a user namespace of its own (podman's --userns=auto): its ids, root and the builder
-user included, are ids from the subordinate range of "containers" in /etc/subuid and /etc/subgid
-(./setup.sh adds it), which no account on the host has. A process that escaped would be nobody.
+Every run has a user namespace of its own: its ids, root and the builder user included, are a
+block of the subordinate range of "containers" in /etc/subuid and /etc/subgid (./setup.sh adds it),
+which no account on the host has, leased to it alone (sandbox/idleases.py). A process that escaped
+would be nobody.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from mirror_builder.errors import ContainerError
 
-# Podman's --userns=auto (as root) takes each container's ids from this name's subordinate ranges.
+# Each container's ids are a block of this name's subordinate ranges (podman's --userns=auto,
+# which anyone else's containers may use, takes its blocks from the same ranges).
 SUBID_NAME = "containers"
 SUBUID_FILE = Path("/etc/subuid")
 SUBGID_FILE = Path("/etc/subgid")
