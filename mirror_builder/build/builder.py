@@ -128,7 +128,8 @@ class Builder:
         wheel.parent.rmdir()
         give_back(final)
         later = container.smoke_result(lambda reported: _smoke_result(reported, final.name, request))
-        return _build_result(request, result, so_far, final, started_at, started, smoke=later)
+        return _build_result(request, result, so_far, final, started_at, started, smoke=later,
+                             tested=container.tested)
 
     def _build_spec(self, request: BuildRequest, folders: JobFolders,
                     wheel_mounts: list[Mount]) -> RunSpec:
@@ -237,7 +238,7 @@ class Builder:
 
 
 def _build_result(request: BuildRequest, result: dict, run: RunResult, wheel: Path | None,
-                  started_at: datetime, started: float, smoke=None) -> BuildResult:
+                  started_at: datetime, started: float, smoke=None, tested=None) -> BuildResult:
     """What the host makes of a checked driver result (run: the container's run so far)."""
     return BuildResult(
         status=result["status"],
@@ -257,6 +258,7 @@ def _build_result(request: BuildRequest, result: dict, run: RunResult, wheel: Pa
         user_namespace=_user_namespace(result.get("user_namespace"), run, request),
         linked=linked_libraries(result.get("linked")),
         smoke=smoke,
+        tested=tested,
     )
 
 
@@ -323,7 +325,7 @@ def _let_go_with_closure(container: HandOver, closure_later: ClosureLater) -> No
         container.let_go(skip=True)
         return
     closure, release = given
-    container.at_end(release)
+    container.when_tested(release)
     folder = container.folders.job / LATER_CLOSURE
     try:
         for wheel in closure:

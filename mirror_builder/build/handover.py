@@ -4,7 +4,9 @@ The driver (sandbox/smokerun.py's hand_over) stops whatever the build left runni
 result and then the marker HANDED_OVER in /out, and waits for TAKEN in /job (read-only to it)
 before it runs the test. The host takes the result and a copy of the wheel in between, so the
 builds waiting for this wheel start while the test runs, and nothing in the container runs
-while the wheel is copied. The test's own result comes when the container ends (SMOKE_RESULT).
+while the wheel is copied. The test is over for the host's budget when the driver has written
+SMOKE_RESULT (it ends right after; its build slot is let go then, not 50-100 ms later when podman
+has seen the container go), and its result is read when the container ends.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ class HandOver:
         self._ended: Future[RunResult] = Future()
         self._let_go = False
         self._let_go_lock = threading.Lock()
-        # Called as the container ends, before the test's result is given (smoke_result).
-        self._at_end: list[Callable[[], None]] | None = []
-        self._ended.add_done_callback(lambda _: self._ending())  # first of its callbacks
+        # Done once the test's result is written, or the container has ended: before the
+        # result is given (smoke_result), since it is first of _ended's callbacks.
+        self.tested: Future[None] = Future()
+        self._tested_lock = threading.Lock()
+        self._when_tested: list[Callable[[], None]] | None = []
+        self._ended.add_done_callback(lambda _: self._test_over())
+        self.tested.add_done_callback(lambda _: self._run_when_tested())
         threading.Thread(target=self._run, args=(podman, spec, log_path),
                          name=f"container {log_path.name}", daemon=True).start()
 
@@ -84,19 +90,38 @@ class HandOver:
         partial = self.folders.job / f".{TAKEN}"
         partial.write_text(SKIP if skip else "")
         partial.rename(self.folders.job / TAKEN)
+        if not skip:
+            threading.Thread(target=self._watch_for_result, daemon=True,
+                             name=f"test in {self.folders.job.parent.name}").start()
 
-    def at_end(self, call: Callable[[], None]) -> None:
-        """call() when the container ends, before its test's result is given (at once if that
-        is already past): what the test held is let go before anyone hears it is over."""
+    def _watch_for_result(self) -> None:
+        # The driver clears a SMOKE_RESULT the build left before it hands over: one here now
+        # is the test's (or its package's own doing, which is no worse than its import).
+        result = self.folders.out / SMOKE_RESULT
+        while not self._ended.done():
+            if _is_file(result):
+                self._test_over()
+                return
+            wait([self._ended], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+
+    def _test_over(self) -> None:
+        with self._tested_lock:
+            if self.tested.done():
+                return
+            self.tested.set_result(None)
+
+    def when_tested(self, call: Callable[[], None]) -> None:
+        """call() once the test is over (self.tested), before its result is given (at once if
+        that is already past): what the test held is let go before anyone hears it is over."""
         with self._let_go_lock:
-            if self._at_end is not None:
-                self._at_end.append(call)
+            if self._when_tested is not None:
+                self._when_tested.append(call)
                 return
         call()
 
-    def _ending(self) -> None:
+    def _run_when_tested(self) -> None:
         with self._let_go_lock:
-            calls, self._at_end = self._at_end or [], None
+            calls, self._when_tested = self._when_tested or [], None
         for call in calls:
             call()
 

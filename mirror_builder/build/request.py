@@ -176,11 +176,15 @@ class BuildResult:
     # Future of it (SmokeResult or None) while the container, which handed the wheel over
     # first, still runs it (build/handover.py).
     smoke: SmokeResult | Future | None = None
+    # With a smoke Future: done once that test no longer needs its build slot (its result is
+    # written; the container is ending), a little before the result can be read.
+    tested: Future | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, with the smoke test's result (waited for if it is still running)."""
         smoke = self.smoke.result() if isinstance(self.smoke, Future) else self.smoke
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "smoke"}
+        values = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in ("smoke", "tested")}
         return _jsonable({**values, "smoke": asdict(smoke) if smoke is not None else None})
 
     @classmethod

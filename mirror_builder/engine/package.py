@@ -263,8 +263,8 @@ class PackageBuilder:
                     parts.update(outcome.timings, container=outcome.container_seconds)
                 if isinstance(outcome.smoke, Future) and later is None:
                     # Its container handed the wheel over and tests it now, on this slot.
-                    hold.until = outcome.smoke
-                    run.timeline.until(label, "smoke", outcome.smoke, wheels=1, in_build=1)
+                    hold.until = outcome.tested or outcome.smoke
+                    run.timeline.until(label, "smoke", hold.until, wheels=1, in_build=1)
                 return outcome
         except BuildError as exc:  # (looked up outside the build slot)
             explained = self._with_hint(exc, request)

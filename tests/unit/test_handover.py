@@ -18,6 +18,7 @@ from mirror_builder.config.settings import BuildSettings
 from mirror_builder.errors import BuildError
 from mirror_builder.prepare.buildsystem import BuildSystem
 from mirror_builder.sandbox.imagenames import ImageRef
+from mirror_builder.sandbox import smokerun
 from mirror_builder.sandbox.podman import RunResult
 from test_wheelcheck import make_wheel
 
@@ -29,12 +30,17 @@ class DriverPodman:
     """Runs "the container" as the driver would with a smoke plan: result, wheel, hand-over
     marker; then, once the host says taken, its test (after `test_ends` is set)."""
 
-    def __init__(self, tmp_path: Path, after_taken=None, hand_over=True) -> None:
+    def __init__(self, tmp_path: Path, after_taken=None, hand_over=True,
+                 writes_result=True) -> None:
         self.tmp_path = tmp_path
+        self.writes_result = writes_result
         self.after_taken = after_taken or (lambda out: None)
         self.hand_over = hand_over
         self.test_ends = threading.Event()
         self.taken_seen = threading.Event()
+        # Set: the container ends as soon as its result is written; cleared: only once set.
+        self.container_ends = threading.Event()
+        self.container_ends.set()
 
     def run(self, spec, log_path, on_started=None):
         mounts = {m.target: m.source for m in spec.mounts}
@@ -54,9 +60,11 @@ class DriverPodman:
         self.taken_seen.set()
         self.after_taken(out)
         self.test_ends.wait(10)
-        (out / "smoke.json").write_text(json.dumps({
-            "status": "passed", "imports": {"demo": None}, "freeze": ["demo==1.0"],
-            "imported": ["demo"], "error": "", "seconds": 0.2}))
+        if self.writes_result:
+            (out / "smoke.json").write_text(json.dumps({
+                "status": "passed", "imports": {"demo": None}, "freeze": ["demo==1.0"],
+                "imported": ["demo"], "error": "", "seconds": 0.2}))
+        self.container_ends.wait(10)
         return RunResult(0, False, 1.0, uid_map=UID_MAP, gid_map=UID_MAP)
 
 
@@ -85,6 +93,61 @@ def test_the_host_has_the_wheel_while_the_container_still_tests_it(tmp_path):
     tested = result.smoke.result(timeout=10)
     assert (tested.status, tested.container, tested.wheel) == ("passed", "build", WHEEL)
     assert result.user_namespace == {"uid_map": UID_MAP, "gid_map": UID_MAP}
+
+
+def test_the_test_gives_its_slot_back_once_its_result_is_written_before_the_container_ends(
+        tmp_path):
+    """Podman sees a container go 50-100 ms after its driver has written the result: the build
+    slot need not wait for that, but the result (and the log) is read only after it."""
+    podman = DriverPodman(tmp_path)
+    podman.container_ends.clear()
+    result = builder(tmp_path, podman).build(request(tmp_path))
+    assert not result.tested.done()
+
+    podman.test_ends.set()
+    result.tested.result(timeout=10)
+
+    assert not result.smoke.done()  # the container has not ended yet
+    podman.container_ends.set()
+    assert result.smoke.result(timeout=10).status == "passed"
+
+
+def test_a_container_that_ends_without_a_result_is_over_at_its_end(tmp_path):
+    podman = DriverPodman(tmp_path, writes_result=False)
+    podman.container_ends.clear()
+    podman.test_ends.set()
+    result = builder(tmp_path, podman).build(request(tmp_path))
+    assert podman.taken_seen.wait(10)
+    time.sleep(0.05)
+    assert not result.tested.done()
+
+    podman.container_ends.set()
+
+    result.tested.result(timeout=10)
+    assert result.smoke.result(timeout=10) is None  # tested again in a container of its own
+
+
+def test_a_result_file_the_build_left_is_gone_before_the_hand_over(tmp_path, monkeypatch):
+    """The host takes a result file's appearance as the end of the test: the driver removes
+    one the build wrote before it hands the wheel over."""
+    monkeypatch.setattr(smokerun, "stop_leftovers", lambda: None)  # it kills every process
+    monkeypatch.setattr(smokerun, "TAKEN", str(tmp_path / "taken"))
+    (tmp_path / "taken").write_text("skip")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "smoke.json").write_text('{"status": "passed"}')  # the build's own
+    seen = {}
+
+    def write_json(path, data):
+        if path.endswith("handed-over"):
+            seen["left at the hand-over"] = (out / "smoke.json").exists()
+        Path(path).write_text(json.dumps(data))
+
+    smokerun.test_after_hand_over({"out": str(out), "smoke": {}}, {"status": "built"},
+                                  str(out / "result.json"), write_json)
+
+    assert seen == {"left at the hand-over": False}
+    assert json.loads((out / "smoke.json").read_text())["status"] == "skipped"
 
 
 def test_what_the_container_does_to_the_wheel_after_the_hand_over_is_not_what_the_host_has(
@@ -142,15 +205,20 @@ def test_a_waiting_container_gets_its_closure_in_its_job_folder_before_it_is_let
         seen["closure"] = sorted(p.name for p in next(out.parent.glob("job-*")).glob("closure/*"))
 
     podman = DriverPodman(tmp_path, after_taken=look)
+    podman.container_ends.clear()
     result = builder(tmp_path, podman).build(waiting(tmp_path), closure_later)
 
     assert result.status == "built" and not podman.taken_seen.wait(0.2)  # it waits ...
     given.set()
     assert podman.taken_seen.wait(10)  # ... until its closure is there
     podman.test_ends.set()
+    result.tested.result(timeout=10)
+    assert "released" in seen  # its slot let go once the result is written ...
+    assert not result.smoke.done()  # ... while the container still ends
+    podman.container_ends.set()
     tested = result.smoke.result(timeout=10)
     assert seen["closure"] == ["dep-1.0-py3-none-any.whl"]  # as the driver was let go
-    assert tested.status == "passed" and "released" in seen  # its slot let go before that
+    assert tested.status == "passed"
 
 
 def answer_to_a_waiting_container(tmp_path, *closure_later) -> str:
