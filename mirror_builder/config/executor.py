@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mirror_builder.config.settings import YamlReader
+    from mirror_builder.config.yamlfile import YamlReader
 
 DEFAULT_STORE_LISTEN = "127.0.0.1:0"
 

@@ -66,12 +66,11 @@ from mirror_builder.errors import SettingsError
 from mirror_builder.config.settings import (
     UPDATE_KEYS,
     UpdatePolicy,
-    YamlReader,
     describe_specifier,
     format_duration,
     read_update_policy,
-    read_yaml,
 )
+from mirror_builder.config.yamlfile import YamlReader, read_yaml
 from mirror_builder.config.variants import VariantDelta, read_deltas
 
 TEMPLATE_FIELDS = ("name", "version", "jobs")

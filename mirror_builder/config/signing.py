@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mirror_builder.config.settings import YamlReader
+    from mirror_builder.config.yamlfile import YamlReader
 
 
 def read_signing_key(r: YamlReader, top: dict[str, Any], project_dir: Path) -> Path | None:

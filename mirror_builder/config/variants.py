@@ -27,7 +27,8 @@ from packaging.utils import canonicalize_name
 
 if TYPE_CHECKING:
     from mirror_builder.config.overrides import PackageSettings
-    from mirror_builder.config.settings import Settings, YamlReader
+    from mirror_builder.config.settings import Settings
+    from mirror_builder.config.yamlfile import YamlReader
 
 DEFAULT_VARIANT = "cpu"
 # A variant's name is also a folder name (OUTPUT/variants/<name>/) and a URL path segment.
