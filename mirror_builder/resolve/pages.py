@@ -11,6 +11,7 @@ import json
 import re
 import urllib.parse
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,6 +51,19 @@ class DistributionFile:
     @property
     def is_wheel(self) -> bool:
         return self.filename.endswith(".whl")
+
+    @cached_property
+    def name_and_version(self) -> tuple[str, Version] | None:
+        """The project (normalized) and version the file name gives, if it is an sdist's or a
+        wheel's. Parsed once: the resolver asks for every file of a page at each step, and a
+        page such as setuptools' lists over a thousand files."""
+        try:
+            if self.is_wheel:
+                name, version, _, _ = parse_wheel_filename(self.filename)
+                return name, version
+            return parse_sdist_filename(self.filename)
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            return None
 
 
 def parse_project_page(body: str, content_type: str, page_url: str) -> list[DistributionFile]:
@@ -208,21 +222,12 @@ def _parse_html_page(body: str, page_url: str) -> list[DistributionFile]:
 
 
 def sdist_version(file: DistributionFile, name: str) -> Version | None:
-    try:
-        parsed_name, version = parse_sdist_filename(file.filename)
-    except InvalidSdistFilename:
-        return None
-    if parsed_name != canonicalize_name(name):
-        return None
-    return version
+    return file_version(file, name) if file.is_sdist else None
 
 
 def file_version(file: DistributionFile, name: str) -> Version | None:
     """The version of an sdist or a wheel of project name, or None if it is neither."""
-    if file.is_wheel:
-        try:
-            wheel_name, version, _, _ = parse_wheel_filename(file.filename)
-        except InvalidWheelFilename:
-            return None
-        return version if wheel_name == canonicalize_name(name) else None
-    return sdist_version(file, name)
+    parsed = file.name_and_version
+    if parsed is None or (parsed[0] != name and parsed[0] != canonicalize_name(name)):
+        return None
+    return parsed[1]
