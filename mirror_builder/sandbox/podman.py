@@ -27,6 +27,7 @@ from typing import Any
 
 from mirror_builder import DATA_DIR
 from mirror_builder.errors import ContainerError
+from mirror_builder.sandbox.exitwatch import wait_for_exit
 from mirror_builder.sandbox.idleases import IdBlock, IdLeases
 from mirror_builder.sandbox.userns import check_subordinate_ids, id_map_text
 
@@ -259,8 +260,8 @@ class PodmanService:
             container.start()
             steps["start"] = time.monotonic() - before
             timer.start()
+            container.reload()  # its first process's pid, for the wait
             if on_started is not None:
-                container.reload()
                 maps = (container.attrs.get("HostConfig") or {}).get("IDMappings") or {}
                 on_started(id_map_text(maps.get("UidMap")), id_map_text(maps.get("GidMap")),
                            dict(steps))
@@ -416,9 +417,11 @@ def _wait_for_the_end(container, live: _LiveLog, header: int,
     following.daemon = True
     following.start()
     # The exit noticed within 10 ms: podman's default is to poll every 250 ms, which was a
-    # quarter of a second on every build.
+    # quarter of a second on every build. Podman is asked once the process has ended
+    # (sandbox/exitwatch.py), not every 10 ms while it runs.
     before = time.monotonic()
     try:
+        wait_for_exit((container.attrs.get("State") or {}).get("Pid"), container.id)
         exit_code = container.wait(interval="10ms")
     finally:
         following.cancel()

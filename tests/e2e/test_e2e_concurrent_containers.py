@@ -1,16 +1,19 @@
 """End-to-end: many short containers at once, with the real podman, as a run with waiting
-containers and smoke tests makes them. Podman 4.3's --userns=auto deadlocked under this load
+containers and smoke tests makes them, each waited for on a pidfd of its first process. Podman 4.3's --userns=auto deadlocked under this load
 (every podman call hung for good within a hundred runs, six at a time); each run's ids are now a
 block leased by sandbox.idleases, and two containers alive at once never share one."""
 
 import json
 import os
 import signal
+import subprocess
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import pytest
 
+from mirror_builder.sandbox.exitwatch import wait_for_exit
 from mirror_builder.sandbox.podman import PodmanService, RunSpec
 from mirror_builder.sandbox.userns import SUBGID_FILE, SUBUID_FILE, subordinate_ids
 
@@ -95,3 +98,27 @@ def test_every_containers_ids_are_a_whole_block_of_the_subordinate_range(many_ru
                                                  (map(int, run["gid_map"]), gid_ranges)):
             assert inside == 0 and count == 65536
             assert any(outside in r and outside + count - 1 in r for r in ranges)
+
+
+def test_a_real_containers_end_is_seen_on_its_first_process(image):
+    """The pidfd wait (sandbox/exitwatch.py) takes podman's pid for a container's first process
+    and knows it by the container's id in its cgroups: true of the real podman, or every wait
+    would fall back to podman polling every 10 ms."""
+    command = ["podman", "run", "-d", "--rm", "--network", "none", "--ulimit",
+               "nofile=4096:4096", "--ulimit", "nproc=4096:4096", image, "sleep", "30"]
+    container = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        pid = int(subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", container],
+                                 capture_output=True, text=True, check=True).stdout)
+        seen = []
+        waiter = threading.Thread(target=lambda: seen.append(wait_for_exit(pid, container)))
+        waiter.start()
+        time.sleep(0.5)
+        assert waiter.is_alive()  # it runs: the wait is on
+
+        subprocess.run(["podman", "kill", container], capture_output=True, check=True)
+        waiter.join(10)
+
+        assert seen == [True]
+    finally:
+        subprocess.run(["podman", "rm", "-f", container], capture_output=True)
