@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,15 @@ from mirror_builder.sandbox.userns import give_back
 from mirror_builder.errors import SourceError
 
 log = logging.getLogger(__name__)
+
+# A registry that stalls now and then (crates.io through a proxy: "Timeout was reached ...
+# Less than 10 bytes/sec transferred the last 30 seconds" on one crate of maturin's 300) is not
+# a broken package. cargo retries such errors itself, CARGO_NET_RETRY times (3 by default, 10
+# here); a run that still fails on the network is run again, from a clean vendor folder, this
+# many times in all.
+VENDOR_ATTEMPTS = 3
+NETWORK_TROUBLE = ("Timeout was reached", "curl failed", "failed to download", "spurious network",
+                   "Couldn't resolve host", "Connection reset", "failed to get successful HTTP")
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class RustVendorer:
             command.insert(2, "--locked")
         command.append(f"/src/{VENDOR_DIR}")
         mounts = [Mount(tree, "/src", read_only=False)]
-        environment = {"CARGO_HOME": "/tmp/cargo-home", "HOME": "/tmp"}
+        environment = {"CARGO_HOME": "/tmp/cargo-home", "HOME": "/tmp", "CARGO_NET_RETRY": "10"}
         ca = host_ca_bundle()
         if ca is not None:
             mounts.append(Mount(ca, "/etc/mirror-builder-host-ca.crt"))
@@ -130,22 +140,35 @@ class RustVendorer:
             if name in os.environ:
                 environment[name] = os.environ[name]
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("a") as out:
-            out.write(f"[mirror-builder] {label}: vendoring crates ({' '.join(command)}), "
-                      f"network allowed, no package code runs\n")
         # Root in the container is an id of its own user namespace, not the host's root, and
         # owns nothing but the mounted tree (podman gives it the tree for the run; the tree is
         # this build's, unpacked for it); every capability is still dropped.
-        result = self.podman.run(RunSpec(image=self.image.tag, command=command,
-                                         mounts=tuple(mounts), environment=environment,
-                                         workdir="/src", user="0:0", network=True,
-                                         timeout_seconds=1800), log_path)
-        # The container has ended: the tree is the host's again (on an error it is not, and
-        # the next preparation unpacks a fresh one).
-        give_back(tree)
-        if result.exit_code != 0:
-            tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-            raise SourceError(f"{label}: cargo vendor failed ({' | '.join(tail[-2:])}); log: {log_path}")
+        spec = RunSpec(image=self.image.tag, command=command, mounts=tuple(mounts),
+                       environment=environment, workdir="/src", user="0:0", network=True,
+                       timeout_seconds=1800)
+        for attempt in range(1, VENDOR_ATTEMPTS + 1):
+            with log_path.open("a") as out:
+                out.write(f"[mirror-builder] {label}: vendoring crates ({' '.join(command)}), "
+                          f"network allowed, no package code runs"
+                          f"{f' (attempt {attempt} of {VENDOR_ATTEMPTS})' if attempt > 1 else ''}\n")
+            logged = log_path.stat().st_size
+            result = self.podman.run(spec, log_path)
+            # The container has ended: the tree is the host's again (on an error it is not,
+            # and the next preparation unpacks a fresh one).
+            give_back(tree)
+            if result.exit_code == 0:
+                break
+            with log_path.open("rb") as handle:
+                handle.seek(logged)
+                tail = [line for line in handle.read().decode(errors="replace").splitlines()
+                        if line.strip()]
+            if attempt == VENDOR_ATTEMPTS or result.timed_out or \
+                    not any(trouble in line for line in tail for trouble in NETWORK_TROUBLE):
+                raise SourceError(f"{label}: cargo vendor failed ({' | '.join(tail[-2:])}); "
+                                  f"log: {log_path}")
+            log.warning("%s: cargo vendor failed on the network (%s); trying again", label,
+                        tail[-1] if tail else "no output")
+            shutil.rmtree(tree / VENDOR_DIR, ignore_errors=True)
         write_cargo_config(tree)
         crates = vendored_crates(tree, manifests)
         log.info("%s: vendored %d crates", label, len(crates))

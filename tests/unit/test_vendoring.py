@@ -478,20 +478,25 @@ class Result:
 
 @dataclass
 class FakePodman:
-    """Records each RunSpec; 'runs' cargo vendor by creating the vendor folder in the mounted tree."""
+    """Records each RunSpec; 'runs' cargo vendor by creating the vendor folder in the mounted
+    tree. failures: how many runs fail first (with exit_code and log_lines), then it works;
+    None: every run does as exit_code says."""
 
     exit_code: int = 0
     log_lines: tuple[str, ...] = ()
     runs: list[tuple[RunSpec, Path]] = field(default_factory=list)
+    failures: int | None = None
 
     def run(self, spec: RunSpec, log_path: Path) -> Result:
         self.runs.append((spec, log_path))
         src = next(m.source for m in spec.mounts if m.target == "/src")
-        if self.exit_code == 0:
-            (src / VENDOR_DIR / "serde-1.0.200").mkdir(parents=True)
+        fails = self.exit_code != 0 if self.failures is None else len(self.runs) <= self.failures
+        (src / VENDOR_DIR / "serde-1.0.200").mkdir(parents=True)  # a failed run leaves some too
+        if fails:
+            (src / VENDOR_DIR / "half-written-0.1.0").mkdir()
         with log_path.open("a") as out:
-            out.writelines(line + "\n" for line in self.log_lines)
-        return Result(self.exit_code)
+            out.writelines(line + "\n" for line in (self.log_lines if fails else ("Vendoring",)))
+        return Result(self.exit_code if fails else 0)
 
 
 IMAGE = ImageRef(tag="localhost/mirror-builder-prep:abc", id="sha256:abc", base="debian:bookworm",
@@ -537,7 +542,7 @@ def test_vendor_runs_cargo_vendor_locked_with_network_and_the_tree_mounted(
     assert spec.mounts == (Mount(rust_tree, "/src", read_only=False),
                            Mount(ca, "/etc/mirror-builder-host-ca.crt", read_only=True))
     assert spec.environment == {
-        "CARGO_HOME": "/tmp/cargo-home", "HOME": "/tmp",
+        "CARGO_HOME": "/tmp/cargo-home", "HOME": "/tmp", "CARGO_NET_RETRY": "10",
         "CARGO_HTTP_CAINFO": "/etc/mirror-builder-host-ca.crt",
         "SSL_CERT_FILE": "/etc/mirror-builder-host-ca.crt",
     }
@@ -559,7 +564,8 @@ def test_vendor_without_a_host_ca_bundle_mounts_only_the_tree(tmp_path, rust_tre
 
     spec = podman.runs[0][0]
     assert spec.mounts == (Mount(rust_tree, "/src", read_only=False),)
-    assert spec.environment == {"CARGO_HOME": "/tmp/cargo-home", "HOME": "/tmp"}
+    assert spec.environment == {"CARGO_HOME": "/tmp/cargo-home", "HOME": "/tmp",
+                                "CARGO_NET_RETRY": "10"}
 
 
 def test_vendor_ignores_an_ssl_cert_file_that_does_not_exist(tmp_path, rust_tree, monkeypatch,
@@ -660,3 +666,51 @@ def test_vendor_failure_raises_source_error_naming_the_package_and_log(tmp_path,
         "demo==1.0: cargo vendor failed (error: failed to sync | Caused by: the lock file needs "
         f"to be updated but --locked was passed); log: {log_path}")
     assert not (rust_tree / ".cargo").exists()  # no config pointing at crates that are not there
+
+
+STALLED_REGISTRY = (
+    "    Updating crates.io index",
+    "error: failed to sync",
+    "Caused by:",
+    "  curl failed",
+    "Caused by:",
+    "  [28] Timeout was reached (Operation too slow. Less than 10 bytes/sec transferred the "
+    "last 30 seconds)",
+)
+
+
+def test_a_registry_that_stalls_is_tried_again_from_a_clean_vendor_folder(
+        tmp_path, rust_tree, no_proxy_env):
+    podman = FakePodman(exit_code=101, log_lines=STALLED_REGISTRY, failures=2)
+    log_path = tmp_path / "logs" / "demo-1.0.log"
+
+    crates = RustVendorer(podman, IMAGE).vendor(rust_tree, "demo==1.0", log_path)
+
+    assert len(podman.runs) == 3
+    assert crates == [VendoredCrate("serde", "1.0.200", "c" * 64)]
+    assert not (rust_tree / VENDOR_DIR / "half-written-0.1.0").exists()
+    assert "(attempt 3 of 3)" in log_path.read_text()
+
+
+def test_a_registry_that_keeps_stalling_fails_after_three_attempts(tmp_path, rust_tree,
+                                                                   no_proxy_env):
+    podman = FakePodman(exit_code=101, log_lines=STALLED_REGISTRY)
+    log_path = tmp_path / "logs" / "demo-1.0.log"
+
+    with pytest.raises(SourceError, match="cargo vendor failed .*Timeout was reached"):
+        RustVendorer(podman, IMAGE).vendor(rust_tree, "demo==1.0", log_path)
+
+    assert len(podman.runs) == 3
+    assert not (rust_tree / ".cargo").exists()
+
+
+def test_a_failure_that_is_not_the_network_is_not_tried_again(tmp_path, rust_tree,
+                                                               no_proxy_env):
+    podman = FakePodman(exit_code=101, log_lines=(
+        "error: failed to sync", "Caused by: the lock file needs to be updated but --locked "
+        "was passed"), failures=1)
+
+    with pytest.raises(SourceError, match="--locked was passed"):
+        RustVendorer(podman, IMAGE).vendor(rust_tree, "demo==1.0", tmp_path / "demo.log")
+
+    assert len(podman.runs) == 1
