@@ -93,20 +93,33 @@ def read_yaml(source: Path) -> tuple[YamlReader, Any]:
     # Parsed once, by libyaml where PyYAML has it: a run reads settings.yaml and every
     # override as it starts; the pure-Python parser, twice over, took 17 ms for this
     # checkout's ten files, libyaml once takes 0.7 ms.
-    loader = YAML_LOADER(text)
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        node, data = _parsed(text, YAML_LOADER)
     except yaml.YAMLError as exc:
+        if YAML_LOADER is not yaml.SafeLoader:
+            # Said in the pure-Python parser's words (libyaml's differ a little), which the
+            # messages of every release so far used.
+            try:
+                _parsed(text, yaml.SafeLoader)
+            except yaml.YAMLError as same:
+                exc = same
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else str(source)
         raise SettingsError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"
                             f"{_yaml_context(exc)}") from None
-    finally:
-        loader.dispose()
     if node is not None:
         reader.index_lines(node)
     return reader, data
+
+
+def _parsed(text: str, loader_class: type) -> tuple[yaml.Node | None, Any]:
+    """The document's node (for the lines) and its data, from one parse."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
 
 
 def _yaml_context(exc: yaml.YAMLError) -> str:

@@ -301,6 +301,16 @@ def test_invalid_yaml_names_file_and_line(tmp_path, text, line):
     assert message.startswith(f"{path}:{line}: not valid YAML: ")
 
 
+def test_invalid_yaml_is_said_in_the_same_words_whichever_parser_read_it(tmp_path):
+    """Settings are parsed by libyaml where PyYAML has it; its words for a mistake differ a
+    little, so the mistake is said as the pure-Python parser says it."""
+    path = write_settings(tmp_path, "build:\n  jobs: [1, 2\n  memory: 8g\n")
+
+    assert settings_error(path) == (
+        f"{path}:3: not valid YAML: expected ',' or ']', but got ':' (while parsing a flow "
+        f"sequence that starts at line 2)")
+
+
 # -- finding the file ------------------------------------------------------------------------
 def test_explicit_settings_file_that_does_not_exist_is_an_error(tmp_path):
     missing = tmp_path / "nope.yaml"
