@@ -18,7 +18,8 @@ import packaging
 import pyproject_hooks
 
 from mirror_builder.files import remove_tree
-from mirror_builder.sandbox import DRIVER, HOOKSERVER, LIMITS, LINKED, SMOKERUN, TOPLEVEL, UVENV
+from mirror_builder.sandbox import (DRIVER, FILEWAIT, HOOKSERVER, LIMITS, LINKED, SMOKERUN,
+                                    TOPLEVEL, UVENV)
 
 BUILDER_UID = 1000  # the image's unprivileged "builder" user (in the run's user namespace)
 # How every container run starts the driver (mounted at /mb) on its job (mounted at /job).
@@ -96,6 +97,7 @@ def assemble_driver(path: Path) -> Path:
     shutil.copy2(TOPLEVEL, lib / "mb_toplevel.py")
     shutil.copy2(SMOKERUN, lib / "mb_smoke.py")
     shutil.copy2(UVENV, lib / "mb_uvenv.py")
+    shutil.copy2(FILEWAIT, lib / "mb_filewait.py")
     for module in (packaging, pyproject_hooks):
         source = Path(module.__file__).parent
         shutil.copytree(source, lib / source.name,

@@ -156,11 +156,11 @@ def test_after_hand_over(job, result, result_path, write_json):
         os.unlink(left)
     write_json(os.path.join(job["out"], HANDED_OVER), {})
     # A container that waits for its closure waits as long as the run builds it (its
-    # container's timeout still holds); checked often at first, then less.
-    started = time.monotonic()
-    deadline = started + (WAIT_FOR_CLOSURE if job["smoke"].get("wait") else WAIT_FOR_HOST)
-    while not os.path.exists(TAKEN) and time.monotonic() < deadline:
-        time.sleep(0.002 if time.monotonic() - started < 0.5 else 0.02)
+    # container's timeout still holds), asleep until the host's answer is there.
+    from mb_filewait import wait_for_file  # /mb/lib
+
+    wait_for_file(TAKEN, time.monotonic() + (WAIT_FOR_CLOSURE if job["smoke"].get("wait")
+                                             else WAIT_FOR_HOST))
     if _told_to_skip():
         tested = {"status": "skipped", "imports": {}, "freeze": [], "imported": [],
                   "error": "the run did not build its install closure"}

@@ -4,6 +4,7 @@ comes when the container ends. Played here by a fake podman that does what the d
 
 import dataclasses
 import json
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -18,7 +19,7 @@ from mirror_builder.config.settings import BuildSettings
 from mirror_builder.errors import BuildError
 from mirror_builder.prepare.buildsystem import BuildSystem
 from mirror_builder.sandbox.imagenames import ImageRef
-from mirror_builder.sandbox import smokerun
+from mirror_builder.sandbox import filewait, smokerun
 from mirror_builder.sandbox.podman import RunResult
 from test_wheelcheck import make_wheel
 
@@ -131,6 +132,7 @@ def test_a_result_file_the_build_left_is_gone_before_the_hand_over(tmp_path, mon
     """The host takes a result file's appearance as the end of the test: the driver removes
     one the build wrote before it hands the wheel over."""
     monkeypatch.setattr(smokerun, "stop_leftovers", lambda: None)  # it kills every process
+    monkeypatch.setitem(sys.modules, "mb_filewait", filewait)  # its name in the container
     monkeypatch.setattr(smokerun, "TAKEN", str(tmp_path / "taken"))
     (tmp_path / "taken").write_text("skip")
     out = tmp_path / "out"
