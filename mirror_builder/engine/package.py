@@ -282,18 +282,15 @@ class PackageBuilder:
                 not self.waiting.admit():
             return None
 
-        def done():
-            with run.lock:
-                return dict(run.done)
-
         return ClosureWait(
-            key, done, run.target.applies, lambda: len(run.done),
+            key, run.done_now, run.target.applies, lambda: len(run.done),
             lambda: not (run.settled.is_set() or run.tasks.stopping.is_set()),
             lambda: run.slots.slot(f"{label} (smoke test)", priority=lambda: SMOKE_TEST_PRIORITY),
             # Well inside the container's timeout, which would end it as a failed run.
             time.monotonic() + request.runtime.limits.timeout_seconds / 2,
             on_test=lambda started: run.timeline.add(label, "smoke", started, time.monotonic(),
-                                                     {"wheels": 1, "in_build": 1}))
+                                                     {"wheels": 1, "in_build": 1}),
+            changed=run.wait_for_change)
 
     def _with_hint(self, exc: BuildError, request: BuildRequest) -> BuildError:
         """The error, with a sentence on what the build missed and the Debian packages that

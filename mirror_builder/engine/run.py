@@ -96,6 +96,8 @@ class BootstrapRun:
         # Set once the run builds nothing more (as publishing finishes): a build container
         # waiting for its closure (engine/smokeplan.py) then waits no longer.
         self.settled = threading.Event()
+        # Notified when the run has a wheel more, or builds nothing more (wait_for_change).
+        self.changed = threading.Condition()
         self.timeline = Timeline()
         self.lock = threading.RLock()
         self.failures: list[Failure] = []
@@ -138,6 +140,7 @@ class BootstrapRun:
                 self._wait_for_every_task()
             except KeyboardInterrupt:
                 self.tasks.stopping.set()
+                self._announce()
                 raise
             except NeedsReview as exc:
                 # Wheels already built that need what waits for review are held, not tested.
@@ -223,8 +226,25 @@ class BootstrapRun:
             if self.options.timeline is not None:
                 self.timeline.write(self.options.timeline, self.slots.jobs)
 
+    def done_now(self) -> dict[tuple[NormalizedName, Version], BuiltWheel]:
+        """A copy of the wheels the run has, now."""
+        with self.lock:
+            return dict(self.done)
+
+    def wait_for_change(self, generation: int, timeout: float) -> None:
+        """Until the run has other than generation wheels, builds nothing more, or timeout
+        seconds have passed (build containers waiting for their closures sleep here)."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.done) != generation or self.settled.is_set()
+                                  or self.tasks.stopping.is_set(), timeout)
+
+    def _announce(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
     def _finish_publishing(self, review: NeedsReview | None = None) -> None:
         self.settled.set()
+        self._announce()
         held = self.publisher.finish(hold=frozenset(review.needed) if review else frozenset())
         for staged in held:
             key = (staged.name, Version(staged.version))
@@ -425,6 +445,7 @@ class BootstrapRun:
             self.report.wheels.append(wheel)
             self.reporter.finished(wheel)
             self.write_outputs()
+        self._announce()
         return wheel
 
     def index_versions(self) -> dict[NormalizedName, Version]:

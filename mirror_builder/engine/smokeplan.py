@@ -124,7 +124,12 @@ class ClosureWait:
     slot: Callable[[], AbstractContextManager]  # a build slot for the test
     deadline: float
     on_test: Callable[[float], None] = lambda started: None  # called with its start at its end
+    # changed(generation, timeout): returns once generation() may differ from the one given (or
+    # the run builds nothing more), or after timeout; None: look every poll_seconds.
+    changed: Callable[[int, float], None] | None = None
     poll_seconds: float = 0.02
+    # Looked at this often even when nothing was announced (the deadline, a missed notice).
+    recheck_seconds: float = 1.0
 
     def __call__(self) -> tuple[tuple[FileRef, ...], Callable[[], None]] | None:
         asked_at = None
@@ -138,7 +143,11 @@ class ClosureWait:
                     return closure, self._take_slot()
             if not busy:
                 return None
-            time.sleep(self.poll_seconds)
+            if self.changed is None:
+                time.sleep(self.poll_seconds)
+            else:
+                self.changed(generation, max(0.0, min(self.recheck_seconds,
+                                                      self.deadline - time.monotonic())))
         return None
 
     def _closure(self) -> tuple[FileRef, ...] | None:

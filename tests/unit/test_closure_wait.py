@@ -111,3 +111,56 @@ def test_at_most_so_many_containers_wait_at_once_each_until_its_container_ends()
     assert waiting.admit()
     waiting.ended(None)  # never handed over: no longer waits at once
     assert waiting.admit()
+
+
+class AnnouncingRun(Run):
+    """A run that announces each wheel it adds (engine/run.py's wait_for_change), so that a
+    waiting container sleeps instead of looking every few milliseconds."""
+
+    def __init__(self, *wheels, busy=True):
+        super().__init__(*wheels, busy=busy)
+        self.changed = threading.Condition()
+        self.looks = 0
+
+    def add(self, wheel):
+        super().add(wheel)
+        with self.changed:
+            self.changed.notify_all()
+
+    def wait_for_change(self, generation, timeout):
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.wheels) != generation, timeout)
+
+    def wait(self, deadline=60.0):
+        def generation():
+            self.looks += 1
+            return len(self.wheels)
+
+        return ClosureWait(TOP, lambda: dict(self.wheels), TARGET.applies, generation,
+                           lambda: self.busy, self.slot, time.monotonic() + deadline,
+                           on_test=self.tests.append, changed=self.wait_for_change)
+
+
+def test_a_waiting_container_sleeps_until_the_run_announces_a_wheel():
+    run = AnnouncingRun(built("flask", "3.1.1", ["werkzeug>=3"]))
+    answer = {}
+    waiting = threading.Thread(target=lambda: answer.setdefault("got", run.wait()()))
+    waiting.start()
+    time.sleep(0.3)
+    assert waiting.is_alive() and run.looks <= 2  # polling every 5 ms would have looked 60 times
+
+    run.add(built("werkzeug", "3.1.9"))
+    waiting.join(5)
+
+    closure, release = answer["got"]
+    assert names(closure) == ["werkzeug"]
+    release()
+
+
+def test_a_waiting_container_still_sees_its_deadline_without_any_announcement():
+    run = AnnouncingRun(built("flask", "3.1.1", ["werkzeug>=3"]))
+    started = time.monotonic()
+
+    assert run.wait(deadline=0.3)() is None
+
+    assert time.monotonic() - started < 2
