@@ -16,9 +16,10 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from pathlib import Path
 
+from mirror_builder.sandbox.filewait import wait_for_file
 from mirror_builder.sandbox.jobfolders import JobFolders, read_result
 from mirror_builder.sandbox.podman import PodmanService, RunResult, RunSpec
 
@@ -26,7 +27,10 @@ HANDED_OVER = "handed-over"  # in /out: the driver's result is written, the buil
 TAKEN = "taken"  # in /job: the host has what it needs; the driver may go on with the test
 SKIP = "skip"  # TAKEN's text when the driver is to end without the test
 SMOKE_RESULT = "smoke.json"  # in /out
-POLL_SECONDS = 0.005
+POLL_SECONDS = 0.005  # where there is no inotify
+# How soon a container's end is seen while waiting for one of its files (an end before the
+# hand-over is a failed build).
+RECHECK_SECONDS = 0.05
 
 
 class HandOver:
@@ -71,8 +75,15 @@ class HandOver:
                 steps = dict(steps, wait=self.seconds - sum(steps.values()))
                 return result, RunResult(0, False, self.seconds, uid_map=uid_map,
                                          gid_map=gid_map, steps=steps)
-            wait([self._ended], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            self._sleep_until(marker, lambda: self._maps.done() and _is_file(marker))
         return None
+
+    def _sleep_until(self, path: Path, there: Callable[[], bool]) -> None:
+        """Until there() (the driver has written path: a regular file, not a link the build
+        planted), the container ends (seen within RECHECK_SECONDS), or a second has passed;
+        woken by inotify where the host has it, else looking every POLL_SECONDS."""
+        wait_for_file(str(path), time.monotonic() + 1.0, poll=lambda _: POLL_SECONDS,
+                      present=there, stop=self._ended.done, recheck=RECHECK_SECONDS)
 
     @property
     def seconds(self) -> float:
@@ -102,7 +113,7 @@ class HandOver:
             if _is_file(result):
                 self._test_over()
                 return
-            wait([self._ended], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            self._sleep_until(result, lambda: _is_file(result))
 
     def _test_over(self) -> None:
         with self._tested_lock:

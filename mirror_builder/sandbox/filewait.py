@@ -1,5 +1,6 @@
-"""Runs INSIDE a container (copied in as /mb/lib/mb_filewait.py; stdlib only, never imported on the
-host): waiting for a file the host puts in a folder, without polling.
+"""Waiting for a file to appear in a folder, without polling. Runs INSIDE a container (copied in as
+/mb/lib/mb_filewait.py; stdlib only) and on the host (build/handover.py waits so for the driver's
+hand-over and test result).
 
 A build container that has handed its wheel over waits for the host's answer (/job/taken); one
 that waits for its closure waits minutes. Polling every 20 ms cost 2 ms of CPU a second in each
@@ -23,19 +24,25 @@ IN_NONBLOCK = 0o4000
 RECHECK_SECONDS = 1.0
 
 
-def wait_for_file(path, deadline, poll=lambda waited: 0.002 if waited < 0.5 else 0.02):
-    """Until path exists or time.monotonic() passes deadline; whether it exists."""
+def wait_for_file(path, deadline, poll=lambda waited: 0.002 if waited < 0.5 else 0.02,
+                  present=None, stop=None, recheck=RECHECK_SECONDS):
+    """Until path is there (present(), by default: it exists) or time.monotonic() passes
+    deadline, or stop() says to give up (asked when woken, at least every recheck seconds);
+    whether it is there."""
+    if present is None:
+        def present():
+            return os.path.exists(path)
     started = time.monotonic()
     fd = _inotify_on(os.path.dirname(path) or ".")
     try:
-        while not os.path.exists(path):
+        while not present():
             now = time.monotonic()
-            if now >= deadline:
+            if now >= deadline or (stop is not None and stop()):
                 return False
             if fd is None:
                 time.sleep(min(deadline - now, poll(now - started)))
                 continue
-            readable, _, _ = select.select([fd], [], [], min(deadline - now, RECHECK_SECONDS))
+            readable, _, _ = select.select([fd], [], [], min(deadline - now, recheck))
             if readable:
                 _drain(fd)
         return True

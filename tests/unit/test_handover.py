@@ -19,6 +19,7 @@ from mirror_builder.config.settings import BuildSettings
 from mirror_builder.errors import BuildError
 from mirror_builder.prepare.buildsystem import BuildSystem
 from mirror_builder.sandbox.imagenames import ImageRef
+from mirror_builder.build import handover
 from mirror_builder.sandbox import filewait, smokerun
 from mirror_builder.sandbox.podman import RunResult
 from test_wheelcheck import make_wheel
@@ -261,3 +262,24 @@ def test_a_waiting_container_whose_wheel_fails_its_checks_is_told_to_skip_at_onc
 
 def test_a_waiting_plan_with_nobody_to_give_it_the_closure_skips_its_test(tmp_path):
     assert answer_to_a_waiting_container(tmp_path) == "skip"
+
+
+def test_the_host_sleeps_on_a_link_the_build_planted_as_the_marker(tmp_path, monkeypatch):
+    """The marker must be a regular file the driver wrote: a link named handed-over is not it,
+    and the host neither takes it nor spins on it while the container runs on."""
+    looks = []
+    real = handover._is_file
+    monkeypatch.setattr(handover, "_is_file", lambda path: looks.append(path) or real(path))
+
+    class Planting(DriverPodman):
+        def run(self, spec, log_path, on_started=None):
+            mounts = {m.target: m.source for m in spec.mounts}
+            on_started(UID_MAP, UID_MAP, {"create": 0.01, "start": 0.01})
+            (mounts["/out"] / "handed-over").symlink_to("result.json")
+            time.sleep(0.5)
+            return RunResult(1, False, 0.6, uid_map=UID_MAP, gid_map=UID_MAP)
+
+    with pytest.raises(BuildError):
+        builder(tmp_path, Planting(tmp_path)).build(request(tmp_path))
+
+    assert len(looks) < 40  # woken by changes or every 50 ms, not spinning over 0.5 s
