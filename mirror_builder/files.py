@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -73,3 +74,26 @@ def remove_tree(*folders: Path) -> None:
     if subprocess.run(["rm", "-rf", "--", *names], capture_output=True).returncode != 0:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+TRASH_PREFIX = ".trash-"
+
+
+def remove_tree_later(folder: Path) -> None:
+    """Out of the way at once (renamed to a trash name beside it, in the same folder), removed by
+    an rm of its own that may outlive this process: the end of a run need not wait for it (60
+    ms of markupsafe's two-build run). Trash an earlier rm did not finish goes with it."""
+    stale = [p for p in folder.parent.glob(f"{TRASH_PREFIX}*")] if folder.parent.is_dir() else []
+    trash = folder.parent / f"{TRASH_PREFIX}{folder.name}-{os.getpid()}-{time.time_ns()}"
+    try:
+        folder.rename(trash)
+    except FileNotFoundError:
+        trash = None
+    except OSError:
+        remove_tree(folder)
+        trash = None
+    names = [str(p) for p in (*stale, *([trash] if trash else []))]
+    if names:
+        subprocess.Popen(["rm", "-rf", "--", *names], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)

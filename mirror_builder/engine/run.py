@@ -49,7 +49,7 @@ from mirror_builder.engine.scheduler import BuildSlots, CycleError, Tasks, defau
 from mirror_builder.engine.smokeplan import SMOKE_TEST_PRIORITY
 from mirror_builder.errors import (BuildError, PackageError, RebuildError, ResolutionError,
                                    SourceError, UpstreamError)
-from mirror_builder.files import failed_write, remove_tree, sha256_of
+from mirror_builder.files import failed_write, remove_tree_later, sha256_of
 from mirror_builder.index.views import sync_from_source
 from mirror_builder.index.publisher import Outcome as PublishOutcome, Pacing, Publisher
 from mirror_builder.jobs.log import Job, JobLog
@@ -221,7 +221,7 @@ class BootstrapRun:
                     self._finish_publishing()
                 except Exception:  # noqa: BLE001 - the run's own error is the one to report
                     log.exception("publishing the wheels built so far failed")
-            remove_tree(self.work_dir)
+            remove_tree_later(self.work_dir)
             self.write_outputs()
             if self.options.timeline is not None:
                 self.timeline.write(self.options.timeline, self.slots.jobs)
