@@ -107,10 +107,14 @@ class Publisher:
         self._pending: list[Staged] = []  # waiting for its closure to be staged
         self._testing: list[Staged] = []
         self._passed: dict[str, tuple[Staged, SmokeResult]] = {}  # by pin: to be published
+        # By pin: passed in its build container on wheels the run had built but not yet staged
+        # here (it hands a waiting container a wheel as soon as it is built); passed once they
+        # are staged, tested again if the run ends first.
+        self._early: dict[str, tuple[Staged, SmokeResult]] = {}
         self._accepted: list[Staged] = []
         self._rejected: dict[NormalizedName, str] = {}
         self._held: set[NormalizedName] = set()  # held at the end (waiting for review)
-        self._lock = threading.Lock()  # guards the six above
+        self._lock = threading.Lock()  # guards the seven above
         self._testers = threading.BoundedSemaphore(TESTERS)
         self._publishing = threading.Lock()  # one writer of the index at a time
         self._threads: list[threading.Thread] = []
@@ -133,19 +137,26 @@ class Publisher:
             with self._lock:
                 self._awaiting.append(thread)
                 self._awaited[staged.pin] = staged
+                promoted = self._promote_early()
             thread.start()
+            if promoted:
+                self._publish_what_can()
             return
         with self._lock:
             self._awaited.pop(staged.pin, None)  # now passed or pending, in the same step
-            if staged.tested is not None and not self._closure(staged, self._pool(staged))[1]:
+            tested = staged.tested is not None
+            if tested and not self._closure(staged, self._pool(staged))[1]:
                 self._passed[staged.pin] = (staged, staged.tested)
                 log.info("%s passed its smoke test in its build container", staged.pin)
-                tested = True
+            elif tested and not self._finishing.is_set():
+                self._early[staged.pin] = (staged, staged.tested)
             else:
                 self._pending.append(staged)
                 tested = False
-        if tested:
+            promoted = self._promote_early()
+        if tested or promoted:
             self._publish_what_can()
+        if tested:
             return
         with self._lock:
             thread = threading.Thread(target=self._drain, name=f"publish {staged.pin}", daemon=True)
@@ -162,6 +173,9 @@ class Publisher:
             thread.join()
         held: list[Staged] = []
         with self._lock:
+            # What their build containers were given never reached the stage: tested here.
+            self._pending.extend(staged for staged, _ in self._early.values())
+            self._early.clear()
             for staged in list(self._pending):
                 if set(self._closure(staged, self._pool())[1]) & hold:
                     self._pending.remove(staged)
@@ -220,6 +234,17 @@ class Publisher:
             self._pending.remove(staged)
             self._testing.append(staged)
 
+    def _promote_early(self) -> bool:
+        """Move the wheels passed early whose closure is now all staged or in the index to the
+        passed ones (under self._lock); whether any moved."""
+        pool = self._pool()
+        ready = [pin for pin, (staged, _) in self._early.items()
+                 if not self._closure(staged, pool)[1]]
+        for pin in ready:
+            self._passed[pin] = self._early.pop(pin)
+            log.info("%s passed its smoke test in its build container", pin)
+        return bool(ready)
+
     def _take_ready(self) -> list[Staged]:
         """Wheels whose whole install closure is in the index or staged: a wheel is tested with
         the staged wheels it needs, whether or not their own tests are done."""
@@ -233,7 +258,8 @@ class Publisher:
 
     def _pool(self, *more: Staged) -> dict[NormalizedName, list[Staged]]:
         return _by_name([*self._pending, *self._testing, *(s for s, _ in self._passed.values()),
-                         *self._accepted, *self._awaited.values(), *more])
+                         *self._accepted, *self._awaited.values(),
+                         *(s for s, _ in self._early.values()), *more])
 
     def _closure(self, staged: Staged, pool: dict[NormalizedName, list[Staged]]
                  ) -> tuple[set[NormalizedName], list[NormalizedName]]:

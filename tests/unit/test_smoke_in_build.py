@@ -396,3 +396,35 @@ def test_a_pass_in_a_build_container_counts_while_its_dependency_is_still_tested
 
     assert tester.tested == []
     assert (tmp_path / "out" / "files" / "app").is_dir()
+
+
+def passed_in_build(name):
+    return SmokeResult(f"{name}-1.0-py3-none-any.whl", "passed", {name: None}, container="build")
+
+
+def test_a_pass_that_comes_before_the_run_stages_its_dependency_waits_for_it(tmp_path):
+    """The run gives a waiting build container dep's wheel as soon as dep is built, before dep
+    reaches the publisher: app's pass from there is kept until dep is staged, not thrown away
+    for a test of its own, and app is published after dep."""
+    tester = RecordingTester("passed")
+    published = []
+    publisher = publisher_for(tmp_path, tester)
+    publisher.on_outcome = lambda outcome: published.append(outcome.staged.name)
+    publisher.submit(staged_wheel(tmp_path, "app", ["dep"], passed_in_build("app")))
+    assert published == []  # dep is neither staged nor in the index yet
+
+    publisher.submit(staged_wheel(tmp_path, "dep", [], passed_in_build("dep")))
+    publisher.finish()
+
+    assert tester.tested == []
+    assert published == ["dep", "app"]
+
+
+def test_a_pass_whose_dependency_never_reaches_the_stage_is_tested_again_at_the_end(tmp_path):
+    tester = RecordingTester("failed")
+    publisher = publisher_for(tmp_path, tester)
+    publisher.submit(staged_wheel(tmp_path, "app", ["dep"], passed_in_build("app")))
+    publisher.finish()
+
+    assert tester.tested == ["app-1.0-py3-none-any.whl"]
+    assert not (tmp_path / "out" / "files" / "app").exists()
