@@ -328,9 +328,8 @@ class PackageBuilder:
         def closure() -> tuple[FileRef, ...] | None:
             if unknown:
                 return None
-            with run.lock:
-                done = dict(run.done)
-            return closure_at_hand(candidate.name, requires or (), done, run.target.applies)
+            return closure_at_hand(candidate.name, requires or (), run.done_now(),
+                                   run.target.applies)
 
         return SelfTest(closure, None if package.smoke_test is True else tuple(package.smoke_test),
                         generation=lambda: len(run.done))

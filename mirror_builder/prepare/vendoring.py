@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import tomlkit
 
+from mirror_builder.files import remove_tree
 from mirror_builder.prepare.cargoprojects import SKIP_DIRS, VENDOR_DIR, manifests_to_vendor
 from mirror_builder.sandbox.imagenames import ImageRef
 from mirror_builder.sandbox.podman import Mount, PodmanService, RunSpec
@@ -168,7 +168,7 @@ class RustVendorer:
                                   f"log: {log_path}")
             log.warning("%s: cargo vendor failed on the network (%s); trying again", label,
                         tail[-1] if tail else "no output")
-            shutil.rmtree(tree / VENDOR_DIR, ignore_errors=True)
+            remove_tree(tree / VENDOR_DIR)
         write_cargo_config(tree)
         crates = vendored_crates(tree, manifests)
         log.info("%s: vendored %d crates", label, len(crates))

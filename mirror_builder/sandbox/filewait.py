@@ -11,7 +11,6 @@ whichever mount they came through. Where inotify cannot be had, it polls as befo
 """
 
 import ctypes
-import ctypes.util
 import os
 import select
 import time
@@ -54,7 +53,9 @@ def wait_for_file(path, deadline, poll=lambda waited: 0.002 if waited < 0.5 else
 def _inotify_on(folder):
     """An inotify descriptor watching folder for new names, or None where there is none."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The C library python itself runs on: ctypes.util.find_library would run ldconfig in
+        # a process of its own on every wait (the host waits so for every build).
+        libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.inotify_init1(IN_CLOEXEC | IN_NONBLOCK)
         if fd < 0:
             return None
