@@ -29,8 +29,9 @@ from mirror_builder.engine.decisions import REPAIR_TOOLS, is_pure
 from mirror_builder.engine.model import BuiltWheel, CarryRefused, UnbuildableVersion
 from mirror_builder.engine.records import make_record
 from mirror_builder.config.sizes import parse_size
-from mirror_builder.engine.smokeplan import (SMOKE_TEST_PRIORITY, ClosureWait, SelfTest,
-                                            WaitingContainers, closure_at_hand)
+from mirror_builder.engine.smokeplan import (ClosureWait, SelfTest,
+                                            WaitingContainers, closure_at_hand,
+                                            smoke_test_priority)
 from mirror_builder.errors import BuildError, MirrorBuilderError, ResolutionError
 from mirror_builder.files import sha256_of
 from mirror_builder.index.publisher import Staged
@@ -241,7 +242,7 @@ class PackageBuilder:
             with run.slots.slot(label, package.cpus, parse_size(memory) if package.memory else 0,
                                 priority=lambda: (run.tasks.graph.waiters(key), compiled,
                                                   self_test is None or self_test.at_hand(),
-                                                  needed)) \
+                                                  needed, True)) \
                     as hold:
                 run.timeline.add(label, "wait-slot", waiting, time.monotonic())
                 # Decided now, not when the build was asked for: more of its closure is built.
@@ -285,7 +286,8 @@ class PackageBuilder:
         return ClosureWait(
             key, run.done_now, run.target.applies, lambda: len(run.done),
             lambda: not (run.settled.is_set() or run.tasks.stopping.is_set()),
-            lambda: run.slots.slot(f"{label} (smoke test)", priority=lambda: SMOKE_TEST_PRIORITY),
+            lambda wheels: run.slots.slot(f"{label} (smoke test)",
+                                          priority=lambda: smoke_test_priority(wheels)),
             # Well inside the container's timeout, which would end it as a failed run.
             time.monotonic() + request.runtime.limits.timeout_seconds / 2,
             on_test=lambda started: run.timeline.add(label, "smoke", started, time.monotonic(),

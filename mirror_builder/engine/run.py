@@ -46,7 +46,7 @@ from mirror_builder.engine.package import PackageBuilder
 from mirror_builder.engine.reuse import Reuse
 from mirror_builder.config.sizes import parse_size
 from mirror_builder.engine.scheduler import BuildSlots, CycleError, Tasks, default_jobs
-from mirror_builder.engine.smokeplan import SMOKE_TEST_PRIORITY
+from mirror_builder.engine.smokeplan import smoke_test_priority
 from mirror_builder.errors import (BuildError, PackageError, RebuildError, ResolutionError,
                                    SourceError, UpstreamError)
 from mirror_builder.files import failed_write, remove_tree_later, sha256_of
@@ -124,7 +124,7 @@ class BootstrapRun:
             executor=services.executor, target=self.target,
             limits=settings.build, on_outcome=self._published,
             pacing=Pacing(self.timeline, lambda label: self.slots.slot(
-                label, priority=lambda: SMOKE_TEST_PRIORITY)))
+                label, priority=smoke_test_priority)))
 
     # -- the two ways in -------------------------------------------------------------------
     def bootstrap(self, requirements: Sequence[Requirement]) -> BootstrapReport:

@@ -33,10 +33,13 @@ from packaging.version import Version
 from mirror_builder.build.request import FileRef, SmokePlan
 from mirror_builder.engine.model import BuiltWheel
 
-# A smoke test's claim on a build slot, beside a build's (how many tasks wait for it, whether it
-# compiles, whether its closure is built, whether something asked for it): behind every build
-# that others wait for, level with a compiled one nobody waits for yet.
-SMOKE_TEST_PRIORITY = (0, True, True, True)
+def smoke_test_priority(wheels: int = 0) -> tuple:
+    """A smoke test's claim on a build slot, beside a build's (how many tasks wait for it,
+    whether it compiles, whether its closure is built, whether something asked for it, True):
+    behind every build that others wait for and a compiled one nobody waits for yet. Of the
+    tests, the one that installs the most wheels goes first: it takes longest, and the run's end
+    waits for every test."""
+    return (0, True, True, True, False, wheels)
 
 
 def closure_at_hand(name: NormalizedName, requires: Sequence[str],
@@ -121,7 +124,7 @@ class ClosureWait:
     applies: Callable[[Requirement, frozenset[str]], bool]
     generation: Callable[[], int]
     running: Callable[[], bool]  # whether the run may still build more
-    slot: Callable[[], AbstractContextManager]  # a build slot for the test
+    slot: Callable[[int], AbstractContextManager]  # a build slot for a test of so many wheels
     deadline: float
     on_test: Callable[[float], None] = lambda started: None  # called with its start at its end
     # changed(generation, timeout): returns once generation() may differ from the one given (or
@@ -140,7 +143,7 @@ class ClosureWait:
                 asked_at = generation
                 closure = self._closure()
                 if closure is not None:
-                    return closure, self._take_slot()
+                    return closure, self._take_slot(len(closure) + 1)
             if not busy:
                 return None
             if self.changed is None:
@@ -157,8 +160,8 @@ class ClosureWait:
             return None
         return closure_at_hand(self.key[0], own.requires_dist, done, self.applies)
 
-    def _take_slot(self) -> Callable[[], None]:
-        held = self.slot()
+    def _take_slot(self, wheels: int) -> Callable[[], None]:
+        held = self.slot(wheels)
         held.__enter__()
         started = time.monotonic()
 

@@ -25,13 +25,15 @@ class Run:
         self.busy = busy
         self.slots_taken = []
         self.slots_freed = []
+        self.slot_sizes = []  # how many wheels each test installs
         self.tests = []
 
     def add(self, wheel):
         self.wheels = {**self.wheels, **done(wheel)}
 
     @contextmanager
-    def slot(self):
+    def slot(self, wheels):
+        self.slot_sizes.append(wheels)
         self.slots_taken.append(time.monotonic())
         try:
             yield
@@ -62,6 +64,7 @@ def test_it_waits_for_the_built_wheels_real_requirements_and_then_takes_a_slot()
     closure, release = answer["got"]
     assert names(closure) == ["click", "markupsafe", "werkzeug"]
     assert len(run.slots_taken) == 1 and not run.slots_freed
+    assert run.slot_sizes == [4]  # the slot is asked for a test of flask and its three
     release()
     assert len(run.slots_freed) == 1 and len(run.tests) == 1
 

@@ -111,6 +111,33 @@ def test_a_free_slot_goes_to_the_build_that_most_tasks_wait_for_then_to_the_firs
     assert started == ["setuptools", "leaf", "also-a-leaf"]
 
 
+def test_of_smoke_tests_waiting_for_a_slot_the_one_installing_most_wheels_goes_first():
+    """The run's end waits for every test: the longest starts first. A build otherwise level
+    with them still goes before them."""
+    from mirror_builder.engine.smokeplan import smoke_test_priority
+
+    slots = BuildSlots(jobs=1)
+    started = []
+    priorities = {"jinja2 (smoke test)": smoke_test_priority(2),
+                  "flask (smoke test)": smoke_test_priority(7),
+                  "a compiled build nobody waits for": (0, True, True, True, True)}
+
+    def take(label):
+        with slots.slot(label, priority=lambda: priorities[label]):
+            started.append(label)
+
+    with slots.slot("the build under way"):
+        threads = []
+        for label in priorities:
+            threads.append(threading.Thread(target=take, args=(label,)))
+            threads[-1].start()
+            time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    assert started == ["a compiled build nobody waits for", "flask (smoke test)",
+                       "jinja2 (smoke test)"]
+
+
 def test_the_wait_graph_counts_every_task_waiting_for_one_directly_or_through_others():
     graph = WaitGraph()
     with graph.waiting("markupsafe", "setuptools"), graph.waiting("jinja2", "markupsafe"), \
