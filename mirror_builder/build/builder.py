@@ -27,51 +27,55 @@ from mirror_builder.sandbox.podman import Mount, PodmanService, RunResult, RunSp
 from mirror_builder.sandbox.userns import give_back, id_map_text
 from mirror_builder.errors import BuildError
 from mirror_builder.sandbox.jobfolders import BUILDER_UID, DRIVER_COMMAND, JobFolders, read_result
+from mirror_builder.build.jobspec import LATER_CLOSURE, BuildJobs, settings_key
+from mirror_builder.build.warm import WarmContainers, link_into
 from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
-from mirror_builder.files import atomic_copy
-from mirror_builder.prepare.sources import source_date_epoch
 
 log = logging.getLogger(__name__)
 
 
-
-BUILD_HOSTNAME = "mirror-builder"
-
-
-# In a waiting container's job folder: its smoke test's closure, put there by the host.
-LATER_CLOSURE = "closure"
 
 
 class Builder:
     """Builds and repairs with the in-container driver (sandbox/driver.py) in podman. Safe to
     use from several threads; it keeps nothing of a run."""
 
-    def __init__(self, podman: PodmanService, driver_dir: Path, work_dir: Path) -> None:
+    def __init__(self, podman: PodmanService, driver_dir: Path, work_dir: Path,
+                 warm: WarmContainers | None = None) -> None:
         self.podman = podman
         self.driver_dir = driver_dir
         self.work_dir = work_dir
+        self.warm = warm
+        self.jobs = BuildJobs(driver_dir, work_dir)
 
     def build(self, request: BuildRequest, closure_later: ClosureLater | None = None
               ) -> BuildResult:
         """Build; with request.smoke, the container tests the wheel after handing it over.
         closure_later: for a plan that waits (SmokePlan.wait), what gives it its closure."""
-        wheel_mounts = [Mount(wheel.path, f"/wheels/{wheel.name}") for wheel in request.env.wheels]
-        waits = request.smoke is not None and request.smoke.wait
-        if request.smoke is not None and not waits:
-            wheel_mounts += [Mount(wheel.path, f"/closure/{wheel.name}")
-                             for wheel in request.smoke.closure]
-        folders = JobFolders.create(self.work_dir, _build_job(
-            request, [f"/wheels/{wheel.name}" for wheel in request.env.wheels]))
-        if waits:  # filled by the host later; the container sees it read-only, in /job
-            (folders.job / LATER_CLOSURE).mkdir(mode=0o755)
-        spec = self._build_spec(request, folders, wheel_mounts)
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
+        warm = None if self.warm is None else self.warm.take(settings_key(request))
+        if warm is not None:
+            try:
+                folders, spec = self.jobs.warm(request, warm)
+            except OSError as exc:
+                log.debug("%s: a warm container could not be given the job: %s", request.label, exc)
+                self.warm.discard(warm)
+                warm = None
+        if warm is None:
+            folders, spec = self.jobs.cold(request)
+        # One for the next build, started while this one runs (once this one has started).
+        offer = self.jobs.offer_warm(self.warm, request)
+        if warm is not None:
+            offer()
+        running = warm.started if warm else None
+        waits = request.smoke is not None and request.smoke.wait
         _log_start(request)
         container = None
         try:
             if request.smoke is not None:
-                container = HandOver(self.podman, spec, request.log_path, folders)
+                container = HandOver(self.podman, spec, request.log_path, folders, running,
+                                     on_started=None if warm else offer)
                 early = container.wait_for_wheel()
                 if early is not None:
                     # A plan that waits with nobody to give it the closure skips its test.
@@ -79,7 +83,8 @@ class Builder:
                                              (closure_later or (lambda: None)) if waits else None)
                 run = container.end()
             else:
-                run = self.podman.run(spec, request.log_path)
+                run = self.podman.run(spec, request.log_path, started=running,
+                                      on_started=None if warm else lambda *_: offer())
             result = self._checked_result(request, run, folders.out)
             wheel = self._take_wheel(request, folders.out, result) \
                 if result["status"] == "built" else None
@@ -130,29 +135,6 @@ class Builder:
         later = container.smoke_result(lambda reported: _smoke_result(reported, final.name, request))
         return _build_result(request, result, so_far, final, started_at, started, smoke=later,
                              tested=container.tested)
-
-    def _build_spec(self, request: BuildRequest, folders: JobFolders,
-                    wheel_mounts: list[Mount]) -> RunSpec:
-        limits = request.runtime.limits
-        return RunSpec(
-            image=request.runtime.image.tag,
-            command=list(DRIVER_COMMAND),
-            mounts=(Mount(request.source.tree, "/src"), Mount(folders.job, "/job"),
-                    Mount(self.driver_dir, "/mb"), Mount(folders.out, "/out", read_only=False),
-                    Mount(folders.scratch, "/tmp", read_only=False), *wheel_mounts),
-            environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
-            workdir="/tmp",
-            user=f"{BUILDER_UID}:{BUILDER_UID}",
-            network=False,
-            timeout_seconds=limits.timeout_seconds,
-            memory=limits.memory,
-            pids_limit=limits.pids_limit,
-            cpus=request.runtime.cpus,
-            read_only_root=True,
-            # Fixed, like the build path and the clock: a build that writes down its host
-            # name makes the same wheel anyway (verify varies it to find such builds).
-            hostname=request.variation.hostname if request.variation else BUILD_HOSTNAME,
-        )
 
     def _checked_result(self, request: BuildRequest, run: RunResult, out_dir: Path) -> dict:
         """The driver's result, only if the container ran to a "built" or "needs" answer."""
@@ -262,32 +244,6 @@ def _build_result(request: BuildRequest, result: dict, run: RunResult, wheel: Pa
     )
 
 
-def _build_job(request: BuildRequest, container_wheels: list[str]) -> dict:
-    """The job.json the driver reads inside the container."""
-    varied = request.variation
-    return {
-        **({"work": varied.work_dir, "reverse_environment": varied.reverse_environment}
-           if varied else {}),
-        "source": "/src",
-        "project_dir": request.source.project_dir,
-        "out": "/out",
-        "wheels": container_wheels,
-        "wheels_dir": "/wheels",
-        "backend": request.build_system.backend,
-        "backend_path": list(request.build_system.backend_path),
-        "config_settings": dict(request.env.config_settings),
-        "environment": dict(request.env.environment),
-        "jobs": request.env.jobs,
-        "source_date_epoch": request.source.source_date_epoch
-        or source_date_epoch(request.source.sdist.path),
-        **({"smoke": {"closure_dir": f"/job/{LATER_CLOSURE}" if request.smoke.wait
-                      else "/closure",
-                      "wait": request.smoke.wait,
-                      "imports": None if request.smoke.imports is None
-                      else list(request.smoke.imports)}} if request.smoke else {}),
-    }
-
-
 def _smoke_result(reported: object, wheel: str, request: BuildRequest) -> SmokeResult | None:
     """The smoke test the driver ran after the build, read as untrusted (the build's code ran
     in that container): a pass only if everything about it is as a pass looks, else a failure,
@@ -329,19 +285,12 @@ def _let_go_with_closure(container: HandOver, closure_later: ClosureLater) -> No
     folder = container.folders.job / LATER_CLOSURE
     try:
         for wheel in closure:
-            _link_or_copy(wheel.path, folder / wheel.name)
+            link_into(wheel.path, folder / wheel.name)
     except OSError as exc:
         log.warning("%s: cannot give the closure to its smoke test: %s", folder, exc)
         container.let_go(skip=True)
         return
     container.let_go()
-
-
-def _link_or_copy(source: Path, dest: Path) -> None:
-    try:
-        os.link(source, dest)  # the wheel the run has, as it is (readable by anyone)
-    except OSError:
-        atomic_copy(source, dest)  # another file system
 
 
 def _numbers(reported: object) -> dict[str, float]:

@@ -11,17 +11,26 @@ from mirror_builder.build.request import (BuildRequest, BuildResult, RepairReque
                                           SmokeRequest)
 from mirror_builder.build.request import ClosureLater, SmokeResult
 from mirror_builder.build.smoketest import SmokeTester
+from mirror_builder.build.warm import WarmContainers
 from mirror_builder.sandbox.podman import PodmanService
 from mirror_builder.sandbox.jobfolders import assemble_driver
 
 
 class PodmanExecutor:
-    """Safe to use from several threads: it keeps nothing of a run."""
+    """Safe to use from several threads. Of a run it keeps only containers started for builds
+    to come (close() removes those nobody took)."""
 
-    def __init__(self, podman: PodmanService, state_dir: Path) -> None:
+    def __init__(self, podman: PodmanService, state_dir: Path, warm: bool = True) -> None:
+        """warm: start each build's container before it is needed (build/warm.py)."""
         driver_dir = assemble_driver(state_dir / "driver")
-        self.builder = Builder(podman, driver_dir, state_dir / "work")
+        self.warm = WarmContainers(podman, state_dir / "work") if warm else None
+        self.builder = Builder(podman, driver_dir, state_dir / "work", self.warm)
         self.smoke_tester = SmokeTester(podman, driver_dir, state_dir / "smoke")
+
+    def close(self) -> None:
+        """Remove the containers started for builds that never came."""
+        if self.warm is not None:
+            self.warm.close()
 
     closure_after_start = True  # the host fills a waiting container's closure folder
 

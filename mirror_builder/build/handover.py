@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mirror_builder.sandbox.filewait import wait_for_file
 from mirror_builder.sandbox.jobfolders import JobFolders, read_result
-from mirror_builder.sandbox.podman import PodmanService, RunResult, RunSpec
+from mirror_builder.sandbox.podman import PodmanService, RunResult, RunSpec, Started
 
 HANDED_OVER = "handed-over"  # in /out: the driver's result is written, the build's processes gone
 TAKEN = "taken"  # in /job: the host has what it needs; the driver may go on with the test
@@ -37,9 +37,12 @@ class HandOver:
     """One build container run on its own thread, watched for the driver's hand-over."""
 
     def __init__(self, podman: PodmanService, spec: RunSpec, log_path: Path,
-                 folders: JobFolders) -> None:
+                 folders: JobFolders, started: Started | None = None,
+                 on_started: Callable[[], None] | None = None) -> None:
+        """started: a container started before (build/warm.py) that runs spec's job;
+        on_started: called once the container runs."""
         self.folders = folders
-        self.started = time.monotonic()
+        self.started = started.began if started is not None else time.monotonic()
         self._maps: Future[tuple[str, str, dict[str, float]]] = Future()
         self._ended: Future[RunResult] = Future()
         self._let_go = False
@@ -51,17 +54,22 @@ class HandOver:
         self._when_tested: list[Callable[[], None]] | None = []
         self._ended.add_done_callback(lambda _: self._test_over())
         self.tested.add_done_callback(lambda _: self._run_when_tested())
-        threading.Thread(target=self._run, args=(podman, spec, log_path),
+        self._on_started = on_started
+        threading.Thread(target=self._run, args=(podman, spec, log_path, started),
                          name=f"container {log_path.name}", daemon=True).start()
 
-    def _run(self, podman: PodmanService, spec: RunSpec, log_path: Path) -> None:
+    def _run(self, podman: PodmanService, spec: RunSpec, log_path: Path,
+             started: Started | None) -> None:
         try:
-            self._ended.set_result(podman.run(spec, log_path, on_started=self._started))
+            self._ended.set_result(podman.run(spec, log_path, on_started=self._started,
+                                              started=started))
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the end
             self._ended.set_exception(exc)
 
     def _started(self, uid_map: str, gid_map: str, steps: dict[str, float]) -> None:
         self._maps.set_result((uid_map, gid_map, steps))
+        if self._on_started is not None:
+            self._on_started()
 
     def wait_for_wheel(self) -> tuple[dict, RunResult] | None:
         """The driver's result and the user namespace podman gave the container (as a RunResult
@@ -71,8 +79,10 @@ class HandOver:
             if self._maps.done() and _is_file(marker):
                 uid_map, gid_map, steps = self._maps.result()
                 result, _ = read_result(self.folders.out)
-                # podman's round trips so far; "wait" is the run until the hand-over.
-                steps = dict(steps, wait=self.seconds - sum(steps.values()))
+                # podman's round trips so far; "wait" is the run until the hand-over ("warm":
+                # how long a container started before the build waited for it, not this run).
+                steps = dict(steps, wait=self.seconds - sum(
+                    seconds for step, seconds in steps.items() if step != "warm"))
                 return result, RunResult(0, False, self.seconds, uid_map=uid_map,
                                          gid_map=gid_map, steps=steps)
             self._sleep_until(marker, lambda: self._maps.done() and _is_file(marker))

@@ -68,6 +68,7 @@ class BuildHost(WorkerPlugin):
             self.images[target] = self.image_manager.ensure(self.settings.target(target))
         self.work_dir = cache_dir / "cluster" / f"work-{uuid.uuid4().hex[:12]}"
         self.executor = PodmanExecutor(podman, self.work_dir / "state")
+        self._stack.callback(self.executor.close)
         self.cache = BuildCache(cache_dir / "builds")
         self.podman_version = _podman_version()
 

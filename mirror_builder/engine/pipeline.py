@@ -69,6 +69,7 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
         image = images.ensure(target_settings)
         if remote is None:
             executor = PodmanExecutor(podman, state)
+            stack.callback(executor.close)
         else:
             executor = remote.result()
             executor.check_image(image)

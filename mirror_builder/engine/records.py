@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from mirror_builder.build.builder import BUILD_HOSTNAME
+from mirror_builder.build.jobspec import BUILD_HOSTNAME
 from mirror_builder.build.request import BuildResult
 from mirror_builder.prepare.buildsystem import BuildSystem
 from mirror_builder.prepare.sources import PreparedSource

@@ -143,9 +143,21 @@ def user_namespace():
     return maps
 
 
+# A container started before its job (build/warm.py) waits this long for it at most (one whose
+# mirror-builder was killed is removed by the next); the host stops using one well before.
+WAIT_FOR_JOB = 900
+
+
 def main():
     os.umask(0o022)  # files the build writes get the same modes whatever the caller's umask
-    job = json.load(open(sys.argv[1]))
+    started = STARTED
+    if sys.argv[1] == "--wait":  # started before its job: it starts once the host writes it
+        from mb_filewait import wait_for_file  # /mb/lib
+
+        if not wait_for_file(sys.argv[2], time.monotonic() + WAIT_FOR_JOB):
+            return 0
+        started = time.monotonic()
+    job = json.load(open(sys.argv[-1]))
     if job.get("mode") == "repair":
         return repair(job)
     if job.get("mode") == "smoke":
@@ -154,16 +166,16 @@ def main():
         results = smoke_tests(job)
         write_json(os.path.join(job["out"], "result.json"), {"status": "done", "results": results})
         return 0
-    return build(job)
+    return build(job, started)
 
 
-def build(job):
+def build(job, started=STARTED):
     """Build mode: the steps of this module's docstring; result.json says how far they got."""
     result = {"status": "failed", "stage": "setup", "timings": {}, "user_namespace": user_namespace()}
     result_path = os.path.join(job["out"], "result.json")
     try:
         build_steps(job, result)
-        result["timings"]["driver"] = time.monotonic() - STARTED
+        result["timings"]["driver"] = time.monotonic() - started
         result["timings"]["cpu"] = cpu_seconds()
         if result["status"] == "built" and job.get("smoke"):
             from mb_smoke import test_after_hand_over  # /mb/lib

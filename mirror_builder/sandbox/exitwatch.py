@@ -40,3 +40,8 @@ def _in_container(pid: int, container_id: str) -> bool:
             return bool(container_id) and container_id in cgroups.read()
     except OSError:
         return False
+
+
+def running(pid: object, container_id: str) -> bool:
+    """Whether the first process of container container_id, pid, is still there."""
+    return isinstance(pid, int) and pid > 0 and _in_container(pid, container_id)

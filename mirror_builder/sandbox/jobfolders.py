@@ -24,6 +24,8 @@ from mirror_builder.sandbox import (DRIVER, FILEWAIT, HOOKSERVER, LIMITS, LINKED
 BUILDER_UID = 1000  # the image's unprivileged "builder" user (in the run's user namespace)
 # How every container run starts the driver (mounted at /mb) on its job (mounted at /job).
 DRIVER_COMMAND = ("python3", "/mb/mb_driver.py", "/job/job.json")
+# A container started before its job (build/warm.py): the driver waits for job.json to appear.
+WAITING_DRIVER_COMMAND = ("python3", "/mb/mb_driver.py", "--wait", "/job/job.json")
 
 
 @dataclass(frozen=True)
@@ -37,17 +39,25 @@ class JobFolders:
     scratch: Path
 
     @classmethod
-    def create(cls, work_dir: Path, job: dict, prefix: str = "") -> "JobFolders":
+    def create(cls, work_dir: Path, job: dict | None, prefix: str = "") -> "JobFolders":
+        """The folders, with job.json in job (None: written later, by write_job)."""
         work_dir.mkdir(parents=True, exist_ok=True)
         folders = cls(*(Path(tempfile.mkdtemp(prefix=f"{prefix}{kind}-", dir=work_dir))
                         for kind in ("out", "job", "scratch")))
         # out and scratch are mounted writable, so podman gives them to the container's user
         # (its ids in the run's user namespace; see Mount). job is read-only: mkdtemp makes
         # 0700 directories, and the driver runs as an unprivileged user.
-        (folders.job / "job.json").write_text(json.dumps(job, indent=2))
         os.chmod(folders.job, 0o755)
-        os.chmod(folders.job / "job.json", 0o644)
+        if job is not None:
+            folders.write_job(job)
         return folders
+
+    def write_job(self, job: dict) -> None:
+        """job.json, written whole and then named (a waiting driver starts as it appears)."""
+        partial = self.job / ".job.json"
+        partial.write_text(json.dumps(job, indent=2))
+        os.chmod(partial, 0o644)
+        partial.rename(self.job / "job.json")
 
     def remove(self) -> None:
         """Removed by rm in a process of its own (files.remove_tree): a build environment is

@@ -27,7 +27,7 @@ from typing import Any
 
 from mirror_builder import DATA_DIR
 from mirror_builder.errors import ContainerError
-from mirror_builder.sandbox.exitwatch import wait_for_exit
+from mirror_builder.sandbox.runend import LiveLog, wait_for_the_end
 from mirror_builder.sandbox.idleases import IdBlock, IdLeases
 from mirror_builder.sandbox.userns import check_subordinate_ids, id_map_text
 
@@ -94,6 +94,24 @@ class RunResult:
     # Seconds of each podman round trip: create, start, wait (the run itself), finish (its
     # output and state read back).
     steps: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Started:
+    """A container podman has started, its run still to be waited for (PodmanService.run)."""
+
+    client: Any  # its own podman-py client, closed once the run is over
+    container: Any
+    command: str
+    began: float  # time.monotonic() of its run's start
+    steps: dict[str, float]
+    release: Callable[[], None]  # gives its user namespace's ids back, once it is removed
+
+    def taken(self) -> None:
+        """Its run begins now: it was started before, for a run to come. Its create and start
+        were not on that run's way; how long it waited for it was."""
+        now = time.monotonic()
+        self.steps, self.began = {"warm": now - self.began}, now
 
 
 class PodmanService:
@@ -175,10 +193,7 @@ class PodmanService:
             owner = (container.labels or {}).get(OWNER_LABEL, "")
             if owner.isdigit() and not _alive(int(owner)):
                 log.info("removing container %s left by a run that was killed", container.id[:12])
-                try:
-                    container.remove(force=True)
-                except APIError:
-                    pass
+                _kill_and_remove(container, APIError)
 
     def __exit__(self, *exc_info) -> None:
         for thread in list(self._removals):
@@ -208,43 +223,76 @@ class PodmanService:
 
         for container_id in running:
             try:
-                self.client.containers.get(container_id).remove(force=True)
+                container = self.client.containers.get(container_id)
             except APIError:
-                pass
+                continue
+            _kill_and_remove(container, APIError)
 
     # -- runs ------------------------------------------------------------------------------
     def run(self, spec: RunSpec, log_path: Path,
-            on_started: Callable[[str, str, dict[str, float]], None] | None = None) -> RunResult:
+            on_started: Callable[[str, str, dict[str, float]], None] | None = None,
+            started: Started | None = None) -> RunResult:
         """Run spec.command to completion, streaming its output into log_path. Safe to call from
         several threads: each run has its own API client. on_started is given the user
         namespace podman set up (uid_map, gid_map text) and the round trips so far once the
-        container runs, for a caller that takes something from it before it ends."""
+        container runs, for a caller that takes something from it before it ends. started: a
+        container start()ed before and taken() for this run (its spec's mounts and command;
+        spec's timeout, counted from now)."""
+        if started is None:
+            started = self.start(spec)
+        try:
+            return self._finish(started, spec.timeout_seconds, log_path, on_started)
+        finally:
+            started.client.close()
+
+    def start(self, spec: RunSpec) -> Started:
+        """Create and start a container for spec; run() it (or discard() it) later."""
         import podman
         from podman.errors import APIError
 
-        with podman.PodmanClient(base_url=self._base_url) as client:
-            return self._run(client, spec, log_path, APIError, on_started)
-
-    def _run(self, client, spec: RunSpec, log_path: Path, APIError,
-             on_started: Callable[[str, str, dict[str, float]], None] | None = None) -> RunResult:
         assert self._id_leases is not None, "PodmanService used outside its with block"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        header = log_path.stat().st_size if log_path.exists() else 0
-        live = _LiveLog(log_path)
+        client = podman.PodmanClient(base_url=self._base_url)
         lease = self._id_leases.lease()
-        started = time.monotonic()
+        began = time.monotonic()
         steps: dict[str, float] = {}
         try:
             container = client.containers.create(spec.image, spec.command,
                                                  **_create_options(spec, lease.block))
-            steps["create"] = time.monotonic() - started
+            steps["create"] = time.monotonic() - began
         except BaseException as exc:
             lease.release()
+            client.close()
             if isinstance(exc, APIError):
                 raise ContainerError(f"cannot create a container from {spec.image}: {exc}") from None
             raise
         with self._running_lock:
             self._running.add(container.id)
+        started = Started(client, container, spec.command[0], began, steps, lease.release)
+        try:
+            before = time.monotonic()
+            container.start()
+            steps["start"] = time.monotonic() - before
+            container.reload()  # its first process's pid, for the wait
+        except BaseException as exc:
+            self.discard(started)
+            if isinstance(exc, APIError):
+                raise ContainerError(f"podman failed to start {spec.command[0]}: {exc}") from None
+            raise
+        return started
+
+    def discard(self, started: Started) -> None:
+        """Remove a started container that was never run (in the background)."""
+        self._remove_later(started.container.id, started.release, kill=True)
+        started.client.close()
+
+    def _finish(self, started: Started, timeout_seconds: float, log_path: Path,
+                on_started: Callable[[str, str, dict[str, float]], None] | None) -> RunResult:
+        from podman.errors import APIError
+
+        container, steps = started.container, started.steps
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        header = log_path.stat().st_size if log_path.exists() else 0
+        live = LiveLog(log_path)
         timed_out = threading.Event()
 
         def on_timeout() -> None:
@@ -254,41 +302,44 @@ class PodmanService:
             except APIError:
                 pass
 
-        timer = threading.Timer(spec.timeout_seconds, on_timeout)
+        timer = threading.Timer(timeout_seconds, on_timeout)
         try:
-            before = time.monotonic()
-            container.start()
-            steps["start"] = time.monotonic() - before
             timer.start()
-            container.reload()  # its first process's pid, for the wait
             if on_started is not None:
                 maps = (container.attrs.get("HostConfig") or {}).get("IDMappings") or {}
                 on_started(id_map_text(maps.get("UidMap")), id_map_text(maps.get("GidMap")),
                            dict(steps))
-            exit_code, oom_killed, id_mappings = _wait_for_the_end(container, live, header, steps)
+            exit_code, oom_killed, id_mappings = wait_for_the_end(container, live, header, steps)
         except APIError as exc:
-            raise ContainerError(f"podman failed while running {spec.command[0]}: {exc}") from None
+            raise ContainerError(f"podman failed while running {started.command}: {exc}") from None
         finally:
             timer.cancel()
             # The build's result is in; removing its container need not hold anyone up. Its
             # ids are another container's only once it is gone.
-            self._remove_later(container.id, lease.release)
+            self._remove_later(container.id, started.release)
         if timed_out.is_set():
             with log_path.open("a") as out:
-                out.write(f"\n[mirror-builder] killed after the {spec.timeout_seconds:.0f} s timeout\n")
+                out.write(f"\n[mirror-builder] killed after the {timeout_seconds:.0f} s timeout\n")
         return RunResult(exit_code=int(exit_code), timed_out=timed_out.is_set(),
-                         seconds=time.monotonic() - started, oom_killed=oom_killed, steps=steps,
-                         uid_map=id_map_text(id_mappings.get("UidMap")),
+                         seconds=time.monotonic() - started.began, oom_killed=oom_killed,
+                         steps=steps, uid_map=id_map_text(id_mappings.get("UidMap")),
                          gid_map=id_map_text(id_mappings.get("GidMap")))
 
-    def _remove_later(self, container_id: str, then: Callable[[], None]) -> None:
+    def _remove_later(self, container_id: str, then: Callable[[], None],
+                      kill: bool = False) -> None:
+        """Remove a container on a thread of its own (killed first: one still running), then
+        call then()."""
         import podman
         from podman.errors import APIError
 
         def remove() -> None:
             try:
                 with podman.PodmanClient(base_url=self._base_url) as client:
-                    client.containers.get(container_id).remove(force=True)
+                    container = client.containers.get(container_id)
+                    if kill:
+                        _kill_and_remove(container, APIError)
+                    else:
+                        container.remove(force=True)
             except (APIError, OSError):
                 pass
             finally:
@@ -334,38 +385,6 @@ class PodmanService:
         return image.id
 
 
-# Seconds a container runs before its output is copied into its log as it comes.
-LIVE_LOG_AFTER = 1.0
-
-
-class _LiveLog:
-    """Appends a container's output to its log while it runs; finish() writes the final copy."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done = False
-        self.lock = threading.Lock()
-
-    def follow(self, container) -> None:
-        try:
-            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                with self.lock:
-                    if self.done:
-                        return
-                    with self.path.open("ab") as out:
-                        out.write(chunk if isinstance(chunk, bytes) else str(chunk).encode())
-        except Exception:  # the live copy is a convenience; the final copy is what counts
-            return
-
-    def finish(self, header: int, output: bytes) -> None:
-        with self.lock:
-            self.done = True
-            with self.path.open("r+b") if self.path.exists() else self.path.open("wb") as out:
-                out.seek(header)
-                out.truncate()
-                out.write(output)
-
-
 def _create_options(spec: RunSpec, ids: IdBlock) -> dict[str, Any]:
     """podman-py's containers.create() arguments for spec, past the image and the command; its
     user namespace maps the ids 0 .. ids.size-1 to the block ids."""
@@ -406,40 +425,6 @@ def _create_options(spec: RunSpec, ids: IdBlock) -> dict[str, Any]:
     return kwargs
 
 
-def _wait_for_the_end(container, live: _LiveLog, header: int,
-                      steps: dict[str, float]) -> tuple[int, bool, dict]:
-    """Wait for a started container to exit, its output copied into its log live and then
-    whole; its exit code, whether the OOM killer ended it, and its user namespace's id maps."""
-    # A live copy of the output for `tail -f`, once the container has run for a while: podman
-    # ends a follow stream only some time after the container has gone, and the service's
-    # shutdown waits for it (0.3 s at the end of every run when each container had one).
-    following = threading.Timer(LIVE_LOG_AFTER, live.follow, args=(container,))
-    following.daemon = True
-    following.start()
-    # The exit noticed within 10 ms: podman's default is to poll every 250 ms, which was a
-    # quarter of a second on every build. Podman is asked once the process has ended
-    # (sandbox/exitwatch.py), not every 10 ms while it runs.
-    before = time.monotonic()
-    try:
-        wait_for_exit((container.attrs.get("State") or {}).get("Pid"), container.id)
-        exit_code = container.wait(interval="10ms")
-    finally:
-        following.cancel()
-    steps["wait"] = time.monotonic() - before
-    before = time.monotonic()
-    if isinstance(exit_code, dict):
-        exit_code = int(exit_code.get("StatusCode", 1))
-    # The complete output, in one read, replaces the live copy.
-    output = b"".join(c if isinstance(c, bytes) else str(c).encode()
-                      for c in container.logs(stream=False, stdout=True, stderr=True))
-    live.finish(header, output)
-    container.reload()
-    oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
-    id_mappings = (container.attrs.get("HostConfig") or {}).get("IDMappings") or {}
-    steps["finish"] = time.monotonic() - before
-    return exit_code, oom_killed, id_mappings
-
-
 def oci_runtime(cgroup_root: Path = Path("/sys/fs/cgroup")) -> str:
     """crun where it works, else runc. crun starts a container about 40 ms sooner, but refuses
     a hybrid cgroup layout whose cgroup2 hierarchy holds a controller ("cgroups in hybrid mode
@@ -468,6 +453,16 @@ def _accepts(socket_path: Path) -> bool:
         except OSError:
             return False
     return True
+
+
+def _kill_and_remove(container, APIError) -> None:
+    """Kill first: the driver, the container's first process, ignores the SIGTERM a forced
+    removal sends, and podman would wait 10 s before it kills."""
+    for step in (container.kill, lambda: container.remove(force=True)):
+        try:
+            step()
+        except APIError:
+            pass
 
 
 def _alive(pid: int) -> bool:

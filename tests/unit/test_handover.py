@@ -44,7 +44,7 @@ class DriverPodman:
         self.container_ends = threading.Event()
         self.container_ends.set()
 
-    def run(self, spec, log_path, on_started=None):
+    def run(self, spec, log_path, on_started=None, started=None):
         mounts = {m.target: m.source for m in spec.mounts}
         out, job = mounts["/out"], mounts["/job"]
         on_started(UID_MAP, UID_MAP, {"create": 0.01, "start": 0.01})
@@ -171,7 +171,7 @@ def test_what_the_container_does_to_the_wheel_after_the_hand_over_is_not_what_th
 def test_a_wheel_that_fails_its_checks_after_the_hand_over_fails_the_build_and_frees_the_driver(
         tmp_path):
     class Broken(DriverPodman):
-        def run(self, spec, log_path, on_started=None):
+        def run(self, spec, log_path, on_started=None, started=None):
             self.test_ends.set()
             return super().run(spec, log_path, on_started)
 
@@ -247,7 +247,7 @@ def test_a_waiting_container_is_told_to_skip_when_the_run_will_not_build_its_clo
 
 def test_a_waiting_container_whose_wheel_fails_its_checks_is_told_to_skip_at_once(tmp_path):
     class Broken(DriverPodman):
-        def run(self, spec, log_path, on_started=None):
+        def run(self, spec, log_path, on_started=None, started=None):
             self.test_ends.set()
             return super().run(spec, log_path, on_started)
 
@@ -272,7 +272,7 @@ def test_the_host_sleeps_on_a_link_the_build_planted_as_the_marker(tmp_path, mon
     monkeypatch.setattr(handover, "_is_file", lambda path: looks.append(path) or real(path))
 
     class Planting(DriverPodman):
-        def run(self, spec, log_path, on_started=None):
+        def run(self, spec, log_path, on_started=None, started=None):
             mounts = {m.target: m.source for m in spec.mounts}
             on_started(UID_MAP, UID_MAP, {"create": 0.01, "start": 0.01})
             (mounts["/out"] / "handed-over").symlink_to("result.json")

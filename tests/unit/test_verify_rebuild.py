@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror_builder.build.builder import BUILD_HOSTNAME, _build_job
+from mirror_builder.build.jobspec import BUILD_HOSTNAME, build_job
 from mirror_builder.build.request import (BuildEnvironment, BuildRequest, FileRef, Runtime,
                                           SourceInputs, Variation)
 from mirror_builder.config.settings import BuildSettings
@@ -49,9 +49,10 @@ def test_a_verifying_request_travels_with_what_it_varies(tmp_path):
 
 
 def test_the_driver_is_told_the_other_build_folder_and_order_only_when_verifying(tmp_path):
-    job = _build_job(a_request(tmp_path, Variation("/tmp/mb-verify-1", "verify-1")), [])
+    job = build_job(a_request(tmp_path, Variation("/tmp/mb-verify-1", "verify-1")), "/src",
+                    "/wheels", "/closure")
     assert (job["work"], job["reverse_environment"]) == ("/tmp/mb-verify-1", True)
-    plain = _build_job(a_request(tmp_path), [])
+    plain = build_job(a_request(tmp_path), "/src", "/wheels", "/closure")
     assert "work" not in plain and "reverse_environment" not in plain
     assert BUILD_HOSTNAME == "mirror-builder"
 

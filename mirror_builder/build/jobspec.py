@@ -1,0 +1,129 @@
+"""What a build's container is given: its job.json, its mounts and the spec it is started with,
+for a container started for the build (its source tree, wheels and closure mounted) or a warm
+one started before it (build/warm.py: the same, linked into its job folder)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from mirror_builder.build.request import BuildRequest
+from mirror_builder.build.warm import Warm, WarmContainers, link_into
+from mirror_builder.prepare.sources import source_date_epoch
+from mirror_builder.sandbox.jobfolders import (BUILDER_UID, DRIVER_COMMAND, WAITING_DRIVER_COMMAND,
+                                               JobFolders)
+from mirror_builder.sandbox.podman import Mount, RunSpec
+
+BUILD_HOSTNAME = "mirror-builder"
+# In a build's job folder: its smoke test's closure (for a test that waits for it, put there by
+# the host later).
+LATER_CLOSURE = "closure"
+
+
+class BuildJobs:
+    """Job folders (under work_dir) and container specs for builds; the driver's copy is
+    driver_dir."""
+
+    def __init__(self, driver_dir: Path, work_dir: Path) -> None:
+        self.driver_dir = driver_dir
+        self.work_dir = work_dir
+
+    def offer_warm(self, warm: WarmContainers | None, request: BuildRequest) -> Callable[[], None]:
+        """What starts a warm container for builds like request (nothing without warm)."""
+        if warm is None:
+            return lambda: None
+        return lambda: warm.offer(settings_key(request), lambda folders: self.spec(
+            request, self.folder_mounts(folders), WAITING_DRIVER_COMMAND))
+
+    def cold(self, request: BuildRequest) -> tuple[JobFolders, RunSpec]:
+        """The job's folders and the spec of a container started for it, the build's source
+        tree, wheels and closure mounted."""
+        mounts = [Mount(request.source.tree, "/src")]
+        mounts += [Mount(wheel.path, f"/wheels/{wheel.name}") for wheel in request.env.wheels]
+        waits = request.smoke is not None and request.smoke.wait
+        if request.smoke is not None and not waits:
+            mounts += [Mount(wheel.path, f"/closure/{wheel.name}")
+                       for wheel in request.smoke.closure]
+        folders = JobFolders.create(self.work_dir, build_job(
+            request, "/src", "/wheels", "/closure"))
+        if waits:  # filled by the host later; the container sees it read-only, in /job
+            (folders.job / LATER_CLOSURE).mkdir(mode=0o755)
+        return folders, self.spec(request, [*self.folder_mounts(folders), *mounts],
+                                         DRIVER_COMMAND)
+
+    def warm(self, request: BuildRequest, warm: Warm) -> tuple[JobFolders, RunSpec]:
+        """The job given to a warm container: what a cold one has mounted is linked into its
+        job folder (read-only in it), and then the job written."""
+        folders = warm.folders
+        link_into(request.source.tree, folders.job / "src")
+        for kind, wheels in (("wheels", request.env.wheels),
+                             (LATER_CLOSURE, request.smoke.closure if request.smoke else ())):
+            (folders.job / kind).mkdir(mode=0o755)
+            for wheel in wheels:
+                link_into(wheel.path, folders.job / kind / wheel.name)
+        folders.write_job(build_job(request, "/job/src", "/job/wheels", f"/job/{LATER_CLOSURE}"))
+        return folders, self.spec(request, self.folder_mounts(folders),
+                                         WAITING_DRIVER_COMMAND)
+
+    def folder_mounts(self, folders: JobFolders) -> list[Mount]:
+        """Every build container's: its job folder, the driver, /out and its scratch /tmp."""
+        return [Mount(folders.job, "/job"), Mount(self.driver_dir, "/mb"),
+                Mount(folders.out, "/out", read_only=False),
+                Mount(folders.scratch, "/tmp", read_only=False)]
+
+    def spec(self, request: BuildRequest, mounts: list[Mount],
+                    command: tuple[str, ...]) -> RunSpec:
+        limits = request.runtime.limits
+        return RunSpec(
+            image=request.runtime.image.tag,
+            command=list(command),
+            mounts=tuple(mounts),
+            environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
+            workdir="/tmp",
+            user=f"{BUILDER_UID}:{BUILDER_UID}",
+            network=False,
+            timeout_seconds=limits.timeout_seconds,
+            memory=limits.memory,
+            pids_limit=limits.pids_limit,
+            cpus=request.runtime.cpus,
+            read_only_root=True,
+            # Fixed, like the build path and the clock: a build that writes down its host
+            # name makes the same wheel anyway (verify varies it to find such builds).
+            hostname=request.variation.hostname if request.variation else BUILD_HOSTNAME,
+        )
+
+
+def settings_key(request: BuildRequest) -> str:
+    """What a build's container is made with apart from its folders: containers alike in it
+    can take each other's builds (build/warm.py)."""
+    limits = request.runtime.limits
+    return repr((request.runtime.image.tag, limits.memory, limits.pids_limit, request.runtime.cpus,
+                 request.variation.hostname if request.variation else BUILD_HOSTNAME))
+
+
+def build_job(request: BuildRequest, source: str, wheels: str, closure: str) -> dict:
+    """The job.json the driver reads inside the container: source, wheels and closure are where
+    the container has the build's source tree, its environment's wheels and its smoke test's
+    closure (for a test that waits for it: /job/closure, filled later)."""
+    varied = request.variation
+    return {
+        **({"work": varied.work_dir, "reverse_environment": varied.reverse_environment}
+           if varied else {}),
+        "source": source,
+        "project_dir": request.source.project_dir,
+        "out": "/out",
+        "wheels": [f"{wheels}/{wheel.name}" for wheel in request.env.wheels],
+        "wheels_dir": wheels,
+        "backend": request.build_system.backend,
+        "backend_path": list(request.build_system.backend_path),
+        "config_settings": dict(request.env.config_settings),
+        "environment": dict(request.env.environment),
+        "jobs": request.env.jobs,
+        "source_date_epoch": request.source.source_date_epoch
+        or source_date_epoch(request.source.sdist.path),
+        **({"smoke": {"closure_dir": f"/job/{LATER_CLOSURE}" if request.smoke.wait
+                      else closure,
+                      "wait": request.smoke.wait,
+                      "imports": None if request.smoke.imports is None
+                      else list(request.smoke.imports)}} if request.smoke else {}),
+    }
