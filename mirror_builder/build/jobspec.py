@@ -29,8 +29,9 @@ class BuildJobs:
         self.work_dir = work_dir
 
     def offer_warm(self, warm: WarmContainers | None, request: BuildRequest) -> Callable[[], None]:
-        """What starts a warm container for builds like request (nothing without warm)."""
-        if warm is None:
+        """What starts a warm container for builds like request (nothing without warm, or
+        when the run expects no more builds)."""
+        if warm is None or not request.more_to_come:
             return lambda: None
         return lambda: warm.offer(settings_key(request), lambda folders: self.spec(
             request, self.folder_mounts(folders), WAITING_DRIVER_COMMAND))

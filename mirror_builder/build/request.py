@@ -112,6 +112,9 @@ class BuildRequest:
     chain: tuple[str, ...] = ()  # who asked for it, for error messages
     variation: Variation | None = None  # only when verifying a published wheel
     smoke: SmokePlan | None = None
+    # Whether the run has other packages under way, whose builds may follow this one: worth
+    # starting a container for the next build while this one runs (build/warm.py).
+    more_to_come: bool = True
 
     @property
     def label(self) -> str:
@@ -146,7 +149,7 @@ class BuildRequest:
                    env=BuildEnvironment(**env), runtime=Runtime(**runtime),
                    log_path=Path(data["log_path"]), chain=tuple(data["chain"]),
                    variation=Variation(**data["variation"]) if data.get("variation") else None,
-                   smoke=smoke or None)
+                   smoke=smoke or None, more_to_come=bool(data.get("more_to_come", True)))
 
 
 @dataclass(frozen=True)

@@ -252,6 +252,8 @@ class PackageBuilder:
                     if plan is None and (later := self._closure_later(key, label, request)):
                         plan = SmokePlan((), self_test.imports, wait=True)
                     request = dataclasses.replace(request, smoke=plan)
+                request = dataclasses.replace(request, more_to_come=any(
+                    not future.done() for task, future in run.tasks.started() if task != key))
                 run.reporter.activity(label, "building in container")
                 with run.timeline.span(label, "container") as parts:
                     outcome = None

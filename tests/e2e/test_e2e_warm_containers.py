@@ -18,9 +18,11 @@ pytestmark = pytest.mark.e2e
 
 def test_a_build_in_a_container_started_before_it_cannot_change_what_it_was_given(
         local_upstream, tmp_path):
+    # A chain: each asks its backend for the next one down (warm-top -> warm-mid -> warm-dep).
     local_upstream.add(hostile_sdist(tmp_path, "warm-dep", "plain"))
-    local_upstream.add(hostile_sdist(tmp_path, "warm-top", "tamper", build_requires=["warm-dep"],
-                                     requires=["warm-dep"]))
+    local_upstream.add(hostile_sdist(tmp_path, "warm-mid", "plain", build_requires=["warm-dep"]))
+    local_upstream.add(hostile_sdist(tmp_path, "warm-top", "tamper",
+                                     build_requires=["warm-mid"], requires=["warm-dep"]))
     settings = local_upstream.settings(tmp_path / "conf")
 
     run = subprocess.run(
@@ -30,28 +32,30 @@ def test_a_build_in_a_container_started_before_it_cannot_change_what_it_was_give
     assert run.returncode == 0, run.stderr
     out = tmp_path / "out"
 
-    # warm-top's first container (which learns that its build needs warm-dep) was started for
-    # it; warm-dep's and then warm-top's build had theirs waiting for them.
+    # warm-top's first container (which learns what its build needs) was started for it, and
+    # nothing else was under way then; from warm-mid's first on, each build had a container
+    # waiting for it, started while the one before ran, but for the last: nothing was left to
+    # come, so none was started after it.
     spans = json.loads((tmp_path / "timeline.json").read_text())["spans"]
     runs = [(s["package"], s["parts"]) for s in sorted(spans, key=lambda s: s["start"])
             if s["phase"] == "container"]
-    assert [pin for pin, _ in runs] == ["warm-top==1.0", "warm-dep==1.0", "warm-top==1.0"]
-    assert runs[0][1]["podman_create"] > 0 and "podman_warm" not in runs[0][1]
-    for _, later in runs[1:]:
-        assert later["podman_warm"] > 0 and "podman_create" not in later
+    assert [pin for pin, _ in runs] == ["warm-top==1.0", "warm-mid==1.0", "warm-dep==1.0",
+                                        "warm-mid==1.0", "warm-top==1.0"]
+    assert [("podman_warm" in parts, "podman_create" in parts) for _, parts in runs] == \
+        [(False, True), (False, True), (True, False), (True, False), (True, False)]
 
     (top_log,) = (out / "records" / "warm-top").glob("*.whl.log")
     tries = [line for line in top_log.read_text().splitlines() if line.startswith("HOSTILE")]
-    given = [line for line in tries if "/job/wheels/warm_dep-1.0-py3-none-any.whl" in line]
+    given = [line for line in tries if "/job/wheels/warm_mid-1.0-py3-none-any.whl" in line]
     assert len(given) == 3 and all("refused" in line for line in given), tries
     assert any("/job/src/" in line for line in tries)
     assert not [line for line in tries if "managed to" in line]
-    (dep_wheel,) = (out / "files" / "warm-dep").glob("*.whl")
-    (dep_record,) = (out / "records" / "warm-dep").glob("*.build.json")
+    (dep_wheel,) = (out / "files" / "warm-mid").glob("*.whl")
+    (dep_record,) = (out / "records" / "warm-mid").glob("*.build.json")
     assert hashlib.sha256(dep_wheel.read_bytes()).hexdigest() == \
         json.loads(dep_record.read_text())["wheel_sha256"]
 
-    # The container started for a third build, which never came, went with the run.
+    # Nothing the run started outlives it.
     left = subprocess.run(
         ["podman", "ps", "--all", "--quiet", "--filter", "label=io.mirror-builder.owner-pid"],
         capture_output=True, text=True,

@@ -136,3 +136,32 @@ def test_what_a_build_is_given_is_linked_not_copied(tmp_path):
     assert os.path.samefile(tree / "pkg" / "__init__.py", job / "src" / "pkg" / "__init__.py")
     assert (job / "src" / "tool").is_symlink()
     assert os.path.samefile(wheel, job / "dep-1.0-py3-none-any.whl")
+
+
+def test_a_container_for_the_next_build_is_started_only_while_more_builds_may_come(tmp_path):
+    import dataclasses
+
+    from mirror_builder.build.jobspec import BuildJobs
+    from test_verify_rebuild import a_request
+
+    class Recording:
+        def __init__(self):
+            self.offers = []
+
+        def offer(self, key, spec_for):
+            self.offers.append((key, spec_for(JobFoldersStandIn(tmp_path))))
+
+    class JobFoldersStandIn:
+        def __init__(self, root):
+            self.job, self.out, self.scratch = root / "job", root / "out", root / "scratch"
+
+    jobs, warm = BuildJobs(tmp_path / "driver", tmp_path / "work"), Recording()
+    request = a_request(tmp_path)
+    jobs.offer_warm(warm, dataclasses.replace(request, more_to_come=False))()
+    assert warm.offers == []
+
+    jobs.offer_warm(warm, request)()
+    ((key, spec),) = warm.offers
+    assert spec.command[-2:] == ["--wait", "/job/job.json"]
+    assert {m.target for m in spec.mounts} == {"/job", "/mb", "/out", "/tmp"}
+    assert dataclasses.replace(request, more_to_come=False).to_dict()["more_to_come"] is False
