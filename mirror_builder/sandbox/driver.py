@@ -10,7 +10,9 @@ One run does what a build needs with the least container starts:
   6. if the job asks (its install closure is mounted at /closure), hand the wheel over to the
      host and then smoke-test it (/mb/lib/mb_smoke.py), which spares it a container of its own.
 The result is written to /out/result.json; the log is this process's output. The other modes
-repair a wheel (auditwheel) and run smoke tests on their own.
+repair a wheel (auditwheel) and run smoke tests on their own. Started with --wait (a container
+started before its build, build/warm.py), it waits for /job/job.json, which then names where the
+source, wheels and closure are (under /job instead of their own mounts).
 """
 
 import json
