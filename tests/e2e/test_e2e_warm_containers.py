@@ -50,6 +50,11 @@ def test_a_build_in_a_container_started_before_it_cannot_change_what_it_was_give
     assert len(given) == 3 and all("refused" in line for line in given), tries
     assert any("/job/src/" in line for line in tries)
     assert not [line for line in tries if "managed to" in line]
+    # Its smoke test ran in that container, on the closure linked into its job folder too.
+    (top_record,) = (out / "records" / "warm-top").glob("*.build.json")
+    tested = json.loads(top_record.read_text())["smoke_test"]
+    assert tested["status"] == "passed" and tested["container"] == "build"
+    assert "warm-dep==1.0" in tested["installed"]
     (dep_wheel,) = (out / "files" / "warm-mid").glob("*.whl")
     (dep_record,) = (out / "records" / "warm-mid").glob("*.build.json")
     assert hashlib.sha256(dep_wheel.read_bytes()).hexdigest() == \
