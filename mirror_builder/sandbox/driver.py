@@ -298,9 +298,17 @@ def read_linked(dist_dir, wheel, result):
 
 def copy_source(source, work=WORK):
     """A fresh writable copy of the read-only source tree; returns its path."""
-    if os.path.exists(work):
-        shutil.rmtree(work)
-    os.makedirs(work)
+    if os.path.isdir(work) and not os.path.islink(work):
+        for name in os.listdir(work):  # a file system mounted there (the environment's) stays
+            path = os.path.join(work, name)
+            if os.path.ismount(path):
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+    else:
+        os.makedirs(work)
     src = os.path.join(work, "src")
     # GNU cp: shutil.copytree's per-file Python took 70 ms (up to 180 ms) of setuptools' ~1000
     # files on the build's critical path. Links stay links, modes and times are kept.
@@ -375,14 +383,22 @@ def install_wheels(job, env_dir, python, base_env):
     # command (the freeze took 65 ms, now 8); the image's seed spares even that.
     from mb_uvenv import uv_environment  # /mb/lib
 
-    uv_env = uv_environment(base_env, UV_CACHE)
-    run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
+    # An environment made in memory (the host mounted a tmpfs at env_dir) has uv's cache in it
+    # too, for the hardlinks, until it is made.
+    in_memory = os.path.ismount(env_dir)
+    cache = os.path.join(env_dir, ".mb-uv-cache") if in_memory else UV_CACHE
+    uv_env = uv_environment(base_env, cache)
+    run(["uv", "venv", "--quiet", *(["--allow-existing"] if in_memory else []),
+         "--python", "/usr/bin/python3", env_dir], uv_env)
     if job["wheels"]:
         # Pins from a find-links directory holding exactly these files (not the file paths
         # themselves), so the environment and its freeze look like an ordinary install.
         run(["uv", "pip", "install", "--python", python, "--no-index", "--find-links",
              job["wheels_dir"], *map(pin_of, job["wheels"])], uv_env)
-    return run(["uv", "pip", "freeze", "--python", python], uv_env)
+    freeze = run(["uv", "pip", "freeze", "--python", python], uv_env)
+    if in_memory:
+        shutil.rmtree(cache)
+    return freeze
 
 
 def backend_hooks(job, src, python, base_env, runner):

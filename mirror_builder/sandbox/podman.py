@@ -59,6 +59,15 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Tmpfs:
+    """A file system in the container's memory (counted against its memory limit), at most size
+    (podman's notation: "512m")."""
+
+    target: str
+    size: str
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One isolated run of a command in an image."""
 
@@ -78,6 +87,7 @@ class RunSpec:
     # The image's file system read-only: only the mounts marked writable can be written.
     read_only_root: bool = False
     hostname: str | None = None  # None: podman's (the container's id)
+    tmpfs: tuple[Tmpfs, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -392,7 +402,9 @@ def _create_options(spec: RunSpec, ids: IdBlock) -> dict[str, Any]:
         mounts=[{"type": "bind", "source": str(m.source), "target": m.target,
                  "read_only": m.read_only,
                  # podman-py's name for the U option (see Mount)
-                 "chown": not m.read_only} for m in spec.mounts],
+                 "chown": not m.read_only} for m in spec.mounts] +
+               [{"type": "tmpfs", "source": "tmpfs", "target": t.target, "size": t.size,
+                 "mode": "1777"} for t in spec.tmpfs],
         environment=spec.environment,
         working_dir=spec.workdir,
         user=spec.user,

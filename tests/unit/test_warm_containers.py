@@ -165,3 +165,35 @@ def test_a_container_for_the_next_build_is_started_only_while_more_builds_may_co
     assert spec.command[-2:] == ["--wait", "/job/job.json"]
     assert {m.target for m in spec.mounts} == {"/job", "/mb", "/out", "/tmp"}
     assert dataclasses.replace(request, more_to_come=False).to_dict()["more_to_come"] is False
+
+
+def test_a_small_build_environment_is_made_in_memory_and_a_large_one_on_disk(
+        tmp_path, monkeypatch):
+    import dataclasses
+    import zipfile
+
+    from mirror_builder.build import jobspec
+    from mirror_builder.build.jobspec import BuildJobs, settings_key
+    from mirror_builder.build.request import FileRef
+    from mirror_builder.sandbox.jobfolders import JobFolders
+    from test_verify_rebuild import a_request
+
+    wheel = tmp_path / "dep-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("dep/__init__.py", "x" * 1000)
+    request = a_request(tmp_path)
+    request = dataclasses.replace(request, env=dataclasses.replace(
+        request.env, wheels=(FileRef(wheel, "0" * 64),)))
+    jobs = BuildJobs(tmp_path / "driver", tmp_path / "work")
+
+    folders = JobFolders.create(tmp_path / "small", None)
+    (tmpfs,) = jobs.spec(request, folders, [], ("true",)).tmpfs
+    assert tmpfs.target == "/tmp/mb-work/env"
+    assert (folders.scratch / "mb-work" / "env").is_dir()  # there before podman gives it out
+
+    small = settings_key(request)
+    monkeypatch.setattr(jobspec, "ENV_IN_MEMORY_BYTES", 999)
+    folders = JobFolders.create(tmp_path / "large", None)
+    assert jobs.spec(request, folders, [], ("true",)).tmpfs == ()
+    assert not (folders.scratch / "mb-work").exists()
+    assert settings_key(request) != small  # their containers are not interchangeable
