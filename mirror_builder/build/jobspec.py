@@ -22,6 +22,10 @@ BUILD_WORK = "/tmp/mb-work"  # where the driver builds (its WORK), unless a veri
 # three times as long (setuptools' install, 0.12 against 0.07 s on an idle machine).
 ENV_IN_MEMORY_BYTES = 256 << 20
 ENV_TMPFS_SIZE = "512m"
+# Where the driver's smoke test after the build makes its home and venv, in memory
+# (sandbox/smokerun.py's IN_MEMORY); one that does not fit fails there and is tested again in
+# a container of its own, as any failure there is.
+TEST_TMPFS = Tmpfs("/tmp/mb-test", "512m")
 # In a build's job folder: its smoke test's closure (for a test that waits for it, put there by
 # the host later).
 LATER_CLOSURE = "closure"
@@ -79,15 +83,15 @@ class BuildJobs:
 
     def spec(self, request: BuildRequest, folders: JobFolders, mounts: list[Mount],
              command: tuple[str, ...]) -> RunSpec:
-        """The spec of a build's container: its folders' mounts and mounts, and the tmpfs of an
-        environment kept in memory (its mount point made in the scratch folder first, so that
-        podman gives the build's user the folders on its way)."""
+        """The spec of a build's container: its folders' mounts and mounts, the tmpfs of its
+        smoke test and that of an environment kept in memory (its mount point made in the
+        scratch folder first, so that podman gives the build's user the folders on its way)."""
         limits = request.runtime.limits
-        tmpfs = ()
+        tmpfs: tuple[Tmpfs, ...] = (TEST_TMPFS,)
         if env_in_memory(request):
             env = f"{build_work(request)}/env"
             (folders.scratch / env.removeprefix("/tmp/")).mkdir(parents=True, exist_ok=True)
-            tmpfs = (Tmpfs(env, ENV_TMPFS_SIZE),)
+            tmpfs += (Tmpfs(env, ENV_TMPFS_SIZE),)
         return RunSpec(
             image=request.runtime.image.tag,
             command=list(command),

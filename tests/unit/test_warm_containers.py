@@ -187,13 +187,14 @@ def test_a_small_build_environment_is_made_in_memory_and_a_large_one_on_disk(
     jobs = BuildJobs(tmp_path / "driver", tmp_path / "work")
 
     folders = JobFolders.create(tmp_path / "small", None)
-    (tmpfs,) = jobs.spec(request, folders, [], ("true",)).tmpfs
-    assert tmpfs.target == "/tmp/mb-work/env"
+    targets = {t.target for t in jobs.spec(request, folders, [], ("true",)).tmpfs}
+    assert targets == {"/tmp/mb-work/env", "/tmp/mb-test"}  # the environment's, the test's
     assert (folders.scratch / "mb-work" / "env").is_dir()  # there before podman gives it out
 
     small = settings_key(request)
     monkeypatch.setattr(jobspec, "ENV_IN_MEMORY_BYTES", 999)
     folders = JobFolders.create(tmp_path / "large", None)
-    assert jobs.spec(request, folders, [], ("true",)).tmpfs == ()
+    assert {t.target for t in jobs.spec(request, folders, [], ("true",)).tmpfs} == \
+        {"/tmp/mb-test"}
     assert not (folders.scratch / "mb-work").exists()
     assert settings_key(request) != small  # their containers are not interchangeable
