@@ -27,7 +27,7 @@ from mirror_builder.sandbox.podman import Mount, PodmanService, RunResult, RunSp
 from mirror_builder.sandbox.userns import give_back, id_map_text
 from mirror_builder.errors import BuildError
 from mirror_builder.sandbox.jobfolders import BUILDER_UID, DRIVER_COMMAND, JobFolders, read_result
-from mirror_builder.build.jobspec import LATER_CLOSURE, BuildJobs, settings_key
+from mirror_builder.build.jobspec import LATER_CLOSURE, BuildJobs, container_settings
 from mirror_builder.build.warm import WarmContainers, link_into
 from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
 
@@ -54,18 +54,19 @@ class Builder:
         closure_later: for a plan that waits (SmokePlan.wait), what gives it its closure."""
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
-        warm = None if self.warm is None else self.warm.take(settings_key(request))
+        settings = container_settings(request)  # reads the environment's wheels: once
+        warm = None if self.warm is None else self.warm.take(settings.key)
         if warm is not None:
             try:
-                folders, spec = self.jobs.warm(request, warm)
+                folders, spec = self.jobs.warm(request, settings, warm)
             except OSError as exc:
                 log.debug("%s: a warm container could not be given the job: %s", request.label, exc)
                 self.warm.discard(warm)
                 warm = None
         if warm is None:
-            folders, spec = self.jobs.cold(request)
+            folders, spec = self.jobs.cold(request, settings)
         # One for the next build, started while this one runs (once this one has started).
-        offer = self.jobs.offer_warm(self.warm, request)
+        offer = self.jobs.offer_warm(self.warm, request, settings)
         if warm is not None:
             offer()
         running = warm.started if warm else None

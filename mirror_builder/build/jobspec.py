@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from mirror_builder.build.request import BuildRequest
@@ -31,6 +32,25 @@ TEST_TMPFS = Tmpfs("/tmp/mb-test", "512m")
 LATER_CLOSURE = "closure"
 
 
+@dataclass(frozen=True)
+class ContainerSettings:
+    """What a build's container is made with apart from its folders, worked out once a build:
+    key (containers alike in it can take each other's builds, build/warm.py) and where its
+    environment's tmpfs goes (None: on disk)."""
+
+    key: str
+    env_tmpfs: str | None
+
+
+def container_settings(request: BuildRequest) -> ContainerSettings:
+    limits = request.runtime.limits
+    env_tmpfs = f"{build_work(request)}/env" if env_in_memory(request) else None
+    return ContainerSettings(repr((
+        request.runtime.image.tag, limits.memory, limits.pids_limit, request.runtime.cpus,
+        request.variation.hostname if request.variation else BUILD_HOSTNAME, env_tmpfs)),
+        env_tmpfs)
+
+
 class BuildJobs:
     """Job folders (under work_dir) and container specs for builds; the driver's copy is
     driver_dir."""
@@ -39,15 +59,17 @@ class BuildJobs:
         self.driver_dir = driver_dir
         self.work_dir = work_dir
 
-    def offer_warm(self, warm: WarmContainers | None, request: BuildRequest) -> Callable[[], None]:
+    def offer_warm(self, warm: WarmContainers | None, request: BuildRequest,
+                   settings: ContainerSettings) -> Callable[[], None]:
         """What starts a warm container for builds like request (nothing without warm, or
         when the run expects no more builds)."""
         if warm is None or not request.more_to_come:
             return lambda: None
-        return lambda: warm.offer(settings_key(request), lambda folders: self.spec(
-            request, folders, [], WAITING_DRIVER_COMMAND))
+        return lambda: warm.offer(settings.key, lambda folders: self.spec(
+            request, settings, folders, [], WAITING_DRIVER_COMMAND))
 
-    def cold(self, request: BuildRequest) -> tuple[JobFolders, RunSpec]:
+    def cold(self, request: BuildRequest,
+             settings: ContainerSettings) -> tuple[JobFolders, RunSpec]:
         """The job's folders and the spec of a container started for it, the build's source
         tree, wheels and closure mounted."""
         mounts = [Mount(request.source.tree, "/src")]
@@ -60,9 +82,10 @@ class BuildJobs:
             request, "/src", "/wheels", "/closure"))
         if waits:  # filled by the host later; the container sees it read-only, in /job
             (folders.job / LATER_CLOSURE).mkdir(mode=0o755)
-        return folders, self.spec(request, folders, mounts, DRIVER_COMMAND)
+        return folders, self.spec(request, settings, folders, mounts, DRIVER_COMMAND)
 
-    def warm(self, request: BuildRequest, warm: Warm) -> tuple[JobFolders, RunSpec]:
+    def warm(self, request: BuildRequest, settings: ContainerSettings,
+             warm: Warm) -> tuple[JobFolders, RunSpec]:
         """The job given to a warm container: what a cold one has mounted is linked into its
         job folder (read-only in it), and then the job written."""
         folders = warm.folders
@@ -73,7 +96,7 @@ class BuildJobs:
             for wheel in wheels:
                 link_into(wheel.path, folders.job / kind / wheel.name)
         folders.write_job(build_job(request, "/job/src", "/job/wheels", f"/job/{LATER_CLOSURE}"))
-        return folders, self.spec(request, folders, [], WAITING_DRIVER_COMMAND)
+        return folders, self.spec(request, settings, folders, [], WAITING_DRIVER_COMMAND)
 
     def folder_mounts(self, folders: JobFolders) -> list[Mount]:
         """Every build container's: its job folder, the driver, /out and its scratch /tmp."""
@@ -81,17 +104,17 @@ class BuildJobs:
                 Mount(folders.out, "/out", read_only=False),
                 Mount(folders.scratch, "/tmp", read_only=False)]
 
-    def spec(self, request: BuildRequest, folders: JobFolders, mounts: list[Mount],
-             command: tuple[str, ...]) -> RunSpec:
+    def spec(self, request: BuildRequest, settings: ContainerSettings, folders: JobFolders,
+             mounts: list[Mount], command: tuple[str, ...]) -> RunSpec:
         """The spec of a build's container: its folders' mounts and mounts, the tmpfs of its
         smoke test and that of an environment kept in memory (its mount point made in the
         scratch folder first, so that podman gives the build's user the folders on its way)."""
         limits = request.runtime.limits
         tmpfs: tuple[Tmpfs, ...] = (TEST_TMPFS,)
-        if env_in_memory(request):
-            env = f"{build_work(request)}/env"
-            (folders.scratch / env.removeprefix("/tmp/")).mkdir(parents=True, exist_ok=True)
-            tmpfs += (Tmpfs(env, ENV_TMPFS_SIZE),)
+        if settings.env_tmpfs is not None:
+            (folders.scratch / settings.env_tmpfs.removeprefix("/tmp/")).mkdir(
+                parents=True, exist_ok=True)
+            tmpfs += (Tmpfs(settings.env_tmpfs, ENV_TMPFS_SIZE),)
         return RunSpec(
             image=request.runtime.image.tag,
             command=list(command),
@@ -110,15 +133,6 @@ class BuildJobs:
             # name makes the same wheel anyway (verify varies it to find such builds).
             hostname=request.variation.hostname if request.variation else BUILD_HOSTNAME,
         )
-
-
-def settings_key(request: BuildRequest) -> str:
-    """What a build's container is made with apart from its folders: containers alike in it
-    can take each other's builds (build/warm.py)."""
-    limits = request.runtime.limits
-    return repr((request.runtime.image.tag, limits.memory, limits.pids_limit, request.runtime.cpus,
-                 request.variation.hostname if request.variation else BUILD_HOSTNAME,
-                 build_work(request) if env_in_memory(request) else None))
 
 
 def build_work(request: BuildRequest) -> str:

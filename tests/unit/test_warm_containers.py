@@ -141,7 +141,7 @@ def test_what_a_build_is_given_is_linked_not_copied(tmp_path):
 def test_a_container_for_the_next_build_is_started_only_while_more_builds_may_come(tmp_path):
     import dataclasses
 
-    from mirror_builder.build.jobspec import BuildJobs
+    from mirror_builder.build.jobspec import BuildJobs, container_settings
     from test_verify_rebuild import a_request
 
     class Recording:
@@ -157,10 +157,11 @@ def test_a_container_for_the_next_build_is_started_only_while_more_builds_may_co
 
     jobs, warm = BuildJobs(tmp_path / "driver", tmp_path / "work"), Recording()
     request = a_request(tmp_path)
-    jobs.offer_warm(warm, dataclasses.replace(request, more_to_come=False))()
+    settings = container_settings(request)
+    jobs.offer_warm(warm, dataclasses.replace(request, more_to_come=False), settings)()
     assert warm.offers == []
 
-    jobs.offer_warm(warm, request)()
+    jobs.offer_warm(warm, request, settings)()
     ((key, spec),) = warm.offers
     assert spec.command[-2:] == ["--wait", "/job/job.json"]
     assert {m.target for m in spec.mounts} == {"/job", "/mb", "/out", "/tmp"}
@@ -173,7 +174,7 @@ def test_a_small_build_environment_is_made_in_memory_and_a_large_one_on_disk(
     import zipfile
 
     from mirror_builder.build import jobspec
-    from mirror_builder.build.jobspec import BuildJobs, settings_key
+    from mirror_builder.build.jobspec import BuildJobs, container_settings
     from mirror_builder.build.request import FileRef
     from mirror_builder.sandbox.jobfolders import JobFolders
     from test_verify_rebuild import a_request
@@ -187,14 +188,15 @@ def test_a_small_build_environment_is_made_in_memory_and_a_large_one_on_disk(
     jobs = BuildJobs(tmp_path / "driver", tmp_path / "work")
 
     folders = JobFolders.create(tmp_path / "small", None)
-    targets = {t.target for t in jobs.spec(request, folders, [], ("true",)).tmpfs}
+    small = container_settings(request)
+    targets = {t.target for t in jobs.spec(request, small, folders, [], ("true",)).tmpfs}
     assert targets == {"/tmp/mb-work/env", "/tmp/mb-test"}  # the environment's, the test's
     assert (folders.scratch / "mb-work" / "env").is_dir()  # there before podman gives it out
 
-    small = settings_key(request)
     monkeypatch.setattr(jobspec, "ENV_IN_MEMORY_BYTES", 999)
+    large = container_settings(request)
     folders = JobFolders.create(tmp_path / "large", None)
-    assert {t.target for t in jobs.spec(request, folders, [], ("true",)).tmpfs} == \
+    assert {t.target for t in jobs.spec(request, large, folders, [], ("true",)).tmpfs} == \
         {"/tmp/mb-test"}
     assert not (folders.scratch / "mb-work").exists()
-    assert settings_key(request) != small  # their containers are not interchangeable
+    assert large.key != small.key  # their containers are not interchangeable
