@@ -27,13 +27,20 @@ from mirror_builder.sandbox.podman import Mount, PodmanService, RunResult, RunSp
 from mirror_builder.sandbox.userns import give_back, id_map_text
 from mirror_builder.errors import BuildError
 from mirror_builder.sandbox.jobfolders import BUILDER_UID, DRIVER_COMMAND, JobFolders, read_result
-from mirror_builder.build.jobspec import LATER_CLOSURE, BuildJobs, container_settings
+from mirror_builder.build.jobspec import (LATER_CLOSURE, BuildJobs, ContainerSettings,
+                                          container_settings)
 from mirror_builder.build.warm import WarmContainers, link_into
 from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
 
 log = logging.getLogger(__name__)
 
 
+class TmpfsFull(BuildError):
+    """A build failed with its tmpfs full (paths: their mount points in the container)."""
+
+    def __init__(self, paths: list[str], message: str, **where) -> None:
+        super().__init__(message, **where)
+        self.paths = paths
 
 
 class Builder:
@@ -51,10 +58,29 @@ class Builder:
     def build(self, request: BuildRequest, closure_later: ClosureLater | None = None
               ) -> BuildResult:
         """Build; with request.smoke, the container tests the wheel after handing it over.
-        closure_later: for a plan that waits (SmokePlan.wait), what gives it its closure."""
+        closure_later: for a plan that waits (SmokePlan.wait), what gives it its closure. A
+        build done in memory that fails having filled its tmpfs is built again on disk."""
+        settings = container_settings(request)  # reads the environment's wheels: once
+        try:
+            try:
+                return self._build(request, settings, closure_later)
+            except TmpfsFull as exc:
+                if not settings.in_memory:
+                    raise
+                note = (f"the build filled its folder in memory ({', '.join(exc.paths)}); "
+                        f"building it again on disk")
+                log.info("%s: %s", request.label, note)
+                with request.log_path.open("a") as log_file:
+                    log_file.write(f"[mirror-builder] {request.label}: {note}\n")
+                return self._build(request, container_settings(request, on_disk=True),
+                                   closure_later)
+        except TmpfsFull as exc:  # as any other failed build from here on
+            raise self._error(request, exc.detail) from None
+
+    def _build(self, request: BuildRequest, settings: ContainerSettings,
+               closure_later: ClosureLater | None) -> BuildResult:
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
-        settings = container_settings(request)  # reads the environment's wheels: once
         warm = None if self.warm is None else self.warm.take(settings.key)
         if warm is not None:
             try:
@@ -149,6 +175,11 @@ class Builder:
                 f"the build container exited with status {run.exit_code}"
             if run.oom_killed and "memory limit" not in reason:
                 reason += f" (the memory limit ({limits.memory}) killed a process)"
+            full = result.get("tmpfs_full")
+            if isinstance(full, list) and full and all(isinstance(p, str) for p in full):
+                raise TmpfsFull(full, f"{reason}{_tail(request.log_path)}",
+                                package=request.source.name, version=request.source.version,
+                                chain=request.chain, log_path=str(request.log_path))
             raise self._error(request, f"{reason}{_tail(request.log_path)}")
         return result
 

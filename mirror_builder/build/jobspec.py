@@ -4,6 +4,7 @@ one started before it (build/warm.py: the same, linked into its job folder)."""
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from mirror_builder.build.request import BuildRequest
 from mirror_builder.build.warm import Warm, WarmContainers, link_into
+from mirror_builder.config.sizes import parse_size
 from mirror_builder.prepare.sources import source_date_epoch
 from mirror_builder.sandbox.jobfolders import (BUILDER_UID, DRIVER_COMMAND, WAITING_DRIVER_COMMAND,
                                                JobFolders)
@@ -18,9 +20,17 @@ from mirror_builder.sandbox.podman import Mount, RunSpec, Tmpfs
 
 BUILD_HOSTNAME = "mirror-builder"
 BUILD_WORK = "/tmp/mb-work"  # where the driver builds (its WORK), unless a verify varies it
-# A build environment this small, installed, is made in the container's memory (a tmpfs at
-# WORK/env, counted against its memory limit): files made on the disk behind /tmp took two to
-# three times as long (setuptools' install, 0.12 against 0.07 s on an idle machine).
+# Files made on the disk behind the container's /tmp took two to three times as long as in
+# memory (a copy of setuptools' 524-file source 88 against 16 ms; its install 0.12 against
+# 0.07 s), so a small build is done in memory: a tmpfs at WORK holds the copy of its source,
+# what the build writes there and its environment. It is counted against the build's memory
+# limit, and its size is a share of it (WORK_TMPFS_SHARE, at most WORK_TMPFS_MOST); a build
+# that fills it is built again on disk (Builder.build).
+SOURCE_IN_MEMORY_BYTES = 64 << 20
+WORK_TMPFS_MOST = 2 << 30
+WORK_TMPFS_SHARE = 4  # a quarter of the memory limit
+# A larger source, with an environment this small, installed: the environment alone in memory
+# (a tmpfs at WORK/env).
 ENV_IN_MEMORY_BYTES = 256 << 20
 ENV_TMPFS_SIZE = "512m"
 # Where the driver's smoke test after the build makes its home and venv, in memory
@@ -30,25 +40,69 @@ TEST_TMPFS = Tmpfs("/tmp/mb-test", "512m")
 # In a build's job folder: its smoke test's closure (for a test that waits for it, put there by
 # the host later).
 LATER_CLOSURE = "closure"
+PAGE = 4096  # what the smallest file takes in a tmpfs
 
 
 @dataclass(frozen=True)
 class ContainerSettings:
     """What a build's container is made with apart from its folders, worked out once a build:
-    key (containers alike in it can take each other's builds, build/warm.py) and where its
-    environment's tmpfs goes (None: on disk)."""
+    key (containers alike in it can take each other's builds, build/warm.py) and the tmpfs
+    mounts of its work folder or environment (none: both on disk)."""
 
     key: str
-    env_tmpfs: str | None
+    tmpfs: tuple[Tmpfs, ...]
+
+    @property
+    def in_memory(self) -> bool:
+        return bool(self.tmpfs)
 
 
-def container_settings(request: BuildRequest) -> ContainerSettings:
+def container_settings(request: BuildRequest, on_disk: bool = False) -> ContainerSettings:
+    """The container settings of request's build; on_disk: nothing of it in memory (the build
+    filled its tmpfs before)."""
     limits = request.runtime.limits
-    env_tmpfs = f"{build_work(request)}/env" if env_in_memory(request) else None
+    tmpfs = () if on_disk else in_memory(request)
     return ContainerSettings(repr((
         request.runtime.image.tag, limits.memory, limits.pids_limit, request.runtime.cpus,
-        request.variation.hostname if request.variation else BUILD_HOSTNAME, env_tmpfs)),
-        env_tmpfs)
+        request.variation.hostname if request.variation else BUILD_HOSTNAME, tmpfs)), tmpfs)
+
+
+def in_memory(request: BuildRequest) -> tuple[Tmpfs, ...]:
+    """The tmpfs mounts of a build: its whole work folder when its source and environment are
+    small, else its environment alone when that is, else none."""
+    work = build_work(request)
+    environment = installed_bytes(request)
+    if not work.startswith("/tmp/") or environment is None or environment > ENV_IN_MEMORY_BYTES:
+        return ()
+    size = work_tmpfs_bytes(request.runtime.limits.memory)
+    source = tree_bytes(request.source.tree, SOURCE_IN_MEMORY_BYTES)
+    if source is not None and source + environment <= size // 2:
+        return (Tmpfs(work, f"{size >> 20}m"),)
+    return (Tmpfs(f"{work}/env", ENV_TMPFS_SIZE),)
+
+
+def work_tmpfs_bytes(memory: str) -> int:
+    """The size of a build's work tmpfs under its memory limit ("8g"; "" for none)."""
+    try:
+        limit = parse_size(memory)
+    except ValueError:
+        limit = 0
+    return min(WORK_TMPFS_MOST, limit // WORK_TMPFS_SHARE) if limit else WORK_TMPFS_MOST
+
+
+def tree_bytes(tree: Path, most: int) -> int | None:
+    """What a copy of tree takes in memory (a page at least for each file), or None when that
+    is more than most."""
+    total = 0
+    for folder, _, files in os.walk(tree):
+        for name in files:
+            try:
+                total += max(os.lstat(os.path.join(folder, name)).st_size, PAGE)
+            except OSError:
+                continue
+            if total > most:
+                return None
+    return total
 
 
 class BuildJobs:
@@ -107,19 +161,17 @@ class BuildJobs:
     def spec(self, request: BuildRequest, settings: ContainerSettings, folders: JobFolders,
              mounts: list[Mount], command: tuple[str, ...]) -> RunSpec:
         """The spec of a build's container: its folders' mounts and mounts, the tmpfs of its
-        smoke test and that of an environment kept in memory (its mount point made in the
-        scratch folder first, so that podman gives the build's user the folders on its way)."""
+        smoke test and those of settings (their mount points made in the scratch folder first,
+        so that podman gives the build's user the folders on its way)."""
         limits = request.runtime.limits
-        tmpfs: tuple[Tmpfs, ...] = (TEST_TMPFS,)
-        if settings.env_tmpfs is not None:
-            (folders.scratch / settings.env_tmpfs.removeprefix("/tmp/")).mkdir(
-                parents=True, exist_ok=True)
-            tmpfs += (Tmpfs(settings.env_tmpfs, ENV_TMPFS_SIZE),)
+        for kept in settings.tmpfs:
+            (folders.scratch / kept.target.removeprefix("/tmp/")).mkdir(parents=True,
+                                                                        exist_ok=True)
         return RunSpec(
             image=request.runtime.image.tag,
             command=list(command),
             mounts=(*self.folder_mounts(folders), *mounts),
-            tmpfs=tmpfs,
+            tmpfs=(TEST_TMPFS, *settings.tmpfs),
             environment={"HOME": "/tmp/mb-home", "LANG": "C.UTF-8"},
             workdir="/tmp",
             user=f"{BUILDER_UID}:{BUILDER_UID}",
@@ -139,18 +191,17 @@ def build_work(request: BuildRequest) -> str:
     return request.variation.work_dir if request.variation else BUILD_WORK
 
 
-def env_in_memory(request: BuildRequest) -> bool:
-    """Whether the build's environment is small enough, installed, to be made in memory."""
-    if not build_work(request).startswith("/tmp/"):
-        return False
+def installed_bytes(request: BuildRequest) -> int | None:
+    """The build environment's size, installed (its wheels' files, uncompressed); None when a
+    wheel cannot be read (the driver's install will say what is wrong with it)."""
     installed = 0
     for wheel in request.env.wheels:
         try:
             with zipfile.ZipFile(wheel.path) as archive:
-                installed += sum(info.file_size for info in archive.infolist())
+                installed += sum(max(info.file_size, PAGE) for info in archive.infolist())
         except (OSError, zipfile.BadZipFile):
-            return False  # the driver's install will say what is wrong with it
-    return installed <= ENV_IN_MEMORY_BYTES
+            return None
+    return installed
 
 
 def build_job(request: BuildRequest, source: str, wheels: str, closure: str) -> dict:

@@ -190,15 +190,24 @@ def build(job, started=STARTED):
     except Exception as exc:  # the backend's own exceptions arrive here, whatever they are
         traceback.print_exc()
         result["error"] = f"{result['stage']} failed: {type(exc).__name__}: {exc}"
-    from mb_limits import limits_hit  # /mb/lib
+    from mb_limits import full_tmpfs, limits_hit  # /mb/lib
 
     hit = limits_hit()
+    full = full_tmpfs()
+    if full:
+        result["tmpfs_full"] = full
+        hit += [f"{path}, in memory, is full" for path in full]
     if hit:
         result["limits_hit"] = hit
         result["error"] += " (" + "; ".join(hit) + ")"
     say(result["error"])
     write_json(result_path, result)
     return 1
+
+
+def _mib(path):
+    stats = os.statvfs(path)
+    return stats.f_blocks * stats.f_frsize >> 20
 
 
 def cpu_seconds():
@@ -214,6 +223,8 @@ def build_steps(job, result):
     timings = result["timings"]
     started = time.monotonic()
     work = job.get("work") or WORK
+    if os.path.ismount(work):
+        say(f"building in memory: {work} is a tmpfs of {_mib(work)} MiB")
     src = copy_source(job["source"], work)
     env_dir = os.path.join(work, "env")
     python = os.path.join(env_dir, "bin", "python")
@@ -383,9 +394,9 @@ def install_wheels(job, env_dir, python, base_env):
     # command (the freeze took 65 ms, now 8); the image's seed spares even that.
     from mb_uvenv import uv_environment  # /mb/lib
 
-    # An environment made in memory (the host mounted a tmpfs at env_dir) has uv's cache in it
-    # too, for the hardlinks, until it is made.
-    in_memory = os.path.ismount(env_dir)
+    # An environment made in memory (the host mounted a tmpfs at env_dir, or at the work folder
+    # it is in) has uv's cache in it too, for the hardlinks, until it is made.
+    in_memory = os.path.ismount(env_dir) or os.path.ismount(os.path.dirname(env_dir))
     cache = os.path.join(env_dir, ".mb-uv-cache") if in_memory else UV_CACHE
     uv_env = uv_environment(base_env, cache)
     run(["uv", "venv", "--quiet", *(["--allow-existing"] if in_memory else []),

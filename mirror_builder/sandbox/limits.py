@@ -1,5 +1,8 @@
 """Runs INSIDE a build container, beside the driver (copied in as /mb/lib/mb_limits.py; stdlib
-only): what the container's cgroup says about the limits a failed build ran into."""
+only): what the container's cgroup says about the limits a failed build ran into, and which of
+its folders in memory it filled."""
+
+import os
 
 
 def limits_hit():
@@ -15,6 +18,29 @@ def limits_hit():
     if kills:
         found.append(f"the memory limit ({_memory_limit()}) killed {kills} process(es)")
     return found
+
+
+def full_tmpfs(mounts="/proc/self/mounts"):
+    """The build's tmpfs mounts under /tmp (its work folder or environment, build/jobspec.py)
+    that are full, or as good as: a build that failed there is built again on disk."""
+    full = []
+    try:
+        with open(mounts) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return full
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3 or fields[2] != "tmpfs" or not fields[1].startswith("/tmp/"):
+            continue
+        try:
+            stats = os.statvfs(fields[1])
+        except OSError:
+            continue
+        size = stats.f_blocks * stats.f_frsize
+        if size and stats.f_bavail * stats.f_frsize < max(1 << 20, size // 100):
+            full.append(fields[1])
+    return full
 
 
 def _cgroup_counter(paths, key):

@@ -168,7 +168,7 @@ def test_a_container_for_the_next_build_is_started_only_while_more_builds_may_co
     assert dataclasses.replace(request, more_to_come=False).to_dict()["more_to_come"] is False
 
 
-def test_a_small_build_environment_is_made_in_memory_and_a_large_one_on_disk(
+def test_a_small_build_is_done_in_memory_a_larger_source_keeps_only_its_environment_there(
         tmp_path, monkeypatch):
     import dataclasses
     import zipfile
@@ -187,16 +187,56 @@ def test_a_small_build_environment_is_made_in_memory_and_a_large_one_on_disk(
         request.env, wheels=(FileRef(wheel, "0" * 64),)))
     jobs = BuildJobs(tmp_path / "driver", tmp_path / "work")
 
-    folders = JobFolders.create(tmp_path / "small", None)
-    small = container_settings(request)
-    targets = {t.target for t in jobs.spec(request, small, folders, [], ("true",)).tmpfs}
-    assert targets == {"/tmp/mb-work/env", "/tmp/mb-test"}  # the environment's, the test's
-    assert (folders.scratch / "mb-work" / "env").is_dir()  # there before podman gives it out
+    def tmpfs_of(settings, name):
+        folders = JobFolders.create(tmp_path / name, None)
+        mounted = {t.target: t.size for t in jobs.spec(request, settings, folders, [],
+                                                       ("true",)).tmpfs}
+        return mounted, folders.scratch
 
+    # Small source, small environment: the whole work folder, a quarter of the memory limit
+    # (8g here), at most 2 GiB; the environment is made in it.
+    small = container_settings(request)
+    mounted, scratch = tmpfs_of(small, "small")
+    assert request.runtime.limits.memory == "8g"
+    assert mounted == {"/tmp/mb-work": "2048m", "/tmp/mb-test": "512m"}
+    assert (scratch / "mb-work").is_dir()  # there before podman gives it out
+
+    # A source larger than that: only the environment in memory.
+    monkeypatch.setattr(jobspec, "SOURCE_IN_MEMORY_BYTES", 10)
+    larger_source = container_settings(request)
+    mounted, scratch = tmpfs_of(larger_source, "source")
+    assert mounted == {"/tmp/mb-work/env": "512m", "/tmp/mb-test": "512m"}
+    assert (scratch / "mb-work" / "env").is_dir()
+
+    # A large environment: nothing of the build in memory; nor when told to build on disk.
     monkeypatch.setattr(jobspec, "ENV_IN_MEMORY_BYTES", 999)
     large = container_settings(request)
-    folders = JobFolders.create(tmp_path / "large", None)
-    assert {t.target for t in jobs.spec(request, large, folders, [], ("true",)).tmpfs} == \
-        {"/tmp/mb-test"}
-    assert not (folders.scratch / "mb-work").exists()
-    assert large.key != small.key  # their containers are not interchangeable
+    assert tmpfs_of(large, "large")[0] == {"/tmp/mb-test": "512m"}
+    assert not (tmpfs_of(large, "large2")[1] / "mb-work").exists()
+    monkeypatch.undo()
+    assert container_settings(request, on_disk=True).tmpfs == ()
+    # Their containers are not interchangeable.
+    assert len({small.key, larger_source.key, large.key}) == 3
+
+
+def test_the_work_folder_in_memory_is_a_share_of_the_memory_limit():
+    from mirror_builder.build.jobspec import work_tmpfs_bytes
+
+    assert work_tmpfs_bytes("1g") == 256 << 20
+    assert work_tmpfs_bytes("64g") == 2 << 30
+    assert work_tmpfs_bytes("") == 2 << 30  # no limit
+
+
+def test_a_source_and_environment_that_would_fill_half_the_work_folder_stay_on_disk(tmp_path):
+    import dataclasses
+
+    from mirror_builder.build.jobspec import container_settings
+    from test_verify_rebuild import a_request
+
+    request = a_request(tmp_path)
+    (request.source.tree / "data.bin").write_bytes(b"\0" * (300 << 10))
+    tight = dataclasses.replace(request, runtime=dataclasses.replace(
+        request.runtime, limits=dataclasses.replace(request.runtime.limits, memory="2m")))
+
+    assert [t.target for t in container_settings(request).tmpfs] == ["/tmp/mb-work"]
+    assert [t.target for t in container_settings(tight).tmpfs] == ["/tmp/mb-work/env"]
