@@ -18,6 +18,10 @@ SMOKE_HOME = "/tmp/mb-smoke"  # the in-build test's own home, cache and working 
 # A tmpfs the host mounts in build containers (build/jobspec.py): where it is, the in-build
 # test's home and venv are made in it instead (files made on the disk behind /tmp cost 2-3x).
 IN_MEMORY = "/tmp/mb-test"
+BUILT = "built"  # the in-build test's number, in its venv's name
+# Where the in-build test makes its venv (in memory, else on disk): the image's uv seed knows
+# these paths (containerfiles/*/Containerfile), as it does WORK/smoke-N.
+IN_BUILD_VENVS = (f"{IN_MEMORY}/smoke/smoke-{BUILT}", f"{SMOKE_HOME}/smoke-{BUILT}")
 
 
 # A module that imports another project the wheel does not declare (an optional dependency:
@@ -210,7 +214,7 @@ def smoke_built(job, result):
         # No folder when the wheel needs nothing: podman mounts only the closure's files.
         closure = plan["closure_dir"]
         sources = ["--no-index", *(["--find-links", closure] if os.path.isdir(closure) else [])]
-        tested, output = smoke_one(sources, "built", wheel, imports, env, uv_env, cwd=cwd,
+        tested, output = smoke_one(sources, BUILT, wheel, imports, env, uv_env, cwd=cwd,
                                    keep=True, parent=home)
         print(output, end="", flush=True)
         tested["imported"] = imports

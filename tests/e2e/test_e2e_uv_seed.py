@@ -8,14 +8,15 @@ import subprocess
 
 import pytest
 
-from mirror_builder.sandbox.smokerun import WORK
+from mirror_builder.sandbox.smokerun import IN_BUILD_VENVS, WORK
 from mirror_builder.sandbox.uvenv import SEED
 
 pytestmark = pytest.mark.e2e
 
-# The driver's build environment and repair environment, the in-build smoke test's venv and
-# those of a smoke-test container's first tests.
-VENVS = ["env", "repair-env", "smoke-built", *(f"smoke-{n}" for n in range(32))]
+# The driver's build environment and repair environment, those of a smoke-test container's first
+# tests, and the in-build smoke test's (in memory or on disk).
+VENVS = [f"{WORK}/env", f"{WORK}/repair-env", *(f"{WORK}/smoke-{n}" for n in range(32)),
+         *IN_BUILD_VENVS]
 CACHED = "Found cached interpreter info"
 
 
@@ -37,8 +38,8 @@ def uv_in(image: str, script: str) -> str:
 
 def test_uv_knows_the_images_python_and_every_venv_path_without_asking(image):
     script = "; ".join(
-        f"uv venv -q --python /usr/bin/python3 {WORK}/{venv}; "
-        f"uv pip freeze -vv --python {WORK}/{venv}/bin/python 2>&1 | grep -c '{CACHED}' || true"
+        f"uv venv -q --python /usr/bin/python3 {venv}; "
+        f"uv pip freeze -vv --python {venv}/bin/python 2>&1 | grep -c '{CACHED}' || true"
         for venv in VENVS)
     counts = uv_in(image, script).split()
 
