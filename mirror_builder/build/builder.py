@@ -35,12 +35,13 @@ from mirror_builder.build.wheelcheck import WheelRejected, check_built_wheel
 log = logging.getLogger(__name__)
 
 
-class TmpfsFull(BuildError):
-    """A build failed with its tmpfs full (paths: their mount points in the container)."""
+class InMemoryFailed(BuildError):
+    """A build done in memory failed for it (why, as the driver says: it filled its tmpfs, or
+    the OOM killer struck while its files took memory)."""
 
-    def __init__(self, paths: list[str], message: str, **where) -> None:
+    def __init__(self, why: str, message: str, **where) -> None:
         super().__init__(message, **where)
-        self.paths = paths
+        self.why = why
 
 
 class Builder:
@@ -59,22 +60,22 @@ class Builder:
               ) -> BuildResult:
         """Build; with request.smoke, the container tests the wheel after handing it over.
         closure_later: for a plan that waits (SmokePlan.wait), what gives it its closure. A
-        build done in memory that fails having filled its tmpfs is built again on disk."""
+        build done in memory that fails for it (sandbox/limits.py) is built again on disk."""
         settings = container_settings(request)  # reads the environment's wheels: once
         try:
             try:
                 return self._build(request, settings, closure_later)
-            except TmpfsFull as exc:
+            except InMemoryFailed as exc:
                 if not settings.in_memory:
                     raise
-                note = (f"the build filled its folder in memory ({', '.join(exc.paths)}); "
-                        f"building it again on disk")
+                # The driver's words, on one line: the build ran in its container.
+                note = f"{' '.join(exc.why.split())[:200]}; building it again on disk"
                 log.info("%s: %s", request.label, note)
                 with request.log_path.open("a") as log_file:
                     log_file.write(f"[mirror-builder] {request.label}: {note}\n")
                 return self._build(request, container_settings(request, on_disk=True),
                                    closure_later)
-        except TmpfsFull as exc:  # as any other failed build from here on
+        except InMemoryFailed as exc:  # as any other failed build from here on
             raise self._error(request, exc.detail) from None
 
     def _build(self, request: BuildRequest, settings: ContainerSettings,
@@ -175,11 +176,11 @@ class Builder:
                 f"the build container exited with status {run.exit_code}"
             if run.oom_killed and "memory limit" not in reason:
                 reason += f" (the memory limit ({limits.memory}) killed a process)"
-            full = result.get("tmpfs_full")
-            if isinstance(full, list) and full and all(isinstance(p, str) for p in full):
-                raise TmpfsFull(full, f"{reason}{_tail(request.log_path)}",
-                                package=request.source.name, version=request.source.version,
-                                chain=request.chain, log_path=str(request.log_path))
+            retry = result.get("retry_on_disk")
+            if isinstance(retry, str) and retry:
+                raise InMemoryFailed(retry, f"{reason}{_tail(request.log_path)}",
+                                     package=request.source.name, version=request.source.version,
+                                     chain=request.chain, log_path=str(request.log_path))
             raise self._error(request, f"{reason}{_tail(request.log_path)}")
         return result
 

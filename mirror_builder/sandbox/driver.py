@@ -190,13 +190,13 @@ def build(job, started=STARTED):
     except Exception as exc:  # the backend's own exceptions arrive here, whatever they are
         traceback.print_exc()
         result["error"] = f"{result['stage']} failed: {type(exc).__name__}: {exc}"
-    from mb_limits import full_tmpfs, limits_hit  # /mb/lib
+    from mb_limits import limits_hit, why_retry_on_disk  # /mb/lib
 
     hit = limits_hit()
-    full = full_tmpfs()
-    if full:
-        result["tmpfs_full"] = full
-        hit += [f"{path}, in memory, is full" for path in full]
+    retry = why_retry_on_disk()
+    if retry:
+        result["retry_on_disk"] = retry
+        hit.append(retry)
     if hit:
         result["limits_hit"] = hit
         result["error"] += " (" + "; ".join(hit) + ")"

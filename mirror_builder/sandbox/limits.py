@@ -1,8 +1,10 @@
 """Runs INSIDE a build container, beside the driver (copied in as /mb/lib/mb_limits.py; stdlib
-only): what the container's cgroup says about the limits a failed build ran into, and which of
-its folders in memory it filled."""
+only): what the container's cgroup says about the limits a failed build ran into, and whether
+its folders in memory had a hand in it."""
 
 import os
+
+OOM_EVENTS = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
 
 
 def limits_hit():
@@ -13,22 +15,36 @@ def limits_hit():
     if forks:
         limit = _read_first(("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"))
         found.append(f"the process limit ({limit}) refused {forks} new process(es)")
-    kills = _cgroup_counter(("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"),
-                            "oom_kill")
+    kills = _cgroup_counter(OOM_EVENTS, "oom_kill")
     if kills:
         found.append(f"the memory limit ({_memory_limit()}) killed {kills} process(es)")
     return found
 
 
-def full_tmpfs(mounts="/proc/self/mounts"):
-    """The build's tmpfs mounts under /tmp (its work folder or environment, build/jobspec.py)
-    that are full, or as good as: a build that failed there is built again on disk."""
-    full = []
+def why_retry_on_disk(mounts="/proc/self/mounts"):
+    """Why a failed build done in memory (tmpfs under /tmp, build/jobspec.py) should be built
+    again on disk, or None: it filled one, or the OOM killer struck while its files took memory
+    (they count against the limit). A memory-hungry build fails on disk too, once more."""
+    usage = tmpfs_usage(mounts)
+    full = [path for path, used, size in usage if size - used < max(1 << 20, size // 100)]
+    if full:
+        return f"the build filled its folder in memory ({', '.join(full)})"
+    in_memory = [(path, used) for path, used, _ in usage if used >= 1 << 20]
+    if in_memory and _cgroup_counter(OOM_EVENTS, "oom_kill"):
+        held = sum(used for _, used in in_memory) >> 20
+        return (f"the memory limit killed a process while {held} MiB of the build's files were "
+                f"in memory ({', '.join(path for path, _ in in_memory)})")
+    return None
+
+
+def tmpfs_usage(mounts="/proc/self/mounts"):
+    """(mount point, bytes used, size) of each tmpfs under /tmp."""
+    usage = []
     try:
         with open(mounts) as handle:
             lines = handle.read().splitlines()
     except OSError:
-        return full
+        return usage
     for line in lines:
         fields = line.split()
         if len(fields) < 3 or fields[2] != "tmpfs" or not fields[1].startswith("/tmp/"):
@@ -38,9 +54,9 @@ def full_tmpfs(mounts="/proc/self/mounts"):
         except OSError:
             continue
         size = stats.f_blocks * stats.f_frsize
-        if size and stats.f_bavail * stats.f_frsize < max(1 << 20, size // 100):
-            full.append(fields[1])
-    return full
+        if size:
+            usage.append((fields[1], size - stats.f_bfree * stats.f_frsize, size))
+    return usage
 
 
 def _cgroup_counter(paths, key):

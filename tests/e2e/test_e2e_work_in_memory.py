@@ -1,6 +1,7 @@
 """End-to-end, real podman: a small build is done in memory, its work folder a tmpfs of a quarter
-of its memory limit (build/jobspec.py). A build that writes more than that is not failed for it:
-it is built again on disk, and its log says why."""
+of its memory limit (build/jobspec.py). A build that writes more than that, or that runs out of
+memory while its files take some, is not failed for it: it is built again on disk, and its log
+says why."""
 
 import json
 import shutil
@@ -12,11 +13,12 @@ from conftest import FIXTURES, make_sdist, run_mirror_builder
 pytestmark = pytest.mark.e2e
 
 
-def bigbuild_sdist(work, name, megabytes):
+def bigbuild_sdist(work, name, megabytes, allocate_megabytes=0):
     source = work / "src" / name
     shutil.copytree(FIXTURES / "bigbuild", source)
     (source / "bigbuild.json").write_text(json.dumps(
-        {"name": name, "version": "1.0", "megabytes": megabytes}))
+        {"name": name, "version": "1.0", "megabytes": megabytes,
+         "allocate_megabytes": allocate_megabytes}))
     return make_sdist(source, work / "dist", name.replace("-", "_"), "1.0")
 
 
@@ -54,3 +56,22 @@ def test_a_build_that_outgrows_its_folder_in_memory_is_built_again_on_disk(
     for project in ("fits-in-memory", "outgrows-memory"):
         (record,) = (out / "records" / project).glob("*.build.json")
         assert json.loads(record.read_text())["smoke_test"]["status"] == "passed"
+
+
+def test_a_build_that_runs_out_of_memory_while_its_files_take_some_is_built_again_on_disk(
+        local_upstream, tmp_path):
+    # 60 of its 64 MiB in memory, then 200 MiB taken: over its 256 MiB with the files, not
+    # without them.
+    local_upstream.add(bigbuild_sdist(tmp_path, "hungry", 60, allocate_megabytes=200))
+    settings = local_upstream.settings(
+        tmp_path / "conf", build={"timeout_seconds": 600, "memory": "256m", "pids_limit": 4096})
+
+    run_mirror_builder("bootstrap", "hungry==1.0", "-o", "out", "--no-build-cache",
+                       cwd=tmp_path, settings=settings)
+
+    log = build_log(tmp_path / "out", "hungry")
+    first, again = log.split("; building it again on disk")
+    assert "BIGBUILD building in /tmp/mb-work/src on tmpfs" in first
+    assert "BIGBUILD took" not in first
+    assert "the memory limit killed a process while 6" in first  # 6x MiB of its files
+    assert "BIGBUILD took 200 MiB of memory" in again

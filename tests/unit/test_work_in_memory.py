@@ -32,7 +32,8 @@ class FillingPodman:
         if in_memory or self.always_full:
             result = {"status": "failed", "stage": "build_wheel", "timings": {},
                       "error": "build_wheel failed: OSError: [Errno 28] No space left on device",
-                      "tmpfs_full": in_memory or ["/tmp/mb-test"]}
+                      "retry_on_disk": "the build filled its folder in memory "
+                                       f"({', '.join(in_memory or ['/tmp/mb-test'])})"}
         else:
             (out / "dist").mkdir()
             make_wheel(out / "dist")
@@ -71,18 +72,65 @@ def test_a_build_on_disk_that_fills_a_tmpfs_fails_as_any_failed_build_once(tmp_p
     assert str(failed.value).startswith("demo==1.0: build_wheel failed: OSError")
 
 
-def test_the_driver_names_the_tmpfs_under_tmp_that_are_full(tmp_path, monkeypatch):
+MOUNTS = ("overlay / overlay rw 0 0\n"
+          "tmpfs /tmp/mb-work tmpfs rw,size=65536k 0 0\n"
+          "tmpfs /tmp/mb-test tmpfs rw,size=524288k 0 0\n"
+          "tmpfs /dev/shm tmpfs rw 0 0\n")
+
+
+def in_container(tmp_path, monkeypatch, free, oom_kills=0):
+    """mounts and statvfs as a build container would see them: each tmpfs 512 MiB with free[path]
+    bytes free; the cgroup's OOM kill counter at oom_kills."""
     mounts = tmp_path / "mounts"
-    mounts.write_text("overlay / overlay rw 0 0\n"
-                      "tmpfs /tmp/mb-work tmpfs rw,size=65536k 0 0\n"
-                      "tmpfs /tmp/mb-test tmpfs rw,size=524288k 0 0\n"
-                      "tmpfs /dev/shm tmpfs rw 0 0\n")
-    free = {"/tmp/mb-work": 100 << 10, "/tmp/mb-test": 400 << 20, "/dev/shm": 0}
+    mounts.write_text(MOUNTS)
+    events = tmp_path / "memory.events"
+    events.write_text(f"low 0\nhigh 0\nmax 0\noom 0\noom_kill {oom_kills}\n")
+    monkeypatch.setattr(limits, "OOM_EVENTS", (str(events),))
 
     def statvfs(path):
-        return os.statvfs_result((4096, 4096, (512 << 20) // 4096, 0, free[path] // 4096, 0, 0,
-                                  0, 0, 255))
+        blocks = free[path] // 4096
+        return os.statvfs_result((4096, 4096, (512 << 20) // 4096, blocks, blocks, 0, 0, 0, 0,
+                                  255))
 
     monkeypatch.setattr(limits.os, "statvfs", statvfs)
+    return str(mounts)
 
-    assert limits.full_tmpfs(str(mounts)) == ["/tmp/mb-work"]
+
+def test_a_build_that_filled_its_tmpfs_is_to_be_built_again_on_disk(tmp_path, monkeypatch):
+    mounts = in_container(tmp_path, monkeypatch,
+                          {"/tmp/mb-work": 100 << 10, "/tmp/mb-test": 512 << 20, "/dev/shm": 0})
+
+    assert limits.why_retry_on_disk(mounts) == \
+        "the build filled its folder in memory (/tmp/mb-work)"
+
+
+def test_a_build_the_oom_killer_struck_while_its_files_took_memory_is_built_again(
+        tmp_path, monkeypatch):
+    free = {"/tmp/mb-work": 300 << 20, "/tmp/mb-test": 512 << 20, "/dev/shm": 0}
+
+    assert limits.why_retry_on_disk(in_container(tmp_path, monkeypatch, free)) is None
+    assert limits.why_retry_on_disk(in_container(tmp_path, monkeypatch, free, oom_kills=1)) == \
+        "the memory limit killed a process while 212 MiB of the build's files were in memory " \
+        "(/tmp/mb-work)"
+    # Nothing of its own in memory: the limit is the build's alone.
+    empty = {"/tmp/mb-work": 512 << 20, "/tmp/mb-test": 512 << 20, "/dev/shm": 0}
+    assert limits.why_retry_on_disk(in_container(tmp_path, monkeypatch, empty, oom_kills=1)) \
+        is None
+
+
+def test_the_reason_the_driver_gives_reaches_the_log_on_one_line(tmp_path):
+    class Worded(FillingPodman):
+        def run(self, spec, log_path, on_started=None, started=None):
+            done = super().run(spec, log_path, on_started, started)
+            out = {m.target: m.source for m in spec.mounts}["/out"]
+            result = json.loads((out / "result.json").read_text())
+            if "retry_on_disk" in result:
+                result["retry_on_disk"] = "full\n[mirror-builder] forged line"
+                (out / "result.json").write_text(json.dumps(result))
+            return done
+
+    Builder(Worded(), tmp_path / "driver", tmp_path / "work").build(plain(tmp_path))
+
+    log = plain(tmp_path).log_path.read_text()
+    assert "full [mirror-builder] forged line; building it again on disk" in log
+    assert "\n[mirror-builder] forged line" not in log
