@@ -3,6 +3,7 @@ requests of build/request.py; everything the build leaves is checked before the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -64,7 +65,7 @@ class Builder:
         settings = container_settings(request)  # reads the environment's wheels: once
         try:
             try:
-                return self._build(request, settings, closure_later)
+                return _with_memory(self._build(request, settings, closure_later), settings)
             except InMemoryFailed as exc:
                 if not settings.in_memory:
                     raise
@@ -73,8 +74,8 @@ class Builder:
                 log.info("%s: %s", request.label, note)
                 with request.log_path.open("a") as log_file:
                     log_file.write(f"[mirror-builder] {request.label}: {note}\n")
-                return self._build(request, container_settings(request, on_disk=True),
-                                   closure_later)
+                on_disk = container_settings(request, on_disk=True)
+                return _with_memory(self._build(request, on_disk, closure_later), on_disk)
         except InMemoryFailed as exc:  # as any other failed build from here on
             raise self._error(request, exc.detail) from None
 
@@ -250,6 +251,12 @@ class Builder:
     def _error(request: BuildRequest, message: str) -> BuildError:
         return BuildError(message, package=request.source.name, version=request.source.version,
                           chain=request.chain, log_path=str(request.log_path))
+
+
+def _with_memory(result: BuildResult, settings: ContainerSettings) -> BuildResult:
+    """result, saying which of the build's folders were in memory."""
+    return dataclasses.replace(result, in_memory=tuple(f"{t.target} ({t.size})"
+                                                       for t in settings.tmpfs))
 
 
 def _build_result(request: BuildRequest, result: dict, run: RunResult, wheel: Path | None,

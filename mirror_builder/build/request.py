@@ -175,6 +175,9 @@ class BuildResult:
     # The Debian packages whose libraries the wheel's ELF files link to, as the image has
     # them: ({soname, path, package, version, architecture, distro}, ...), for its SBOM.
     linked: tuple[Mapping[str, str], ...] = ()
+    # The build's folders in memory, as "mount point (size)": its work folder, or its
+    # environment alone (build/jobspec.py); none: all on disk.
+    in_memory: tuple[str, ...] = ()
     # The smoke test run in the build container (BuildRequest.smoke), whatever its outcome; a
     # Future of it (SmokeResult or None) while the container, which handed the wheel over
     # first, still runs it (build/handover.py).
@@ -195,7 +198,7 @@ class BuildResult:
         values = dict(data)
         values["wheel"] = Path(values["wheel"]) if values["wheel"] else None
         values["log_path"] = Path(values["log_path"])
-        for key in ("backend_requires", "missing", "command", "linked"):
+        for key in ("backend_requires", "missing", "command", "linked", "in_memory"):
             values[key] = tuple(values.get(key, ()))
         if values.get("smoke"):
             smoke = dict(values["smoke"])

@@ -173,7 +173,10 @@ def _environment_rows(table: Table, record: dict[str, Any]) -> None:
     sandbox = record["sandbox"]
     table.add_row("sandbox", f"network {sandbox['network']}, {sandbox['user']}, capabilities "
                              f"{sandbox['capabilities']}, memory {sandbox['memory']}, "
-                             f"pids {sandbox['pids_limit']}, timeout {sandbox['timeout_seconds']} s")
+                             f"pids {sandbox['pids_limit']}, timeout {sandbox['timeout_seconds']} s"
+                             + (f"; in memory: {escape(', '.join(map(str, sandbox['in_memory'])))}"
+                                if isinstance(sandbox.get("in_memory"), list)
+                                and sandbox["in_memory"] else ""))
     if isinstance(sandbox.get("user_namespace"), dict):
         table.add_row("user namespace", "; ".join(
             f"{kind}s {_id_ranges(sandbox['user_namespace'].get(f'{kind}_map', ''))}"

@@ -102,5 +102,6 @@ def _sandbox(run: BootstrapRun, package, outcome: BuildResult) -> dict[str, Any]
             "root_filesystem": "read-only; writable: /out and a fresh /tmp",
             "memory": limits.memory, "pids_limit": limits.pids_limit,
             "timeout_seconds": limits.timeout_seconds, "cpus": package.cpus,
+            "in_memory": list(outcome.in_memory),
             **({"user_namespace": dict(outcome.user_namespace)} if outcome.user_namespace else {}),
             **({"host": dict(outcome.worker)} if outcome.worker else {})}

@@ -53,9 +53,14 @@ def test_a_build_that_outgrows_its_folder_in_memory_is_built_again_on_disk(
     on = again.split("BIGBUILD building in /tmp/mb-work/src on ")[1].split()[0]
     assert on != "tmpfs"
     assert "BIGBUILD wrote 96 MiB" in again
+    records = {}
     for project in ("fits-in-memory", "outgrows-memory"):
         (record,) = (out / "records" / project).glob("*.build.json")
-        assert json.loads(record.read_text())["smoke_test"]["status"] == "passed"
+        records[project] = json.loads(record.read_text())
+        assert records[project]["smoke_test"]["status"] == "passed"
+    # Their records say where they were built.
+    assert records["fits-in-memory"]["sandbox"]["in_memory"] == ["/tmp/mb-work (64m)"]
+    assert records["outgrows-memory"]["sandbox"]["in_memory"] == []
 
 
 def test_a_build_that_runs_out_of_memory_while_its_files_take_some_is_built_again_on_disk(

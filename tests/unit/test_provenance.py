@@ -67,6 +67,7 @@ def make_record(**changes) -> BuildRecord:
                  "no_new_privileges": True, "memory": "8g", "pids_limit": 4096,
                  "timeout_seconds": 3600, "cpus": None,
                  "root_filesystem": "read-only; writable: /out and a fresh /tmp",
+                 "in_memory": ["/tmp/mb-work (2048m)"],
                  "user_namespace": {"uid_map": "0 2147483647 65534",
                                     "gid_map": "0 2147483647 65534"},
                  "host": {"executor": "dask", "name": "wbook", "id": "Worker-c6acd0a1",
@@ -250,9 +251,10 @@ def test_schema_describes_every_property_in_one_line(schema):
     walk(schema["properties"], "")
 
 
-# Keys a record may lack: records of builds made before builds had a user namespace of their own,
-# and of wheels not built here, have none; only builds on a cluster's worker name their host.
-OPTIONAL = {"sandbox": {"user_namespace", "host"}}
+# Keys a record may lack: records of builds made before builds had a user namespace of their own
+# or were done in memory, and of wheels not built here, have none; only builds on a cluster's
+# worker name their host.
+OPTIONAL = {"sandbox": {"user_namespace", "host", "in_memory"}}
 
 
 @pytest.mark.parametrize("nested", ["source", "build_env", "rebuild", "image", "sandbox"])

@@ -54,11 +54,23 @@ def test_a_build_that_fills_its_folder_in_memory_is_built_again_on_disk(tmp_path
     result = Builder(podman, tmp_path / "driver", tmp_path / "work").build(plain(tmp_path))
 
     assert result.status == "built" and result.wheel.is_file()
+    assert result.in_memory == ()  # what its record says: built on disk
     first, second = podman.specs
     assert "/tmp/mb-work" in {t.target for t in first.tmpfs}
     assert {t.target for t in second.tmpfs} == {"/tmp/mb-test"}  # the smoke test's only
     log = plain(tmp_path).log_path.read_text()
     assert "filled its folder in memory (/tmp/mb-work); building it again on disk" in log
+
+
+def test_a_build_says_which_of_its_folders_were_in_memory(tmp_path):
+    class Building(FillingPodman):
+        def run(self, spec, log_path, on_started=None, started=None):
+            return super().run(dataclasses.replace(spec, tmpfs=()), log_path)
+
+    result = Builder(Building(), tmp_path / "driver", tmp_path / "work").build(plain(tmp_path))
+
+    assert result.in_memory == ("/tmp/mb-work (2048m)",)
+    assert type(result).from_dict(result.to_dict()).in_memory == ("/tmp/mb-work (2048m)",)
 
 
 def test_a_build_on_disk_that_fills_a_tmpfs_fails_as_any_failed_build_once(tmp_path):
