@@ -108,10 +108,13 @@ class BuildHost(WorkerPlugin):
             if result.wheel is not None:
                 wheel = (result.wheel.name, store.push(result.wheel))
                 result.wheel.unlink()
+            # Waits for a test the build's container still runs after handing its wheel over:
+            # only once it has ended is its output in the log (a build shorter than the log's
+            # live copy took had none of it there before).
+            plain = _plain_result(result)
             log_digest = store.push(local.log_path)
-            return RemoteOutcome(result.status, self.provenance(image),
-                                 result=_plain_result(result), wheel=wheel,
-                                 log_sha256=log_digest).to_dict()
+            return RemoteOutcome(result.status, self.provenance(image), result=plain,
+                                 wheel=wheel, log_sha256=log_digest).to_dict()
         except MirrorBuilderError as exc:  # the store, podman or the image on this host
             return self._host_failure(image, exc)
         finally:
