@@ -69,10 +69,13 @@ def container_settings(request: BuildRequest, on_disk: bool = False) -> Containe
 
 def in_memory(request: BuildRequest) -> tuple[Tmpfs, ...]:
     """The tmpfs mounts of a build: its whole work folder when its source and environment are
-    small, else its environment alone when that is, else none."""
+    small, else its environment alone when that is, else none (also with build.in_memory
+    false)."""
     work = build_work(request)
+    if not request.runtime.limits.in_memory or not work.startswith("/tmp/"):
+        return ()
     environment = installed_bytes(request)
-    if not work.startswith("/tmp/") or environment is None or environment > ENV_IN_MEMORY_BYTES:
+    if environment is None or environment > ENV_IN_MEMORY_BYTES:
         return ()
     size = work_tmpfs_bytes(request.runtime.limits.memory)
     source = tree_bytes(request.source.tree, SOURCE_IN_MEMORY_BYTES)

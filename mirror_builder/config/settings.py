@@ -57,6 +57,8 @@ class BuildSettings:
     jobs: int | None = None
     # Repair platform wheels to a manylinux tag with auditwheel, so they install elsewhere too.
     manylinux: bool = False
+    # Small builds done in memory (build/jobspec.py); False: every build's files on disk.
+    in_memory: bool = True
 
 
 @dataclass(frozen=True)
@@ -324,7 +326,7 @@ def _targets(r: YamlReader, top: dict[str, Any], project_dir: Path) -> tuple[Tar
 
 def _build_settings(r: YamlReader, top: dict[str, Any]) -> BuildSettings:
     b = r.mapping(top.get("build"), ("build",), {"timeout_seconds", "memory", "pids_limit", "jobs",
-                                                 "manylinux"})
+                                                 "manylinux", "in_memory"})
     build_defaults = BuildSettings()
     return BuildSettings(
         timeout_seconds=r.positive(b, ("build", "timeout_seconds"), build_defaults.timeout_seconds),
@@ -332,6 +334,7 @@ def _build_settings(r: YamlReader, top: dict[str, Any]) -> BuildSettings:
         pids_limit=r.positive(b, ("build", "pids_limit"), build_defaults.pids_limit),
         jobs=r.positive(b, ("build", "jobs"), 1) if b.get("jobs") is not None else None,
         manylinux=r.value(b, ("build", "manylinux"), bool, False),
+        in_memory=r.value(b, ("build", "in_memory"), bool, True),
     )
 
 

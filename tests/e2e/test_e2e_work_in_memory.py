@@ -80,3 +80,20 @@ def test_a_build_that_runs_out_of_memory_while_its_files_take_some_is_built_agai
     assert "BIGBUILD took" not in first
     assert "the memory limit killed a process while 6" in first  # 6x MiB of its files
     assert "BIGBUILD took 200 MiB of memory" in again
+
+
+def test_with_in_memory_off_every_build_is_done_on_disk(local_upstream, tmp_path):
+    local_upstream.add(bigbuild_sdist(tmp_path, "on-disk", 1))
+    settings = local_upstream.settings(
+        tmp_path / "conf", build={"timeout_seconds": 600, "memory": "8g", "pids_limit": 4096,
+                                  "in_memory": False})
+
+    run_mirror_builder("bootstrap", "on-disk==1.0", "-o", "out", "--no-build-cache",
+                       cwd=tmp_path, settings=settings)
+
+    log = build_log(tmp_path / "out", "on-disk")
+    assert "building in memory" not in log
+    assert "BIGBUILD building in /tmp/mb-work/src on tmpfs" not in log
+    assert "BIGBUILD wrote 1 MiB" in log
+    (record,) = (tmp_path / "out" / "records" / "on-disk").glob("*.build.json")
+    assert json.loads(record.read_text())["sandbox"]["in_memory"] == []

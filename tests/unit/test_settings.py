@@ -101,6 +101,7 @@ def test_every_key_can_be_set(tmp_path):
           timeout_seconds: 10
           memory: 2g
           pids_limit: 100
+          in_memory: false
         allow_prereleases: true
         """)
 
@@ -112,7 +113,8 @@ def test_every_key_can_be_set(tmp_path):
     assert settings.targets == (TargetSettings(name="trixie-arm64",
                                                containerfile=Path("/abs/Containerfile"),
                                                distribution="trixie", arch="arm64"),)
-    assert settings.build == BuildSettings(timeout_seconds=10, memory="2g", pids_limit=100)
+    assert settings.build == BuildSettings(timeout_seconds=10, memory="2g", pids_limit=100,
+                                           in_memory=False)
     assert settings.allow_prereleases is True
 
 
@@ -236,12 +238,13 @@ def test_unknown_key_inside_a_target_names_the_target(tmp_path):
     ("upstream:\n  cache_ttl_seconds: 1.5\n", 2, "upstream.cache_ttl_seconds", "expected int, got 1.5"),
     ("build:\n  pids_limit: on\n", 2, "build.pids_limit", "expected int, got True"),
     ("build:\n  memory: 8\n", 2, "build.memory", "expected str, got 8"),
+    ("build:\n  in_memory: 'no'\n", 2, "build.in_memory", "expected bool, got 'no'"),
     ("allow_prereleases: 1\n", 1, "allow_prereleases", "expected bool, got 1"),
     ("\noutput_dir: [a, b]\n", 2, "output_dir", "expected str, got ['a', 'b']"),
     ("upstream:\n  index_url: null\n", 2, "upstream.index_url", "expected str, got None"),
     ("upstream: 5\n", 1, "upstream", "expected a mapping, got int"),
 ], ids=["string for int", "yes for int", "float for int", "on for int", "int for str",
-        "int for bool", "list for path", "null for index_url", "scalar for section"])
+        "string for bool", "int for bool", "list for path", "null for index_url", "scalar for section"])
 def test_wrong_type_is_an_error_naming_file_line_and_key(tmp_path, text, line, key, problem):
     path = write_settings(tmp_path, text)
 

@@ -215,6 +215,10 @@ def test_a_small_build_is_done_in_memory_a_larger_source_keeps_only_its_environm
     assert not (tmpfs_of(large, "large2")[1] / "mb-work").exists()
     monkeypatch.undo()
     assert container_settings(request, on_disk=True).tmpfs == ()
+    # Nor with build.in_memory false.
+    off = dataclasses.replace(request, runtime=dataclasses.replace(
+        request.runtime, limits=dataclasses.replace(request.runtime.limits, in_memory=False)))
+    assert container_settings(off).tmpfs == ()
     # Their containers are not interchangeable.
     assert len({small.key, larger_source.key, large.key}) == 3
 
