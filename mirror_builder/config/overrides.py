@@ -20,6 +20,7 @@ Every key is optional; an unknown key or a bad value is an error naming the file
   memory:           memory limit for the build container (e.g. 16g)
   cpus:             CPUs for the build container (also sets make's -j)
   pids_limit:       most processes the build container may run at once
+  in_memory:        false: build it on disk however small (not part of the build's key)
   vendor_rust:      which Cargo projects have their crates vendored before the build (default:
                     those the build backend compiles: maturin's manifest, setuptools-rust's
                     extensions; see prepare/cargoprojects.py): false: none; true: those, or
@@ -76,7 +77,7 @@ from mirror_builder.config.variants import VariantDelta, read_deltas
 TEMPLATE_FIELDS = ("name", "version", "jobs")
 KEYS = {"env", "system_packages", "source", "build_dir", "config_settings", "build_requires",
         "pre_built", "bootstrap_stage", "changelog", "timeout", "memory", "cpus", "pids_limit",
-        "vendor_rust", "manylinux", "update", "smoke_test", "upstream_requires", "variants"}
+        "in_memory", "vendor_rust", "manylinux", "update", "smoke_test", "upstream_requires", "variants"}
 _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MEMORY = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
@@ -140,6 +141,8 @@ class PackageSettings:
     memory: str | None = None
     cpus: float | None = None
     pids_limit: int | None = None
+    # None: as build.in_memory says; False: on disk. Left out of as_dict(): not how it is built.
+    in_memory: bool | None = None
     # None: the build backend's manifests; a tuple: these manifests (relative to the tree).
     vendor_rust: bool | tuple[str, ...] | None = None
     # None: as build.manylinux (or --manylinux) says; True/False: this package's own choice.
@@ -173,8 +176,8 @@ class PackageSettings:
         return [k for k in ("env", "system_packages", "source", "build_dir", "config_settings",
                             "build_requires_add", "build_requires_remove", "pre_built",
                             "bootstrap_stage", "changelog", "timeout", "memory", "cpus",
-                            "pids_limit", "vendor_rust", "manylinux", "update", "smoke_test",
-                            "upstream_requires_ignore", "variants")
+                            "pids_limit", "in_memory", "vendor_rust", "manylinux", "update",
+                            "smoke_test", "upstream_requires_ignore", "variants")
                 if getattr(self, k) != getattr(defaults, k)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -187,6 +190,7 @@ class PackageSettings:
         data.pop("bootstrap_stage")
         data.pop("upstream_requires_ignore")
         data.pop("variants")
+        data.pop("in_memory")
         data["changelog"] = {str(v): list(r) for v, r in sorted(self.changelog.items())}
         return data
 
@@ -241,6 +245,7 @@ def _package(reader: YamlReader, top: dict, canonical: NormalizedName,
         memory=memory,
         cpus=cpus,
         pids_limit=pids_limit,
+        in_memory=reader.value(top, ("in_memory",), bool, None),
         vendor_rust=_vendor_rust(reader, top),
         manylinux=reader.value(top, ("manylinux",), bool, None),
         smoke_test=_smoke_test(reader, top),

@@ -374,7 +374,8 @@ class PackageBuilder:
         build = self.run.settings.build
         return dataclasses.replace(
             build, timeout_seconds=package.timeout or build.timeout_seconds,
-            memory=package.memory or build.memory, pids_limit=package.pids_limit or build.pids_limit)
+            memory=package.memory or build.memory, pids_limit=package.pids_limit or build.pids_limit,
+            in_memory=build.in_memory if package.in_memory is None else package.in_memory)
 
     def repairs(self, name: NormalizedName, wheel_name: str) -> bool:
         """Whether a build of this package repairs its wheel to a manylinux tag: the package's

@@ -97,3 +97,20 @@ def test_with_in_memory_off_every_build_is_done_on_disk(local_upstream, tmp_path
     assert "BIGBUILD wrote 1 MiB" in log
     (record,) = (tmp_path / "out" / "records" / "on-disk").glob("*.build.json")
     assert json.loads(record.read_text())["sandbox"]["in_memory"] == []
+
+
+def test_a_package_whose_override_says_so_is_built_on_disk_however_small(
+        local_upstream, tmp_path):
+    local_upstream.add(bigbuild_sdist(tmp_path, "kept-on-disk", 1))
+    overrides = tmp_path / "overrides"
+    overrides.mkdir()
+    (overrides / "kept-on-disk.yaml").write_text("in_memory: false\n")
+    settings = local_upstream.settings(tmp_path / "conf", overrides_dir=overrides)
+
+    run_mirror_builder("bootstrap", "kept-on-disk==1.0", "-o", "out", "--no-build-cache",
+                       cwd=tmp_path, settings=settings)
+
+    log = build_log(tmp_path / "out", "kept-on-disk")
+    assert "building in memory" not in log and "BIGBUILD wrote 1 MiB" in log
+    (record,) = (tmp_path / "out" / "records" / "kept-on-disk").glob("*.build.json")
+    assert json.loads(record.read_text())["sandbox"]["in_memory"] == []

@@ -671,6 +671,18 @@ def test_a_process_limit_is_read_and_must_be_a_positive_integer(tmp_path):
     assert message == f"{path}:2: pids_limit: must be a positive number, got 0"
 
 
+def test_a_package_can_be_built_on_disk_however_small_without_changing_its_build_key(tmp_path):
+    write(tmp_path, "plain", "env: {A: b}\n")
+    write(tmp_path, "demo", "env: {A: b}\nin_memory: false\n")
+    plain, demo = (load_package_settings(tmp_path, name) for name in ("plain", "demo"))
+
+    assert (plain.in_memory, demo.in_memory) == (None, False)
+    assert "in_memory" in demo.configured() and "in_memory" not in demo.as_dict()
+    assert {**demo.as_dict(), "name": "plain"} == plain.as_dict()  # the same build key
+    path, message = load_error(tmp_path, "env: {}\nin_memory: 'no'\n")
+    assert message.startswith(f"{path}:2: in_memory: expected bool")
+
+
 def test_integer_cpus_is_a_float(tmp_path):
     write(tmp_path, "demo", "cpus: 4\n")
 
