@@ -61,13 +61,13 @@ def container_settings(request: BuildRequest, on_disk: bool = False) -> Containe
     """The container settings of request's build; on_disk: nothing of it in memory (the build
     filled its tmpfs before)."""
     limits = request.runtime.limits
-    tmpfs = () if on_disk else in_memory(request)
+    tmpfs = () if on_disk else memory_mounts(request)
     return ContainerSettings(repr((
         request.runtime.image.tag, limits.memory, limits.pids_limit, request.runtime.cpus,
         request.variation.hostname if request.variation else BUILD_HOSTNAME, tmpfs)), tmpfs)
 
 
-def in_memory(request: BuildRequest) -> tuple[Tmpfs, ...]:
+def memory_mounts(request: BuildRequest) -> tuple[Tmpfs, ...]:
     """The tmpfs mounts of a build: its whole work folder when its source and environment are
     small, else its environment alone when that is, else none (also with build.in_memory
     false)."""
