@@ -64,20 +64,29 @@ class Builder:
         build done in memory that fails for it (sandbox/limits.py) is built again on disk."""
         settings = container_settings(request)  # reads the environment's wheels: once
         try:
-            try:
-                return _with_memory(self._build(request, settings, closure_later), settings)
-            except InMemoryFailed as exc:
-                if not settings.in_memory:
-                    raise
-                # The driver's words, on one line: the build ran in its container.
-                note = f"{' '.join(exc.why.split())[:200]}; building it again on disk"
-                log.info("%s: %s", request.label, note)
-                with request.log_path.open("a") as log_file:
-                    log_file.write(f"[mirror-builder] {request.label}: {note}\n")
-                on_disk = container_settings(request, on_disk=True)
-                return _with_memory(self._build(request, on_disk, closure_later), on_disk)
-        except InMemoryFailed as exc:  # as any other failed build from here on
+            return self._build_with(request, settings, closure_later)
+        except InMemoryFailed as exc:
+            # The driver's words, on one line: the build ran in its container.
+            note = f"{' '.join(exc.why.split())[:200]}; building it again on disk"
+        log.info("%s: %s", request.label, note)
+        with request.log_path.open("a") as log_file:
+            log_file.write(f"[mirror-builder] {request.label}: {note}\n")
+        return self._build_with(request, container_settings(request, on_disk=True),
+                                closure_later)
+
+    def _build_with(self, request: BuildRequest, settings: ContainerSettings,
+                    closure_later: ClosureLater | None) -> BuildResult:
+        """The build with these container settings, saying which of its folders were in
+        memory. InMemoryFailed leaves it only for a build that was in memory; on disk, such a
+        failure is a failed build like any other."""
+        try:
+            result = self._build(request, settings, closure_later)
+        except InMemoryFailed as exc:
+            if settings.in_memory:
+                raise
             raise self._error(request, exc.detail) from None
+        return dataclasses.replace(result, in_memory=tuple(f"{t.target} ({t.size})"
+                                                           for t in settings.tmpfs))
 
     def _build(self, request: BuildRequest, settings: ContainerSettings,
                closure_later: ClosureLater | None) -> BuildResult:
@@ -251,12 +260,6 @@ class Builder:
     def _error(request: BuildRequest, message: str) -> BuildError:
         return BuildError(message, package=request.source.name, version=request.source.version,
                           chain=request.chain, log_path=str(request.log_path))
-
-
-def _with_memory(result: BuildResult, settings: ContainerSettings) -> BuildResult:
-    """result, saying which of the build's folders were in memory."""
-    return dataclasses.replace(result, in_memory=tuple(f"{t.target} ({t.size})"
-                                                       for t in settings.tmpfs))
 
 
 def _build_result(request: BuildRequest, result: dict, run: RunResult, wheel: Path | None,
