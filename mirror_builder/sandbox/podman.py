@@ -28,6 +28,7 @@ from typing import Any
 from mirror_builder import DATA_DIR
 from mirror_builder.errors import ContainerError
 from mirror_builder.sandbox.runend import LiveLog, wait_for_the_end
+from mirror_builder.sandbox.serviceprocess import accepts, die_with_parent, oci_runtime, reap
 from mirror_builder.sandbox.idleases import IdBlock, IdLeases
 from mirror_builder.sandbox.userns import check_subordinate_ids, id_map_text
 
@@ -156,7 +157,7 @@ class PodmanService:
             ["podman", "--runtime", self.runtime, "system", "service", "--time=0",
              f"unix://{self._socket_path}"],
             env=podman_environment(), stdout=service_log, stderr=service_log,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
         service_log.close()
         return self
 
@@ -180,7 +181,7 @@ class PodmanService:
             deadline = time.monotonic() + 20
             # Listening, not only there: the socket file exists a moment before the service
             # accepts on it (a request then was refused once in CI).
-            while not _accepts(self._socket_path):
+            while not accepts(self._socket_path):
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     raise ContainerError("podman system service did not start; see "
                                          f"{self.state_dir / 'podman-service.log'}")
@@ -213,11 +214,11 @@ class PodmanService:
             self._client.close()
             self._client = None
         if self._process is not None:
+            # Asked to end but not waited for: its own shutdown (10 to 170 ms, measured) is no
+            # part of the run. Nothing of ours runs in it any more.
             self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+            threading.Thread(target=reap, args=(self._process,), name="podman service's end",
+                             daemon=True).start()
             self._process = None
         if self._socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
@@ -437,36 +438,6 @@ def _create_options(spec: RunSpec, ids: IdBlock) -> dict[str, Any]:
     return kwargs
 
 
-def oci_runtime(cgroup_root: Path = Path("/sys/fs/cgroup")) -> str:
-    """crun where it works, else runc. crun starts a container about 40 ms sooner, but refuses
-    a hybrid cgroup layout whose cgroup2 hierarchy holds a controller ("cgroups in hybrid mode
-    not supported"); ./setup.sh moves such controllers to v1 hierarchies of their own where it
-    can (on this kind of machine, hugetlb), and after a reboot undoes that, runc it is again."""
-    if shutil.which("crun") is None:
-        return "runc"
-    try:
-        if (cgroup_root / "cgroup.controllers").exists():
-            return "crun"  # cgroup2 only: crun's home ground
-        unified = cgroup_root / "unified" / "cgroup.controllers"
-        if unified.exists() and unified.read_text().split():
-            return "runc"
-    except OSError:
-        return "runc"
-    return "crun"
-
-
-def _accepts(socket_path: Path) -> bool:
-    """Whether a server accepts connections on the unix socket."""
-    import socket
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(socket_path))
-        except OSError:
-            return False
-    return True
-
-
 def _kill_and_remove(container, APIError) -> None:
     """Kill first: the driver, the container's first process, ignores the SIGTERM a forced
     removal sends, and podman would wait 10 s before it kills."""
@@ -485,15 +456,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _die_with_parent() -> None:
-    """In the podman service's process: get SIGTERM when mirror-builder dies, however it dies,
-    so no service is left behind (Linux's PR_SET_PDEATHSIG)."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except OSError:
-        pass

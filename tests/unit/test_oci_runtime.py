@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from mirror_builder.sandbox import podman
-from mirror_builder.sandbox.podman import oci_runtime
+from mirror_builder.sandbox import serviceprocess
+from mirror_builder.sandbox.serviceprocess import oci_runtime
 
 
 @pytest.fixture
@@ -35,6 +35,6 @@ def test_a_hybrid_layout_whose_controllers_are_all_on_v1_is_crun(tmp_path, crun_
 
 
 def test_without_crun_it_is_runc(tmp_path, monkeypatch):
-    monkeypatch.setattr(podman.shutil, "which", lambda name: None)
+    monkeypatch.setattr(serviceprocess.shutil, "which", lambda name: None)
     (tmp_path / "cgroup.controllers").write_text("cpu\n")
     assert oci_runtime(tmp_path) == "runc"
