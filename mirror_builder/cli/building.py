@@ -194,6 +194,15 @@ def _run_options(args, settings, request, target, number: int):
 
 
 def _bootstrap_targets(args, console: Console, settings, request, targets) -> None:
+    from mirror_builder.sandbox.podman import PodmanService
+
+    # Started before the engine's modules are imported (some 0.15 s), it listens by the time
+    # the first image is checked; one service for every target.
+    with PodmanService(settings.cache_dir / "state") as podman:
+        _bootstrap_each_target(args, console, settings, request, targets, podman)
+
+
+def _bootstrap_each_target(args, console: Console, settings, request, targets, podman) -> None:
     from mirror_builder.cli.progress import RichReporter
     from mirror_builder.engine.model import BootstrapFailed
     from mirror_builder.engine.pipeline import open_pipeline
@@ -207,8 +216,8 @@ def _bootstrap_targets(args, console: Console, settings, request, targets) -> No
             console.rule(f"target {target.name}")
         with RichReporter(console) as reporter:
             with open_pipeline(settings, options, reporter,
-                               on_image=lambda t: reporter.activity(t, "preparing the image")
-                               ) as (pipeline, upstream):
+                               on_image=lambda t: reporter.activity(t, "preparing the image"),
+                               podman=podman) as (pipeline, upstream):
                 try:
                     report, target_failed = pipeline.run(list(request.requirements)), None
                 except BootstrapFailed as exc:

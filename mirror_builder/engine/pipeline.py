@@ -47,7 +47,9 @@ class RunOptions:
 
 @contextmanager
 def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
-                  on_image=lambda target_name: None) -> Iterator[tuple[Bootstrapper, UpstreamIndex]]:
+                  on_image=lambda target_name: None, podman: PodmanService | None = None
+                  ) -> Iterator[tuple[Bootstrapper, UpstreamIndex]]:
+    """podman: a service the caller started (and ends); None: one for this pipeline alone."""
     target_settings = settings.target(options.target)
     state = settings.cache_dir / "state" / f"run-{os.getpid()}"
     with ExitStack() as stack:
@@ -58,7 +60,8 @@ def open_pipeline(settings: Settings, options: RunOptions, reporter: Reporter,
         # the rest is set up.
         remote = None if options.cluster is None else stack.enter_context(
             _connecting(options.cluster, settings, reporter, state / "remote"))
-        podman = stack.enter_context(PodmanService(settings.cache_dir / "state"))
+        if podman is None:
+            podman = stack.enter_context(PodmanService(settings.cache_dir / "state"))
         upstream = upstream_for(settings, options.refresh)
         # Loaded before anything runs: a missing or unusable key stops the run at once. Its
         # public key is published with the first statement (provenance/store.py).
