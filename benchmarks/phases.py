@@ -15,9 +15,9 @@ in its build container when it ran there).
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,11 +152,19 @@ def slot_chart(timeline: dict, width: int = 72) -> str:
 
 
 def main() -> None:
-    timeline = load(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("timeline", type=Path, help="a bootstrap's --timeline file")
+    parser.add_argument("output", type=Path, nargs="?",
+                        help="the bootstrap's output directory (for the critical path)")
+    args = parser.parse_args()
+    try:
+        timeline = load(args.timeline)
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot read {args.timeline}: {exc}")
     print_breakdown(timeline)
     print(slot_chart(timeline))
-    if len(sys.argv) > 2:
-        seconds, path = critical_path(timeline, Path(sys.argv[2]))
+    if args.output is not None:
+        seconds, path = critical_path(timeline, args.output)
         print(f"critical path {seconds:.1f} s: {' -> '.join(path)}")
 
 
