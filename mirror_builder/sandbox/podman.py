@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from typing import Any
 from mirror_builder import DATA_DIR
 from mirror_builder.errors import ContainerError
 from mirror_builder.sandbox.runend import LiveLog, wait_for_the_end
-from mirror_builder.sandbox.serviceprocess import accepts, die_with_parent, oci_runtime, reap
+from mirror_builder.sandbox.serviceprocess import (accepts, alive, die_with_parent, oci_runtime,
+                                                   reap, socket_dir)
 from mirror_builder.sandbox.idleases import IdBlock, IdLeases
 from mirror_builder.sandbox.userns import check_subordinate_ids, id_map_text
 
@@ -148,7 +148,7 @@ class PodmanService:
         check_subordinate_ids()
         self._id_leases = IdLeases.for_machine()
         # A unix socket path must stay under ~100 bytes, so it lives in a short temp dir.
-        self._socket_dir = tempfile.mkdtemp(prefix="mb-podman-")
+        self._socket_dir = socket_dir()
         self._socket_path = Path(self._socket_dir) / "podman.sock"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         service_log = (self.state_dir / "podman-service.log").open("ab")
@@ -202,7 +202,7 @@ class PodmanService:
             return
         for container in containers:
             owner = (container.labels or {}).get(OWNER_LABEL, "")
-            if owner.isdigit() and not _alive(int(owner)):
+            if owner.isdigit() and not alive(int(owner)):
                 log.info("removing container %s left by a run that was killed", container.id[:12])
                 _kill_and_remove(container, APIError)
 
@@ -446,13 +446,3 @@ def _kill_and_remove(container, APIError) -> None:
             step()
         except APIError:
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -3,9 +3,15 @@ listens yet, and its end, which follows mirror-builder's however that comes."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
+
+# The service's socket lives in a short temp folder (a unix socket's path is ~100 bytes at
+# most), named for the mirror-builder that made it.
+SOCKET_DIR_PREFIX = "mb-podman-"
 
 
 def oci_runtime(cgroup_root: Path = Path("/sys/fs/cgroup")) -> str:
@@ -57,3 +63,25 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
     except OSError:
         pass
+
+
+def socket_dir() -> str:
+    """A new folder for a service's socket; first, those of mirror-builders that are gone (a
+    run that was killed could not remove its own)."""
+    temp = Path(tempfile.gettempdir())
+    for left in temp.glob(f"{SOCKET_DIR_PREFIX}*-*"):
+        owner = left.name[len(SOCKET_DIR_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not alive(int(owner)):
+            shutil.rmtree(left, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-", dir=temp)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+

@@ -1,12 +1,15 @@
 """The podman service's end: asked for when a run ends, but not waited for (its shutdown is no
-part of the run), and never left behind."""
+part of the run), and never left behind, nor the folder of its socket."""
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from mirror_builder.sandbox.podman import PodmanService
-from mirror_builder.sandbox.serviceprocess import reap
+from mirror_builder.sandbox.serviceprocess import reap, socket_dir
 
 # A stand-in for `podman system service` whose shutdown takes a while once asked.
 SLOW_TO_END = ("import signal, sys, time\n"
@@ -37,3 +40,22 @@ def test_a_service_that_does_not_end_when_asked_is_killed_after_the_grace_period
     process.terminate()
     reap(process, grace_seconds=0.3)
     assert process.returncode == -9
+
+
+def test_a_socket_folder_left_by_a_mirror_builder_that_is_gone_is_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    left = tmp_path / f"mb-podman-{gone.pid}-abc123"
+    left.mkdir()
+    (left / "podman.sock").touch()
+    mine = tmp_path / f"mb-podman-{os.getpid()}-def456"
+    mine.mkdir()
+    someone_elses = tmp_path / "mb-podman-notapid"
+    someone_elses.mkdir()
+
+    made = Path(socket_dir())
+
+    assert not left.exists()
+    assert mine.exists() and someone_elses.exists()
+    assert made.parent == tmp_path and made.name.startswith(f"mb-podman-{os.getpid()}-")
