@@ -59,6 +59,12 @@ class BuildSlots:
         # Waiting for a slot: arrival number -> (jobs, memory, priority)
         self._waiting: dict[int, tuple[int, int, Callable[[], tuple]]] = {}
         self._arrivals = itertools.count()
+        # Each waiter's priority(), asked once since the last change: every waiter that looks
+        # compares the same figures, so exactly one of those that fit sees nobody before it.
+        # (Asked by each as it looked, a priority that moved in between, a build's closure
+        # built or a task's wait begun, could let each see the other first: a free slot left
+        # idle until the next release, once for most of a second.)
+        self._ranked: dict[int, tuple] = {}
 
     @contextmanager
     def slot(self, label: str, cpus: float | None = None, memory: int = 0,
@@ -71,11 +77,16 @@ class BuildSlots:
         with self._condition:
             me = next(self._arrivals)
             self._waiting[me] = (need_jobs, need_memory, priority)
+            self._changed()
+            taken = False
             try:
                 while not self._fits(need_jobs, need_memory) or self._anyone_before(me):
                     self._condition.wait()
+                taken = True
             finally:
                 del self._waiting[me]
+                if not taken:  # interrupted: those who let it go first look again
+                    self._changed()
             self._free_jobs -= need_jobs
             self._free_memory -= need_memory
             self.running[label] = "building"
@@ -86,7 +97,7 @@ class BuildSlots:
                 self._free_jobs += need_jobs
                 self._free_memory += need_memory
                 self.running.pop(label, None)
-                self._condition.notify_all()
+                self._changed()
 
         try:
             yield hold
@@ -100,12 +111,23 @@ class BuildSlots:
     def _fits(self, jobs: int, memory: int) -> bool:
         return self._free_jobs >= jobs and self._free_memory >= memory
 
+    def _changed(self) -> None:
+        """What the choice rests on changed (a slot freed, a waiter came or went): priorities
+        are asked afresh, and every waiter looks again."""
+        self._ranked.clear()
+        self._condition.notify_all()
+
+    def _priority(self, waiter: int) -> tuple:
+        if waiter not in self._ranked:
+            self._ranked[waiter] = self._waiting[waiter][2]()
+        return self._ranked[waiter]
+
     def _anyone_before(self, me: int) -> bool:
         """Whether another waiting build that fits now goes before me."""
-        mine = self._waiting[me][2]()
-        for other, (jobs, memory, priority) in self._waiting.items():
+        mine = self._priority(me)
+        for other, (jobs, memory, _) in self._waiting.items():
             if other != me and self._fits(jobs, memory):
-                theirs = priority()
+                theirs = self._priority(other)
                 if theirs > mine or (theirs == mine and other < me):
                     return True
         return False

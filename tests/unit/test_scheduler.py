@@ -111,6 +111,31 @@ def test_a_free_slot_goes_to_the_build_that_most_tasks_wait_for_then_to_the_firs
     assert started == ["setuptools", "leaf", "also-a-leaf"]
 
 
+def test_a_free_slot_is_taken_even_when_priorities_move_while_the_waiters_compare():
+    """A priority is asked once per change: were each waiter to ask as it looks, two whose
+    priorities moved in between could each see the other first and leave the slot idle."""
+    slots = BuildSlots(jobs=1)
+    started = []
+
+    def seen_from(label):
+        # The worst case: seen from its own thread a build looks less urgent than the other.
+        return lambda: (0,) if threading.current_thread().name == label else (1,)
+
+    def build(label):
+        with slots.slot(label, priority=seen_from(label)):
+            started.append(label)
+
+    with slots.slot("the build under way"):
+        threads = [threading.Thread(target=build, args=(label,), name=label, daemon=True)
+                   for label in ("jinja2", "werkzeug")]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=5)
+    assert sorted(started) == ["jinja2", "werkzeug"]
+
+
 def test_of_smoke_tests_waiting_for_a_slot_the_one_installing_most_wheels_goes_first():
     """The run's end waits for every test: the longest starts first. A build otherwise level
     with them still goes before them."""
