@@ -38,6 +38,7 @@ from mirror_builder.engine.model import BuiltWheel
 if TYPE_CHECKING:
     from mirror_builder.index.publisher import Staged
 
+
 def smoke_test_priority(wheels: int = 0) -> tuple:
     """A smoke test's claim on a build slot, beside a build's (how many tasks wait for it,
     whether it compiles, whether its closure is built, whether something asked for it, True):
