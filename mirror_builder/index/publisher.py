@@ -416,13 +416,18 @@ class Publisher:
         return list(ready.values()), []
 
     def _publish_one(self, staged: Staged, result: SmokeResult) -> None:
-        with self._lock:
-            self._passed.pop(staged.pin, None)
         try:
             with self.pacing.timeline.span(staged.pin, "publish"):
                 self._settle(staged, result)
         except (OSError, MirrorBuilderError) as exc:
             self._could_not_publish(staged, result, exc)
+        finally:
+            # Only now, once it is accepted or rejected: taken out before, it was nowhere for
+            # a moment, and a pass submitted then (from a build container that tested with
+            # it) found its closure incomplete and was tested again (only publishers take
+            # from _passed, one at a time).
+            with self._lock:
+                self._passed.pop(staged.pin, None)
 
     def _could_not_publish(self, staged: Staged, result: SmokeResult, exc: Exception) -> None:
         """Publishing failed (a full disk, say): the package's failure. Every file is renamed

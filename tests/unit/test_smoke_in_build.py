@@ -428,3 +428,30 @@ def test_a_pass_whose_dependency_never_reaches_the_stage_is_tested_again_at_the_
 
     assert tester.tested == ["app-1.0-py3-none-any.whl"]
     assert not (tmp_path / "out" / "files" / "app").exists()
+
+
+def test_a_pass_that_comes_while_its_dependency_is_being_published_is_not_tested_again(
+        tmp_path):
+    """dep passed in its build container and is being published (its record, the index) when
+    app's pass comes, at the run's end: for that moment dep must still count as staged, or
+    app's closure looks incomplete and app is tested again."""
+    tester = RecordingTester("passed")
+    publisher = publisher_for(tmp_path, tester)
+    app_test, add = Future(), publisher.index.add
+
+    def add_while_app_arrives(wheel, *args, **kwargs):
+        if wheel.name.startswith("dep"):
+            app_test.set_result(passed_in_build("app"))
+            deadline = time.monotonic() + 5
+            while "app==1.0" in publisher._awaited and time.monotonic() < deadline:
+                time.sleep(0.01)  # until app's pass has been looked at
+        return add(wheel, *args, **kwargs)
+
+    publisher.index.add = add_while_app_arrives
+    publisher.submit(staged_wheel(tmp_path, "app", ["dep"], app_test))
+    publisher._finishing.set()  # the run's builds are done: nothing more is waited for
+    publisher.submit(staged_wheel(tmp_path, "dep", [], passed_in_build("dep")))
+    publisher.finish()
+
+    assert tester.tested == []
+    assert (tmp_path / "out" / "files" / "app").is_dir()
