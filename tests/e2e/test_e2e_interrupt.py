@@ -1,12 +1,15 @@
 """End-to-end: a bootstrap killed in the middle of a build leaves nothing half-written, and a
-rerun continues where it stopped."""
+rerun continues where it stopped, removing what the killed run could not (its containers, its
+podman service's socket folder)."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +39,8 @@ def test_a_killed_bootstrap_leaves_a_consistent_index_and_a_rerun_finishes(tmp_p
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # Its podman service's socket folder, which only a run's own end removes.
+    (socket_folder,) = Path(tempfile.gettempdir()).glob(f"mb-podman-{proc.pid}-*")
 
     index = WheelIndex(out)
     assert verify(index) == []
@@ -49,8 +54,22 @@ def test_a_killed_bootstrap_leaves_a_consistent_index_and_a_rerun_finishes(tmp_p
     assert order["setuptools"] == "reused"
     assert order["pbr"] == "built" and order["stevedore"] == "built"
     assert verify(index) == []
+    assert not socket_folder.exists()  # removed by the rerun's service
+    # Neither run's podman service is left: the rerun's was asked to end, not waited for.
+    deadline = time.monotonic() + 10
+    while services_running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not services_running()
     leftovers = subprocess.run(
         ["podman", "ps", "--all", "--quiet", "--filter", f"label=io.mirror-builder.owner-pid={proc.pid}"],
         capture_output=True, text=True,
         env=clean_environment(CONTAINERS_CONF=str(REPO / "mirror_builder" / "data" / "containers.conf")))
     assert leftovers.stdout.strip() == ""
+
+
+def services_running() -> list[str]:
+    """Command lines of mirror-builder's podman services still running."""
+    found = subprocess.run(["pgrep", "-af", "system service --time=0 unix:///.*mb-podman-"],
+                           capture_output=True, text=True).stdout
+    return found.splitlines()
+
