@@ -16,5 +16,7 @@ TOPLEVEL = Path(__file__).parent / "toplevel.py"
 SMOKERUN = Path(__file__).parent / "smokerun.py"
 # The environment uv runs in there, its cache seeded from the image, copied in as /mb/lib/mb_uvenv.py.
 UVENV = Path(__file__).parent / "uvenv.py"
+# An empty venv and a venv's freeze, without a process, copied in as /mb/lib/mb_venvs.py.
+VENVS = Path(__file__).parent / "venvs.py"
 # Waiting for the host's answer without polling (inotify), copied in as /mb/lib/mb_filewait.py.
 FILEWAIT = Path(__file__).parent / "filewait.py"

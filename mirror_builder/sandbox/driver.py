@@ -3,7 +3,7 @@
 One run does what a build needs with the least container starts:
   1. copy the read-only source to a scratch tree,
   2. create an empty venv and install exactly the given wheels (ours) with uv, offline,
-  3. record `uv pip freeze` of that environment,
+  3. record its freeze (what `uv pip freeze` prints, read from its .dist-info folders),
   4. ask the backend for get_requires_for_build_wheel (pyproject-hooks, in the venv),
   5. if those are all satisfied, build the wheel into /out/dist; otherwise report what is
      missing and stop, so the host can bootstrap it and call again;
@@ -111,9 +111,10 @@ def repair(job):
                "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
         from mb_uvenv import uv_environment  # /mb/lib
 
+        from mb_venvs import make_venv  # /mb/lib
+
         uv_env = uv_environment(env, UV_CACHE)
-        os.makedirs(WORK, exist_ok=True)
-        run(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env)
+        make_venv(env_dir)
         pins = [pin_of(p) for p in job["wheels"]]
         run(["uv", "pip", "install", "--python", python, "--no-index", "--find-links",
              job["wheels_dir"], *pins], uv_env)
@@ -387,7 +388,8 @@ def _script(path, body):
 
 
 def install_wheels(job, env_dir, python, base_env):
-    """Create the venv with exactly the job's wheels in it; returns its `uv pip freeze`."""
+    """Create the venv with exactly the job's wheels in it; returns its freeze (what
+    `uv pip freeze` prints)."""
     # Hardlinks from uv's cache on the container's throw-away /tmp (same file system) instead
     # of copies: the files outlive the cache, and installing setuptools takes 0.34 s instead of
     # 0.59 s. A cache rather than none: uv asks the interpreter about itself once, not in every
@@ -399,17 +401,18 @@ def install_wheels(job, env_dir, python, base_env):
     in_memory = os.path.ismount(env_dir) or os.path.ismount(os.path.dirname(env_dir))
     cache = os.path.join(env_dir, ".mb-uv-cache") if in_memory else UV_CACHE
     uv_env = uv_environment(base_env, cache)
-    run(["uv", "venv", "--quiet", *(["--allow-existing"] if in_memory else []),
-         "--python", "/usr/bin/python3", env_dir], uv_env)
+    from mb_venvs import freeze, make_venv  # /mb/lib
+
+    say(f"making an empty venv at {env_dir}")
+    make_venv(env_dir)
     if job["wheels"]:
         # Pins from a find-links directory holding exactly these files (not the file paths
         # themselves), so the environment and its freeze look like an ordinary install.
         run(["uv", "pip", "install", "--python", python, "--no-index", "--find-links",
              job["wheels_dir"], *map(pin_of, job["wheels"])], uv_env)
-    freeze = run(["uv", "pip", "freeze", "--python", python], uv_env)
     if in_memory:
         shutil.rmtree(cache)
-    return freeze
+    return freeze(env_dir)
 
 
 def backend_hooks(job, src, python, base_env, runner):

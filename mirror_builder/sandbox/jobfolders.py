@@ -19,7 +19,7 @@ import pyproject_hooks
 
 from mirror_builder.files import remove_tree
 from mirror_builder.sandbox import (DRIVER, FILEWAIT, HOOKSERVER, LIMITS, LINKED, SMOKERUN,
-                                    TOPLEVEL, UVENV)
+                                    TOPLEVEL, UVENV, VENVS)
 
 BUILDER_UID = 1000  # the image's unprivileged "builder" user (in the run's user namespace)
 # How every container run starts the driver (mounted at /mb) on its job (mounted at /job).
@@ -107,6 +107,7 @@ def assemble_driver(path: Path) -> Path:
     shutil.copy2(TOPLEVEL, lib / "mb_toplevel.py")
     shutil.copy2(SMOKERUN, lib / "mb_smoke.py")
     shutil.copy2(UVENV, lib / "mb_uvenv.py")
+    shutil.copy2(VENVS, lib / "mb_venvs.py")
     shutil.copy2(FILEWAIT, lib / "mb_filewait.py")
     for module in (packaging, pyproject_hooks):
         source = Path(module.__file__).parent

@@ -112,16 +112,16 @@ def smoke_one(sources, number, wheel, imports, env, uv_env, cwd="/tmp", keep=Fal
         output.append(done.stdout)
         return done
 
+    from mb_venvs import freeze, make_venv  # /mb/lib
+
     try:
-        step(["uv", "venv", "--quiet", "--python", "/usr/bin/python3", env_dir], uv_env).check_returncode()
+        make_venv(env_dir)
         install = step(["uv", "pip", "install", "--python", python, *sources, wheel], uv_env)
         if install.returncode != 0:
             lines = [l.strip() for l in install.stdout.splitlines() if l.strip()]
             result["error"] = "cannot install it from our index: " + " ".join(lines[-4:])
             return result, "".join(output)
-        freeze = subprocess.run(["uv", "pip", "freeze", "--python", python], env=uv_env,
-                                check=True, stdout=subprocess.PIPE, text=True).stdout
-        result["freeze"] = freeze.splitlines()
+        result["freeze"] = freeze(env_dir).splitlines()
         # No .pyc written: the venv is thrown away after this one import (20-30 ms less).
         probe = step([python, "-c", IMPORT_PROBE, *imports],
                      dict(env, PYTHONDONTWRITEBYTECODE="1"), cwd=cwd)

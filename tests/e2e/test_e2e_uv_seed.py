@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from mirror_builder.sandbox import VENVS as MAKE_VENVS
 from mirror_builder.sandbox.smokerun import IN_BUILD_VENVS, WORK
 from mirror_builder.sandbox.uvenv import SEED
 
@@ -27,18 +28,26 @@ def image(stevedore_output) -> str:
 
 
 def uv_in(image: str, script: str) -> str:
-    """script's output, run as the builder in a container of image with no network."""
+    """script's output, run as the builder in a container of image with no network (the
+    driver's venv maker at /mb/lib, as in a build)."""
     return subprocess.run(
         ["podman", "run", "--rm", "--network", "none", "--user", "1000",
-         "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096", image, "bash", "-c",
+         "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+         "-v", f"{MAKE_VENVS}:/mb/lib/mb_venvs.py:ro", image, "bash", "-c",
          f"set -e; cp -r {SEED} /tmp/cache; export UV_CACHE_DIR=/tmp/cache UV_OFFLINE=1 "
          f"UV_NO_CONFIG=1 UV_PYTHON_DOWNLOADS=never; {script}"],
         capture_output=True, text=True, check=True).stdout
 
 
+def make_venv(venv: str) -> str:
+    """The shell command that makes a venv as the driver and the smoke tests do."""
+    return (f"python3 -c 'import sys; sys.path.insert(0, \"/mb/lib\"); "
+            f"import mb_venvs; mb_venvs.make_venv(\"{venv}\")'")
+
+
 def test_uv_knows_the_images_python_and_every_venv_path_without_asking(image):
     script = "; ".join(
-        f"uv venv -q --python /usr/bin/python3 {venv}; "
+        f"{make_venv(venv)}; "
         f"uv pip freeze -vv --python {venv}/bin/python 2>&1 | grep -c '{CACHED}' || true"
         for venv in VENVS)
     counts = uv_in(image, script).split()
@@ -47,7 +56,7 @@ def test_uv_knows_the_images_python_and_every_venv_path_without_asking(image):
 
 
 def test_a_venv_elsewhere_is_asked_about_as_before(image):
-    out = uv_in(image, f"uv venv -q --python /usr/bin/python3 /tmp/elsewhere; "
+    out = uv_in(image, f"{make_venv('/tmp/elsewhere')}; "
                        f"uv pip freeze -vv --python /tmp/elsewhere/bin/python 2>&1 | grep -c "
                        f"'{CACHED}' || true")
 
