@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 # A warm container older than this is not used (its driver gives up waiting after 15 minutes).
 MAX_AGE_SECONDS = 600.0
+# How long a build waits for a warm container being started (it takes 0.1-0.4 s) before it
+# starts its own: podman may be stuck.
+START_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,16 @@ class WarmContainers:
         self.waiting = waiting or _still_there
         self._warm: dict[str, list[Warm]] = {}
         self._starting: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._claimed: dict[str, int] = {}  # of those starting, how many a build waits for
+        self._changed = threading.Condition(threading.Lock())
 
     def take(self, key: str) -> Warm | None:
-        """A warm container made with settings key, still waiting; None if there is none."""
+        """A warm container made with settings key, still waiting; None if there is none. When
+        none is ready but one is being started that no other build waits for, it is waited
+        for: it is up sooner than a container started now would be."""
         while True:
-            with self._lock:
-                ready = self._warm.get(key)
-                warm = ready.pop(0) if ready else None
+            with self._changed:
+                warm = self._ready_or_starting(key)
             if warm is None:
                 return None
             if time.monotonic() - warm.since < MAX_AGE_SECONDS and self.waiting(warm.started):
@@ -68,10 +73,23 @@ class WarmContainers:
                 return warm
             self.discard(warm)
 
+    def _ready_or_starting(self, key: str) -> Warm | None:
+        """Under the lock: a ready container, or the one being started once it is."""
+        if not self._warm.get(key) and self._starting.get(key, 0) > self._claimed.get(key, 0):
+            self._claimed[key] = self._claimed.get(key, 0) + 1
+            try:
+                self._changed.wait_for(
+                    lambda: self._warm.get(key) or self._starting.get(key, 0) == 0,
+                    timeout=START_WAIT_SECONDS)
+            finally:
+                self._claimed[key] -= 1
+        ready = self._warm.get(key)
+        return ready.pop(0) if ready else None
+
     def offer(self, key: str, spec_for: Callable[[JobFolders], RunSpec]) -> None:
         """Start a container of settings key in the background (spec_for gives its spec for its
         folders), unless `most` are warm or starting already."""
-        with self._lock:
+        with self._changed:
             if len(self._warm.get(key, ())) + self._starting.get(key, 0) >= self.most:
                 return
             self._starting[key] = self._starting.get(key, 0) + 1
@@ -83,15 +101,16 @@ class WarmContainers:
         try:
             folders = JobFolders.create(self.work_dir, None, prefix="warm-")
             started = self.podman.start(spec_for(folders))
-            with self._lock:
+            with self._changed:
                 self._warm.setdefault(key, []).append(Warm(started, folders, time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - a build then starts its own, as it always did
             log.debug("no warm container: %s", exc)
             if folders is not None:
                 folders.remove()
         finally:
-            with self._lock:
+            with self._changed:
                 self._starting[key] -= 1
+                self._changed.notify_all()
 
     def discard(self, warm: Warm) -> None:
         """Remove a warm container (one taken whose job could not be given to it)."""
@@ -100,7 +119,7 @@ class WarmContainers:
 
     def close(self) -> None:
         """Remove the containers nobody took."""
-        with self._lock:
+        with self._changed:
             left = [warm for ready in self._warm.values() for warm in ready]
             self._warm.clear()
         for warm in left:

@@ -79,6 +79,71 @@ def test_no_more_than_most_wait_or_start_at_once(tmp_path):
     assert len(podman.started) == 1
 
 
+def take_in_background(pool, key):
+    """pool.take(key) on a thread of its own; the box holds its answer once it is done."""
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("warm", pool.take(key)))
+    thread.start()
+    return thread, box
+
+
+def test_a_build_waits_for_the_container_being_started_rather_than_starting_its_own(tmp_path):
+    podman = FakePodman()
+    podman.gate.clear()  # the offered container is on its way up
+    pool = WarmContainers(podman, tmp_path, waiting=lambda started: True)
+    pool.offer("bookworm", spec_for)
+    thread, box = take_in_background(pool, "bookworm")
+    time.sleep(0.05)
+    assert thread.is_alive()  # waiting for it, not gone to start one
+
+    podman.gate.set()
+    thread.join(5)
+
+    assert box["warm"] is not None and box["warm"].started is podman.started[0]
+
+
+def test_only_one_build_waits_for_each_container_being_started(tmp_path):
+    podman = FakePodman()
+    podman.gate.clear()
+    pool = WarmContainers(podman, tmp_path, waiting=lambda started: True)
+    pool.offer("bookworm", spec_for)
+    first, _ = take_in_background(pool, "bookworm")
+    time.sleep(0.05)
+
+    assert pool.take("bookworm") is None  # the next build starts its own at once
+    assert pool.take("trixie") is None  # and nothing of other settings is waited for
+    podman.gate.set()
+    first.join(5)
+
+
+def test_a_build_waiting_for_a_container_that_fails_to_start_starts_its_own(tmp_path):
+    podman = FakePodman(fail=True)
+    podman.gate.clear()
+    pool = WarmContainers(podman, tmp_path, waiting=lambda started: True)
+    pool.offer("bookworm", spec_for)
+    thread, box = take_in_background(pool, "bookworm")
+    time.sleep(0.05)
+
+    podman.gate.set()
+    thread.join(5)
+
+    assert not thread.is_alive() and box["warm"] is None
+
+
+def test_a_start_that_hangs_is_waited_for_only_so_long(tmp_path, monkeypatch):
+    monkeypatch.setattr(warm_module, "START_WAIT_SECONDS", 0.1)
+    podman = FakePodman()
+    podman.gate.clear()
+    pool = WarmContainers(podman, tmp_path, waiting=lambda started: True)
+    pool.offer("bookworm", spec_for)
+
+    began = time.monotonic()
+    assert pool.take("bookworm") is None
+    assert time.monotonic() - began < 2
+    podman.gate.set()
+    settle(pool)
+
+
 def test_one_whose_driver_stopped_waiting_or_that_is_too_old_is_removed_not_taken(
         tmp_path, monkeypatch):
     podman = FakePodman()
