@@ -13,8 +13,8 @@ mirror-builder keeps its images, which fromager has no equivalent of), in altern
 
 Printed per tree: wall time and the ratios; the whole machine's CPU time (from /proc/stat, since
 builds run in containers, not child processes); mirror-builder's warm re-run; then, from the
-runs' --timeline files (benchmarks/phases.py), where mirror-builder's time went, the overhead
-per package and the build slots' use over time.
+runs' --timeline files (benchmarks/phases.py), where mirror-builder's time went for each target, the
+overhead per package (for each target and for both) and the build slots' use over time.
 
 Goals (issue 19, on our 2-core machines): flask <= 0.5x and stevedore, markupsafe <= 0.7x of
 both fromagers, cold; warm re-run of flask < 1 s; overhead per package <= 0.45 s (median).
@@ -43,6 +43,7 @@ from fromager_container import (ensure_fromager as ensure_trixie_fromager,  # no
 REPO = Path(__file__).resolve().parent.parent
 FROMAGER_VENV = REPO / "benchmarks" / ".fromager-venv"
 TREES = ["stevedore==5.10.0", "flask==3.1.1", "markupsafe==3.0.2"]
+TARGETS = ("bookworm-x86_64", "trixie-x86_64")
 
 
 def machine_cpu_seconds() -> float:
@@ -113,7 +114,7 @@ class TreeRun:
     figures: dict[str, tuple[float, float, int]] = field(default_factory=dict)
     wheels: dict[str, int] = field(default_factory=dict)
     warm: float = 0.0
-    timeline: dict | None = None
+    timelines: dict[str, dict] = field(default_factory=dict)  # by target, of the cold runs
     output: Path | None = None
 
 
@@ -145,8 +146,10 @@ def one_tree(tree: str, root: Path, images_cache: Path, flip: bool, trixie: str)
         "fromager-new": fromager_wheels(root / "fromager-new"),
         "mb-bookworm": len(list((root / "mb-bookworm/out/files").glob("*/*.whl"))),
         "mb-trixie": len(list((root / "mb-trixie/out/files").glob("*/*.whl")))}
-    timeline = root / "mb-bookworm" / "cold.timeline.json"
-    run.timeline = phases.load(timeline) if timeline.is_file() else None
+    for target in TARGETS:
+        timeline = root / f"mb-{target.split('-')[0]}" / "cold.timeline.json"
+        if timeline.is_file():
+            run.timelines[target] = phases.load(timeline)
     return run
 
 
@@ -166,16 +169,19 @@ def report(runs: list[TreeRun], old: str, new: str) -> None:
         c = {name: figures[1] for name, figures in run.figures.items()}
         print(f"  {run.tree:20} {c['fromager-old']:>6.1f} / {c['mb-bookworm']:<6.1f} "
               f"{c['fromager-new']:>10.1f} / {c['mb-trixie']:<6.1f}")
-    rows: list[phases.PackageTime] = []
+    rows: dict[str, list[phases.PackageTime]] = {target: [] for target in TARGETS}
     for run in runs:
-        if run.timeline is not None:
-            rows += phases.print_breakdown(run.timeline, f"{run.tree}, bookworm-x86_64, cold")
-            print(phases.slot_chart(run.timeline))
-    if rows:
-        print(f"\noverhead per package over every tree: median "
-              f"{statistics.median(r.overhead for r in rows):.2f} s against a median "
-              f"{statistics.median(r.own for r in rows):.2f} s of the backends' own hooks "
-              f"({len(rows)} builds)")
+        for target, timeline in run.timelines.items():
+            rows[target] += phases.print_breakdown(timeline, f"{run.tree}, {target}, cold")
+            print(phases.slot_chart(timeline))
+    rows["both targets"] = [row for target in TARGETS for row in rows[target]]
+    print()
+    for label, chosen in rows.items():
+        if chosen:
+            print(f"overhead per package over every tree, {label}: median "
+                  f"{statistics.median(r.overhead for r in chosen):.2f} s against a median "
+                  f"{statistics.median(r.own for r in chosen):.2f} s of the backends' own hooks "
+                  f"({len(chosen)} builds)")
     print("goals: flask <= 0.5x, stevedore and markupsafe <= 0.7x (both fromagers); warm flask "
           "< 1 s; overhead <= 0.45 s (median)")
 
