@@ -119,7 +119,20 @@ class HookRunner:
             self.server = None
 
 
+def exit_now():
+    """Exit as the interpreter would, running the exit handlers the backend's import registered,
+    but without tearing down every module it imported one by one: that took 15-50 ms, which the
+    build's hand-over waited for."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     # Not the backend's to import: this file's own folder (/mb/lib).
     sys.path.pop(0)
     serve(sys.argv[1], os.fdopen(int(sys.argv[2]), "r"), os.fdopen(int(sys.argv[3]), "w"))
+    exit_now()

@@ -86,3 +86,16 @@ def test_a_hook_that_fails_is_a_failed_command_with_its_traceback_in_the_log(pro
     finally:
         runner.close()
     assert "ValueError: the backend broke" in capfd.readouterr().err
+
+
+def test_the_backends_exit_handlers_run_when_the_server_ends_and_before_close_returns(
+        project, tmp_path):
+    (project / "backend" / "demo_backend.py").write_text(
+        BACKEND + "\nimport atexit\n"
+                  "atexit.register(lambda: open(os.environ['IMPORTS_LOG'], 'a').write('exit ran\\n'))\n")
+    caller, runner = hooks(project, tmp_path)
+    caller.get_requires_for_build_wheel()
+
+    runner.close()
+
+    assert (tmp_path / "imports.log").read_text().splitlines()[-1] == "exit ran"
