@@ -1,5 +1,6 @@
 """Which modules a smoke test imports: what the wheel really holds, as a user would import it."""
 
+import time
 import zipfile
 
 from mirror_builder.sandbox.toplevel import top_level_modules
@@ -87,6 +88,17 @@ def test_a_missing_undeclared_project_re_raised_with_a_message_is_not_a_failure(
     readable, broken = probe(tmp_path, {"terminals_ext/__init__.py": extension}, "terminals_ext")
     assert broken == {}
     assert "it imports server_not_here" in readable["terminals_ext"]
+
+
+def test_the_probe_ends_with_its_results_even_if_an_import_left_a_thread_running(tmp_path):
+    # A non-daemon thread would hold an ordinary interpreter exit until the test's timeout.
+    server = "import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n"
+    began = time.monotonic()
+
+    readable, broken = probe(tmp_path, {"serverish.py": server}, "serverish")
+
+    assert broken == {} and readable == {"serverish": None}
+    assert time.monotonic() - began < 30
 
 
 def test_the_libraries_folder_auditwheel_adds_is_not_imported(tmp_path):
