@@ -110,7 +110,6 @@ def repair(job):
         env = {"PATH": f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/mb-home",
                "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
         from mb_uvenv import uv_environment  # /mb/lib
-
         from mb_venvs import make_venv  # /mb/lib
 
         uv_env = uv_environment(env, UV_CACHE)

@@ -119,7 +119,11 @@ def smoke_one(sources, number, wheel, imports, env, uv_env, cwd="/tmp", keep=Fal
     from mb_venvs import freeze, make_venv  # /mb/lib
 
     try:
-        make_venv(env_dir)
+        try:
+            make_venv(env_dir)
+        except (OSError, RuntimeError) as exc:  # its folder taken (by an earlier test's import)
+            result["error"] = f"its venv could not be made: {type(exc).__name__}: {exc}"
+            return result, "".join(output)
         install = step(["uv", "pip", "install", "--python", python, *sources, wheel], uv_env)
         if install.returncode != 0:
             lines = [l.strip() for l in install.stdout.splitlines() if l.strip()]

@@ -108,3 +108,23 @@ def test_the_libraries_folder_auditwheel_adds_is_not_imported(tmp_path):
         zf.writestr("pyzmq.libs/libzmq-1a2b3c.so.5.2.5", b"\x7fELF")
         zf.writestr("pyzmq-27.3.0.dist-info/METADATA", "Name: pyzmq\n")
     assert top_level_modules(wheel) == ("zmq",)
+
+
+def test_a_test_whose_venv_folder_an_earlier_import_took_fails_alone(tmp_path, monkeypatch):
+    # Tests run side by side in one container: one package's import could plant files where
+    # the next test makes its venv. That test fails, with why; the others go on.
+    import os
+    import sys
+
+    from mirror_builder.sandbox import smokerun, venvs
+
+    monkeypatch.setitem(sys.modules, "mb_venvs", venvs)
+    monkeypatch.setattr(venvs, "PYTHON", os.path.realpath(sys.executable))
+    (tmp_path / "smoke-3").mkdir()
+    (tmp_path / "smoke-3" / "pyvenv.cfg").write_text("home = /planted\n")
+
+    result, output = smokerun.smoke_one([], 3, str(tmp_path / "demo.whl"), ["demo"], {}, {},
+                                        parent=str(tmp_path))
+
+    assert result["status"] == "failed"
+    assert result["error"].startswith("its venv could not be made: FileExistsError")
