@@ -402,7 +402,7 @@ def install_wheels(job, env_dir, python, base_env):
     uv_env = uv_environment(base_env, cache)
     from mb_venvs import freeze, make_venv  # /mb/lib
 
-    say(f"making an empty venv at {env_dir}")
+    say(f"making an empty venv at {env_dir}{' (in memory)' if in_memory else ''}")
     make_venv(env_dir)
     if job["wheels"]:
         # Pins from a find-links directory holding exactly these files (not the file paths
