@@ -40,7 +40,8 @@ def test_python_runs_in_the_venv_as_in_one_python_made(image_python, tmp_path):
 
     found = json.loads(subprocess.run(
         [str(tmp_path / "env" / "bin" / "python3"), "-c",
-         "import json, site, sys; print(json.dumps([sys.prefix, sys.base_prefix, site.getsitepackages()]))"],
+         "import json, site, sys; "
+         "print(json.dumps([sys.prefix, sys.base_prefix, site.getsitepackages()]))"],
         check=True, capture_output=True, text=True).stdout)
 
     prefix, base_prefix, site_packages = found
@@ -71,7 +72,8 @@ def test_uv_installs_into_it_and_its_freeze_is_uvs(image_python, tmp_path):
         archive.writestr("Demo_Pkg-1.0.dist-info/METADATA",
                          "Metadata-Version: 2.1\nName: Demo_Pkg\nVersion: 1.0\n")
         archive.writestr("Demo_Pkg-1.0.dist-info/WHEEL",
-                         "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+                         "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                         "Tag: py3-none-any\n")
         archive.writestr("Demo_Pkg-1.0.dist-info/RECORD", "")
     env = tmp_path / "env"
     venvs.make_venv(str(env))
