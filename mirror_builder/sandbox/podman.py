@@ -281,9 +281,14 @@ class PodmanService:
         started = Started(client, container, spec.command[0], began, steps, lease.release)
         try:
             before = time.monotonic()
-            container.start()
-            steps["start"] = time.monotonic() - before
-            container.reload()  # its first process's pid, for the wait
+            try:
+                container.start()
+                steps["start"] = time.monotonic() - before
+                container.reload()  # its first process's pid, for the wait
+            except APIError as exc:
+                if not started_despite(container, exc, APIError):
+                    raise
+                steps.setdefault("start", time.monotonic() - before)
         except BaseException as exc:
             self.discard(started)
             if isinstance(exc, APIError):
@@ -394,6 +399,31 @@ class PodmanService:
             raise ContainerError(f"building image {tag} failed: {str(exc).strip()}; "
                                  f"log: {log_path}") from None
         return image.id
+
+
+# Podman 4.3 reads a container's cgroup from /proc as it starts it and as it is inspected; a
+# command that ends at once (dpkg-query listing an image's packages) may be gone by then.
+GONE_TOO_SOON = "no such process"
+
+
+def started_despite(container: Any, exc: Exception, api_error: type[Exception],
+                    tries: int = 10, pause: float = 0.05) -> bool:
+    """Whether a container podman said it failed to start (or to inspect just after) did start:
+    its error is the one above, and once podman has seen the process end it says the container
+    runs or has run (its end and output are then read as any other's)."""
+    if GONE_TOO_SOON not in str(exc):
+        return False
+    for _ in range(tries):
+        time.sleep(pause)
+        try:
+            container.reload()
+        except api_error as again:
+            if GONE_TOO_SOON in str(again):
+                continue
+            return False
+        return (container.attrs.get("State") or {}).get("Status") in ("running", "exited",
+                                                                        "stopped")
+    return False
 
 
 def _create_options(spec: RunSpec, ids: IdBlock) -> dict[str, Any]:
