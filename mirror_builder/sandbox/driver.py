@@ -238,23 +238,14 @@ def build_steps(job, result):
     timings["environment"] = time.monotonic() - step
     result["environment"] = base_env
     from mb_hookserver import HookRunner  # /mb/lib
+    from mb_venvs import site_packages  # /mb/lib
 
     runner = HookRunner(base_env)
     try:
         run_hooks(job, result, backend_hooks(job, src, python, base_env, runner),
-                  site_packages_of(env_dir, python, base_env))
+                  site_packages(env_dir))
     finally:
         runner.close()
-
-
-def site_packages_of(env_dir, python, base_env):
-    """The venv's purelib: where it is for the image's python (the driver's own), else asked."""
-    guess = os.path.join(env_dir, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
-    if os.path.isdir(guess):
-        return guess
-    return subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        env=base_env, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
 
 
 def run_hooks(job, result, hooks, site_packages):

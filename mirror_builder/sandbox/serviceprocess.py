@@ -84,4 +84,3 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
